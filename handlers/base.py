@@ -1,0 +1,136 @@
+"""The contract between smsgw and a provider module.
+
+A handler is pure translation: it builds `WireRequest`s and reads `WireResponse`s and
+`CallbackRequest`s. It never opens a socket, serves HTTP or touches storage, which is
+what lets every provider be tested against its wire format alone and lets the
+dispatcher own retries, rate limits and redaction in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+from urllib.parse import parse_qsl
+
+from service.errors import CallbackInvalid
+from service.model import Account, Balance, InboundSms, RecipientResult, Report, SendBatch
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    method: str
+    url: str
+    params: Sequence[tuple[str, str]] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    form: Sequence[tuple[str, str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WireResponse:
+    status_code: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRequest:
+    """A provider's callback as it arrived: GET query or POST body, JSON or form."""
+
+    method: str
+    url: str
+    query: Sequence[tuple[str, str]]
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON is the caller's fault."""
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise CallbackInvalid("callback body is not valid JSON") from exc
+
+    def form(self) -> list[tuple[str, str]]:
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CallbackInvalid("callback body is not UTF-8") from exc
+        return parse_qsl(text, keep_blank_values=True)
+
+    def fields(self) -> dict[str, Any]:
+        """Query parameters merged with the body, whichever form the provider chose.
+
+        Providers switch between GET and POST, and between JSON and form bodies, by
+        account setting; handlers read one flat mapping and stay out of that.
+        """
+        merged: dict[str, Any] = dict(self.query)
+        if not self.body.strip():
+            return merged
+        if self.content_type == "application/json" or self.body.lstrip()[:1] in (b"{", b"["):
+            parsed = self.json()
+            if not isinstance(parsed, dict):
+                raise CallbackInvalid("callback JSON must be an object")
+            merged.update(parsed)
+        else:
+            merged.update(self.form())
+        return merged
+
+
+class ProviderHandler(Protocol):
+    """One provider's wire format.
+
+    The poll and balance methods return None where the provider offers no such call.
+    """
+
+    name: ClassVar[str]
+    public_base_url: ClassVar[str]
+    """The provider's documented scheme and host; an account's base_url replaces it."""
+    credential_fields: ClassVar[tuple[str, ...]]
+    secret_fields: ClassVar[tuple[str, ...]]
+    """Credentials that are write-only: masked in the API, scrubbed from stored text."""
+    max_batch: ClassVar[int]
+    """Recipients one send request may carry; 1 means loop only."""
+    max_text_chars: ClassVar[int]
+    shares_request_ids: ClassVar[bool]
+    """True when one request ID covers many recipients, so reports match by recipient too."""
+
+    def send_request(self, account: Account, batch: SendBatch) -> WireRequest: ...
+
+    def parse_send_response(
+        self, account: Account, batch: SendBatch, response: WireResponse
+    ) -> list[RecipientResult]:
+        """One result per message of the batch, in the batch's order."""
+        ...
+
+    def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
+        """Raises CallbackInvalid for a callback the provider would never send."""
+        ...
+
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]: ...
+
+    def poll_request(
+        self, account: Account, base_url: str, request_ids: Sequence[str]
+    ) -> WireRequest | None: ...
+
+    def parse_poll_response(self, account: Account, response: WireResponse) -> list[Report]: ...
+
+    def balance_request(self, account: Account, base_url: str) -> WireRequest | None: ...
+
+    def parse_balance(self, account: Account, response: WireResponse) -> Balance: ...

@@ -1,0 +1,1 @@
+"""smsgw: an event-driven SMS gateway service."""

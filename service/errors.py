@@ -1,0 +1,86 @@
+"""The one error hierarchy of smsgw.
+
+Every failure a client can cause is a `SmsgwError` subclass; each carries the HTTP
+status it maps to, and `service.app` turns any of them into the contract's body
+`{"error": {"code", "message", "field"}}` in a single exception handler.
+"""
+
+from __future__ import annotations
+
+
+class SmsgwError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, field: str = "", code: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+    def as_body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class BadRequest(SmsgwError):
+    """The request cannot be read (malformed JSON, wrong content type, bad cursor)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(SmsgwError):
+    """The request was read but a field is invalid; `field` names it."""
+
+    status = 422
+    code = "invalid"
+
+
+class Unauthorized(SmsgwError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SmsgwError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(SmsgwError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(SmsgwError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(SmsgwError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ProviderFailed(SmsgwError):
+    """A provider call made on a client's behalf (balance) failed or answered nonsense."""
+
+    status = 502
+    code = "provider_error"
+
+
+class Unavailable(SmsgwError):
+    """The store cannot commit now; callers (and providers) should retry."""
+
+    status = 503
+    code = "unavailable"
+
+
+class CallbackInvalid(ValidationFailed):
+    """A provider callback that its handler cannot read."""
+
+    code = "invalid_callback"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; raised at start-up, never mapped to HTTP."""

@@ -1,0 +1,148 @@
+"""Status rules: ranking, report application, part combination, matching keys, counters.
+
+This module is the only place that knows what a status means. It does no I/O: the
+store loads the current state, asks these functions what the new state is, and
+writes the answer in the same transaction. Because a message's contribution to the
+counters is a pure function of its status, applying `counter_delta(old, new)` on
+every change keeps the counters equal to what the messages table implies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+
+from service.model import Status
+
+RANK: dict[Status, int] = {
+    Status.QUEUED: 0,
+    Status.SENDING: 1,
+    Status.SUBMITTED: 2,
+    Status.ENROUTE: 3,
+    Status.DELIVERED: 4,
+    Status.UNDELIVERED: 4,
+    Status.EXPIRED: 4,
+    Status.REJECTED: 4,
+    Status.FAILED: 4,
+}
+FINAL = frozenset(s for s, rank in RANK.items() if rank == 4)
+DELIVERY_FAILURES = frozenset({Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED})
+FAILURES = DELIVERY_FAILURES | {Status.FAILED}
+ACCEPTED = frozenset({Status.SUBMITTED, Status.ENROUTE, Status.DELIVERED}) | DELIVERY_FAILURES
+
+
+def is_final(status: Status) -> bool:
+    return status in FINAL
+
+
+def advance(current: Status, reported: Status) -> Status:
+    """The status after a report: never backwards, and the first final status wins."""
+    if current in FINAL or RANK[reported] <= RANK[current]:
+        return current
+    return reported
+
+
+def combine_parts(parts: Sequence[Status], changed: int) -> Status:
+    """A multipart message's status from its parts' statuses.
+
+    Any part that fails finally fails the message; the message is delivered only
+    when every part is; otherwise it is as far along as its slowest part. `changed`
+    is the index of the part that just moved, so that the failure reported is the
+    one that arrived (the message-level `advance` keeps the first one).
+    """
+    if parts[changed] in FAILURES:
+        return parts[changed]
+    failed = next((p for p in parts if p in FAILURES), None)
+    if failed is not None:
+        return failed
+    if all(p is Status.DELIVERED for p in parts):
+        return Status.DELIVERED
+    return min((p for p in parts if p is not Status.DELIVERED), key=RANK.__getitem__)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def request_id_key(request_id: str) -> str:
+    """Providers echo IDs back with other case, padding, or leading zeros on numeric IDs."""
+    key = _SPACE.sub("", request_id).casefold()
+    if key.isdigit():
+        key = key.lstrip("0") or "0"
+    return key
+
+
+def recipient_key(recipient: str) -> str:
+    """A number as digits only, without '+', '00' or leading zeros."""
+    return "".join(ch for ch in recipient if ch.isdigit()).lstrip("0")
+
+
+def match_key(request_id: str, recipient: str, shares_request_ids: bool) -> tuple[str, str]:
+    """The (ID, recipient) key a report is matched and deduplicated by.
+
+    The recipient takes part only for providers that give one ID to many recipients;
+    elsewhere the ID alone is unique, and providers are not consistent about how they
+    write the number back.
+    """
+    return request_id_key(request_id), recipient_key(recipient) if shares_request_ids else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    requests: int = 0
+    accepted: int = 0
+    failed: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    pending: int = 0
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def __mul__(self, n: int) -> Counters:
+        return Counters(*(a * n for a in self.as_tuple()))
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def is_zero(self) -> bool:
+        return not any(self.as_tuple())
+
+
+COUNTER_NAMES = tuple(f.name for f in fields(Counters))
+
+
+def contribution(status: Status) -> Counters:
+    """What one message in `status` adds to the counters.
+
+    `requests` counts messages a provider has answered (accepted or refused); a
+    message still queued or in flight has not yet made a request that counts.
+    """
+    accepted = status in ACCEPTED
+    failed = status is Status.FAILED
+    return Counters(
+        requests=int(accepted or failed),
+        accepted=int(accepted),
+        failed=int(failed),
+        delivered=int(status is Status.DELIVERED),
+        undelivered=int(status in DELIVERY_FAILURES),
+        pending=int(status in (Status.SUBMITTED, Status.ENROUTE)),
+    )
+
+
+def counter_delta(old: Status, new: Status) -> Counters:
+    return contribution(new) - contribution(old)
+
+
+def derive_counters(statuses: Iterable[tuple[Status, int]]) -> Counters:
+    """Counters implied by (status, number of messages) rows of the messages table."""
+    total = Counters()
+    for status, count in statuses:
+        total = total + contribution(status) * count
+    return total

@@ -1,0 +1,155 @@
+"""Settings: config/settings.toml defaults, overridden by environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from service.errors import SettingsError
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str
+    port: int
+    public_url: str
+    api_tokens: tuple[str, ...]
+    max_body: int
+    data_dir: Path
+    database_url: str
+    log_format: str
+    default_region: str
+    max_recipients: int
+    default_sender: str
+    batch_size: int
+    poll_interval: float
+    rate_per_second: float
+    max_attempts: int
+    backoff_base: float
+    backoff_cap: float
+    lease_seconds: float
+    request_timeout: float
+    concurrency: int
+    callback_max_body: int
+    unmatched_ttl: float
+    sandbox_account: str
+    sandbox_dlr_delay: float
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "smsgw.db"
+
+    @property
+    def base_url(self) -> str:
+        """The URL providers reach this service at, without a trailing slash."""
+        return (self.public_url or f"http://127.0.0.1:{self.port}").rstrip("/")
+
+    def with_server(self, host: str | None, port: int | None) -> Settings:
+        return replace(self, host=host or self.host, port=port or self.port)
+
+
+# (section, key) in the TOML file -> field name
+_TOML_KEYS = {
+    ("server", "host"): "host",
+    ("server", "port"): "port",
+    ("server", "public_url"): "public_url",
+    ("server", "api_tokens"): "api_tokens",
+    ("server", "max_body"): "max_body",
+    ("storage", "data_dir"): "data_dir",
+    ("storage", "database_url"): "database_url",
+    ("log", "format"): "log_format",
+    ("phone", "default_region"): "default_region",
+    ("api", "max_recipients"): "max_recipients",
+    ("api", "default_sender"): "default_sender",
+    ("dispatch", "batch_size"): "batch_size",
+    ("dispatch", "poll_interval"): "poll_interval",
+    ("dispatch", "rate_per_second"): "rate_per_second",
+    ("dispatch", "max_attempts"): "max_attempts",
+    ("dispatch", "backoff_base"): "backoff_base",
+    ("dispatch", "backoff_cap"): "backoff_cap",
+    ("dispatch", "lease_seconds"): "lease_seconds",
+    ("dispatch", "request_timeout"): "request_timeout",
+    ("dispatch", "concurrency"): "concurrency",
+    ("callbacks", "max_body"): "callback_max_body",
+    ("dlr", "unmatched_ttl"): "unmatched_ttl",
+    ("sandbox", "account"): "sandbox_account",
+    ("sandbox", "dlr_delay"): "sandbox_dlr_delay",
+}
+_ENV_KEYS = {
+    "SMSGW_DATA": "data_dir",
+    "SMSGW_API_TOKENS": "api_tokens",
+    "SMSGW_PUBLIC_URL": "public_url",
+    "DATABASE_URL": "database_url",
+    "SMSGW_LOG_FORMAT": "log_format",
+}
+_POSITIVE = {"port", "max_body", "max_recipients", "batch_size", "poll_interval",
+             "rate_per_second", "max_attempts", "backoff_base", "backoff_cap", "lease_seconds",
+             "request_timeout", "concurrency", "callback_max_body", "unmatched_ttl"}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings file and the environment; SettingsError names a bad value."""
+    env = os.environ if environ is None else environ
+    path = Path(env.get("SMSGW_CONFIG", "") or DEFAULT_FILE)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc}") from exc
+    raw: dict[str, Any] = {}
+    for (section, key), name in _TOML_KEYS.items():
+        if key not in document.get(section, {}):
+            raise SettingsError(f"{path}: [{section}] {key} is missing")
+        raw[name] = document[section][key]
+    for variable, name in _ENV_KEYS.items():
+        if variable in env:
+            raw[name] = env[variable]
+    return _coerce(raw)
+
+
+def _coerce(raw: dict[str, Any]) -> Settings:
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        value = raw[f.name]
+        try:
+            values[f.name] = _convert(f.name, str(f.type), value)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"setting {f.name}={value!r} is invalid: {exc}") from exc
+    settings = Settings(**values)
+    if settings.log_format not in ("json", "console"):
+        raise SettingsError(f"SMSGW_LOG_FORMAT must be json or console, not {settings.log_format!r}")
+    if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
+        raise SettingsError(f"SMSGW_PUBLIC_URL must start with http:// or https://: "
+                            f"{settings.public_url!r}")
+    if settings.database_url and not settings.database_url.startswith(
+        ("postgresql://", "postgres://")
+    ):
+        raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+    if not 1 <= settings.port <= 65535:
+        raise SettingsError(f"port {settings.port} is out of range")
+    return settings
+
+
+def _convert(name: str, kind: str, value: Any) -> Any:
+    if kind == "tuple[str, ...]":
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    if kind == "Path":
+        return Path(str(value)).expanduser()
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError("expected text")
+        return value.strip()
+    if isinstance(value, bool):
+        raise TypeError("expected a number")
+    number = int(value) if kind == "int" else float(value)
+    if name in _POSITIVE and number <= 0:
+        raise ValueError("must be greater than zero")
+    if name == "sandbox_dlr_delay" and number < 0:
+        raise ValueError("must not be negative")
+    return number

@@ -1,0 +1,308 @@
+"""The SQLite store: reconciliation, counters and durability, against a real database file."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.errors import Conflict
+from service.model import Account, InboundSms, Report, Status
+from service.reconcile import DELIVERY_FAILURES, Counters, match_key
+from service.store.protocol import (
+    AttemptResult,
+    Decision,
+    Event,
+    MessageFilter,
+    NewMessage,
+    ReportOutcome,
+)
+from service.store.sqlite import SqliteStore
+
+FAR_FUTURE = "9999-01-01T00:00:00.000Z"
+LONG_AGO = "2000-01-01T00:00:00.000Z"
+
+
+def new_message(message_id: str = "m1", to: str = "+46700000001", segments: int = 1) -> NewMessage:
+    return NewMessage(id=message_id, account="acc", to=to, text="hello", sender="smsgw",
+                      encoding="GSM-7", segments=segments)
+
+
+def accepted(message_id: str, *request_ids: str) -> AttemptResult:
+    return AttemptResult(message_id, Decision.ACCEPTED, status=Status.SUBMITTED,
+                         request_ids=request_ids,
+                         keys=tuple(match_key(r, "", False) for r in request_ids),
+                         http_status=200, http_response="ok")
+
+
+async def open_store(path: Path, events: list[Event] | None = None) -> SqliteStore:
+    store = SqliteStore(path / "smsgw.db", events.extend if events is not None else None)
+    await store.open()
+    return store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await open_store(tmp_path)
+    await store.create_account(Account("acc", "sandbox", callback_secret="secret"))
+    yield store
+    await store.close()
+
+
+async def submitted(store: SqliteStore, message_id: str = "m1", *request_ids: str) -> None:
+    await store.enqueue([new_message(message_id)], {})
+    assert await store.claim([message_id], time.time(), 60) == [message_id]
+    await store.record_attempts([accepted(message_id, *(request_ids or ("R1",)))])
+
+
+async def report(store: SqliteStore, request_id: str, status: Status) -> ReportOutcome:
+    return await store.apply_report("acc", Report(request_id, status),
+                                    match_key(request_id, "", False))
+
+
+async def assert_counters_match_messages(store: SqliteStore) -> Counters:
+    stats = await store.stats(LONG_AGO)
+    derived = await store.derive_counters()
+    assert dict(stats.accounts) == {k: v for k, v in derived.items() if not v.is_zero()}
+    return stats.accounts.get("acc", Counters())
+
+
+async def test_a_delivery_report_moves_the_message_and_its_counters(store: SqliteStore) -> None:
+    await submitted(store, "m1", "R1")
+    assert await report(store, "R1", Status.DELIVERED) is ReportOutcome.MATCHED
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.DELIVERED
+    counters = await assert_counters_match_messages(store)
+    assert counters == Counters(requests=1, accepted=1, delivered=1)
+
+
+async def test_a_report_that_raced_ahead_of_the_send_response_is_parked_then_applied(
+    store: SqliteStore,
+) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    assert await report(store, "R1", Status.DELIVERED) is ReportOutcome.UNMATCHED
+    assert (await store.stats(FAR_FUTURE)).unmatched == {"acc": 1}
+    await store.record_attempts([accepted("m1", "R1")])
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.DELIVERED
+    assert (await store.stats(FAR_FUTURE)).unmatched == {}
+    await assert_counters_match_messages(store)
+
+
+async def test_a_parked_report_survives_a_restart(tmp_path: Path) -> None:
+    store = await open_store(tmp_path)
+    await store.create_account(Account("acc", "sandbox", callback_secret="s"))
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    await report(store, "R1", Status.EXPIRED)
+    await store.close()
+    store = await open_store(tmp_path)
+    await store.record_attempts([accepted("m1", "R1")])
+    message = await store.get_message("m1")
+    await store.close()
+    assert message is not None and message.status is Status.EXPIRED
+
+
+async def test_a_duplicate_report_is_acknowledged_but_counted_once(store: SqliteStore) -> None:
+    await submitted(store, "m1", "R1")
+    assert await report(store, "R1", Status.UNDELIVERED) is ReportOutcome.MATCHED
+    assert await report(store, "r1 ", Status.UNDELIVERED) is ReportOutcome.DUPLICATE
+    counters = await assert_counters_match_messages(store)
+    assert counters.undelivered == 1 and counters.pending == 0
+
+
+async def test_a_late_report_is_kept_in_the_history_but_changes_nothing(
+    store: SqliteStore,
+) -> None:
+    await submitted(store, "m1", "R1")
+    await report(store, "R1", Status.DELIVERED)
+    assert await report(store, "R1", Status.ENROUTE) is ReportOutcome.MATCHED
+    assert await report(store, "R1", Status.EXPIRED) is ReportOutcome.MATCHED
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.DELIVERED
+    matched = [e for e in await store.message_events("m1") if e.event == "dlr.matched"]
+    assert [(e.data["status"], e.data["applied"]) for e in matched] == [
+        ("delivered", True), ("enroute", False), ("expired", False)]
+
+
+async def test_unmatched_reports_count_only_after_the_ttl(store: SqliteStore) -> None:
+    await report(store, "NOBODY", Status.DELIVERED)
+    assert (await store.stats(LONG_AGO)).unmatched == {}
+    assert (await store.stats(FAR_FUTURE)).as_body()["accounts"]["acc"]["unmatched"] == 1
+
+
+async def test_a_multipart_message_waits_for_every_part(store: SqliteStore) -> None:
+    await submitted(store, "m1", "P1", "P2")
+    await report(store, "P1", Status.DELIVERED)
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.SUBMITTED
+    await report(store, "P2", Status.DELIVERED)
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.DELIVERED
+    counters = await assert_counters_match_messages(store)
+    assert counters.delivered == 1
+
+
+async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStore) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    await store.record_attempts([AttemptResult("m1", Decision.FAILED, error_code="104",
+                                               error_text="bad login", http_status=200)])
+    message = await store.get_message("m1")
+    assert message is not None
+    assert (message.status, message.error_code) == (Status.FAILED, "104")
+    assert await assert_counters_match_messages(store) == Counters(requests=1, failed=1)
+
+
+async def test_only_one_claimant_wins_a_message(store: SqliteStore) -> None:
+    await store.enqueue([new_message("m1")], {})
+    first, second = await asyncio.gather(store.claim(["m1"], time.time(), 60),
+                                         store.claim(["m1"], time.time(), 60))
+    assert sorted([first, second]) == [[], ["m1"]]
+    assert await store.due_messages(time.time(), 10) == []
+
+
+async def test_a_retry_waits_until_it_is_due(store: SqliteStore) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    await store.record_attempts([AttemptResult("m1", Decision.RETRY, retry_at=time.time() + 30)])
+    assert await store.due_messages(time.time(), 10) == []
+    due = await store.due_messages(time.time() + 31, 10)
+    assert [m.id for m in due] == ["m1"] and due[0].attempts == 1
+
+
+async def test_an_expired_claim_becomes_outcome_unknown_and_is_never_resent(
+    store: SqliteStore,
+) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time() - 120, 60)
+    assert await store.expire_claims(time.time()) == 1
+    assert await store.due_messages(time.time() + 3600, 10) == []
+    message = await store.get_message("m1")
+    assert message is not None
+    assert (message.status, message.error_code) == (Status.SENDING, "outcome_unknown")
+
+
+async def test_an_idempotency_key_replays_the_first_response(store: SqliteStore) -> None:
+    first = await store.enqueue([new_message("m1")], {"first": True}, ("k", "hash-a"))
+    again = await store.enqueue([new_message("m2")], {"second": True}, ("k", "hash-a"))
+    assert first == again == {"first": True}
+    assert await store.get_message("m2") is None
+    with pytest.raises(Conflict):
+        await store.enqueue([new_message("m3")], {}, ("k", "hash-b"))
+
+
+async def test_a_failing_write_does_not_spoil_the_others_committed_with_it(
+    store: SqliteStore,
+) -> None:
+    results = await asyncio.gather(
+        store.create_account(Account("acc", "sandbox", callback_secret="x")),
+        store.enqueue([new_message("m1")], {}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], Conflict)
+    assert await store.get_message("m1") is not None
+
+
+async def test_concurrent_reports_are_each_counted_exactly_once(store: SqliteStore) -> None:
+    ids = [f"m{i}" for i in range(60)]
+    await store.enqueue([new_message(i) for i in ids], {})
+    await store.claim(ids, time.time(), 60)
+    await store.record_attempts([accepted(i, f"R-{i}") for i in ids])
+    statuses = [Status.DELIVERED, Status.UNDELIVERED, Status.ENROUTE]
+    await asyncio.gather(*(report(store, f"R-{i}", statuses[n % 3])
+                           for n, i in enumerate(ids * 2)))
+    counters = await assert_counters_match_messages(store)
+    assert (counters.delivered, counters.undelivered, counters.pending) == (20, 20, 20)
+
+
+async def test_events_reach_the_sink_only_after_commit(tmp_path: Path) -> None:
+    seen: list[Event] = []
+    store = await open_store(tmp_path, seen)
+    await store.create_account(Account("acc", "sandbox", callback_secret="s"))
+    await store.enqueue([new_message("m1")], {})
+    with pytest.raises(Conflict):
+        await store.create_account(Account("acc", "sandbox", callback_secret="s"))
+    await store.close()
+    assert [e.event for e in seen] == ["account.created", "message.queued"]
+
+
+async def test_inbound_messages_are_stored_once_per_provider_id(store: SqliteStore) -> None:
+    sms = InboundSms("+46700000009", "+46700000000", "hi", provider_id="X1")
+    assert await store.add_inbound("acc", sms) is True
+    assert await store.add_inbound("acc", sms) is False
+    assert [i.text for i in await store.list_inbound(10, None)] == ["hi"]
+
+
+async def test_history_pages_newest_first(store: SqliteStore) -> None:
+    await store.enqueue([new_message(f"m{i}") for i in range(5)], {})
+    first = await store.list_messages(MessageFilter(), 2, None)
+    rest = await store.list_messages(MessageFilter(), 10, first[-1].seq)
+    assert [m.id for m in first + rest] == ["m4", "m3", "m2", "m1", "m0"]
+
+
+# -- the central property ------------------------------------------------------------
+
+NON_FINAL = [Status.SUBMITTED, Status.ENROUTE]
+
+
+@st.composite
+def report_streams(draw: st.DrawFn) -> tuple[list[Status], list[tuple[int, Status]], int]:
+    """Per-part final statuses, the reports in arrival order, and where the send answer falls.
+
+    Every part gets one final status (failing parts share one kind, as a real network
+    reports them), any number of non-final reports, and any report may be duplicated.
+    """
+    parts = draw(st.integers(1, 3))
+    failure = draw(st.sampled_from(sorted(DELIVERY_FAILURES)))
+    finals = draw(st.lists(st.sampled_from([Status.DELIVERED, failure]),
+                           min_size=parts, max_size=parts))
+    reports = [(p, s) for p in range(parts) for s in draw(st.lists(st.sampled_from(NON_FINAL),
+                                                                    max_size=2))]
+    reports += [(p, finals[p]) for p in range(parts)]
+    reports += draw(st.lists(st.sampled_from(reports), max_size=4))
+    arrival = draw(st.permutations(reports))
+    return finals, list(arrival), draw(st.integers(0, len(arrival)))
+
+
+def expected_status(finals: Sequence[Status]) -> Status:
+    failed = [s for s in finals if s is not Status.DELIVERED]
+    return failed[0] if failed else Status.DELIVERED
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(report_streams())
+def test_any_order_duplication_and_race_of_reports_gives_the_in_order_result(
+    case: tuple[list[Status], list[tuple[int, Status]], int],
+) -> None:
+    finals, arrival, send_at = case
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            store = await open_store(Path(folder))
+            await store.create_account(Account("acc", "sandbox", callback_secret="s"))
+            await store.enqueue([new_message("m1", segments=len(finals))], {})
+            await store.claim(["m1"], time.time(), 60)
+            request_ids = [f"P{p}" for p in range(len(finals))]
+            for index in range(len(arrival) + 1):
+                if index == send_at:
+                    await store.record_attempts([accepted("m1", *request_ids)])
+                if index < len(arrival):
+                    part, status = arrival[index]
+                    await report(store, request_ids[part], status)
+            message = await store.get_message("m1")
+            stats = await store.stats(FAR_FUTURE)
+            derived = await store.derive_counters()
+            await store.close()
+        assert message is not None and message.status is expected_status(finals)
+        assert stats.accounts["acc"] == derived["acc"]
+        assert stats.unmatched == {}
+
+    asyncio.run(run())
