@@ -9,6 +9,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from phonenumbers import SUPPORTED_REGIONS
+
 from service.errors import SettingsError
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "settings.toml"
@@ -88,9 +90,22 @@ _ENV_KEYS = {
     "DATABASE_URL": "database_url",
     "SMSGW_LOG_FORMAT": "log_format",
 }
-_POSITIVE = {"port", "max_body", "max_recipients", "batch_size", "poll_interval",
-             "rate_per_second", "max_attempts", "backoff_base", "backoff_cap", "lease_seconds",
-             "request_timeout", "concurrency", "callback_max_body", "unmatched_ttl"}
+_POSITIVE = {
+    "port",
+    "max_body",
+    "max_recipients",
+    "batch_size",
+    "poll_interval",
+    "rate_per_second",
+    "max_attempts",
+    "backoff_base",
+    "backoff_cap",
+    "lease_seconds",
+    "request_timeout",
+    "concurrency",
+    "callback_max_body",
+    "unmatched_ttl",
+}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,14 +137,22 @@ def _coerce(raw: dict[str, Any]) -> Settings:
             raise SettingsError(f"setting {f.name}={value!r} is invalid: {exc}") from exc
     settings = Settings(**values)
     if settings.log_format not in ("json", "console"):
-        raise SettingsError(f"SMSGW_LOG_FORMAT must be json or console, not {settings.log_format!r}")
+        raise SettingsError(
+            f"SMSGW_LOG_FORMAT must be json or console, not {settings.log_format!r}"
+        )
     if settings.public_url and not settings.public_url.startswith(("http://", "https://")):
-        raise SettingsError(f"SMSGW_PUBLIC_URL must start with http:// or https://: "
-                            f"{settings.public_url!r}")
+        raise SettingsError(
+            f"SMSGW_PUBLIC_URL must start with http:// or https://: {settings.public_url!r}"
+        )
     if settings.database_url and not settings.database_url.startswith(
         ("postgresql://", "postgres://")
     ):
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+    if settings.default_region and settings.default_region.upper() not in SUPPORTED_REGIONS:
+        raise SettingsError(
+            f"[phone] default_region {settings.default_region!r} is not an "
+            "ISO country code phonenumbers knows"
+        )
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"port {settings.port} is out of range")
     return settings

@@ -11,13 +11,22 @@ from typing import Any
 import uvicorn
 
 
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Serve `app` on 127.0.0.1 at a free port; yields its base URL."""
+def free_socket() -> socket.socket:
+    """A listening-ready socket on 127.0.0.1 at a free port, bound now so nobody takes it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@asynccontextmanager
+async def serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve `app` on `sock` (default: a free port); yields its base URL."""
+    sock = sock or free_socket()
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -25,8 +34,9 @@ async def serve(app: Any) -> AsyncIterator[str]:
         while not server.started:
             if task.done():
                 task.result()
+                raise RuntimeError("the server stopped before it started")
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield url_of(sock)
     finally:
         server.should_exit = True
         await task

@@ -79,9 +79,7 @@ def test_a_multipart_message_is_as_far_along_as_its_slowest_part() -> None:
     ("given_id", "echoed"),
     [("ABC123", "abc123"), (" R1.5 ", "r1.5"), ("0001234", "1234"), ("12 34", "1234")],
 )
-def test_request_ids_match_despite_case_space_and_leading_zeros(
-    given_id: str, echoed: str
-) -> None:
+def test_request_ids_match_despite_case_space_and_leading_zeros(given_id: str, echoed: str) -> None:
     assert request_id_key(given_id) == request_id_key(echoed)
 
 

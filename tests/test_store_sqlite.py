@@ -30,15 +30,27 @@ LONG_AGO = "2000-01-01T00:00:00.000Z"
 
 
 def new_message(message_id: str = "m1", to: str = "+46700000001", segments: int = 1) -> NewMessage:
-    return NewMessage(id=message_id, account="acc", to=to, text="hello", sender="smsgw",
-                      encoding="GSM-7", segments=segments)
+    return NewMessage(
+        id=message_id,
+        account="acc",
+        to=to,
+        text="hello",
+        sender="smsgw",
+        encoding="GSM-7",
+        segments=segments,
+    )
 
 
 def accepted(message_id: str, *request_ids: str) -> AttemptResult:
-    return AttemptResult(message_id, Decision.ACCEPTED, status=Status.SUBMITTED,
-                         request_ids=request_ids,
-                         keys=tuple(match_key(r, "", False) for r in request_ids),
-                         http_status=200, http_response="ok")
+    return AttemptResult(
+        message_id,
+        Decision.ACCEPTED,
+        status=Status.SUBMITTED,
+        request_ids=request_ids,
+        keys=tuple(match_key(r, "", False) for r in request_ids),
+        http_status=200,
+        http_response="ok",
+    )
 
 
 async def open_store(path: Path, events: list[Event] | None = None) -> SqliteStore:
@@ -62,8 +74,9 @@ async def submitted(store: SqliteStore, message_id: str = "m1", *request_ids: st
 
 
 async def report(store: SqliteStore, request_id: str, status: Status) -> ReportOutcome:
-    return await store.apply_report("acc", Report(request_id, status),
-                                    match_key(request_id, "", False))
+    return await store.apply_report(
+        "acc", Report(request_id, status), match_key(request_id, "", False)
+    )
 
 
 async def assert_counters_match_messages(store: SqliteStore) -> Counters:
@@ -129,7 +142,10 @@ async def test_a_late_report_is_kept_in_the_history_but_changes_nothing(
     assert message is not None and message.status is Status.DELIVERED
     matched = [e for e in await store.message_events("m1") if e.event == "dlr.matched"]
     assert [(e.data["status"], e.data["applied"]) for e in matched] == [
-        ("delivered", True), ("enroute", False), ("expired", False)]
+        ("delivered", True),
+        ("enroute", False),
+        ("expired", False),
+    ]
 
 
 async def test_unmatched_reports_count_only_after_the_ttl(store: SqliteStore) -> None:
@@ -153,8 +169,13 @@ async def test_a_multipart_message_waits_for_every_part(store: SqliteStore) -> N
 async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStore) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
-    await store.record_attempts([AttemptResult("m1", Decision.FAILED, error_code="104",
-                                               error_text="bad login", http_status=200)])
+    await store.record_attempts(
+        [
+            AttemptResult(
+                "m1", Decision.FAILED, error_code="104", error_text="bad login", http_status=200
+            )
+        ]
+    )
     message = await store.get_message("m1")
     assert message is not None
     assert (message.status, message.error_code) == (Status.FAILED, "104")
@@ -163,8 +184,9 @@ async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStor
 
 async def test_only_one_claimant_wins_a_message(store: SqliteStore) -> None:
     await store.enqueue([new_message("m1")], {})
-    first, second = await asyncio.gather(store.claim(["m1"], time.time(), 60),
-                                         store.claim(["m1"], time.time(), 60))
+    first, second = await asyncio.gather(
+        store.claim(["m1"], time.time(), 60), store.claim(["m1"], time.time(), 60)
+    )
     assert sorted([first, second]) == [[], ["m1"]]
     assert await store.due_messages(time.time(), 10) == []
 
@@ -217,8 +239,7 @@ async def test_concurrent_reports_are_each_counted_exactly_once(store: SqliteSto
     await store.claim(ids, time.time(), 60)
     await store.record_attempts([accepted(i, f"R-{i}") for i in ids])
     statuses = [Status.DELIVERED, Status.UNDELIVERED, Status.ENROUTE]
-    await asyncio.gather(*(report(store, f"R-{i}", statuses[n % 3])
-                           for n, i in enumerate(ids * 2)))
+    await asyncio.gather(*(report(store, f"R-{i}", statuses[n % 3]) for n, i in enumerate(ids * 2)))
     counters = await assert_counters_match_messages(store)
     assert (counters.delivered, counters.undelivered, counters.pending) == (20, 20, 20)
 
@@ -262,10 +283,12 @@ def report_streams(draw: st.DrawFn) -> tuple[list[Status], list[tuple[int, Statu
     """
     parts = draw(st.integers(1, 3))
     failure = draw(st.sampled_from(sorted(DELIVERY_FAILURES)))
-    finals = draw(st.lists(st.sampled_from([Status.DELIVERED, failure]),
-                           min_size=parts, max_size=parts))
-    reports = [(p, s) for p in range(parts) for s in draw(st.lists(st.sampled_from(NON_FINAL),
-                                                                    max_size=2))]
+    finals = draw(
+        st.lists(st.sampled_from([Status.DELIVERED, failure]), min_size=parts, max_size=parts)
+    )
+    reports = [
+        (p, s) for p in range(parts) for s in draw(st.lists(st.sampled_from(NON_FINAL), max_size=2))
+    ]
     reports += [(p, finals[p]) for p in range(parts)]
     reports += draw(st.lists(st.sampled_from(reports), max_size=4))
     arrival = draw(st.permutations(reports))

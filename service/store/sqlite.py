@@ -174,9 +174,7 @@ class _Tx:
     db: aiosqlite.Connection
     events: list[Event] = field(default_factory=list)
 
-    async def event(
-        self, name: str, message_id: str = "", account: str = "", **data: Any
-    ) -> None:
+    async def event(self, name: str, message_id: str = "", account: str = "", **data: Any) -> None:
         ts = iso_now()
         cursor = await self.db.execute(
             "INSERT INTO events (ts, event, message_id, account, data) VALUES (?, ?, ?, ?, ?)",
@@ -452,8 +450,18 @@ class SqliteStore:
                 "status, client_ref, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 [
-                    (m.id, m.account, m.to, m.sender, m.text, m.encoding, m.segments,
-                     m.client_ref, now, now)
+                    (
+                        m.id,
+                        m.account,
+                        m.to,
+                        m.sender,
+                        m.text,
+                        m.encoding,
+                        m.segments,
+                        m.client_ref,
+                        now,
+                        now,
+                    )
                     for m in messages
                 ],
             )
@@ -463,8 +471,13 @@ class SqliteStore:
             )
             for m in messages:
                 await tx.event(
-                    "message.queued", m.id, m.account, status=Status.QUEUED.value,
-                    to=m.to, encoding=m.encoding, segments=m.segments,
+                    "message.queued",
+                    m.id,
+                    m.account,
+                    status=Status.QUEUED.value,
+                    to=m.to,
+                    encoding=m.encoding,
+                    segments=m.segments,
                 )
             return response
 
@@ -487,9 +500,11 @@ class SqliteStore:
     async def list_messages(
         self, filters: MessageFilter, limit: int, before_seq: int | None
     ) -> list[MessageRecord]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for column, value in (
-            ("status", filters.status), ("account", filters.account),
+            ("status", filters.status),
+            ("account", filters.account),
             ("recipient", filters.to),
         ):
             if value:
@@ -557,7 +572,9 @@ class SqliteStore:
                 await self._conclude_unknown(
                     tx,
                     AttemptResult(
-                        message_id, Decision.UNKNOWN, error_code="outcome_unknown",
+                        message_id,
+                        Decision.UNKNOWN,
+                        error_code="outcome_unknown",
                         error_text="the send was interrupted; not resent to avoid a duplicate",
                     ),
                 )
@@ -595,15 +612,26 @@ class SqliteStore:
             (new.value, iso_now(), message_id),
         )
         await tx.add_counters(account, reconcile.counter_delta(old, new))
-        await tx.event(f"message.{new.value}", message_id, account, status=new.value,
-                       previous=old.value, **data)
+        await tx.event(
+            f"message.{new.value}",
+            message_id,
+            account,
+            status=new.value,
+            previous=old.value,
+            **data,
+        )
 
     async def _record_http(self, tx: _Tx, result: AttemptResult) -> None:
         await tx.db.execute(
             "UPDATE messages SET http_status = ?, http_response = ?, error_code = ?, "
             "error_text = ? WHERE id = ?",
-            (result.http_status, result.http_response, result.error_code, result.error_text,
-             result.message_id),
+            (
+                result.http_status,
+                result.http_response,
+                result.error_code,
+                result.error_text,
+                result.message_id,
+            ),
         )
 
     async def _conclude_accepted(self, tx: _Tx, result: AttemptResult) -> None:
@@ -621,16 +649,21 @@ class SqliteStore:
             "rcpt_key, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (result.message_id, part, account, rid, key[0], key[1], result.status.value)
-                for part, (rid, key) in enumerate(zip(result.request_ids, result.keys,
-                                                      strict=True))
+                for part, (rid, key) in enumerate(zip(result.request_ids, result.keys, strict=True))
             ],
         )
         await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
         new = reconcile.advance(old, result.status)
         if new is not old:
-            await self._set_status(tx, result.message_id, account, old, new,
-                                   request_id=",".join(result.request_ids),
-                                   http_status=result.http_status)
+            await self._set_status(
+                tx,
+                result.message_id,
+                account,
+                old,
+                new,
+                request_id=",".join(result.request_ids),
+                http_status=result.http_status,
+            )
         for rid_key, rcpt_key in set(result.keys):
             async with tx.db.execute(
                 "SELECT id, status, request_id, recipient, error_code, error_text FROM reports "
@@ -641,8 +674,9 @@ class SqliteStore:
                 parked = await cursor.fetchall()
             for row in parked:
                 report = Report(row[2], Status(row[1]), row[3], row[4], row[5])
-                await self._apply_to_parts(tx, account, report, (rid_key, rcpt_key), row[0],
-                                           parked=True)
+                await self._apply_to_parts(
+                    tx, account, report, (rid_key, rcpt_key), row[0], parked=True
+                )
 
     async def _conclude_failed(self, tx: _Tx, result: AttemptResult) -> None:
         loaded = await self._load(tx, result.message_id)
@@ -653,9 +687,16 @@ class SqliteStore:
         await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
         new = reconcile.advance(old, Status.FAILED)
         if new is not old:
-            await self._set_status(tx, result.message_id, account, old, new,
-                                   error_code=result.error_code, error_text=result.error_text,
-                                   http_status=result.http_status)
+            await self._set_status(
+                tx,
+                result.message_id,
+                account,
+                old,
+                new,
+                error_code=result.error_code,
+                error_text=result.error_text,
+                http_status=result.http_status,
+            )
 
     async def _conclude_retry(self, tx: _Tx, result: AttemptResult) -> None:
         loaded = await self._load(tx, result.message_id)
@@ -666,9 +707,15 @@ class SqliteStore:
             "UPDATE outbox SET due_at = ?, claimed_until = NULL WHERE message_id = ?",
             (result.retry_at, result.message_id),
         )
-        await tx.event("message.retry", result.message_id, loaded[0],
-                       error_code=result.error_code, error_text=result.error_text,
-                       http_status=result.http_status, retry_at=result.retry_at)
+        await tx.event(
+            "message.retry",
+            result.message_id,
+            loaded[0],
+            error_code=result.error_code,
+            error_text=result.error_text,
+            http_status=result.http_status,
+            retry_at=result.retry_at,
+        )
 
     async def _conclude_unknown(self, tx: _Tx, result: AttemptResult) -> None:
         loaded = await self._load(tx, result.message_id)
@@ -676,8 +723,13 @@ class SqliteStore:
             return
         await self._record_http(tx, result)
         await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
-        await tx.event("message.outcome_unknown", result.message_id, loaded[0],
-                       error_code=result.error_code, error_text=result.error_text)
+        await tx.event(
+            "message.outcome_unknown",
+            result.message_id,
+            loaded[0],
+            error_code=result.error_code,
+            error_text=result.error_text,
+        )
 
     # -- reports ---------------------------------------------------------------
 
@@ -689,11 +741,22 @@ class SqliteStore:
                 "INSERT INTO reports (account, rid_key, rcpt_key, status, request_id, "
                 "recipient, error_code, error_text, received_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (account, *key, report.status.value, report.request_id, report.recipient,
-                 report.error_code, report.error_text, iso_now()),
+                (
+                    account,
+                    *key,
+                    report.status.value,
+                    report.request_id,
+                    report.recipient,
+                    report.error_code,
+                    report.error_text,
+                    iso_now(),
+                ),
             )
-            details = {"request_id": report.request_id, "status": report.status.value,
-                       "error_code": report.error_code}
+            details = {
+                "request_id": report.request_id,
+                "status": report.status.value,
+                "error_code": report.error_code,
+            }
             if not cursor.rowcount:
                 message_id = await self._matching_message(tx, account, key)
                 await tx.event("dlr.duplicate", message_id, account, **details)
@@ -716,8 +779,14 @@ class SqliteStore:
         return str(row[0]) if row else ""
 
     async def _apply_to_parts(
-        self, tx: _Tx, account: str, report: Report, key: tuple[str, str], report_id: int,
-        *, parked: bool,
+        self,
+        tx: _Tx,
+        account: str,
+        report: Report,
+        key: tuple[str, str],
+        report_id: int,
+        *,
+        parked: bool,
     ) -> bool:
         """Apply a report to every part it matches; False when it matches none."""
         async with tx.db.execute(
@@ -725,7 +794,7 @@ class SqliteStore:
             "WHERE account = ? AND rid_key = ? AND rcpt_key = ?",
             (account, *key),
         ) as cursor:
-            matches = await cursor.fetchall()
+            matches = list(await cursor.fetchall())
         for message_id, part, part_status in matches:
             new_part = reconcile.advance(Status(part_status), report.status)
             if new_part.value != part_status:
@@ -744,18 +813,32 @@ class SqliteStore:
             assert loaded is not None
             old = loaded[1]
             new = reconcile.advance(old, combined)
-            await tx.event("dlr.matched", message_id, account, request_id=report.request_id,
-                           status=report.status.value, error_code=report.error_code,
-                           error_text=report.error_text, applied=new is not old, parked=parked)
+            await tx.event(
+                "dlr.matched",
+                message_id,
+                account,
+                request_id=report.request_id,
+                status=report.status.value,
+                error_code=report.error_code,
+                error_text=report.error_text,
+                applied=new is not old,
+                parked=parked,
+            )
             if new is not old:
                 if new in reconcile.FAILURES:
                     await tx.db.execute(
                         "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
                         (report.error_code, report.error_text, message_id),
                     )
-                await self._set_status(tx, message_id, account, old, new,
-                                       request_id=report.request_id,
-                                       error_code=report.error_code)
+                await self._set_status(
+                    tx,
+                    message_id,
+                    account,
+                    old,
+                    new,
+                    request_id=report.request_id,
+                    error_code=report.error_code,
+                )
         if matches:
             await tx.db.execute(
                 "UPDATE reports SET message_id = ? WHERE id = ?", (matches[0][0], report_id)
@@ -769,13 +852,24 @@ class SqliteStore:
             cursor = await tx.db.execute(
                 "INSERT INTO inbound (account, provider_id, sender, recipient, text, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (account, inbound.provider_id, inbound.sender, inbound.recipient,
-                 inbound.text, iso_now()),
+                (
+                    account,
+                    inbound.provider_id,
+                    inbound.sender,
+                    inbound.recipient,
+                    inbound.text,
+                    iso_now(),
+                ),
             )
             fresh = cursor.rowcount > 0
-            await tx.event("inbound.received" if fresh else "inbound.duplicate", "", account,
-                           provider_id=inbound.provider_id, sender=inbound.sender,
-                           recipient=inbound.recipient)
+            await tx.event(
+                "inbound.received" if fresh else "inbound.duplicate",
+                "",
+                account,
+                provider_id=inbound.provider_id,
+                sender=inbound.sender,
+                recipient=inbound.recipient,
+            )
             return fresh
 
         return await self._write(work)

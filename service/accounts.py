@@ -1,0 +1,243 @@
+"""Gateway accounts: validation of what clients send, their public view, and a cache.
+
+Secrets are write-only: the public view masks every credential the provider's
+handler lists as secret, and a PATCH that sends the mask back keeps the old value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from handlers import HANDLERS, handler_for
+from service.errors import Conflict, NotFound, ValidationFailed
+from service.model import Account
+from service.store import Store
+
+MASK = "********"
+_FIELDS = {
+    "name",
+    "provider",
+    "credentials",
+    "sender",
+    "fallback_sender",
+    "active",
+    "pattern",
+    "priority",
+    "base_url",
+    "options",
+    "description",
+}
+
+
+def new_callback_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def account_from_body(body: Any, existing: Account | None = None) -> Account:
+    """An Account from a POST body, or from a PATCH body applied to `existing`."""
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", field="body")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    base = existing or Account(name="", provider="", callback_secret=new_callback_secret())
+    name = _text(body, "name", base.name, limit=64) if existing is None else base.name
+    if (
+        not name
+        or name != name.strip()
+        or any(ch in name for ch in "/?#%\\")
+        or not (name.isprintable())
+    ):
+        raise ValidationFailed(
+            "name must be 1-64 printable characters without / ? # % \\", field="name"
+        )
+    provider = _text(body, "provider", base.provider, limit=32)
+    if provider not in HANDLERS:
+        raise ValidationFailed(
+            f"provider must be one of {', '.join(sorted(HANDLERS))}", field="provider"
+        )
+    handler = handler_for(provider)
+    pattern = _text(body, "pattern", base.pattern if existing else "", limit=8) or (
+        "batch" if handler.max_batch > 1 else "loop"
+    )
+    if pattern not in ("batch", "loop"):
+        raise ValidationFailed("pattern must be batch or loop", field="pattern")
+    if pattern == "batch" and handler.max_batch == 1:
+        raise ValidationFailed(
+            f"{provider} accepts one recipient per request: use loop", field="pattern"
+        )
+    return Account(
+        name=name,
+        provider=provider,
+        credentials=_credentials(
+            body.get("credentials"),
+            handler.credential_fields,
+            base.credentials if base.provider == provider else {},
+        ),
+        sender=_text(body, "sender", base.sender, limit=20),
+        fallback_sender=_text(body, "fallback_sender", base.fallback_sender, limit=20),
+        active=_bool(body, "active", base.active),
+        pattern=pattern,
+        priority=_int(body, "priority", base.priority),
+        base_url=_base_url(body.get("base_url", base.base_url)),
+        options=_options(body.get("options", base.options)),
+        callback_secret=base.callback_secret,
+        description=_text(body, "description", base.description, limit=500),
+    )
+
+
+def _text(body: Mapping[str, Any], key: str, default: str, *, limit: int) -> str:
+    value = body.get(key, default)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValidationFailed(f"{key} must be text of at most {limit} characters", field=key)
+    return value.strip()
+
+
+def _bool(body: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"{key} must be true or false", field=key)
+    return value
+
+
+def _int(body: Mapping[str, Any], key: str, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise ValidationFailed(f"{key} must be a whole number from 0 to 1000000", field=key)
+    return value
+
+
+def _credentials(value: Any, required: tuple[str, ...], old: Mapping[str, str]) -> dict[str, str]:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ValidationFailed("credentials must be an object", field="credentials")
+    merged = dict(old)
+    for key, item in value.items():
+        if key not in required:
+            raise ValidationFailed(f"unknown credential {key!r}", field=f"credentials.{key}")
+        if not isinstance(item, str) or len(item) > 512:
+            raise ValidationFailed(f"credential {key} must be text", field=f"credentials.{key}")
+        if item != MASK:
+            merged[key] = item
+    for key in required:
+        if not merged.get(key):
+            raise ValidationFailed(f"credential {key} is required", field=f"credentials.{key}")
+    return merged
+
+
+def _base_url(value: Any) -> str:
+    if value in (None, ""):
+        return ""
+    if not isinstance(value, str):
+        raise ValidationFailed("base_url must be text", field="base_url")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValidationFailed(
+            "base_url must be scheme://host[:port] with no path", field="base_url"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(str(value)) > 4096:
+        raise ValidationFailed("options must be a small JSON object", field="options")
+    return dict(value)
+
+
+def callback_urls(account: Account, public_url: str) -> dict[str, str]:
+    """The URLs to configure at the provider, with the secret that authenticates them."""
+    base = f"{public_url}/callbacks/{quote(account.name, safe='')}"
+    return {kind: f"{base}/{kind}?key={account.callback_secret}" for kind in ("dlr", "inbound")}
+
+
+def public_view(account: Account, public_url: str) -> dict[str, Any]:
+    secret_fields = handler_for(account.provider).secret_fields
+    return {
+        "name": account.name,
+        "provider": account.provider,
+        "credentials": {
+            k: MASK if k in secret_fields else v for k, v in account.credentials.items()
+        },
+        "sender": account.sender,
+        "fallback_sender": account.fallback_sender,
+        "active": account.active,
+        "pattern": account.pattern,
+        "priority": account.priority,
+        "base_url": account.base_url or None,
+        "options": dict(account.options),
+        "description": account.description,
+        "callback_urls": callback_urls(account, public_url),
+    }
+
+
+def secret_values(account: Account) -> list[str]:
+    """The account's secrets, to scrub from anything stored or shown."""
+    fields = handler_for(account.provider).secret_fields
+    return [v for k, v in account.credentials.items() if k in fields and v] + [
+        account.callback_secret
+    ]
+
+
+class AccountDirectory:
+    """Accounts by name, cached briefly: callbacks and the dispatcher read them constantly.
+
+    Changes made through this process are seen at once; changes made by another
+    process sharing the database within `ttl` seconds.
+    """
+
+    def __init__(self, store: Store, ttl: float = 2.0) -> None:
+        self._store = store
+        self._ttl = ttl
+        self._accounts: dict[str, Account] = {}
+        self._loaded_at = float("-inf")
+
+    async def _fresh(self) -> dict[str, Account]:
+        if time.monotonic() - self._loaded_at > self._ttl:
+            self._accounts = {a.name: a for a in await self._store.list_accounts()}
+            self._loaded_at = time.monotonic()
+        return self._accounts
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+    async def get(self, name: str) -> Account | None:
+        return (await self._fresh()).get(name)
+
+    async def require(self, name: str) -> Account:
+        account = await self.get(name)
+        if account is None:
+            raise NotFound(f"no account named {name!r}", field="account")
+        return account
+
+    async def all(self) -> list[Account]:
+        accounts = await self._fresh()
+        return sorted(accounts.values(), key=lambda a: (a.priority, a.name))
+
+    def provider_of(self, name: str) -> str:
+        account = self._accounts.get(name)
+        return account.provider if account else ""
+
+    async def ensure_sandbox(self, name: str) -> None:
+        """The sandbox account a fresh install starts with, so the first send works."""
+        if name and await self._store.get_account(name) is None:
+            account = Account(
+                name=name,
+                provider="sandbox",
+                priority=1000,
+                callback_secret=new_callback_secret(),
+                description="Local sandbox: no real SMS is sent",
+            )
+            with contextlib.suppress(Conflict):  # another process created it first
+                await self._store.create_account(replace(account, pattern="batch"))
+            self.invalidate()

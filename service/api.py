@@ -1,0 +1,209 @@
+"""The /v1 JSON API of design.md §3."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from handlers import handler_for
+from service.accounts import account_from_body, public_view, secret_values
+from service.clock import iso_ago
+from service.compose import compose
+from service.dispatcher import execute
+from service.errors import BadRequest, NotFound, ProviderFailed, ValidationFailed
+from service.model import Status
+from service.redact import redact
+from service.runtime import Runtime
+from service.store.protocol import Event, InboundRecord, MessageFilter, MessageRecord
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body must be valid JSON", field="body") from exc
+
+
+def page_args(request: Request, *, default: int = 50) -> tuple[int, int | None]:
+    """(limit, cursor) from the query; a cursor is the opaque position of the last row."""
+    raw_limit = request.query_params.get("limit", str(default))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+        raise ValidationFailed("limit must be a whole number from 1 to 1000", field="limit")
+    raw_cursor = request.query_params.get("cursor")
+    if raw_cursor is None or raw_cursor == "":
+        return int(raw_limit), None
+    if not raw_cursor.isdigit() or len(raw_cursor) > 18:
+        raise BadRequest("cursor is not one this API gave", field="cursor")
+    return int(raw_limit), int(raw_cursor)
+
+
+def message_view(m: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "to": m.to,
+        "status": m.status.value,
+        "encoding": m.encoding,
+        "segments": m.segments,
+        "account": m.account,
+        "sender": m.sender,
+        "text": m.text,
+        "client_ref": m.client_ref,
+        "request_id": m.request_id or None,
+        "error": {"code": m.error_code, "message": m.error_text} if m.error_code else None,
+        "http_status": m.http_status,
+        "http_response": m.http_response or None,
+        "attempts": m.attempts,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+    }
+
+
+def event_view(e: Event) -> dict[str, Any]:
+    return {"id": e.id, "ts": e.ts, "event": e.event, **e.data}
+
+
+def inbound_view(i: InboundRecord) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "account": i.account,
+        "from": i.sender,
+        "to": i.recipient,
+        "text": i.text,
+        "provider_id": i.provider_id or None,
+        "received_at": i.received_at,
+        "reply": None,
+    }
+
+
+async def send_messages(request: Request) -> Response:
+    rt = runtime(request)
+    body = await read_json(request)
+    messages, response = await compose(body, rt.directory, rt.compose_rules)
+    key = request.headers.get("idempotency-key")
+    idempotency = None
+    if key is not None:
+        if not 1 <= len(key) <= 200:
+            raise ValidationFailed(
+                "Idempotency-Key must be 1-200 characters", field="Idempotency-Key"
+            )
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        token = request.headers.get("authorization", "")
+        scope = hashlib.sha256(token.encode()).hexdigest()[:16]
+        idempotency = (f"{scope}:{key}", hashlib.sha256(canonical).hexdigest())
+    given = await rt.store.enqueue(messages, response, idempotency)
+    rt.wake_dispatcher()
+    return JSONResponse(given, status_code=202)
+
+
+async def get_message(request: Request) -> Response:
+    rt = runtime(request)
+    message = await rt.store.get_message(request.path_params["id"])
+    if message is None:
+        raise NotFound("no such message", field="id")
+    events = await rt.store.message_events(message.id)
+    return JSONResponse({**message_view(message), "events": [event_view(e) for e in events]})
+
+
+async def list_messages(request: Request) -> Response:
+    rt = runtime(request)
+    limit, cursor = page_args(request)
+    status = request.query_params.get("status", "")
+    if status and status not in Status.__members__.values():
+        raise ValidationFailed(f"unknown status {status!r}", field="status")
+    filters = MessageFilter(
+        status=status,
+        account=request.query_params.get("account", ""),
+        to=request.query_params.get("to", ""),
+    )
+    rows = await rt.store.list_messages(filters, limit, cursor)
+    next_cursor = str(rows[-1].seq) if len(rows) == limit else None
+    return JSONResponse({"messages": [message_view(m) for m in rows], "next_cursor": next_cursor})
+
+
+async def stats(request: Request) -> Response:
+    rt = runtime(request)
+    result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
+    return JSONResponse(result.as_body())
+
+
+async def list_inbound(request: Request) -> Response:
+    rt = runtime(request)
+    limit, cursor = page_args(request)
+    rows = await rt.store.list_inbound(limit, cursor)
+    next_cursor = str(rows[-1].id) if len(rows) == limit else None
+    return JSONResponse({"inbound": [inbound_view(i) for i in rows], "next_cursor": next_cursor})
+
+
+async def accounts(request: Request) -> Response:
+    rt = runtime(request)
+    if request.method == "POST":
+        account = account_from_body(await read_json(request))
+        await rt.store.create_account(account)
+        rt.directory.invalidate()
+        return JSONResponse(public_view(account, rt.settings.base_url), status_code=201)
+    return JSONResponse(
+        {"accounts": [public_view(a, rt.settings.base_url) for a in await rt.directory.all()]}
+    )
+
+
+async def account(request: Request) -> Response:
+    rt = runtime(request)
+    name = request.path_params["name"]
+    existing = await rt.store.get_account(name)
+    if existing is None:
+        raise NotFound(f"no account named {name!r}", field="name")
+    if request.method == "DELETE":
+        await rt.store.delete_account(name)
+        rt.directory.invalidate()
+        return Response(status_code=204)
+    if request.method == "PATCH":
+        body = await read_json(request)
+        if isinstance(body, dict) and "name" in body and body["name"] != name:
+            raise ValidationFailed("an account cannot be renamed", field="name")
+        existing = account_from_body(body, existing)
+        await rt.store.update_account(existing)
+        rt.directory.invalidate()
+    return JSONResponse(public_view(existing, rt.settings.base_url))
+
+
+async def balance(request: Request) -> Response:
+    rt = runtime(request)
+    acct = await rt.directory.require(request.path_params["account"])
+    handler = handler_for(acct.provider)
+    wire = handler.balance_request(acct, acct.base_url or handler.public_base_url)
+    if wire is None:
+        raise NotFound(
+            f"{acct.provider} has no balance call", field="account", code="not_supported"
+        )
+    try:
+        answer = handler.parse_balance(acct, await execute(rt.client, wire))
+    except Exception as exc:
+        raise ProviderFailed(
+            redact(f"the provider's balance call failed: {exc}", secret_values(acct))
+        ) from exc
+    return JSONResponse(
+        {"account": acct.name, "balance": answer.amount, "currency": answer.currency or None}
+    )
+
+
+ROUTES = [
+    Route("/v1/messages", send_messages, methods=["POST"]),
+    Route("/v1/messages", list_messages, methods=["GET"]),
+    Route("/v1/messages/{id}", get_message, methods=["GET"]),
+    Route("/v1/stats", stats, methods=["GET"]),
+    Route("/v1/inbound", list_inbound, methods=["GET"]),
+    Route("/v1/accounts", accounts, methods=["GET", "POST"]),
+    Route("/v1/accounts/{name}", account, methods=["GET", "PATCH", "DELETE"]),
+    Route("/v1/balance/{account}", balance, methods=["GET"]),
+]

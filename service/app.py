@@ -1,0 +1,92 @@
+"""The Starlette application: routes, middleware, and the single error mapping."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from service import api, callbacks
+from service.errors import SmsgwError
+from service.middleware import BearerAuth, BodyLimit
+from service.openapi import SPEC
+from service.runtime import running
+from service.sandbox import SandboxProvider
+from service.settings import Settings
+
+_log = structlog.get_logger("smsgw.app")
+
+
+async def smsgw_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SmsgwError)
+    return JSONResponse(exc.as_body(), status_code=exc.status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 in the contract's error shape."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail), "field": ""}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    ready = await request.app.state.runtime.store.ping()
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503
+    )
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(SPEC)
+
+
+def create_app(settings: Settings) -> Starlette:
+    sandbox = SandboxProvider(settings.base_url, settings.sandbox_dlr_delay)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with running(settings) as runtime:
+            app.state.runtime = runtime
+            _log.info(
+                "smsgw.started", public_url=settings.base_url, store=str(settings.sqlite_path)
+            )
+            try:
+                yield
+            finally:
+                await sandbox.close()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/openapi.json", openapi),
+            *api.ROUTES,
+            *callbacks.ROUTES,
+            Mount("/sandbox", routes=sandbox.routes),
+        ],
+        middleware=[
+            Middleware(BearerAuth, tokens=settings.api_tokens),
+            Middleware(
+                BodyLimit,
+                limits=[("/callbacks/", settings.callback_max_body)],
+                default=settings.max_body,
+            ),
+        ],
+        exception_handlers={SmsgwError: smsgw_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )

@@ -1,0 +1,153 @@
+"""Sending rules: turn a send request into validated messages for the outbox.
+
+Every rule that can refuse a message before it reaches a provider lives here:
+recipient numbers, the automation `number|message` form, sender IDs, the account,
+and the provider's maximum length. A refusal names the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from handlers import handler_for
+from service.accounts import AccountDirectory
+from service.errors import ValidationFailed
+from service.model import Account, Status
+from service.phone import to_e164
+from service.segments import segment
+from service.store.protocol import NewMessage
+
+_ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
+_NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")
+_FIELDS = {"to", "text", "sender", "account", "client_ref", "automation"}
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeRules:
+    default_region: str
+    default_sender: str
+    max_recipients: int
+
+
+def check_sender(sender: str, field: str = "sender") -> str:
+    """Alphanumeric sender IDs hold at most 11 characters, numeric ones 20 digits."""
+    if _NUMERIC_SENDER.fullmatch(sender) or (
+        _ALPHANUMERIC_SENDER.fullmatch(sender) and not sender.isspace()
+    ):
+        return sender
+    raise ValidationFailed(
+        "sender must be at most 11 letters, digits or spaces, or at most 20 digits",
+        field=field,
+        code="invalid_sender",
+    )
+
+
+def parse_automation(value: Any) -> tuple[str, str]:
+    """The Route Mobile connector's `number|message` box: the first '|' splits."""
+    if not isinstance(value, str) or "|" not in value:
+        raise ValidationFailed("automation must be 'number|message'", field="automation")
+    number, text = value.split("|", 1)
+    return number.strip(), text
+
+
+async def compose(
+    body: Any, directory: AccountDirectory, rules: ComposeRules
+) -> tuple[list[NewMessage], dict[str, Any]]:
+    """Validated messages and the 202 body that announces them."""
+    if not isinstance(body, dict):
+        raise ValidationFailed("the body must be a JSON object", field="body")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    text: Any
+    if "automation" in body:
+        if "to" in body or "text" in body:
+            raise ValidationFailed("give either automation or to and text", field="automation")
+        number, text = parse_automation(body["automation"])
+        numbers: list[tuple[str, str]] = [(number, "automation")]
+    else:
+        text = body.get("text")
+        numbers = _recipients(body.get("to"), rules.max_recipients)
+    if not isinstance(text, str) or not text:
+        raise ValidationFailed("text must be non-empty text", field="text")
+    account = await _account(body.get("account"), directory)
+    handler = handler_for(account.provider)
+    if len(text) > handler.max_text_chars:
+        raise ValidationFailed(
+            f"text is {len(text)} characters; {account.provider} takes at most "
+            f"{handler.max_text_chars}",
+            field="text",
+            code="text_too_long",
+        )
+    given_sender = body.get("sender")
+    if given_sender is not None and not isinstance(given_sender, str):
+        raise ValidationFailed("sender must be text", field="sender")
+    sender = check_sender((given_sender or account.sender or rules.default_sender).strip())
+    client_ref = body.get("client_ref", "")
+    if not isinstance(client_ref, str) or len(client_ref) > 128:
+        raise ValidationFailed(
+            "client_ref must be text of at most 128 characters", field="client_ref"
+        )
+    segmentation = segment(text)
+    messages = [
+        NewMessage(
+            id=uuid.uuid4().hex,
+            account=account.name,
+            to=to_e164(raw, rules.default_region, field=field),
+            text=text,
+            sender=sender,
+            encoding=segmentation.encoding,
+            segments=segmentation.segments,
+            client_ref=client_ref,
+        )
+        for raw, field in numbers
+    ]
+    response = {
+        "messages": [
+            {
+                "id": m.id,
+                "to": m.to,
+                "status": Status.QUEUED.value,
+                "encoding": m.encoding,
+                "segments": m.segments,
+                "account": m.account,
+                "client_ref": m.client_ref,
+            }
+            for m in messages
+        ]
+    }
+    return messages, response
+
+
+def _recipients(value: Any, limit: int) -> list[tuple[str, str]]:
+    if isinstance(value, str):
+        return [(value, "to")]
+    if not isinstance(value, list) or not value:
+        raise ValidationFailed("to must be a number or a non-empty list of numbers", field="to")
+    if len(value) > limit:
+        raise ValidationFailed(
+            f"at most {limit} recipients per request", field="to", code="too_many_recipients"
+        )
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ValidationFailed("each recipient must be text", field=f"to[{index}]")
+    return [(item, f"to[{index}]") for index, item in enumerate(value)]
+
+
+async def _account(name: Any, directory: AccountDirectory) -> Account:
+    if name is not None:
+        if not isinstance(name, str):
+            raise ValidationFailed("account must be text", field="account")
+        account = await directory.get(name)
+        if account is None:
+            raise ValidationFailed(f"no account named {name!r}", field="account")
+        if not account.active:
+            raise ValidationFailed(f"account {name!r} is inactive", field="account")
+        return account
+    for account in await directory.all():
+        if account.active:
+            return account
+    raise ValidationFailed("no active account to send with", field="account")

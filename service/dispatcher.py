@@ -1,0 +1,293 @@
+"""The outbox worker: sends queued messages to their providers.
+
+Each pass reads the due messages, groups them per account into provider requests
+(batch or loop), claims each group just before its request goes out, and records
+what the provider said. The claim is committed before the request, so a process
+that dies mid-send leaves a claim whose lease expires into `outcome_unknown`
+rather than a blind resend; for the same reason a request that may have reached
+the provider (read timeout, reset connection) is never retried. Only failures that
+prove the provider did not take the message are retried: connection refused or
+timed out while connecting, 5xx, 429, and providers' own "try later" answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterator, Sequence
+from itertools import groupby
+
+import httpx
+import structlog
+
+from handlers import handler_for
+from handlers.base import ProviderHandler, WireRequest, WireResponse
+from service import reconcile
+from service.accounts import AccountDirectory, callback_urls, secret_values
+from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
+from service.ratelimit import TokenBucket
+from service.redact import redact
+from service.settings import Settings
+from service.store import Store
+from service.store.protocol import AttemptResult, Decision, MessageRecord
+
+_log = structlog.get_logger("smsgw.dispatcher")
+# Errors raised before any byte of the request reached the provider.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+async def execute(client: httpx.AsyncClient, request: WireRequest) -> WireResponse:
+    """Perform a handler's request; httpx errors propagate for the caller to classify."""
+    response = await client.request(
+        request.method,
+        request.url,
+        params=list(request.params) or None,
+        headers=dict(request.headers),
+        json=request.json,
+        data=dict(request.form) if request.form is not None else None,
+    )
+    return WireResponse(response.status_code, response.content, dict(response.headers))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        directory: AccountDirectory,
+        settings: Settings,
+        client: httpx.AsyncClient,
+    ) -> None:
+        self._store = store
+        self._directory = directory
+        self._settings = settings
+        self._client = client
+        self._wakeup = asyncio.Event()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._in_flight = asyncio.Semaphore(settings.concurrency)
+
+    def wake(self) -> None:
+        """New work was queued by this process: start a pass now, not at the next tick."""
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        next_sweep = 0.0
+        while True:
+            try:
+                if time.time() >= next_sweep:
+                    await self._store.expire_claims(time.time())
+                    next_sweep = time.time() + self._settings.lease_seconds / 4
+                worked = await self.run_once()
+            except Exception:
+                # One bad pass must not stop sending; the outbox keeps the work.
+                _log.exception("dispatcher.pass_failed")
+                worked = False
+            if not worked:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
+                self._wakeup.clear()
+
+    async def run_once(self) -> bool:
+        """One pass over the due outbox; True when there was work."""
+        due = await self._store.due_messages(time.time(), self._settings.batch_size)
+        if not due:
+            return False
+        groups = [
+            (account, list(messages))
+            for account, messages in groupby(
+                sorted(due, key=lambda m: m.account), key=lambda m: m.account
+            )
+        ]
+        await asyncio.gather(*(self._send_account(name, messages) for name, messages in groups))
+        return True
+
+    async def _send_account(self, name: str, messages: list[MessageRecord]) -> None:
+        account = await self._directory.get(name)
+        if account is None or not account.active:
+            reason = "account_missing" if account is None else "account_inactive"
+            await self._fail_unsendable(messages, reason)
+            return
+        handler = handler_for(account.provider)
+        bucket = self._buckets.get(name)
+        rate = float(account.options.get("rate_per_second", self._settings.rate_per_second))
+        if bucket is None or bucket.rate != rate:
+            bucket = self._buckets[name] = TokenBucket(rate)
+        for batch in self._batches(account, handler, messages):
+            await bucket.acquire(len(batch))
+            async with self._in_flight:
+                await self._send_batch(account, handler, batch)
+
+    @staticmethod
+    def _batches(
+        account: Account, handler: ProviderHandler, messages: list[MessageRecord]
+    ) -> Iterator[list[MessageRecord]]:
+        if account.pattern != "batch" or handler.max_batch == 1:
+            for message in messages:
+                yield [message]
+            return
+
+        def same_content(m: MessageRecord) -> tuple[str, str]:
+            return (m.text, m.sender)
+
+        for _, group in groupby(sorted(messages, key=same_content), key=same_content):
+            alike = list(group)
+            for start in range(0, len(alike), handler.max_batch):
+                yield alike[start : start + handler.max_batch]
+
+    async def _fail_unsendable(self, messages: Sequence[MessageRecord], reason: str) -> None:
+        won = set(
+            await self._store.claim(
+                [m.id for m in messages], time.time(), self._settings.lease_seconds
+            )
+        )
+        await self._store.record_attempts(
+            [
+                AttemptResult(
+                    m.id,
+                    Decision.FAILED,
+                    error_code=reason,
+                    error_text=f"{reason.replace('_', ' ')}: {m.account}",
+                )
+                for m in messages
+                if m.id in won
+            ]
+        )
+
+    async def _send_batch(
+        self, account: Account, handler: ProviderHandler, candidates: list[MessageRecord]
+    ) -> None:
+        won = set(
+            await self._store.claim(
+                [m.id for m in candidates], time.time(), self._settings.lease_seconds
+            )
+        )
+        messages = [m for m in candidates if m.id in won]
+        if not messages:
+            return
+        batch = SendBatch(
+            messages=tuple(
+                OutgoingSms(m.id, m.to, m.text, m.sender, m.encoding, m.segments) for m in messages
+            ),
+            base_url=account.base_url or handler.public_base_url or self._settings.base_url,
+            dlr_url=callback_urls(account, self._settings.base_url)["dlr"],
+        )
+        secrets = secret_values(account)
+        started = time.perf_counter()
+        try:
+            response = await execute(self._client, handler.send_request(account, batch))
+        except _NOT_SENT as exc:
+            await self._store.record_attempts(
+                [
+                    self._retry(m, "connect_error", f"{type(exc).__name__}: {exc}", None, "", None)
+                    for m in messages
+                ]
+            )
+            return
+        except httpx.HTTPError as exc:
+            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            await self._store.record_attempts(
+                [
+                    AttemptResult(
+                        m.id,
+                        Decision.UNKNOWN,
+                        error_code="outcome_unknown",
+                        error_text=f"{text}; not resent to avoid a duplicate",
+                    )
+                    for m in messages
+                ]
+            )
+            return
+        latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        _log.info(
+            "provider.response",
+            account=account.name,
+            provider=account.provider,
+            http_status=response.status_code,
+            messages=len(messages),
+            latency_ms=latency_ms,
+        )
+        stored = redact(response.text, secrets)
+        results = handler.parse_send_response(account, batch, response)
+        await self._store.record_attempts(
+            [
+                self._conclude(handler, message, result, response.status_code, stored)
+                for message, result in zip(messages, results, strict=True)
+            ]
+        )
+
+    def _conclude(
+        self,
+        handler: ProviderHandler,
+        message: MessageRecord,
+        result: RecipientResult,
+        http_status: int,
+        http_response: str,
+    ) -> AttemptResult:
+        if result.outcome is Outcome.ACCEPTED and result.request_ids:
+            return AttemptResult(
+                message.id,
+                Decision.ACCEPTED,
+                status=result.status,
+                request_ids=result.request_ids,
+                keys=tuple(
+                    reconcile.match_key(rid, message.to, handler.shares_request_ids)
+                    for rid in result.request_ids
+                ),
+                error_code=result.error_code,
+                error_text=result.error_text,
+                http_status=http_status,
+                http_response=http_response,
+            )
+        if result.outcome is Outcome.TRANSIENT:
+            return self._retry(
+                message,
+                result.error_code,
+                result.error_text,
+                http_status,
+                http_response,
+                result.retry_after,
+            )
+        code = result.error_code or result.outcome.value
+        text = result.error_text or (
+            "accepted without a request ID" if result.outcome is Outcome.ACCEPTED else ""
+        )
+        return AttemptResult(
+            message.id,
+            Decision.FAILED,
+            error_code=code,
+            error_text=text,
+            http_status=http_status,
+            http_response=http_response,
+        )
+
+    def _retry(
+        self,
+        message: MessageRecord,
+        code: str,
+        text: str,
+        http_status: int | None,
+        http_response: str,
+        retry_after: float | None,
+    ) -> AttemptResult:
+        attempts = message.attempts + 1  # the record predates this attempt's claim
+        if attempts >= self._settings.max_attempts:
+            return AttemptResult(
+                message.id,
+                Decision.FAILED,
+                error_code=code or "retries_exhausted",
+                error_text=f"gave up after {attempts} attempts: {text}",
+                http_status=http_status,
+                http_response=http_response,
+            )
+        ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2 ** (attempts - 1))
+        delay = max(random.uniform(0, ceiling), retry_after or 0.0)
+        return AttemptResult(
+            message.id,
+            Decision.RETRY,
+            error_code=code,
+            error_text=text,
+            http_status=http_status,
+            http_response=http_response,
+            retry_at=time.time() + delay,
+        )

@@ -1,0 +1,307 @@
+"""The OpenAPI 3.1 description served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.model import Status
+
+_ERROR = {"$ref": "#/components/responses/Error"}
+_PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+]
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_COUNTERS = {
+    "type": "object",
+    "properties": {
+        name: {"type": "integer"}
+        for name in (
+            "requests",
+            "accepted",
+            "failed",
+            "delivered",
+            "undelivered",
+            "pending",
+            "unmatched",
+        )
+    },
+}
+_ACCOUNT_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string", "maxLength": 64},
+    "provider": {"type": "string", "enum": ["sandbox", "connectel"]},
+    "credentials": {"type": "object", "additionalProperties": {"type": "string"}},
+    "sender": {"type": "string", "maxLength": 20},
+    "fallback_sender": {"type": "string", "maxLength": 20},
+    "active": {"type": "boolean"},
+    "pattern": {"type": "string", "enum": ["batch", "loop"]},
+    "priority": {"type": "integer", "minimum": 0, "maximum": 1000000},
+    "base_url": {"type": ["string", "null"]},
+    "options": {"type": "object"},
+    "description": {"type": "string", "maxLength": 500},
+}
+_ACCOUNT_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": _ACCOUNT_PROPERTIES,
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "smsgw",
+        "version": "1",
+        "description": "SMS gateway: send, reconcile delivery reports, count.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "responses": {"Error": _json(_ref("Error"), "Error")},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message", "field"],
+                        "properties": {k: {"type": "string"} for k in ("code", "message", "field")},
+                    }
+                },
+            },
+            "SendRequest": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "to": {
+                        "oneOf": [
+                            {"type": "string"},
+                            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        ]
+                    },
+                    "text": {"type": "string", "minLength": 1},
+                    "automation": {"type": "string", "description": "number|message"},
+                    "sender": {"type": "string"},
+                    "account": {"type": "string"},
+                    "client_ref": {"type": "string", "maxLength": 128},
+                },
+            },
+            "Message": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "to": {"type": "string"},
+                    "status": {"type": "string", "enum": [s.value for s in Status]},
+                    "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+                    "segments": {"type": "integer"},
+                    "account": {"type": "string"},
+                    "request_id": {"type": ["string", "null"]},
+                    "error": {"type": ["object", "null"]},
+                    "http_status": {"type": ["integer", "null"]},
+                    "http_response": {"type": ["string", "null"]},
+                    "events": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "Counters": _COUNTERS,
+            "AccountInput": _ACCOUNT_INPUT,
+            "Account": {
+                "type": "object",
+                "properties": {
+                    **_ACCOUNT_PROPERTIES,
+                    "callback_urls": {
+                        "type": "object",
+                        "properties": {"dlr": {"type": "string"}, "inbound": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/messages": {
+            "post": {
+                "summary": "Queue messages",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string", "maxLength": 200},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("SendRequest")}},
+                },
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {"messages": {"type": "array", "items": _ref("Message")}},
+                        },
+                        "Queued",
+                    ),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+            "get": {
+                "summary": "Message history, newest first",
+                "parameters": [
+                    *_PAGE,
+                    *(
+                        {"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("status", "account", "to")
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "messages": {"type": "array", "items": _ref("Message")},
+                                "next_cursor": {"type": ["string", "null"]},
+                            },
+                        }
+                    ),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        },
+        "/v1/messages/{id}": {
+            "get": {
+                "summary": "One message with its events",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _json(_ref("Message")), "401": _ERROR, "404": _ERROR},
+            }
+        },
+        "/v1/stats": {
+            "get": {
+                "summary": "Counters",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "total": _ref("Counters"),
+                                "accounts": {
+                                    "type": "object",
+                                    "additionalProperties": _ref("Counters"),
+                                },
+                            },
+                        }
+                    ),
+                    "401": _ERROR,
+                },
+            }
+        },
+        "/v1/inbound": {
+            "get": {
+                "summary": "Inbound messages, newest first",
+                "parameters": _PAGE,
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        },
+        "/v1/accounts": {
+            "get": {
+                "summary": "Gateway accounts",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"accounts": {"type": "array", "items": _ref("Account")}},
+                        }
+                    ),
+                    "401": _ERROR,
+                },
+            },
+            "post": {
+                "summary": "Add an account",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AccountInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Account"), "Created"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "409": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        },
+        "/v1/accounts/{name}": {
+            "get": {
+                "parameters": [_NAME],
+                "responses": {"200": _json(_ref("Account")), "401": _ERROR, "404": _ERROR},
+            },
+            "patch": {
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AccountInput")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Account")),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+            "delete": {
+                "parameters": [_NAME],
+                "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
+            },
+        },
+        "/v1/balance/{account}": {
+            "get": {
+                "parameters": [
+                    {
+                        "name": "account",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "502": _ERROR,
+                },
+            }
+        },
+        "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
+        "/readyz": {
+            "get": {
+                "security": [],
+                "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"})},
+            }
+        },
+    },
+}

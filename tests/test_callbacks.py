@@ -1,0 +1,108 @@
+"""Provider callbacks of design.md §4: authenticated, bounded, durable before 2xx."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway
+
+
+def stored_reports(gateway: Gateway) -> int:
+    with sqlite3.connect(gateway.settings.sqlite_path) as db:
+        count: int = db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+    return count
+
+
+async def callback_urls(gateway: Gateway, account: str = "sandbox") -> dict[str, str]:
+    urls: dict[str, str] = (await gateway.api.get(f"/v1/accounts/{account}")).json()[
+        "callback_urls"
+    ]
+    return urls
+
+
+REPORT = {"id": "sbx-unknown", "to": "46700000001", "status": "DELIVERED"}
+
+
+async def test_a_report_with_the_right_key_is_stored_and_acknowledged(gateway: Gateway) -> None:
+    response = await gateway.raw.post((await callback_urls(gateway))["dlr"], json=REPORT)
+    assert response.status_code == 200 and response.json()["reports"] == ["unmatched"]
+    assert stored_reports(gateway) == 1
+
+
+async def test_a_report_may_arrive_as_a_get_query_or_a_form(gateway: Gateway) -> None:
+    url = (await callback_urls(gateway))["dlr"]
+    with_query = httpx.URL(url).copy_merge_params({**REPORT, "id": "g1"})
+    assert (await gateway.raw.get(with_query)).status_code == 200
+    assert (await gateway.raw.post(url, data={**REPORT, "id": "f1"})).status_code == 200
+    assert stored_reports(gateway) == 2
+
+
+@pytest.mark.parametrize(("key", "status"), [(None, 401), ("wrong", 403), ("", 401)])
+async def test_a_missing_or_wrong_key_is_refused_and_stores_nothing(
+    gateway: Gateway, key: str | None, status: int
+) -> None:
+    url = f"{gateway.url}/callbacks/sandbox/dlr"
+    params = {} if key is None else {"key": key}
+    response = await gateway.raw.post(url, params=params, json=REPORT)
+    assert response.status_code == status
+    assert stored_reports(gateway) == 0
+
+
+async def test_a_callback_for_an_unknown_account_is_404(gateway: Gateway) -> None:
+    response = await gateway.raw.post(f"{gateway.url}/callbacks/ghost/dlr?key=x", json=REPORT)
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"[1, 2]",
+        b'{"id": "x"}',
+        b'{"id": "x", "status": "LOST"}',
+        b"\xff\xfe\x00",
+        b'{"id": ["x"], "status": "DELIVERED"}',
+        b"id=&status=DELIVERED",
+    ],
+)
+async def test_a_malformed_report_is_4xx_and_stores_nothing(gateway: Gateway, body: bytes) -> None:
+    url = (await callback_urls(gateway))["dlr"]
+    for content_type in ("application/json", "application/x-www-form-urlencoded"):
+        response = await gateway.raw.post(url, content=body, headers={"content-type": content_type})
+        assert 400 <= response.status_code < 500, response.text
+    assert stored_reports(gateway) == 0
+
+
+async def test_a_callback_over_64_kib_is_413(gateway: Gateway) -> None:
+    url = (await callback_urls(gateway))["dlr"]
+    response = await gateway.raw.post(
+        url, content=b"x" * 70_000, headers={"content-type": "text/plain"}
+    )
+    assert response.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"y" * 4096
+
+    # Without a Content-Length the body is counted as it arrives.
+    streamed = await gateway.raw.post(url, content=chunks())
+    assert streamed.status_code == 413
+    assert stored_reports(gateway) == 0
+
+
+async def test_inbound_messages_are_stored_once_and_listed_newest_first(
+    gateway: Gateway,
+) -> None:
+    url = (await callback_urls(gateway))["inbound"]
+    for provider_id, text in (("in-1", "first"), ("in-2", "second"), ("in-2", "second")):
+        response = await gateway.raw.post(
+            url, json={"from": "46700000009", "to": "46700000000", "text": text, "id": provider_id}
+        )
+        assert response.status_code == 200
+    listed = (await gateway.api.get("/v1/inbound")).json()
+    assert [i["text"] for i in listed["inbound"]] == ["second", "first"]
+    assert listed["inbound"][0]["from"] == "46700000009" and listed["next_cursor"] is None

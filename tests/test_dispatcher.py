@@ -1,0 +1,248 @@
+"""The dispatcher and the whole loop against a fake Connectel over real HTTP.
+
+Each test runs smsgw and the fake on loopback; the fake pushes its DLRs to the
+callback URL smsgw gives for the account, as Connectel does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from service.model import Status
+from service.reconcile import derive_counters
+from tests.conftest import Gateway, eventually, running_gateway
+from tests.fake_connectel import FakeConnectel
+from tests.servers import serve
+
+TOKEN = "conn-token-7f3a"
+FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
+
+
+@asynccontextmanager
+async def connectel_setup(
+    tmp_path: Path,
+    *,
+    pattern: str = "batch",
+    options: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Gateway, FakeConnectel]]:
+    fake = FakeConnectel(TOKEN)
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
+        account = await gateway.add_account(
+            name="conn",
+            provider="connectel",
+            credentials={"token": TOKEN},
+            sender="IKEA",
+            base_url=fake_url,
+            pattern=pattern,
+            priority=1,
+            options=options or {},
+        )
+        fake.dlr_url = account["callback_urls"]["dlr"]
+        fake.inbound_url = account["callback_urls"]["inbound"]
+        try:
+            yield gateway, fake
+        finally:
+            fake.release_hung()
+            await fake.drain()
+
+
+def table_counters(gateway: Gateway) -> dict[str, int]:
+    """The counters implied by the messages table, read straight from the database."""
+    with sqlite3.connect(gateway.settings.sqlite_path) as db:
+        rows = db.execute(
+            "SELECT status, COUNT(*) FROM messages WHERE account = 'conn' GROUP BY status"
+        ).fetchall()
+    return derive_counters((Status(s), n) for s, n in rows).as_dict()
+
+
+def parked_reports(gateway: Gateway) -> int:
+    with sqlite3.connect(gateway.settings.sqlite_path) as db:
+        count: int = db.execute("SELECT COUNT(*) FROM reports WHERE message_id IS NULL").fetchone()[
+            0
+        ]
+    return count
+
+
+async def settle(gateway: Gateway, fake: FakeConnectel, ids: list[str]) -> dict[str, str]:
+    async def all_final() -> dict[str, str]:
+        await fake.drain()
+        statuses = {i: (await gateway.message(i))["status"] for i in ids}
+        return statuses if set(statuses.values()) <= FINAL else {}
+
+    return await eventually(all_final)
+
+
+async def conn_counters(gateway: Gateway) -> dict[str, int]:
+    counters: dict[str, int] = (await gateway.stats())["accounts"]["conn"]
+    counters.pop("unmatched")
+    assert counters == table_counters(gateway)
+    return counters
+
+
+async def test_a_batch_account_sends_alike_messages_in_one_bulk_request(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        sent = await gateway.send(
+            to=["+46700000001", "+46700000002", "+46700000003"], text="bulk", account="conn"
+        )
+        await settle(gateway, fake, [m["id"] for m in sent])
+        assert len(fake.sent) == 1 and fake.sent[0]["bulk"] is True
+        assert await conn_counters(gateway) == {
+            "requests": 3,
+            "accepted": 3,
+            "failed": 0,
+            "delivered": 3,
+            "undelivered": 0,
+            "pending": 0,
+        }
+
+
+async def test_a_loop_account_sends_one_request_per_message(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
+        sent = await gateway.send(to=["+46700000001", "+46700000002"], text="loop", account="conn")
+        await settle(gateway, fake, [m["id"] for m in sent])
+        assert [s["recipient"] for s in fake.sent] == ["46700000001", "46700000002"]
+
+
+async def test_reports_racing_ahead_of_the_send_answer_are_applied(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.dlr_before_response = True
+        sent = await gateway.send(to=["+46700000001", "+46700000002"], text="race", account="conn")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        assert all(code == 200 for code in fake.dlr_acks)
+        assert parked_reports(gateway) == 0
+        assert (await conn_counters(gateway))["delivered"] == 2
+
+
+async def test_duplicated_and_shuffled_reports_give_exact_counters(tmp_path: Path) -> None:
+    outcomes = {"1": (1, "DELIVRD"), "2": (5, "UNDELIV"), "3": (8, "EXPIRED"), "4": (2, "REJECTD")}
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.dlr_plan_for = lambda number: [(0, "ENROUTE"), outcomes[number[-1]]]
+        fake.duplicates, fake.shuffle = 2, True
+        numbers = [f"+4670000{n:03d}{d}" for n in range(5) for d in "1234"]
+        sent = await gateway.send(to=numbers, text="mixed", account="conn")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
+        assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
+        assert await conn_counters(gateway) == {
+            "requests": 20,
+            "accepted": 20,
+            "failed": 0,
+            "delivered": 5,
+            "undelivered": 15,
+            "pending": 0,
+        }
+        rejected = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("4")))
+        assert rejected["error"] == {"code": "2", "message": "REJECTD"}
+
+
+async def test_reports_may_arrive_as_form_posts_or_get_queries(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        for fmt in ("form", "get"):
+            fake.dlr_format = fmt
+            [message] = await gateway.send(to="+46700000001", text=fmt, account="conn")
+            assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+
+
+async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.fail_next = [503, 500]
+        [message] = await gateway.send(to="+46700000001", text="retry", account="conn")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert detail["status"] == "delivered" and detail["attempts"] == 3
+        retries = [e for e in detail["events"] if e["event"] == "message.retry"]
+        assert [e["http_status"] for e in retries] == [503, 500]
+        assert fake.requests_seen == 3 and len(fake.sent) == 1
+
+
+async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.fail_next = [429]
+        started = time.monotonic()
+        [message] = await gateway.send(to="+46700000001", text="slow down", account="conn")
+        await settle(gateway, fake, [message["id"]])
+        assert time.monotonic() - started >= 1.0
+
+
+async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, request_timeout=0.5) as (gateway, fake):
+        fake.hang_next, fake.hang_seconds = 1, 3.0
+        [message] = await gateway.send(to="+46700000001", text="lost?", account="conn")
+
+        async def concluded() -> dict[str, Any]:
+            detail = await gateway.message(message["id"])
+            return detail if detail["error"] else {}
+
+        detail = await eventually(concluded)
+        assert detail["status"] == "sending"
+        assert detail["error"]["code"] == "outcome_unknown"
+        fake.release_hung()
+        await asyncio.sleep(0.3)
+        assert len(fake.sent) == 1 and fake.requests_seen == 1
+
+
+async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, max_attempts=2) as (gateway, _fake):
+        await gateway.api.patch("/v1/accounts/conn", json={"base_url": "http://127.0.0.1:9"})
+        [message] = await gateway.send(to="+46700000001", text="nobody home", account="conn")
+
+        async def failed() -> dict[str, Any]:
+            detail = await gateway.message(message["id"])
+            return detail if detail["status"] == "failed" else {}
+
+        detail = await eventually(failed)
+        assert detail["error"]["code"] == "connect_error" and detail["attempts"] == 2
+
+
+async def test_a_wrong_token_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.token = "rotated"
+        [message] = await gateway.send(to="+46700000001", text="denied", account="conn")
+        statuses = await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        assert (await conn_counters(gateway))["failed"] == 1
+
+
+async def test_the_stored_provider_response_never_holds_the_token(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
+        [message] = await gateway.send(to="+46700000001", text="secret?", account="conn")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert detail["http_response"] and TOKEN not in str(detail)
+        with sqlite3.connect(gateway.settings.sqlite_path) as db:
+            dump = "\n".join(db.iterdump())
+        assert TOKEN in dump  # the credential itself is stored, and only there
+        assert dump.count(TOKEN) == 1
+
+
+async def test_the_account_rate_limit_spaces_requests(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, pattern="loop", options={"rate_per_second": 5}) as (
+        gateway,
+        fake,
+    ):
+        started = time.monotonic()
+        sent = await gateway.send(
+            to=[f"+4670000000{n}" for n in range(8)], text="paced", account="conn"
+        )
+        await settle(gateway, fake, [m["id"] for m in sent])
+        assert time.monotonic() - started >= 0.5  # 8 messages at 5/s with a burst of 5
+
+
+async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        assert await fake.push_inbound("35890010000", "3581000000", "Hi there", "RIN1") == 200
+        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+        assert (inbound["from"], inbound["text"], inbound["account"]) == (
+            "35890010000",
+            "Hi there",
+            "conn",
+        )

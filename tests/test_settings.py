@@ -1,0 +1,66 @@
+"""Settings: the TOML defaults, environment overrides, and clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.errors import SettingsError
+from service.settings import load_settings
+
+
+def test_the_defaults_come_from_config_settings_toml() -> None:
+    settings = load_settings({})
+    assert settings.port == 8080 and settings.log_format == "json"
+    assert settings.callback_max_body == 65536 and settings.unmatched_ttl == 72 * 3600
+    assert settings.base_url == "http://127.0.0.1:8080"
+
+
+def test_the_environment_overrides_the_file(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "SMSGW_DATA": str(tmp_path),
+            "SMSGW_API_TOKENS": "a, b,,",
+            "SMSGW_PUBLIC_URL": "https://sms.example.org/",
+            "SMSGW_LOG_FORMAT": "console",
+        }
+    )
+    assert settings.sqlite_path == tmp_path / "smsgw.db"
+    assert settings.api_tokens == ("a", "b")
+    assert settings.base_url == "https://sms.example.org"
+    assert settings.log_format == "console"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "mentions"),
+    [
+        ("SMSGW_LOG_FORMAT", "xml", "SMSGW_LOG_FORMAT"),
+        ("SMSGW_PUBLIC_URL", "sms.example.org", "SMSGW_PUBLIC_URL"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL"),
+    ],
+)
+def test_a_bad_environment_value_is_a_clear_settings_error(
+    variable: str, value: str, mentions: str
+) -> None:
+    with pytest.raises(SettingsError, match=mentions):
+        load_settings({variable: value})
+
+
+def test_a_bad_file_value_names_the_setting(tmp_path: Path) -> None:
+    text = Path("config/settings.toml").read_text()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace("port = 8080", 'port = "eighty"'))
+    with pytest.raises(SettingsError, match="port"):
+        load_settings({"SMSGW_CONFIG": str(bad)})
+    bad.write_text(text.replace('default_region = ""', 'default_region = "XX"'))
+    with pytest.raises(SettingsError, match="default_region"):
+        load_settings({"SMSGW_CONFIG": str(bad)})
+    bad.write_text(text.replace("rate_per_second = 50.0", "rate_per_second = 0"))
+    with pytest.raises(SettingsError, match="rate_per_second"):
+        load_settings({"SMSGW_CONFIG": str(bad)})
+
+
+def test_a_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings({"SMSGW_CONFIG": str(tmp_path / "none.toml")})
