@@ -26,7 +26,7 @@ lint: $(BIN)/smsgw  ## ruff and mypy --strict
 	$(BIN)/mypy
 
 check: lint test  ## what CI runs
-	$(BIN)/python ../shared/contract_check.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python ../shared/contract_check.py
 
 clean:
 	rm -rf $(VENV) data
