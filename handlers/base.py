@@ -52,7 +52,9 @@ class CallbackRequest:
 
     method: str
     url: str
+    """The full public URL the provider called (SMSGW_PUBLIC_URL, path and query)."""
     query: Sequence[tuple[str, str]]
+    """Query parameters, without the callback key smsgw added to the URL."""
     headers: Mapping[str, str]
     body: bytes
 
@@ -110,6 +112,11 @@ class ProviderHandler(Protocol):
     max_text_chars: ClassVar[int]
     shares_request_ids: ClassVar[bool]
     """True when one request ID covers many recipients, so reports match by recipient too."""
+    pushes_reports: ClassVar[bool]
+    """False when delivery status can only be polled; the poller then asks for it."""
+    native_test_mode: ClassVar[bool]
+    """True when the API itself validates without sending (1609SMS `test=yes`); for
+    the others an account in test mode is a dry run that never leaves smsgw."""
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest: ...
 
@@ -119,11 +126,23 @@ class ProviderHandler(Protocol):
         """One result per message of the batch, in the batch's order."""
         ...
 
+    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
+        """Raise Forbidden when the provider signs its callbacks and this one does not verify.
+
+        Runs after the URL's key was checked; providers without signatures do nothing.
+        """
+        ...
+
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         """Raises CallbackInvalid for a callback the provider would never send."""
         ...
 
     def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]: ...
+
+    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+        """The body the provider expects in answer to an inbound callback (Twilio: TwiML,
+        carrying `reply` when an auto-reply applies); None for a plain JSON acknowledgement."""
+        ...
 
     def poll_request(
         self, account: Account, base_url: str, request_ids: Sequence[str]

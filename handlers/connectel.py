@@ -88,6 +88,8 @@ class ConnectelHandler:
     max_batch: ClassVar[int] = 1000
     max_text_chars: ClassVar[int] = 1600
     shares_request_ids: ClassVar[bool] = False
+    pushes_reports: ClassVar[bool] = True
+    native_test_mode: ClassVar[bool] = False
 
     # -- sending -------------------------------------------------------------------
 
@@ -168,6 +170,9 @@ class ConnectelHandler:
 
     # -- callbacks -----------------------------------------------------------------
 
+    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
+        return None  # Connectel signs nothing; the callback URL's key authenticates it
+
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         return [_report(callback.fields())]
 
@@ -187,6 +192,9 @@ class ConnectelHandler:
         ]
 
     # -- polling -------------------------------------------------------------------
+
+    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+        return None
 
     def poll_request(
         self, account: Account, base_url: str, request_ids: Sequence[str]

@@ -45,6 +45,8 @@ class SandboxHandler:
     max_batch: ClassVar[int] = 100
     max_text_chars: ClassVar[int] = 1600
     shares_request_ids: ClassVar[bool] = False
+    pushes_reports: ClassVar[bool] = True
+    native_test_mode: ClassVar[bool] = False
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
@@ -94,6 +96,9 @@ class SandboxHandler:
             )
         return RecipientResult(Outcome.ACCEPTED, request_ids=(str(answer.get("id", "")),))
 
+    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
+        return None
+
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         fields = callback.fields()
         request_id, status = fields.get("id"), fields.get("status")
@@ -115,6 +120,9 @@ class SandboxHandler:
         if not isinstance(sender, str) or not isinstance(text, str) or not sender:
             raise CallbackInvalid("a sandbox inbound message needs from and text")
         return [InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))]
+
+    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+        return None
 
     def poll_request(
         self, account: Account, base_url: str, request_ids: Sequence[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,6 +21,7 @@ from service.errors import Forbidden, NotFound, Unauthorized
 from service.model import Account
 from service.runtime import Runtime
 
+_log = structlog.get_logger("smsgw.callbacks")
 SECRET_PARAM = "key"  # noqa: S105 - the parameter's name, not a secret
 
 
@@ -35,11 +37,15 @@ async def _authenticated(request: Request) -> tuple[Runtime, Account, CallbackRe
         raise Forbidden("the callback URL's key is wrong", field=SECRET_PARAM)
     callback = CallbackRequest(
         method=request.method,
-        url=str(request.url),
+        # The URL as the provider called it, which is what signatures cover.
+        url=rt.settings.base_url
+        + request.url.path
+        + (f"?{request.url.query}" if request.url.query else ""),
         query=[(k, v) for k, v in request.query_params.multi_items() if k != SECRET_PARAM],
         headers=request.headers,
         body=await request.body(),
     )
+    handler_for(account.provider).authenticate(account, callback)
     return rt, account, callback
 
 
@@ -47,6 +53,15 @@ async def delivery_report(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
     handler = handler_for(account.provider)
     reports = handler.parse_dlr(account, callback)
+    for report in reports:
+        _log.info(
+            "dlr.received",
+            account=account.name,
+            provider=account.provider,
+            request_id=report.request_id,
+            status=report.status.value,
+            error_code=report.error_code,
+        )
     outcomes = [
         await rt.store.apply_report(
             account.name,
@@ -60,8 +75,12 @@ async def delivery_report(request: Request) -> Response:
 
 async def inbound(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
-    messages = handler_for(account.provider).parse_inbound(account, callback)
+    handler = handler_for(account.provider)
+    messages = handler.parse_inbound(account, callback)
     stored = [await rt.store.add_inbound(account.name, m) for m in messages]
+    answer = handler.inbound_answer(account, None)
+    if answer is not None:
+        return Response(answer.body, answer.status_code, headers=dict(answer.headers))
     return JSONResponse({"ok": True, "stored": sum(stored)})
 
 
