@@ -25,6 +25,7 @@ class Settings:
     max_body: int
     data_dir: Path
     database_url: str
+    busy_timeout: float
     log_format: str
     default_region: str
     max_recipients: int
@@ -65,6 +66,7 @@ _TOML_KEYS = {
     ("server", "max_body"): "max_body",
     ("storage", "data_dir"): "data_dir",
     ("storage", "database_url"): "database_url",
+    ("storage", "busy_timeout"): "busy_timeout",
     ("log", "format"): "log_format",
     ("phone", "default_region"): "default_region",
     ("api", "max_recipients"): "max_recipients",
@@ -105,6 +107,7 @@ _POSITIVE = {
     "concurrency",
     "callback_max_body",
     "unmatched_ttl",
+    "busy_timeout",
 }
 
 

@@ -34,6 +34,12 @@ def make_settings(data: Path, public_url: str = "http://127.0.0.1:9", **changes:
     return replace(settings, **{**quick, **changes})
 
 
+def error_of(response: httpx.Response) -> dict[str, str]:
+    body: dict[str, dict[str, str]] = response.json()
+    assert set(body["error"]) == {"code", "message", "field"}
+    return body["error"]
+
+
 @dataclass
 class Gateway:
     url: str

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import Gateway, eventually
-
-
-def error_of(response: httpx.Response) -> dict[str, str]:
-    body: dict[str, dict[str, str]] = response.json()
-    assert set(body["error"]) == {"code", "message", "field"}
-    return body["error"]
+from tests.conftest import Gateway, error_of, eventually
 
 
 async def test_every_v1_route_needs_a_valid_bearer_token(gateway: Gateway) -> None:

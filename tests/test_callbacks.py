@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, error_of, running_gateway
 
 
 def stored_reports(gateway: Gateway) -> int:
@@ -106,3 +107,21 @@ async def test_inbound_messages_are_stored_once_and_listed_newest_first(
     listed = (await gateway.api.get("/v1/inbound")).json()
     assert [i["text"] for i in listed["inbound"]] == ["second", "first"]
     assert listed["inbound"][0]["from"] == "46700000009" and listed["next_cursor"] is None
+
+
+async def test_a_report_the_store_cannot_commit_gets_503_so_the_provider_retries(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path, busy_timeout=0.2) as gateway:
+        url = (await callback_urls(gateway))["dlr"]
+        blocker = sqlite3.connect(gateway.settings.sqlite_path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        try:
+            refused = await gateway.raw.post(url, json=REPORT)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert refused.status_code == 503 and error_of(refused)["code"] == "unavailable"
+        assert stored_reports(gateway) == 0
+        assert (await gateway.raw.post(url, json=REPORT)).status_code == 200
+        assert stored_reports(gateway) == 1

@@ -17,4 +17,4 @@ def open_store(settings: Settings, on_events: EventSink | None = None) -> Store:
             "DATABASE_URL is set, but this build stores on SQLite only; unset it to use "
             f"{settings.sqlite_path}"
         )
-    return SqliteStore(settings.sqlite_path, on_events)
+    return SqliteStore(settings.sqlite_path, on_events, busy_timeout=settings.busy_timeout)

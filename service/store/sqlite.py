@@ -251,8 +251,11 @@ def _account_values(account: Account) -> tuple[Any, ...]:
 
 
 class SqliteStore:
-    def __init__(self, path: Path, on_events: EventSink | None = None) -> None:
+    def __init__(
+        self, path: Path, on_events: EventSink | None = None, *, busy_timeout: float = 10.0
+    ) -> None:
         self._path = path
+        self._busy_ms = int(busy_timeout * 1000)
         self._on_events = on_events or (lambda events: None)
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
@@ -269,7 +272,7 @@ class SqliteStore:
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self._path, isolation_level=None)
         # FULL: a callback is acknowledged only after its commit reached the disk.
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=10000"):
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={self._busy_ms}"):
             await db.execute(f"PRAGMA {pragma}")
         return db
 
