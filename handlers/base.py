@@ -148,7 +148,12 @@ class ProviderHandler(Protocol):
         self, account: Account, base_url: str, request_ids: Sequence[str]
     ) -> WireRequest | None: ...
 
-    def parse_poll_response(self, account: Account, response: WireResponse) -> list[Report]: ...
+    def parse_poll_response(
+        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    ) -> list[Report]:
+        """Reports from a poll answer; `request_ids` are the IDs the poll asked about,
+        for providers whose answer does not repeat them."""
+        ...
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None: ...
 

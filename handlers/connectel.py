@@ -215,7 +215,9 @@ class ConnectelHandler:
             headers={"Accept": "application/json"},
         )
 
-    def parse_poll_response(self, account: Account, response: WireResponse) -> list[Report]:
+    def parse_poll_response(
+        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    ) -> list[Report]:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
             return []

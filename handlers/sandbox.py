@@ -129,7 +129,9 @@ class SandboxHandler:
     ) -> WireRequest | None:
         return None
 
-    def parse_poll_response(self, account: Account, response: WireResponse) -> list[Report]:
+    def parse_poll_response(
+        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    ) -> list[Report]:
         return []
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:

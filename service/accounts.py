@@ -9,18 +9,22 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from handlers import HANDLERS, handler_for
-from service.errors import Conflict, NotFound, ValidationFailed
+from service.errors import Conflict, NotFound, SettingsError, ValidationFailed
 from service.model import Account
 from service.store import Store
 
 MASK = "********"
 _FIELDS = {
+    "logo_url",
+    "signup_url",
     "name",
     "provider",
     "credentials",
@@ -89,6 +93,8 @@ def account_from_body(body: Any, existing: Account | None = None) -> Account:
         options=_options(body.get("options", base.options)),
         callback_secret=base.callback_secret,
         description=_text(body, "description", base.description, limit=500),
+        logo_url=_link(body, "logo_url", base.logo_url),
+        signup_url=_link(body, "signup_url", base.signup_url),
     )
 
 
@@ -134,6 +140,13 @@ def _credentials(value: Any, required: tuple[str, ...], old: Mapping[str, str]) 
     return merged
 
 
+def _link(body: Mapping[str, Any], key: str, default: str) -> str:
+    value = _text(body, key, default, limit=500)
+    if value and urlsplit(value).scheme not in ("http", "https"):
+        raise ValidationFailed(f"{key} must be an http(s) URL", field=key)
+    return value
+
+
 def _base_url(value: Any) -> str:
     if value in (None, ""):
         return ""
@@ -177,6 +190,8 @@ def public_view(account: Account, public_url: str) -> dict[str, Any]:
         "base_url": account.base_url or None,
         "options": dict(account.options),
         "description": account.description,
+        "logo_url": account.logo_url,
+        "signup_url": account.signup_url,
         "callback_urls": callback_urls(account, public_url),
     }
 
@@ -187,6 +202,39 @@ def secret_values(account: Account) -> list[str]:
     return [v for k, v in account.credentials.items() if k in fields and v] + [
         account.callback_secret
     ]
+
+
+def declared_accounts(path: Path, environ: Mapping[str, str]) -> list[Account]:
+    """Accounts from a TOML file of `[[account]]` tables, validated like API input.
+
+    A credential written "env:NAME" is read from the environment variable NAME, so the
+    file can be committed and the secrets kept out of it.
+    """
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read gateways file {path}: {exc}") from exc
+    bodies = document.get("account", [])
+    if not isinstance(bodies, list) or not all(isinstance(b, dict) for b in bodies):
+        raise SettingsError(f"{path}: accounts are [[account]] tables")
+    accounts = []
+    for body in bodies:
+        name = body.get("name")
+        credentials = body.get("credentials", {})
+        for key, value in credentials.items() if isinstance(credentials, dict) else ():
+            if isinstance(value, str) and value.startswith("env:"):
+                variable = value.removeprefix("env:")
+                if not environ.get(variable):
+                    raise SettingsError(
+                        f"{path}: account {name!r} takes credential {key} from ${variable}, "
+                        "which is not set"
+                    )
+                credentials[key] = environ[variable]
+        try:
+            accounts.append(account_from_body(body))
+        except ValidationFailed as exc:
+            raise SettingsError(f"{path}: account {name!r}: {exc.message} ({exc.field})") from exc
+    return accounts
 
 
 class AccountDirectory:
@@ -227,6 +275,19 @@ class AccountDirectory:
     def provider_of(self, name: str) -> str:
         account = self._accounts.get(name)
         return account.provider if account else ""
+
+    async def declare(self, accounts: list[Account]) -> None:
+        """Create or update the accounts a gateways file declares: the file wins, and an
+        existing account keeps its callback secret so provider settings stay valid."""
+        for account in accounts:
+            existing = await self._store.get_account(account.name)
+            if existing is None:
+                await self._store.create_account(account)
+            else:
+                await self._store.update_account(
+                    replace(account, callback_secret=existing.callback_secret)
+                )
+        self.invalidate()
 
     async def ensure_sandbox(self, name: str) -> None:
         """The sandbox account a fresh install starts with, so the first send works."""

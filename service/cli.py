@@ -6,11 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 
+from service.accounts import declared_accounts
 from service.api import message_view
 from service.app import create_app
 from service.clock import iso_ago
@@ -63,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     if not settings.api_tokens:
         raise SettingsError("no API token: set SMSGW_API_TOKENS (comma separated)")
+    if settings.gateways_file:  # fail here, with a clear message, not inside uvicorn
+        declared_accounts(Path(settings.gateways_file), os.environ)
     # uvicorn's access log would print callback URLs, whose query holds their secret.
     uvicorn.run(
         create_app(settings),

@@ -102,6 +102,7 @@ async def compose(
             encoding=segmentation.encoding,
             segments=segmentation.segments,
             client_ref=client_ref,
+            routed=body.get("account") is None,
         )
         for raw, field in numbers
     ]

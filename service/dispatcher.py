@@ -17,7 +17,9 @@ import contextlib
 import random
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from itertools import groupby
+from typing import Any
 
 import httpx
 import structlog
@@ -141,18 +143,19 @@ class Dispatcher:
                 [m.id for m in messages], time.time(), self._settings.lease_seconds
             )
         )
-        await self._store.record_attempts(
-            [
-                AttemptResult(
-                    m.id,
-                    Decision.FAILED,
-                    error_code=reason,
-                    error_text=f"{reason.replace('_', ' ')}: {m.account}",
-                )
-                for m in messages
-                if m.id in won
-            ]
-        )
+        results = []
+        for message in messages:
+            if message.id not in won:
+                continue
+            answer = _Answer(reason, f"{reason.replace('_', ' ')}: {message.account}")
+            gone = Account(name=message.account, provider="")
+            target = await self._failover_target(gone, message)
+            results.append(
+                answer.result(message.id, Decision.RETRY, new_account=target, retry_at=time.time())
+                if target
+                else answer.result(message.id, Decision.FAILED)
+            )
+        await self._store.record_attempts(results)
 
     async def _send_batch(
         self, account: Account, handler: ProviderHandler, candidates: list[MessageRecord]
@@ -172,60 +175,88 @@ class Dispatcher:
             base_url=account.base_url or handler.public_base_url or self._settings.base_url,
             dlr_url=callback_urls(account, self._settings.base_url)["dlr"],
         )
+        request = handler.send_request(account, batch)
+        if account.options.get("test_mode") and not handler.native_test_mode:
+            dry_run = RecipientResult(
+                Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
+            )
+            await self._record(account, handler, messages, [dry_run] * len(messages), None, "")
+            return
         secrets = secret_values(account)
         started = time.perf_counter()
         try:
-            response = await execute(self._client, handler.send_request(account, batch))
+            response = await execute(self._client, request)
         except _NOT_SENT as exc:
+            refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))
             await self._store.record_attempts(
-                [
-                    self._retry(m, "connect_error", f"{type(exc).__name__}: {exc}", None, "", None)
-                    for m in messages
-                ]
+                [await self._retry(account, m, refused) for m in messages]
             )
             return
         except httpx.HTTPError as exc:
             text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
-                [
-                    AttemptResult(
-                        m.id,
-                        Decision.UNKNOWN,
-                        error_code="outcome_unknown",
-                        error_text=f"{text}; not resent to avoid a duplicate",
-                    )
-                    for m in messages
-                ]
+                [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
             )
             return
-        latency_ms = round((time.perf_counter() - started) * 1000, 1)
         _log.info(
             "provider.response",
             account=account.name,
             provider=account.provider,
             http_status=response.status_code,
             messages=len(messages),
-            latency_ms=latency_ms,
+            latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        stored = redact(response.text, secrets)
         results = handler.parse_send_response(account, batch, response)
+        await self._record(
+            account,
+            handler,
+            messages,
+            results,
+            response.status_code,
+            redact(response.text, secrets),
+        )
+
+    async def _record(
+        self,
+        account: Account,
+        handler: ProviderHandler,
+        messages: Sequence[MessageRecord],
+        results: Sequence[RecipientResult],
+        http_status: int | None,
+        http_response: str,
+    ) -> None:
         await self._store.record_attempts(
             [
-                self._conclude(handler, message, result, response.status_code, stored)
+                await self._conclude(
+                    account,
+                    handler,
+                    message,
+                    result,
+                    _Answer(
+                        result.error_code,
+                        result.error_text,
+                        http_status,
+                        http_response,
+                        result.retry_after,
+                    ),
+                )
                 for message, result in zip(messages, results, strict=True)
             ]
         )
 
-    def _conclude(
+    async def _conclude(
         self,
+        account: Account,
         handler: ProviderHandler,
         message: MessageRecord,
         result: RecipientResult,
-        http_status: int,
-        http_response: str,
+        answer: _Answer,
     ) -> AttemptResult:
-        if result.outcome is Outcome.ACCEPTED and result.request_ids:
-            return AttemptResult(
+        outcome = result.outcome
+        if outcome is Outcome.ACCEPTED and result.request_ids:
+            polled = not handler.pushes_reports or bool(account.options.get("poll"))
+            return answer.result(
                 message.id,
                 Decision.ACCEPTED,
                 status=result.status,
@@ -234,60 +265,90 @@ class Dispatcher:
                     reconcile.match_key(rid, message.to, handler.shares_request_ids)
                     for rid in result.request_ids
                 ),
-                error_code=result.error_code,
-                error_text=result.error_text,
-                http_status=http_status,
-                http_response=http_response,
+                poll_at=time.time() + self._settings.poll_first_after if polled else None,
             )
-        if result.outcome is Outcome.TRANSIENT:
-            return self._retry(
-                message,
-                result.error_code,
-                result.error_text,
-                http_status,
-                http_response,
-                result.retry_after,
+        if outcome is Outcome.TRANSIENT:
+            return await self._retry(account, message, answer)
+        if outcome is Outcome.SENDER_REJECTED and account.fallback_sender not in (
+            "",
+            message.sender,
+        ):
+            return answer.result(
+                message.id, Decision.RETRY, new_sender=account.fallback_sender, retry_at=time.time()
             )
-        code = result.error_code or result.outcome.value
-        text = result.error_text or (
-            "accepted without a request ID" if result.outcome is Outcome.ACCEPTED else ""
-        )
-        return AttemptResult(
-            message.id,
-            Decision.FAILED,
-            error_code=code,
-            error_text=text,
-            http_status=http_status,
-            http_response=http_response,
+        if outcome is Outcome.ACCOUNT_ERROR:
+            target = await self._failover_target(account, message)
+            if target:
+                return answer.result(
+                    message.id, Decision.RETRY, new_account=target, retry_at=time.time()
+                )
+        if outcome is Outcome.VALIDATED:
+            answer = replace(
+                answer,
+                code=answer.code or "test_mode",
+                text=answer.text or "validated by the provider in test mode",
+            )
+        elif outcome is Outcome.ACCEPTED:
+            answer = replace(answer, text=answer.text or "accepted without a request ID")
+        return replace(answer, code=answer.code or outcome.value).result(
+            message.id, Decision.FAILED
         )
 
-    def _retry(
-        self,
-        message: MessageRecord,
-        code: str,
-        text: str,
-        http_status: int | None,
-        http_response: str,
-        retry_after: float | None,
+    async def _retry(
+        self, account: Account, message: MessageRecord, answer: _Answer
     ) -> AttemptResult:
+        """Back off and try again; once attempts run out, fail over or fail."""
         attempts = message.attempts + 1  # the record predates this attempt's claim
         if attempts >= self._settings.max_attempts:
-            return AttemptResult(
-                message.id,
-                Decision.FAILED,
-                error_code=code or "retries_exhausted",
-                error_text=f"gave up after {attempts} attempts: {text}",
-                http_status=http_status,
-                http_response=http_response,
-            )
+            target = await self._failover_target(account, message)
+            if target:
+                return answer.result(
+                    message.id, Decision.RETRY, new_account=target, retry_at=time.time()
+                )
+            return replace(
+                answer,
+                code=answer.code or "retries_exhausted",
+                text=f"gave up after {attempts} attempts: {answer.text}",
+            ).result(message.id, Decision.FAILED)
         ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2 ** (attempts - 1))
-        delay = max(random.uniform(0, ceiling), retry_after or 0.0)
+        delay = max(random.uniform(0, ceiling), answer.retry_after or 0.0)
+        return answer.result(message.id, Decision.RETRY, retry_at=time.time() + delay)
+
+    async def _failover_target(self, account: Account, message: MessageRecord) -> str:
+        """The next active account by priority that this message has not tried.
+
+        Only messages whose account smsgw chose move: a client that named an account
+        asked for that account. The sandbox is never a target for real traffic.
+        """
+        if not message.routed:
+            return ""
+        tried = {*message.tried, account.name}
+        for candidate in await self._directory.all():
+            fits = len(message.text) <= handler_for(candidate.provider).max_text_chars
+            # Real traffic never lands on the sandbox, which would report it delivered.
+            pretend = candidate.provider == "sandbox" and account.provider != "sandbox"
+            if candidate.active and candidate.name not in tried and fits and not pretend:
+                return candidate.name
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a provider (or the network) said about one message, to be recorded."""
+
+    code: str
+    text: str
+    http_status: int | None = None
+    http_response: str = ""
+    retry_after: float | None = None
+
+    def result(self, message_id: str, decision: Decision, **details: Any) -> AttemptResult:
         return AttemptResult(
-            message.id,
-            Decision.RETRY,
-            error_code=code,
-            error_text=text,
-            http_status=http_status,
-            http_response=http_response,
-            retry_at=time.time() + delay,
+            message_id,
+            decision,
+            error_code=self.code,
+            error_text=self.text,
+            http_status=self.http_status,
+            http_response=self.http_response,
+            **details,
         )

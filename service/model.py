@@ -57,6 +57,8 @@ class Account:
     options: Mapping[str, Any] = field(default_factory=dict)
     callback_secret: str = ""
     description: str = ""
+    logo_url: str = ""
+    signup_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
-from service.accounts import AccountDirectory
+from service.accounts import AccountDirectory, declared_accounts
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
 from service.events import EventLogger
+from service.poller import Poller
 from service.settings import Settings
 from service.store import Store, open_store
 
@@ -51,8 +54,17 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
         ),
     )
     dispatcher = Dispatcher(store, directory, settings, client)
-    task = asyncio.create_task(dispatcher.run(), name="dispatcher") if dispatch else None
+    tasks = (
+        [
+            asyncio.create_task(dispatcher.run(), name="dispatcher"),
+            asyncio.create_task(Poller(store, directory, settings, client).run(), name="poller"),
+        ]
+        if dispatch
+        else []
+    )
     try:
+        if settings.gateways_file:
+            await directory.declare(declared_accounts(Path(settings.gateways_file), os.environ))
         await directory.ensure_sandbox(settings.sandbox_account)
         yield Runtime(
             settings,
@@ -63,8 +75,8 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
             ComposeRules(settings.default_region, settings.default_sender, settings.max_recipients),
         )
     finally:
-        if task is not None:
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
         await store.close()

@@ -39,6 +39,10 @@ class Settings:
     lease_seconds: float
     request_timeout: float
     concurrency: int
+    poll_first_after: float
+    poll_max_interval: float
+    poll_give_up: float
+    gateways_file: str
     callback_max_body: int
     unmatched_ttl: float
     sandbox_account: str
@@ -80,6 +84,10 @@ _TOML_KEYS = {
     ("dispatch", "lease_seconds"): "lease_seconds",
     ("dispatch", "request_timeout"): "request_timeout",
     ("dispatch", "concurrency"): "concurrency",
+    ("poll", "first_after"): "poll_first_after",
+    ("poll", "max_interval"): "poll_max_interval",
+    ("poll", "give_up"): "poll_give_up",
+    ("gateways", "file"): "gateways_file",
     ("callbacks", "max_body"): "callback_max_body",
     ("dlr", "unmatched_ttl"): "unmatched_ttl",
     ("sandbox", "account"): "sandbox_account",
@@ -91,6 +99,7 @@ _ENV_KEYS = {
     "SMSGW_PUBLIC_URL": "public_url",
     "DATABASE_URL": "database_url",
     "SMSGW_LOG_FORMAT": "log_format",
+    "SMSGW_GATEWAYS": "gateways_file",
 }
 _POSITIVE = {
     "port",
@@ -108,6 +117,9 @@ _POSITIVE = {
     "callback_max_body",
     "unmatched_ttl",
     "busy_timeout",
+    "poll_first_after",
+    "poll_max_interval",
+    "poll_give_up",
 }
 
 

@@ -643,7 +643,7 @@ POLL_BULK = {
 
 
 def test_a_request_id_poll_answer_gives_one_report() -> None:
-    [report] = handler.parse_poll_response(ACCOUNT, answer(200, POLL_SINGLE))
+    [report] = handler.parse_poll_response(ACCOUNT, (), answer(200, POLL_SINGLE))
     assert report.request_id == "RMH8ZYJWCWJYIB5A.15986181942392678"
     assert (report.status, report.recipient, report.error_code) == (
         Status.DELIVERED,
@@ -653,7 +653,7 @@ def test_a_request_id_poll_answer_gives_one_report() -> None:
 
 
 def test_a_bulk_id_poll_answer_gives_a_report_per_recipient() -> None:
-    reports = handler.parse_poll_response(ACCOUNT, answer(200, POLL_BULK))
+    reports = handler.parse_poll_response(ACCOUNT, (), answer(200, POLL_BULK))
     assert [(r.request_id, r.status) for r in reports] == [
         ("RMH8ZYXWCWJYIB5A.15986181942392678", Status.DELIVERED),
         ("RA5KDTPIIYSCAO6W.15986181942392778", Status.EXPIRED),
@@ -662,9 +662,9 @@ def test_a_bulk_id_poll_answer_gives_a_report_per_recipient() -> None:
 
 def test_unreadable_poll_answers_and_entries_give_no_reports() -> None:
     broken = {**POLL_BULK, "recipient": [{"requestid": "R1", "statusInt": "x"}, "junk"]}
-    assert handler.parse_poll_response(ACCOUNT, answer(200, broken)) == []
-    assert handler.parse_poll_response(ACCOUNT, answer(401, {"error": "Unauthorized"})) == []
-    assert handler.parse_poll_response(ACCOUNT, answer(200, HTML_PAGE)) == []
+    assert handler.parse_poll_response(ACCOUNT, (), answer(200, broken)) == []
+    assert handler.parse_poll_response(ACCOUNT, (), answer(401, {"error": "Unauthorized"})) == []
+    assert handler.parse_poll_response(ACCOUNT, (), answer(200, HTML_PAGE)) == []
 
 
 def test_connectel_has_no_balance_call() -> None:
@@ -853,16 +853,16 @@ async def test_polls_reflect_the_pushed_statuses_for_request_and_bulk_ids(rig: R
     await rig.fake.drain()
     [bulkid] = rig.fake.bulks
     by_bulk = await perform(rig.client, _poll(rig, bulkid))
-    assert [r.status for r in handler.parse_poll_response(ACCOUNT, by_bulk)] == [
+    assert [r.status for r in handler.parse_poll_response(ACCOUNT, (), by_bulk)] == [
         Status.DELIVERED,
         Status.EXPIRED,
     ]
     by_request = await perform(rig.client, _poll(rig, results[1].request_ids[0]))
-    [report] = handler.parse_poll_response(ACCOUNT, by_request)
+    [report] = handler.parse_poll_response(ACCOUNT, (), by_request)
     assert (report.request_id, report.status) == (results[1].request_ids[0], Status.EXPIRED)
     unknown = await perform(rig.client, _poll(rig, "RNOPE.1"))
     assert unknown.status_code == 404
-    assert handler.parse_poll_response(ACCOUNT, unknown) == []
+    assert handler.parse_poll_response(ACCOUNT, (), unknown) == []
 
 
 def _poll(rig: Rig, request_id: str) -> WireRequest:

@@ -246,3 +246,92 @@ async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> Non
             "Hi there",
             "conn",
         )
+
+
+@asynccontextmanager
+async def two_connectel_accounts(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Gateway, FakeConnectel, FakeConnectel]]:
+    """"primary" (priority 1) and "backup" (priority 2), each with its own fake Connectel."""
+    primary, backup = FakeConnectel("primary-token"), FakeConnectel("backup-token")
+    async with (
+        serve(primary.app) as primary_url,
+        serve(backup.app) as backup_url,
+        running_gateway(tmp_path) as gateway,
+    ):
+        for name, fake, url in (("primary", primary, primary_url), ("backup", backup, backup_url)):
+            account = await gateway.add_account(
+                name=name, provider="connectel", credentials={"token": fake.token},
+                base_url=url, priority=1 if name == "primary" else 2,
+            )
+            fake.dlr_url = account["callback_urls"]["dlr"]
+        try:
+            yield gateway, primary, backup
+        finally:
+            await primary.drain()
+            await backup.drain()
+
+
+async def test_an_account_error_fails_over_to_the_next_account_by_priority(
+    tmp_path: Path,
+) -> None:
+    async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
+        primary.token = "revoked"
+        [message] = await gateway.send(to="+46700000001", text="failover")
+        assert message["account"] == "primary"
+
+        async def delivered() -> dict[str, Any]:
+            await backup.drain()
+            detail = await gateway.message(message["id"])
+            return detail if detail["status"] == "delivered" else {}
+
+        detail = await eventually(delivered)
+        assert detail["account"] == "backup" and len(backup.sent) == 1 and not primary.sent
+        failover = next(e for e in detail["events"] if e["event"] == "message.failover")
+        assert failover["previous_account"] == "primary" and failover["http_status"] == 401
+        stats = (await gateway.stats())["accounts"]
+        assert stats["backup"]["delivered"] == 1 and stats.get("primary", {}).get(
+            "requests", 0) == 0
+
+
+async def test_a_message_that_named_its_account_never_fails_over(tmp_path: Path) -> None:
+    async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
+        primary.token = "revoked"
+        [message] = await gateway.send(to="+46700000001", text="pinned", account="primary")
+        statuses = await settle(gateway, primary, [message["id"]])
+        assert statuses[message["id"]] == "failed" and not backup.sent
+
+
+async def test_an_outage_fails_over_once_retries_are_exhausted(tmp_path: Path) -> None:
+    async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
+        primary.fail_next = [503] * 10
+        [message] = await gateway.send(to="+46700000001", text="outage")
+
+        async def delivered() -> dict[str, Any]:
+            await backup.drain()
+            detail = await gateway.message(message["id"])
+            return detail if detail["status"] == "delivered" else {}
+
+        detail = await eventually(delivered, within=20)
+        events = [e["event"] for e in detail["events"]]
+        assert events.count("message.retry") == gateway.settings.max_attempts - 1
+        assert "message.failover" in events and detail["account"] == "backup"
+
+
+async def test_real_traffic_never_fails_over_to_the_sandbox(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path) as (gateway, fake):
+        fake.token = "revoked"
+        [message] = await gateway.send(to="+46700000001", text="no pretending")
+        assert message["account"] == "conn"
+        statuses = await settle(gateway, fake, [message["id"]])
+        assert statuses[message["id"]] == "failed"
+        assert (await gateway.message(message["id"]))["account"] == "conn"
+
+
+async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) -> None:
+    async with connectel_setup(tmp_path, options={"test_mode": True}) as (gateway, fake):
+        [message] = await gateway.send(to="+46700000001", text="dry", account="conn")
+        statuses = await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert statuses[message["id"]] == "failed" and detail["error"]["code"] == "test_mode"
+        assert fake.requests_seen == 0 and detail["http_status"] is None

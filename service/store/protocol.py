@@ -40,6 +40,8 @@ class NewMessage:
     encoding: str
     segments: int
     client_ref: str = ""
+    routed: bool = False
+    """True when smsgw chose the account by priority, so failover may choose another."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,9 @@ class MessageRecord:
     attempts: int
     created_at: str
     updated_at: str
+    tried: tuple[str, ...] = ()
+    """Accounts this message failed over from."""
+    routed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,22 @@ class AttemptResult:
     http_status: int | None = None
     http_response: str = ""
     retry_at: float = 0.0
+    """RETRY: when the next attempt is due."""
+    new_account: str = ""
+    """RETRY: fail over to this account."""
+    new_sender: str = ""
+    """RETRY: send with this sender ID instead (the account's fallback)."""
+    poll_at: float | None = None
+    """ACCEPTED: when to first poll for delivery status; None when reports are pushed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollDue:
+    message_id: str
+    account: str
+    request_ids: tuple[str, ...]
+    tries: int
+    since: float
 
 
 class ReportOutcome(StrEnum):
@@ -188,6 +209,13 @@ class Store(Protocol):
         ...
 
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None: ...
+
+    # polling, for providers that do not push reports
+    async def due_polls(self, now: float, limit: int) -> list[PollDue]: ...
+
+    async def reschedule_poll(self, message_id: str, due_at: float | None) -> None:
+        """Poll again at `due_at`, or (None) give up polling this message."""
+        ...
 
     # reports and inbound
     async def apply_report(

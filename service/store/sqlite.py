@@ -33,6 +33,7 @@ from service.store.protocol import (
     MessageFilter,
     MessageRecord,
     NewMessage,
+    PollDue,
     ReportOutcome,
     Stats,
 )
@@ -148,16 +149,30 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    # 2: failover and fallback-sender bookkeeping, account links, the poll schedule.
+    """
+    ALTER TABLE messages ADD COLUMN tried TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN routed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN logo_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN signup_url TEXT NOT NULL DEFAULT '';
+    CREATE TABLE polls (
+        message_id TEXT PRIMARY KEY,
+        due_at REAL NOT NULL,
+        tries INTEGER NOT NULL,
+        since REAL NOT NULL
+    );
+    CREATE INDEX polls_due ON polls(due_at);
+    """,
 )
 
 _MESSAGE_COLUMNS = (
     "id, seq, account, recipient, sender, text, encoding, segments, status, client_ref, "
     "request_id, error_code, error_text, http_status, http_response, attempts, "
-    "created_at, updated_at"
+    "created_at, updated_at, tried, routed"
 )
 _ACCOUNT_COLUMNS = (
     "name, provider, credentials, sender, fallback_sender, active, pattern, priority, "
-    "base_url, options, callback_secret, description"
+    "base_url, options, callback_secret, description, logo_url, signup_url"
 )
 _COUNTER_SET = ", ".join(f"{n} = {n} + excluded.{n}" for n in reconcile.COUNTER_NAMES)
 _COUNTER_UPSERT = (
@@ -213,6 +228,8 @@ def _message(row: Sequence[Any]) -> MessageRecord:
         attempts=row[15],
         created_at=row[16],
         updated_at=row[17],
+        tried=tuple(filter(None, row[18].split(","))),
+        routed=bool(row[19]),
     )
 
 
@@ -230,6 +247,8 @@ def _account(row: Sequence[Any]) -> Account:
         options=json.loads(row[9]),
         callback_secret=row[10],
         description=row[11],
+        logo_url=row[12],
+        signup_url=row[13],
     )
 
 
@@ -247,6 +266,8 @@ def _account_values(account: Account) -> tuple[Any, ...]:
         json.dumps(dict(account.options)),
         account.callback_secret,
         account.description,
+        account.logo_url,
+        account.signup_url,
     )
 
 
@@ -374,7 +395,7 @@ class SqliteStore:
             try:
                 await tx.db.execute(
                     f"INSERT INTO accounts ({_ACCOUNT_COLUMNS}, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*_account_values(account), now, now),
                 )
             except sqlite3.IntegrityError as exc:
@@ -401,7 +422,8 @@ class SqliteStore:
             await tx.db.execute(
                 "UPDATE accounts SET provider = ?, credentials = ?, sender = ?, "
                 "fallback_sender = ?, active = ?, pattern = ?, priority = ?, base_url = ?, "
-                "options = ?, callback_secret = ?, description = ?, updated_at = ? "
+                "options = ?, callback_secret = ?, description = ?, logo_url = ?, "
+                "signup_url = ?, updated_at = ? "
                 "WHERE name = ?",
                 (*values[1:], iso_now(), account.name),
             )
@@ -450,8 +472,8 @@ class SqliteStore:
             now = iso_now()
             await tx.db.executemany(
                 "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
-                "status, client_ref, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                "status, client_ref, routed, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
                 [
                     (
                         m.id,
@@ -462,6 +484,7 @@ class SqliteStore:
                         m.encoding,
                         m.segments,
                         m.client_ref,
+                        int(m.routed),
                         now,
                         now,
                     )
@@ -572,15 +595,13 @@ class SqliteStore:
             ) as cursor:
                 expired = [row[0] for row in await cursor.fetchall()]
             for message_id in expired:
-                await self._conclude_unknown(
-                    tx,
-                    AttemptResult(
-                        message_id,
-                        Decision.UNKNOWN,
-                        error_code="outcome_unknown",
-                        error_text="the send was interrupted; not resent to avoid a duplicate",
-                    ),
+                interrupted = AttemptResult(
+                    message_id,
+                    Decision.UNKNOWN,
+                    error_code="outcome_unknown",
+                    error_text="the send was interrupted; not resent to avoid a duplicate",
                 )
+                await self._conclude(tx, interrupted)
             return len(expired)
 
         return await self._write(work)
@@ -588,14 +609,7 @@ class SqliteStore:
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None:
         async def work(tx: _Tx) -> None:
             for result in results:
-                if result.decision is Decision.ACCEPTED:
-                    await self._conclude_accepted(tx, result)
-                elif result.decision is Decision.FAILED:
-                    await self._conclude_failed(tx, result)
-                elif result.decision is Decision.RETRY:
-                    await self._conclude_retry(tx, result)
-                else:
-                    await self._conclude_unknown(tx, result)
+                await self._conclude(tx, result)
 
         await self._write(work)
 
@@ -614,6 +628,8 @@ class SqliteStore:
             "UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
             (new.value, iso_now(), message_id),
         )
+        if reconcile.is_final(new):
+            await tx.db.execute("DELETE FROM polls WHERE message_id = ?", (message_id,))
         await tx.add_counters(account, reconcile.counter_delta(old, new))
         await tx.event(
             f"message.{new.value}",
@@ -624,7 +640,12 @@ class SqliteStore:
             **data,
         )
 
-    async def _record_http(self, tx: _Tx, result: AttemptResult) -> None:
+    async def _conclude(self, tx: _Tx, result: AttemptResult) -> None:
+        """Record one attempt's result; every decision stores the provider's answer."""
+        loaded = await self._load(tx, result.message_id)
+        if loaded is None:
+            return
+        account, old = loaded
         await tx.db.execute(
             "UPDATE messages SET http_status = ?, http_response = ?, error_code = ?, "
             "error_text = ? WHERE id = ?",
@@ -636,16 +657,79 @@ class SqliteStore:
                 result.message_id,
             ),
         )
-
-    async def _conclude_accepted(self, tx: _Tx, result: AttemptResult) -> None:
-        loaded = await self._load(tx, result.message_id)
-        if loaded is None:
+        if result.decision is Decision.RETRY:
+            await self._reschedule(tx, account, result)
             return
-        account, old = loaded
-        await self._record_http(tx, result)
+        await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
+        if result.decision is Decision.ACCEPTED:
+            await self._accept(tx, account, old, result)
+        elif result.decision is Decision.FAILED:
+            new = reconcile.advance(old, Status.FAILED)
+            if new is not old:
+                await self._set_status(
+                    tx,
+                    result.message_id,
+                    account,
+                    old,
+                    new,
+                    error_code=result.error_code,
+                    error_text=result.error_text,
+                    http_status=result.http_status,
+                )
+        else:
+            await tx.event(
+                "message.outcome_unknown",
+                result.message_id,
+                account,
+                error_code=result.error_code,
+                error_text=result.error_text,
+            )
+
+    async def _reschedule(self, tx: _Tx, account: str, result: AttemptResult) -> None:
         await tx.db.execute(
-            "UPDATE messages SET request_id = ? WHERE id = ?",
-            (",".join(result.request_ids), result.message_id),
+            "UPDATE outbox SET due_at = ?, claimed_until = NULL WHERE message_id = ?",
+            (result.retry_at, result.message_id),
+        )
+        details = {
+            "error_code": result.error_code,
+            "error_text": result.error_text,
+            "http_status": result.http_status,
+        }
+        if result.new_account:
+            # A new account starts its own count of attempts; the old one is remembered
+            # so that failover never comes back to it.
+            await tx.db.execute(
+                "UPDATE messages SET account = ?, attempts = 0, tried = tried || ? WHERE id = ?",
+                (result.new_account, f"{account},", result.message_id),
+            )
+            await tx.event(
+                "message.failover",
+                result.message_id,
+                result.new_account,
+                previous_account=account,
+                **details,
+            )
+        elif result.new_sender:
+            await tx.db.execute(
+                "UPDATE messages SET sender = ? WHERE id = ?",
+                (result.new_sender, result.message_id),
+            )
+            await tx.event(
+                "message.fallback_sender",
+                result.message_id,
+                account,
+                sender_id=result.new_sender,
+                **details,
+            )
+        else:
+            await tx.event(
+                "message.retry", result.message_id, account, retry_at=result.retry_at, **details
+            )
+
+    async def _accept(self, tx: _Tx, account: str, old: Status, result: AttemptResult) -> None:
+        request_id = ",".join(result.request_ids)
+        await tx.db.execute(
+            "UPDATE messages SET request_id = ? WHERE id = ?", (request_id, result.message_id)
         )
         await tx.db.executemany(
             "INSERT INTO message_parts (message_id, part, account, request_id, rid_key, "
@@ -655,7 +739,11 @@ class SqliteStore:
                 for part, (rid, key) in enumerate(zip(result.request_ids, result.keys, strict=True))
             ],
         )
-        await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
+        if result.poll_at is not None:
+            await tx.db.execute(
+                "INSERT INTO polls (message_id, due_at, tries, since) VALUES (?, ?, 0, ?)",
+                (result.message_id, result.poll_at, result.poll_at),
+            )
         new = reconcile.advance(old, result.status)
         if new is not old:
             await self._set_status(
@@ -664,7 +752,7 @@ class SqliteStore:
                 account,
                 old,
                 new,
-                request_id=",".join(result.request_ids),
+                request_id=request_id,
                 http_status=result.http_status,
             )
         for rid_key, rcpt_key in set(result.keys):
@@ -681,58 +769,37 @@ class SqliteStore:
                     tx, account, report, (rid_key, rcpt_key), row[0], parked=True
                 )
 
-    async def _conclude_failed(self, tx: _Tx, result: AttemptResult) -> None:
-        loaded = await self._load(tx, result.message_id)
-        if loaded is None:
-            return
-        account, old = loaded
-        await self._record_http(tx, result)
-        await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
-        new = reconcile.advance(old, Status.FAILED)
-        if new is not old:
-            await self._set_status(
-                tx,
-                result.message_id,
-                account,
-                old,
-                new,
-                error_code=result.error_code,
-                error_text=result.error_text,
-                http_status=result.http_status,
+    # -- polling ---------------------------------------------------------------
+
+    async def due_polls(self, now: float, limit: int) -> list[PollDue]:
+        rows = await self._fetchall(
+            "SELECT p.message_id, m.account, m.request_id, p.tries, p.since "
+            "FROM polls p JOIN messages m ON m.id = p.message_id "
+            "WHERE p.due_at <= ? ORDER BY p.due_at LIMIT ?",
+            (now, limit),
+        )
+        return [
+            PollDue(row[0], row[1], tuple(filter(None, row[2].split(","))), row[3], row[4])
+            for row in rows
+        ]
+
+    async def reschedule_poll(self, message_id: str, due_at: float | None) -> None:
+        async def work(tx: _Tx) -> None:
+            if due_at is None:
+                cursor = await tx.db.execute(
+                    "DELETE FROM polls WHERE message_id = ? RETURNING message_id",
+                    (message_id,),
+                )
+                if await cursor.fetchone() is not None:
+                    loaded = await self._load(tx, message_id)
+                    await tx.event("message.poll_gave_up", message_id, loaded[0] if loaded else "")
+                return
+            await tx.db.execute(
+                "UPDATE polls SET due_at = ?, tries = tries + 1 WHERE message_id = ?",
+                (due_at, message_id),
             )
 
-    async def _conclude_retry(self, tx: _Tx, result: AttemptResult) -> None:
-        loaded = await self._load(tx, result.message_id)
-        if loaded is None:
-            return
-        await self._record_http(tx, result)
-        await tx.db.execute(
-            "UPDATE outbox SET due_at = ?, claimed_until = NULL WHERE message_id = ?",
-            (result.retry_at, result.message_id),
-        )
-        await tx.event(
-            "message.retry",
-            result.message_id,
-            loaded[0],
-            error_code=result.error_code,
-            error_text=result.error_text,
-            http_status=result.http_status,
-            retry_at=result.retry_at,
-        )
-
-    async def _conclude_unknown(self, tx: _Tx, result: AttemptResult) -> None:
-        loaded = await self._load(tx, result.message_id)
-        if loaded is None:
-            return
-        await self._record_http(tx, result)
-        await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
-        await tx.event(
-            "message.outcome_unknown",
-            result.message_id,
-            loaded[0],
-            error_code=result.error_code,
-            error_text=result.error_text,
-        )
+        await self._write(work)
 
     # -- reports ---------------------------------------------------------------
 
