@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers import HANDLERS
 from service.model import Status
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -43,7 +44,7 @@ _COUNTERS = {
 }
 _ACCOUNT_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string", "maxLength": 64},
-    "provider": {"type": "string", "enum": ["sandbox", "connectel"]},
+    "provider": {"type": "string", "enum": sorted(HANDLERS)},
     "credentials": {"type": "object", "additionalProperties": {"type": "string"}},
     "sender": {"type": "string", "maxLength": 20},
     "fallback_sender": {"type": "string", "maxLength": 20},
@@ -53,6 +54,8 @@ _ACCOUNT_PROPERTIES: dict[str, Any] = {
     "base_url": {"type": ["string", "null"]},
     "options": {"type": "object"},
     "description": {"type": "string", "maxLength": 500},
+    "logo_url": {"type": "string", "maxLength": 500},
+    "signup_url": {"type": "string", "maxLength": 500},
 }
 _ACCOUNT_INPUT = {
     "type": "object",
