@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from handlers.base import ProviderHandler
 from handlers.connectel import ConnectelHandler
+from handlers.routemobile import RouteMobileHandler
 from handlers.sandbox import SandboxHandler
+from handlers.sms1609 import Sms1609Handler
 
 HANDLERS: dict[str, ProviderHandler] = {
-    handler.name: handler for handler in (SandboxHandler(), ConnectelHandler())
+    handler.name: handler
+    for handler in (
+        SandboxHandler(),
+        ConnectelHandler(),
+        RouteMobileHandler(),
+        Sms1609Handler(),
+    )
 }
 
 

@@ -269,6 +269,10 @@ class Dispatcher:
             )
         if outcome is Outcome.TRANSIENT:
             return await self._retry(account, message, answer)
+        if outcome is Outcome.UNKNOWN:
+            return replace(answer, code=answer.code or "outcome_unknown").result(
+                message.id, Decision.UNKNOWN
+            )
         if outcome is Outcome.SENDER_REJECTED and account.fallback_sender not in (
             "",
             message.sender,

@@ -37,6 +37,8 @@ class Outcome(StrEnum):
     """The sender ID was refused; the fallback sender may succeed."""
     TRANSIENT = "transient"
     """The provider asked us to try again later; the message was not taken."""
+    UNKNOWN = "unknown"
+    """The provider itself cannot say whether it took the message; never resent."""
     VALIDATED = "validated"
     """Test mode: the provider checked the request and sent nothing."""
 

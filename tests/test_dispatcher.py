@@ -18,6 +18,7 @@ from service.model import Status
 from service.reconcile import derive_counters
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_connectel import FakeConnectel
+from tests.fake_routemobile import FakeRouteMobile
 from tests.servers import serve
 
 TOKEN = "conn-token-7f3a"
@@ -252,7 +253,7 @@ async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> Non
 async def two_connectel_accounts(
     tmp_path: Path,
 ) -> AsyncIterator[tuple[Gateway, FakeConnectel, FakeConnectel]]:
-    """"primary" (priority 1) and "backup" (priority 2), each with its own fake Connectel."""
+    """ "primary" (priority 1) and "backup" (priority 2), each with its own fake Connectel."""
     primary, backup = FakeConnectel("primary-token"), FakeConnectel("backup-token")
     async with (
         serve(primary.app) as primary_url,
@@ -261,8 +262,11 @@ async def two_connectel_accounts(
     ):
         for name, fake, url in (("primary", primary, primary_url), ("backup", backup, backup_url)):
             account = await gateway.add_account(
-                name=name, provider="connectel", credentials={"token": fake.token},
-                base_url=url, priority=1 if name == "primary" else 2,
+                name=name,
+                provider="connectel",
+                credentials={"token": fake.token},
+                base_url=url,
+                priority=1 if name == "primary" else 2,
             )
             fake.dlr_url = account["callback_urls"]["dlr"]
         try:
@@ -290,8 +294,9 @@ async def test_an_account_error_fails_over_to_the_next_account_by_priority(
         failover = next(e for e in detail["events"] if e["event"] == "message.failover")
         assert failover["previous_account"] == "primary" and failover["http_status"] == 401
         stats = (await gateway.stats())["accounts"]
-        assert stats["backup"]["delivered"] == 1 and stats.get("primary", {}).get(
-            "requests", 0) == 0
+        assert (
+            stats["backup"]["delivered"] == 1 and stats.get("primary", {}).get("requests", 0) == 0
+        )
 
 
 async def test_a_message_that_named_its_account_never_fails_over(tmp_path: Path) -> None:
@@ -335,3 +340,54 @@ async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) ->
         detail = await gateway.message(message["id"])
         assert statuses[message["id"]] == "failed" and detail["error"]["code"] == "test_mode"
         assert fake.requests_seen == 0 and detail["http_status"] is None
+
+
+async def test_a_refused_sender_id_is_retried_once_with_the_fallback_sender(
+    tmp_path: Path,
+) -> None:
+    fake = FakeRouteMobile("rm-user", "rm-pass")
+    fake.blocked_senders = {"BRAND"}
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
+        account = await gateway.add_account(
+            name="rm",
+            provider="routemobile",
+            base_url=fake_url,
+            sender="BRAND",
+            fallback_sender="SMSGW",
+            credentials={"username": "rm-user", "password": "rm-pass"},
+        )
+        fake.dlr_url = account["callback_urls"]["dlr"]
+        [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
+
+        async def delivered() -> dict[str, Any]:
+            await fake.drain()
+            detail = await gateway.message(message["id"])
+            return detail if detail["status"] == "delivered" else {}
+
+        detail = await eventually(delivered)
+        assert detail["sender"] == "SMSGW"
+        fallback = next(e for e in detail["events"] if e["event"] == "message.fallback_sender")
+        assert (fallback["sender_id"], fallback["error_code"]) == ("SMSGW", "1707")
+        assert [s["source"] for s in fake.sent] == ["SMSGW"]
+
+
+async def test_a_refused_fallback_sender_fails_the_message(tmp_path: Path) -> None:
+    fake = FakeRouteMobile("rm-user", "rm-pass")
+    fake.blocked_senders = {"BRAND", "SMSGW"}
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
+        await gateway.add_account(
+            name="rm",
+            provider="routemobile",
+            base_url=fake_url,
+            sender="BRAND",
+            fallback_sender="SMSGW",
+            credentials={"username": "rm-user", "password": "rm-pass"},
+        )
+        [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
+
+        async def failed() -> dict[str, Any]:
+            detail = await gateway.message(message["id"])
+            return detail if detail["status"] == "failed" else {}
+
+        detail = await eventually(failed)
+        assert detail["error"]["code"] == "1707" and fake.requests_seen == 2

@@ -1,0 +1,439 @@
+"""1609SMS (1609sms.com), the "SMS Gateway API" page (http://www.1609sms.com/uk/sms-gateway.htm).
+
+Wire format, as that page documents it (it is the only public description; no SDK,
+client library or other reference to this API could be found):
+- Send: GET or POST (form) {base}/module/gateway.php with `clientuser`, `clientpwd`,
+  `message`, `to` (country code and number without '+', e.g. 44701xxxxxxx; several
+  numbers comma-separated) and `sender` (up to 11 characters). Optional flags: `logging`
+  (keep the message in the portal's history), `delivery` (answer with an SMS ID to poll),
+  `type=long` (up to 459 characters in at most 3 parts of 153) and `test` (every check,
+  nothing sent, no credits used). The page writes both `=ja` and `=yes` for the flags;
+  its text and every example use `yes`, which is what we send.
+- Answer: plain text `OK`, or `OK 1234567` when `delivery=yes`; `ERROR <code>` on
+  failure, with the codes 100-120 and 150 (the `_ERRORS` table). The page's header
+  writes the code as "x.x.x", so a dotted code (`ERROR 1.0.4`) is read as 104 too.
+- Delivery status: nothing is pushed. GET {base}/module/gatewayrapport.php?smsid=<id>
+  answers one bare code: DELIVERED, NOT DELIVERED, BUFFERED, SUBMITTED, REJECTED or
+  NONE (`parse_poll_status`). The answer does not repeat the ID; the poller passes the
+  ID it asked about to `parse_poll_response`. No credentials are documented for it,
+  so none are sent.
+- Credits: GET {base}/module/gateway.php?clientuser=&clientpwd=&action=credits answers
+  a bare number (`476`).
+- Inbound SMS on a virtual number is mentioned, but no callback format is documented;
+  `parse_inbound` refuses every callback with that reason.
+
+Why one recipient per request (`max_batch = 1`): the page lets `to` carry several
+numbers, but a request then gets one SMS ID and the status page takes one SMS ID and
+answers one status. A batch would leave smsgw unable to tell which recipient got
+which status, so every message goes in its own request and gets its own ID
+(`shares_request_ids` stays False).
+
+Account options:
+- `method`: "GET" (default, as the page's example) or "POST" (form fields, which keeps
+  the password out of proxy and server access logs); any other value means GET, case
+  and surrounding space are ignored. Applies to send and credits;
+  the status page is always asked with GET, as documented.
+- `sha1_password` (bool, default false): send the lowercase hex SHA-1 digest of the
+  `password` credential as `clientpwd` instead of the password ("only the use of
+  1-case characters is allowed": we use lower case). The digest is computed here, never
+  read from options, because options are shown unmasked by the API and a digest
+  authenticates exactly like the password. An operator who wants smsgw never to hold
+  the plain password stores the lowercase digest itself as `password` and leaves this
+  option off: 1609SMS accepts either form in `clientpwd`, and the credential is masked.
+- `logging` (bool, default true): send `logging=yes` so the messages appear under
+  "history" in the 1609SMS portal; false leaves the flag out.
+- `test_mode` (bool): send `test=yes`; a passing answer is Outcome.VALIDATED.
+
+Longer texts: `type=long` is sent when the text exceeds 160 characters (or smsgw counts
+more than one segment, e.g. UCS-2 text). `max_text_chars` is 459, the page's limit, so
+smsgw refuses longer texts before they reach 1609SMS (which would answer 118).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import ClassVar, NamedTuple
+
+from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service.errors import CallbackInvalid
+from service.model import (
+    Account,
+    Balance,
+    InboundSms,
+    Outcome,
+    RecipientResult,
+    Report,
+    SendBatch,
+    Status,
+)
+
+SEND_PATH = "/module/gateway.php"
+STATUS_PATH = "/module/gatewayrapport.php"
+SINGLE_SMS_CHARS = 160
+LONG_SMS_CHARS = 459
+
+
+class _Error(NamedTuple):
+    outcome: Outcome
+    text: str
+
+
+# Every error code of the page, with what it means for the message.
+_ERRORS: dict[str, _Error] = {
+    "100": _Error(Outcome.ACCOUNT_ERROR, "username is empty"),
+    "101": _Error(Outcome.ACCOUNT_ERROR, "password is empty"),
+    "102": _Error(Outcome.REFUSED, "the message has no content"),
+    "103": _Error(Outcome.REFUSED, "the mobile number has no content"),
+    "104": _Error(Outcome.ACCOUNT_ERROR, "no valid username and password combination"),
+    "105": _Error(Outcome.REFUSED, "message longer than 160 characters without type=long"),
+    "106": _Error(Outcome.REFUSED, "no valid mobile number (country code, then number)"),
+    "107": _Error(Outcome.REFUSED, "no valid country code: this country cannot be reached"),
+    "108": _Error(Outcome.ACCOUNT_ERROR, "not enough credits left"),
+    "109": _Error(Outcome.SENDER_REJECTED, "the sender name is empty"),
+    "110": _Error(Outcome.SENDER_REJECTED, "a sender number must start with '+'"),
+    "111": _Error(Outcome.SENDER_REJECTED, "no valid sender name (too long)"),
+    "112": _Error(Outcome.REFUSED, "no valid country code"),
+    "113": _Error(
+        Outcome.SENDER_REJECTED, "the sender contains characters not allowed on all networks"
+    ),
+    "114": _Error(Outcome.REFUSED, "no valid country code: the country is not permitted"),
+    "115": _Error(Outcome.ACCOUNT_ERROR, "account blocked: payment not received"),
+    "116": _Error(Outcome.ACCOUNT_ERROR, "account blocked; contact 1609SMS"),
+    "117": _Error(Outcome.SENDER_REJECTED, "this sender name is not allowed"),
+    "118": _Error(Outcome.REFUSED, "a long message may have at most 459 characters (3 parts)"),
+    "119": _Error(Outcome.REFUSED, "long messages cannot be sent to this country"),
+    "120": _Error(Outcome.TRANSIENT, "a problem with the 1609SMS gateway"),
+    "150": _Error(Outcome.TRANSIENT, "scheduled maintenance: the service is unavailable"),
+}
+
+
+class _Delivery(NamedTuple):
+    status: Status | None
+    text: str
+
+
+# The status page's codes. SUBMITTED means the operator has the message (1609SMS
+# passed it on) but has reported nothing yet: past 1609SMS's own acceptance, so
+# ENROUTE, like BUFFERED. NONE carries no status at all: no report.
+_DELIVERY: dict[str, _Delivery] = {
+    "DELIVERED": _Delivery(Status.DELIVERED, "delivered"),
+    "NOT DELIVERED": _Delivery(Status.UNDELIVERED, "not delivered"),
+    "BUFFERED": _Delivery(Status.ENROUTE, "accepted by the operator, delivery pending"),
+    "SUBMITTED": _Delivery(Status.ENROUTE, "passed to the operator, no status yet"),
+    "REJECTED": _Delivery(Status.REJECTED, "rejected by the operator"),
+    "NONE": _Delivery(None, "no delivery report available"),
+}
+# Longest first, so that "NOT DELIVERED" is never read as "DELIVERED".
+_DELIVERY_CODES = sorted(_DELIVERY, key=len, reverse=True)
+
+# An SMS ID is a run of letters and digits with at least one digit (the page shows
+# digits only); "OK, sent" has none.
+_OK = re.compile(
+    r"OK\b[\s:;,=#-]*(?:(?P<id>[A-Za-z0-9._-]*\d[A-Za-z0-9._-]*)\b)?(?P<rest>.*)", re.I | re.S
+)
+_ERROR = re.compile(
+    r"ERROR\b[\s:;,=#-]*(?P<code>\d+(?:\.\d+)*)?[\s:;,.=-]*(?P<rest>.*)", re.I | re.S
+)
+_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_SNIPPET_CHARS = 200
+
+
+class Sms1609Handler:
+    name: ClassVar[str] = "sms1609"
+    public_base_url: ClassVar[str] = "http://217.19.227.48"
+    credential_fields: ClassVar[tuple[str, ...]] = ("username", "password")
+    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+    max_batch: ClassVar[int] = 1
+    max_text_chars: ClassVar[int] = LONG_SMS_CHARS
+    shares_request_ids: ClassVar[bool] = False
+    pushes_reports: ClassVar[bool] = False
+    native_test_mode: ClassVar[bool] = True
+
+    # -- sending -------------------------------------------------------------------
+
+    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+        """The send request for the batch (one message: `max_batch` is 1).
+
+        Were it ever given more, the numbers go comma-separated in one request as the
+        page allows, and every message gets the one SMS ID of the answer.
+        """
+        first = batch.messages[0]
+        fields: list[tuple[str, str]] = [
+            *_login(account),
+            ("message", first.text),
+            ("to", ",".join(_digits_of(m.to) for m in batch.messages)),
+            ("sender", first.sender),
+        ]
+        if _flag(account.options, "logging", default=True):
+            fields.append(("logging", "yes"))
+        fields.append(("delivery", "yes"))
+        if len(first.text) > SINGLE_SMS_CHARS or first.segments > 1:
+            fields.append(("type", "long"))
+        if _flag(account.options, "test_mode"):
+            fields.append(("test", "yes"))
+        return _gateway_request(account, batch.base_url or self.public_base_url, fields)
+
+    def parse_send_response(
+        self, account: Account, batch: SendBatch, response: WireResponse
+    ) -> list[RecipientResult]:
+        return [_send_result(account, response) for _ in batch.messages]
+
+    # -- callbacks -----------------------------------------------------------------
+
+    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
+        return None  # 1609SMS calls nothing back; the callback URL's key is all there is
+
+    def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
+        raise CallbackInvalid(
+            f"1609SMS pushes no delivery reports: their status is polled from {STATUS_PATH}"
+        )
+
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+        raise CallbackInvalid(
+            "1609SMS documents no format for forwarding inbound SMS from a virtual number"
+        )
+
+    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+        return None
+
+    # -- polling -------------------------------------------------------------------
+
+    def poll_request(
+        self, account: Account, base_url: str, request_ids: Sequence[str]
+    ) -> WireRequest | None:
+        """The status page for the first ID only: it takes one SMS ID per request."""
+        if not request_ids or not request_ids[0].strip():
+            return None
+        return WireRequest(
+            "GET",
+            f"{_base(base_url, self.public_base_url)}{STATUS_PATH}",
+            params=(("smsid", request_ids[0].strip()),),
+            headers={"Accept": "text/plain"},
+        )
+
+    def parse_poll_response(
+        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    ) -> list[Report]:
+        """One report for the polled ID (the first of `request_ids`), or none.
+
+        The answer is a bare code without the ID, so without `request_ids` nothing can
+        be reported; NONE, an error answer or anything unreadable give no report.
+        """
+        if not request_ids or not request_ids[0].strip():
+            return []
+        if not 200 <= response.status_code < 300:
+            return []
+        code = _delivery_code(response.text)
+        if code is None:
+            return []
+        delivery = _DELIVERY[code]
+        if delivery.status is None:
+            return []
+        return [
+            Report(
+                request_id=request_ids[0].strip(),
+                status=delivery.status,
+                error_code=code,
+                error_text=delivery.text,
+            )
+        ]
+
+    # -- balance -------------------------------------------------------------------
+
+    def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
+        fields = [*_login(account), ("action", "credits")]
+        return _gateway_request(account, base_url or self.public_base_url, fields)
+
+    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+        text = _clean(response.text)
+        error = _ERROR.fullmatch(text)
+        if error:
+            code = _error_code(error.group("code"))
+            known = _ERRORS.get(code)
+            meaning = known.text if known else "unknown error code"
+            raise ValueError(f"1609SMS refused the credits request: ERROR {code} ({meaning})")
+        if not 200 <= response.status_code < 300:
+            raise ValueError(
+                f"1609SMS answered the credits request with HTTP {response.status_code}: "
+                f"{_snippet(response) or 'empty body'}"
+            )
+        if not _NUMBER.fullmatch(text):
+            raise ValueError(
+                f"1609SMS answered the credits request with no number: "
+                f"{_snippet(response) or 'empty body'}"
+            )
+        return Balance(float(text.replace(",", ".")), "credits")
+
+
+# -- request helpers ---------------------------------------------------------------
+
+
+def _base(base_url: str, default: str) -> str:
+    return (base_url or default).rstrip("/")
+
+
+def _login(account: Account) -> list[tuple[str, str]]:
+    return [
+        ("clientuser", account.credentials.get("username", "")),
+        ("clientpwd", _client_password(account)),
+    ]
+
+
+def _client_password(account: Account) -> str:
+    """What goes in `clientpwd`: the password, or its lowercase SHA-1 hex digest."""
+    password = account.credentials.get("password", "")
+    if password and _flag(account.options, "sha1_password"):
+        # SHA-1 is what 1609SMS prescribes; it hides the password, nothing more.
+        return hashlib.sha1(password.encode("utf-8")).hexdigest()  # noqa: S324
+    return password
+
+
+def _gateway_request(account: Account, base_url: str, fields: list[tuple[str, str]]) -> WireRequest:
+    url = f"{_base(base_url, '')}{SEND_PATH}"
+    headers = {"Accept": "text/plain"}
+    if str(account.options.get("method", "GET")).strip().upper() == "POST":
+        return WireRequest(
+            "POST",
+            url,
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+            form=tuple(fields),
+        )
+    return WireRequest("GET", url, params=tuple(fields), headers=headers)
+
+
+def _flag(options: Mapping[str, object], key: str, *, default: bool = False) -> bool:
+    """A boolean option, also when written as text ("yes", "true", "1", "no", ...)."""
+    value = options.get(key, default)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off", "nee", "n")
+    return bool(value)
+
+
+def _digits_of(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+# -- answer helpers ----------------------------------------------------------------
+
+
+def _send_result(account: Account, response: WireResponse) -> RecipientResult:
+    text = _clean(response.text)
+    status = response.status_code
+    error = _ERROR.fullmatch(text)
+    if error:
+        code = _error_code(error.group("code"))
+        known = _ERRORS.get(code)
+        if known is not None:
+            result = RecipientResult(
+                known.outcome,
+                error_code=code,
+                error_text=_with_detail(known.text, error.group("rest")),
+            )
+            if known.outcome is Outcome.TRANSIENT:
+                result = replace(result, retry_after=_retry_after(response.headers))
+            return result
+    if status == 429 or status >= 500:
+        return RecipientResult(
+            Outcome.TRANSIENT,
+            error_code=str(status),
+            error_text=_describe(response, "1609SMS is unavailable"),
+            retry_after=_retry_after(response.headers),
+        )
+    if status in (401, 403):
+        return RecipientResult(
+            Outcome.ACCOUNT_ERROR,
+            error_code=str(status),
+            error_text=_describe(response, "1609SMS refused the login"),
+        )
+    if error:
+        # An ERROR answer with a code the page does not list, or with none at all:
+        # the message was not taken and nothing says a retry would help.
+        code = _error_code(error.group("code")) or "ERROR"
+        return RecipientResult(
+            Outcome.REFUSED,
+            error_code=code,
+            error_text=_with_detail("unknown 1609SMS error code", error.group("rest")),
+        )
+    ok = _OK.fullmatch(text) if 200 <= status < 300 else None
+    if ok is None:
+        return RecipientResult(
+            Outcome.REFUSED,
+            error_code=str(status),
+            error_text=_describe(response, "unexpected answer from 1609SMS"),
+        )
+    sms_id = (ok.group("id") or "").strip("._-")
+    if _flag(account.options, "test_mode"):
+        return RecipientResult(
+            Outcome.VALIDATED,
+            error_text="1609SMS test mode (test=yes): every check passed, nothing was sent"
+            + (f" (SMS ID {sms_id})" if sms_id else ""),
+        )
+    if not sms_id:
+        # delivery=yes was sent, so 1609SMS should have named the SMS; it took the
+        # message, but without an ID its status can never be asked for.
+        return RecipientResult(
+            Outcome.ACCEPTED,
+            error_text="1609SMS answered OK without an SMS ID although delivery=yes was sent",
+        )
+    return RecipientResult(Outcome.ACCEPTED, (sms_id,), Status.SUBMITTED)
+
+
+def _error_code(raw: str | None) -> str:
+    """The error number, dots of the page's "x.x.x" notation removed."""
+    return (raw or "").replace(".", "")
+
+
+def _with_detail(meaning: str, rest: str | None) -> str:
+    detail = _SPACE.sub(" ", _TAG.sub(" ", rest or "")).strip()[:_SNIPPET_CHARS]
+    return f"{meaning}: {detail}" if detail else meaning
+
+
+def _clean(text: str) -> str:
+    return text.replace("\ufeff", "").strip()
+
+
+def _snippet(response: WireResponse) -> str:
+    return _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
+
+
+def _describe(response: WireResponse, what: str) -> str:
+    snippet = _snippet(response)
+    status = response.status_code
+    return f"{what} (HTTP {status}): {snippet}" if snippet else f"{what} (HTTP {status})"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP-date, or nothing: the dispatcher's backoff decides
+    return seconds if seconds >= 0 else None
+
+
+# -- status helpers ----------------------------------------------------------------
+
+
+def _delivery_code(text: str) -> str | None:
+    """The status page's code at the start of `text`, normalized, or None."""
+    words = _SPACE.sub(" ", re.sub(r"[_-]", " ", _clean(text))).upper()
+    for code in _DELIVERY_CODES:
+        if words == code or (words.startswith(code) and not words[len(code)].isalnum()):
+            return code
+    if words.startswith("NOTDELIVERED"):
+        return "NOT DELIVERED"
+    return None
+
+
+def parse_poll_status(text: str) -> Status | None:
+    """The normalized status of a status-page answer; None for NONE or no known code."""
+    code = _delivery_code(text)
+    return _DELIVERY[code].status if code is not None else None
+
+
+_check: ProviderHandler = Sms1609Handler()

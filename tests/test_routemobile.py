@@ -1,0 +1,1048 @@
+"""Route Mobile SMSPLUS: the handler against the Bulk HTTP API's wire format, the fake
+over HTTP, and the whole loop through a running smsgw.
+
+The first part feeds the handler the shapes of the specification (v1.0.1) and of
+answers seen in real traffic, with no server at all. The second serves
+`FakeRouteMobile` on loopback and drives it with the handler's own requests. The third
+runs smsgw with a Route Mobile account pointed at the fake, which pushes its reports to
+the account's callback URL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers.base import CallbackRequest, WireResponse
+from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
+from service.dispatcher import execute
+from service.errors import CallbackInvalid
+from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from tests.conftest import Gateway, eventually, running_gateway
+from tests.fake_routemobile import FakeRouteMobile
+from tests.servers import serve
+
+USERNAME = "acme-http"
+PASSWORD = "Pw[9x!q&z"  # characters that change when URL-encoded
+BASE = "http://rml.test:8080"
+handler = RouteMobileHandler()
+ACCOUNT = Account(
+    name="rm",
+    provider="routemobile",
+    credentials={"username": USERNAME, "password": PASSWORD},
+    sender="ACME",
+)
+
+
+def account(**options: Any) -> Account:
+    return replace(ACCOUNT, options=options)
+
+
+def batch(
+    *numbers: str, text: str = "Hello", encoding: str = "GSM-7", base_url: str = BASE
+) -> SendBatch:
+    messages = tuple(
+        OutgoingSms(f"m{i}", number, text, "ACME", encoding, 1) for i, number in enumerate(numbers)
+    )
+    return SendBatch(messages, base_url, dlr_url="http://gw/callbacks/rm/dlr?key=k")
+
+
+def answer(
+    body: str | bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> WireResponse:
+    raw = body.encode() if isinstance(body, str) else body
+    return WireResponse(status, raw, dict(headers or {}))
+
+
+def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
+    query = tuple((k, str(v)) for k, v in fields.items())
+    return CallbackRequest("GET", "http://gw/callbacks/rm/dlr?...", query, {}, b"")
+
+
+def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
+    body = urlencode({k: str(v) for k, v in fields.items()}).encode()
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    return CallbackRequest("POST", "http://gw/callbacks/rm/dlr", (), headers, body)
+
+
+def json_callback(body: Any) -> CallbackRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    return CallbackRequest("POST", "http://gw/callbacks/rm/dlr", (), headers, raw)
+
+
+CALLBACK_FORMS = {"get": get_callback, "form": form_callback, "json": json_callback}
+MESSAGE_ID = "b8c2e6a4-3f7d-4e21-9a0b-5c1d2e3f4a5b"
+
+
+def dlr(status: Any = "DELIVRD", **changes: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "sSender": "ACME",
+        "sMobileNo": "919800000001",
+        "sStatus": status,
+        "sMessageId": MESSAGE_ID,
+        "dtSubmit": "2024-05-06 10:11:12",
+        "dtDone": "2024-05-06 10:11:19",
+        "iCostPerSms": "0.0200",
+        "iCharge": "0.0200",
+        "iMCCMNC": "40486",
+        "iErrCode": "000",
+        "sTagName": "",
+        "sUdf1": "",
+        "sUdf2": "",
+    }
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# -- the handler's identity --------------------------------------------------------
+
+
+def test_the_handler_declares_route_mobiles_host_limits_and_credentials() -> None:
+    assert handler.name == "routemobile"
+    assert handler.public_base_url == "https://api.rmlconnect.net"
+    assert handler.credential_fields == ("username", "password")
+    assert handler.secret_fields == ("password",)
+    assert (handler.max_batch, handler.max_text_chars) == (100, 1000)
+    assert handler.shares_request_ids is False
+    assert handler.pushes_reports is True
+    assert handler.native_test_mode is False
+
+
+# -- send requests -----------------------------------------------------------------
+
+
+def test_a_send_is_a_get_of_the_documented_parameters_with_numbers_without_plus() -> None:
+    request = handler.send_request(ACCOUNT, batch("+919800000001"))
+    assert (request.method, request.url) == ("GET", f"{BASE}/bulksms/bulksms")
+    assert list(request.params) == [
+        ("username", USERNAME),
+        ("password", PASSWORD),
+        ("type", "0"),
+        ("dlr", "1"),
+        ("destination", "919800000001"),
+        ("source", "ACME"),
+        ("message", "Hello"),
+    ]
+    assert request.json is None and request.form is None
+
+
+def test_a_batch_sends_its_numbers_comma_separated_in_batch_order() -> None:
+    request = handler.send_request(
+        ACCOUNT, batch("+919800000002", "+2348055494143", "+919800000001")
+    )
+    assert dict(request.params)["destination"] == "919800000002,2348055494143,919800000001"
+
+
+def test_the_post_method_option_sends_the_same_fields_as_a_form() -> None:
+    request = handler.send_request(account(method="post"), batch("+919800000001"))
+    assert request.method == "POST"
+    assert request.params == ()
+    assert request.form is not None
+    assert dict(request.form) == {
+        "username": USERNAME,
+        "password": PASSWORD,
+        "type": "0",
+        "dlr": "1",
+        "destination": "919800000001",
+        "source": "ACME",
+        "message": "Hello",
+    }
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+
+def test_the_path_follows_the_base_url_and_defaults_to_the_public_host() -> None:
+    assert handler.send_request(ACCOUNT, batch("+91980", base_url="http://h:81/")).url == (
+        "http://h:81/bulksms/bulksms"
+    )
+    assert handler.send_request(ACCOUNT, batch("+91980", base_url="")).url == (
+        "https://api.rmlconnect.net/bulksms/bulksms"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "encoding", "expected"),
+    [
+        (None, "GSM-7", "0"),
+        (None, "UCS-2", "2"),
+        ("text", "GSM-7", "0"),
+        ("text", "UCS-2", "2"),
+        ("flash", "GSM-7", "1"),
+        ("flash", "UCS-2", "6"),
+        ("unicode", "GSM-7", "2"),
+        ("unicode", "UCS-2", "2"),
+        ("FLASH", "GSM-7", "1"),
+        (0, "GSM-7", "0"),
+        (1, "UCS-2", "6"),
+        ("6", "GSM-7", "6"),
+        ("wap-push", "GSM-7", "0"),
+    ],
+)
+def test_the_type_follows_the_message_type_option_and_the_texts_encoding(
+    option: Any, encoding: str, expected: str
+) -> None:
+    options = {} if option is None else {"message_type": option}
+    request = handler.send_request(account(**options), batch("+91980", encoding=encoding))
+    assert dict(request.params)["type"] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "hex_text"),
+    [
+        ("Hello", "00480065006C006C006F"),
+        ("Привет", "041F04400438043204350442"),
+        ("नमस्ते", "0928092E0938094D09240947"),
+        ("ok 😀", "006F006B0020D83DDE00"),
+    ],
+)
+def test_unicode_types_carry_the_text_as_utf16_big_endian_hex(text: str, hex_text: str) -> None:
+    request = handler.send_request(ACCOUNT, batch("+91980", text=text, encoding="UCS-2"))
+    assert dict(request.params)["type"] == "2"
+    assert dict(request.params)["message"] == hex_text
+    assert bytes.fromhex(hex_text).decode("utf-16-be") == text
+
+
+def test_a_gsm_text_sent_as_unicode_is_hex_too() -> None:
+    request = handler.send_request(account(message_type="unicode"), batch("+91980", text="Hi"))
+    assert dict(request.params)["message"] == "00480069"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, "1"), (1, "1"), (0, "0"), (True, "1"), (False, "0"), ("0", "0"), ("no", "0")],
+)
+def test_the_dlr_option_asks_for_reports_by_default(value: Any, expected: str) -> None:
+    options = {} if value is None else {"dlr": value}
+    assert dict(handler.send_request(account(**options), batch("+91980")).params)["dlr"] == (
+        expected
+    )
+
+
+def test_india_dlt_ids_are_sent_when_the_account_has_them() -> None:
+    options = {"entity_id": "1201159100000012345", "template_id": 1207161234567890123}
+    params = list(handler.send_request(account(**options), batch("+91980")).params)
+    assert params[-2:] == [("entityid", "1201159100000012345"), ("tempid", "1207161234567890123")]
+
+
+# -- send answers ------------------------------------------------------------------
+
+
+def test_a_success_answer_accepts_the_message_with_its_id() -> None:
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001"), answer(f"1701|919800000001|{MESSAGE_ID}\n")
+    )
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.request_ids == (MESSAGE_ID,)
+    assert result.status is Status.SUBMITTED
+
+
+def test_the_older_number_colon_id_form_is_read_too() -> None:
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+919443932288"), answer("1701|919443932288:4bb43bc6-1c2d-4e5f")
+    )
+    assert (result.outcome, result.request_ids) == (Outcome.ACCEPTED, ("4bb43bc6-1c2d-4e5f",))
+
+
+def test_a_batch_answer_is_matched_back_by_number_whatever_its_order() -> None:
+    body = "1701|919800000003|id-3,1701|919800000001|id-1,1701|919800000002|id-2"
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001", "+919800000002", "+919800000003"), answer(body)
+    )
+    assert [r.request_ids for r in results] == [("id-1",), ("id-2",), ("id-3",)]
+
+
+def test_a_real_mixed_answer_accepts_some_numbers_and_refuses_others() -> None:
+    # Route Mobile's answer to a three-number batch, as a client library recorded it.
+    body = "1701|2348055494143|3023779f-1722-4b7b-a3c8-d81f9e4bfc32,1706|23405"
+    results = handler.parse_send_response(ACCOUNT, batch("+2348055494143", "+23405"), answer(body))
+    assert results[0].request_ids == ("3023779f-1722-4b7b-a3c8-d81f9e4bfc32",)
+    assert (results[1].outcome, results[1].error_code) == (Outcome.REFUSED, "1706")
+    assert results[1].error_text == "invalid destination"
+
+
+@pytest.mark.parametrize(
+    ("body", "outcomes"),
+    [
+        (
+            "1704|2348055494143,1704|23405,1704|234509",
+            [Outcome.ACCOUNT_ERROR] * 3,
+        ),
+        (
+            "1707|2348055494143,1706|23405,1707|234509",
+            [Outcome.SENDER_REJECTED, Outcome.REFUSED, Outcome.SENDER_REJECTED],
+        ),
+    ],
+)
+def test_error_codes_given_per_number_apply_to_their_numbers(
+    body: str, outcomes: list[Outcome]
+) -> None:
+    sent = batch("+2348055494143", "+23405", "+234509")
+    assert [r.outcome for r in handler.parse_send_response(ACCOUNT, sent, answer(body))] == (
+        outcomes
+    )
+
+
+def test_the_same_number_twice_gets_its_answers_in_order() -> None:
+    body = "1701|919800000001|first,1701|919800000001|second"
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001", "+919800000001"), answer(body)
+    )
+    assert [r.request_ids for r in results] == [("first",), ("second",)]
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["9800000001", "09800000001", "+919800000001", "00919800000001", " 919800000001 "],
+)
+def test_numbers_written_back_in_another_format_still_match(written: str) -> None:
+    sent = batch("+919800000002", "+919800000001")
+    body = f"1701|919800000002|id-2,1701|{written}|id-1"
+    results = handler.parse_send_response(ACCOUNT, sent, answer(body))
+    assert [r.request_ids for r in results] == [("id-2",), ("id-1",)]
+
+
+def test_an_exact_number_wins_over_a_shorter_rendering_of_another() -> None:
+    # 9800000001 could be 919800000001 without its country code; the exact one is
+    # matched first so the shortened one goes to the message it really names.
+    sent = batch("+449800000001", "+919800000001")
+    body = "1701|9800000001|short,1701|449800000001|exact"
+    results = handler.parse_send_response(ACCOUNT, sent, answer(body))
+    assert [r.request_ids for r in results] == [("exact",), ("short",)]
+
+
+def test_a_single_number_rewritten_beyond_recognition_still_pairs_with_its_message() -> None:
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001"), answer("1701|555|only-id")
+    )
+    assert result.request_ids == ("only-id",)
+
+
+def test_a_repeated_answer_for_one_number_is_not_given_to_another() -> None:
+    body = "1701|919800000001|id-1,1701|919800000001|id-again"
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001", "+447700900123"), answer(body)
+    )
+    assert results[0].request_ids == ("id-1",)
+    assert (results[1].outcome, results[1].error_code) == (Outcome.REFUSED, "missing")
+
+
+def test_running_out_of_credit_mid_batch_fails_the_rest_as_an_account_error() -> None:
+    sent = batch("+919800000001", "+919800000002", "+919800000003")
+    body = "1701|919800000001|id-1,1025|919800000002"
+    results = handler.parse_send_response(ACCOUNT, sent, answer(body))
+    assert [(r.outcome, r.error_code) for r in results] == [
+        (Outcome.ACCEPTED, ""),
+        (Outcome.ACCOUNT_ERROR, "1025"),
+        (Outcome.ACCOUNT_ERROR, "1025"),
+    ]
+
+
+def test_a_bare_code_after_some_numbers_covers_the_numbers_not_mentioned() -> None:
+    sent = batch("+919800000001", "+919800000002")
+    results = handler.parse_send_response(ACCOUNT, sent, answer("1701|919800000001|id-1,1710"))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.TRANSIENT]
+
+
+def test_numbers_missing_from_an_answer_are_refused_saying_so() -> None:
+    sent = batch("+919800000001", "+919800000002", "+919800000003")
+    body = "1701|919800000002|id-2,1706|919800000001"
+    results = handler.parse_send_response(ACCOUNT, sent, answer(body))
+    assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED, Outcome.REFUSED]
+    assert results[2].error_code == "missing"
+    assert "missing" in results[2].error_text
+
+
+def test_success_without_a_message_id_is_not_an_acceptance() -> None:
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001"), answer("1701|919800000001|")
+    )
+    assert (result.outcome, result.error_code) == (Outcome.REFUSED, "1701")
+    assert "without a message ID" in result.error_text
+
+
+def test_an_undocumented_code_is_refused_and_kept() -> None:
+    [result] = handler.parse_send_response(ACCOUNT, batch("+91980"), answer("1799"))
+    assert (result.outcome, result.error_code) == (Outcome.REFUSED, "1799")
+    assert "unknown" in result.error_text
+
+
+CODE_TABLE = [
+    ("1702", Outcome.ACCOUNT_ERROR),
+    ("1703", Outcome.ACCOUNT_ERROR),
+    ("1704", Outcome.ACCOUNT_ERROR),
+    ("1705", Outcome.REFUSED),
+    ("1706", Outcome.REFUSED),
+    ("1707", Outcome.SENDER_REJECTED),
+    ("1708", Outcome.ACCOUNT_ERROR),
+    ("1709", Outcome.ACCOUNT_ERROR),
+    ("1710", Outcome.TRANSIENT),
+    ("1025", Outcome.ACCOUNT_ERROR),
+    ("1026", Outcome.ACCOUNT_ERROR),
+    ("1715", Outcome.UNKNOWN),
+    ("1032", Outcome.REFUSED),
+    ("1033", Outcome.SENDER_REJECTED),
+    ("1028", Outcome.REFUSED),
+]
+
+
+def test_the_code_table_covers_every_documented_error_code() -> None:
+    assert {code for code, _ in CODE_TABLE} == set(CODES)
+
+
+@pytest.mark.parametrize(("code", "outcome"), CODE_TABLE)
+def test_every_documented_code_alone_classifies_every_message(code: str, outcome: Outcome) -> None:
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001", "+919800000002"), answer(code)
+    )
+    assert [(r.outcome, r.error_code) for r in results] == [(outcome, code)] * 2
+    assert all(r.error_text == CODES[code].text and r.request_ids == () for r in results)
+    assert all(r.retry_after is None for r in results)
+
+
+@pytest.mark.parametrize(("code", "outcome"), CODE_TABLE)
+def test_every_documented_code_given_for_one_number_touches_only_that_number(
+    code: str, outcome: Outcome
+) -> None:
+    sent = batch("+919800000001", "+919800000002")
+    body = f"{code}|919800000001,1701|919800000002|id-2"
+    results = handler.parse_send_response(ACCOUNT, sent, answer(body))
+    assert (results[0].outcome, results[0].error_code) == (outcome, code)
+    assert results[1].request_ids == ("id-2",)
+
+
+def test_a_timeout_answer_is_an_unknown_outcome_because_the_message_may_have_gone() -> None:
+    [result] = handler.parse_send_response(ACCOUNT, batch("+91980"), answer("1715"))
+    assert result.outcome is Outcome.UNKNOWN
+    assert "unknown" in result.error_text
+
+
+HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    [
+        pytest.param(500, "", {}, Outcome.TRANSIENT, "500", "empty body", None, id="500"),
+        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
+        pytest.param(
+            503, "busy", {"Retry-After": "4"}, Outcome.TRANSIENT, "503", "busy", 4.0, id="503"
+        ),
+        pytest.param(
+            429, "", {"retry-after": "2"}, Outcome.TRANSIENT, "429", "HTTP 429", 2.0, id="429"
+        ),
+        pytest.param(
+            429,
+            "",
+            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            Outcome.TRANSIENT,
+            "429",
+            "HTTP 429",
+            None,
+            id="429-date-ignored",
+        ),
+        pytest.param(
+            401, "Unauthorized", {}, Outcome.ACCOUNT_ERROR, "401", "Unauthorized", None, id="401"
+        ),
+        pytest.param(403, "", {}, Outcome.ACCOUNT_ERROR, "403", "empty body", None, id="403"),
+        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "nginx", None, id="404-html"),
+        pytest.param(
+            400, "1702", {}, Outcome.ACCOUNT_ERROR, "1702", "missing", None, id="400-bare-code"
+        ),
+        pytest.param(
+            400, "1701|919800000001|x", {}, Outcome.REFUSED, "400", "1701", None, id="400-success"
+        ),
+        pytest.param(200, "", {}, Outcome.REFUSED, "200", "empty body", None, id="200-empty"),
+        pytest.param(200, HTML_PAGE, {}, Outcome.REFUSED, "200", "nginx", None, id="200-html"),
+        pytest.param(
+            200, '{"status": "ok"}', {}, Outcome.REFUSED, "200", "no answer code", None, id="json"
+        ),
+    ],
+)
+def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
+    status: int,
+    body: str,
+    headers: dict[str, str],
+    outcome: Outcome,
+    code: str,
+    text: str,
+    retry_after: float | None,
+) -> None:
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+919800000001", "+919800000002"), answer(body, status, headers)
+    )
+    assert len(results) == 2
+    for result in results:
+        assert (result.outcome, result.error_code, result.retry_after) == (
+            outcome,
+            code,
+            retry_after,
+        )
+        assert text in result.error_text
+        assert "<" not in result.error_text
+        assert result.request_ids == ()
+
+
+ANSWER_TEXT = st.text(alphabet="0123456789|,: \n17ab-", max_size=80)
+
+
+@given(
+    status=st.integers(100, 599),
+    body=st.one_of(
+        st.binary(max_size=120),
+        ANSWER_TEXT.map(str.encode),
+        st.lists(
+            st.tuples(
+                st.sampled_from(["1701", *CODES, "17", "x"]),
+                st.sampled_from(["", "919800000001", "919800000002", "9800000003", "+1"]),
+                st.sampled_from(["", "id-1", "id:2"]),
+            ),
+            max_size=5,
+        ).map(lambda items: ",".join("|".join(i) for i in items).encode()),
+    ),
+    size=st.integers(1, 4),
+)
+def test_any_answer_yields_one_result_per_message_and_accepts_only_with_ids_on_2xx(
+    status: int, body: bytes, size: int
+) -> None:
+    sent = batch(*(f"+91980000000{i}" for i in range(1, size + 1)))
+    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
+    assert len(results) == size
+    for result in results:
+        if result.outcome is Outcome.ACCEPTED:
+            assert 200 <= status < 300
+            assert result.request_ids and all(result.request_ids)
+        else:
+            assert result.request_ids == ()
+            assert result.error_code
+
+
+# -- delivery reports --------------------------------------------------------------
+
+STATUS_TABLE = [
+    ("ACKED", Status.ENROUTE),
+    ("ACCEPTD", Status.ENROUTE),
+    ("ACCEPTED", Status.ENROUTE),
+    ("ENROUTE", Status.ENROUTE),
+    ("DELIVRD", Status.DELIVERED),
+    ("DELIVERED", Status.DELIVERED),
+    ("UNDELIV", Status.UNDELIVERED),
+    ("UNDELIVERED", Status.UNDELIVERED),
+    ("DELETED", Status.UNDELIVERED),
+    ("UNKNOWN", Status.UNDELIVERED),
+    ("EXPIRED", Status.EXPIRED),
+    ("REJECTD", Status.REJECTED),
+    ("REJECTED", Status.REJECTED),
+    ("DND", Status.REJECTED),
+    ("FAILED", Status.FAILED),
+]
+
+
+def test_the_status_table_covers_every_status_the_handler_knows() -> None:
+    assert {name for name, _ in STATUS_TABLE} == set(DLR_STATUSES)
+
+
+@pytest.mark.parametrize("form", CALLBACK_FORMS)
+@pytest.mark.parametrize(("name", "status"), STATUS_TABLE)
+def test_every_route_mobile_status_maps_in_get_form_and_json_callbacks(
+    form: str, name: str, status: Status
+) -> None:
+    [report] = handler.parse_dlr(ACCOUNT, CALLBACK_FORMS[form](dlr(name, iErrCode="069")))
+    assert report.request_id == MESSAGE_ID
+    assert report.recipient == "919800000001"
+    assert report.status is status
+    assert (report.error_code, report.error_text) == ("069", name)
+
+
+@pytest.mark.parametrize("given_status", ["delivrd", "Delivrd", " DELIVRD "])
+def test_status_case_and_spacing_drift_is_tolerated(given_status: str) -> None:
+    [report] = handler.parse_dlr(ACCOUNT, get_callback(dlr(given_status)))
+    assert (report.status, report.error_text) == (Status.DELIVERED, "DELIVRD")
+
+
+def test_field_names_drifting_in_case_are_read() -> None:
+    fields = {"SMESSAGEID": MESSAGE_ID, "sstatus": "UNDELIV", "IERRCODE": "001", "smobileno": "91"}
+    [report] = handler.parse_dlr(ACCOUNT, get_callback(fields))
+    assert (report.request_id, report.status, report.error_code, report.recipient) == (
+        MESSAGE_ID,
+        Status.UNDELIVERED,
+        "001",
+        "91",
+    )
+
+
+def test_the_errcode_variant_is_kept_and_a_null_code_is_dropped() -> None:
+    fields = dlr("UNDELIV", iErrCode=None, ErrCode="253")
+    assert handler.parse_dlr(ACCOUNT, form_callback(fields))[0].error_code == "253"
+    [report] = handler.parse_dlr(ACCOUNT, form_callback(dlr("DELIVRD", iErrCode="NULL")))
+    assert report.error_code == ""
+
+
+def test_an_error_description_is_kept_with_the_status() -> None:
+    [report] = handler.parse_dlr(ACCOUNT, get_callback(dlr("UNDELIV", sError="Absent subscriber")))
+    assert report.error_text == "UNDELIV: Absent subscriber"
+
+
+def test_json_numbers_are_read_as_text() -> None:
+    [report] = handler.parse_dlr(
+        ACCOUNT, json_callback(dlr("DELIVRD", sMessageId=12345, iErrCode=0, sMobileNo=9198))
+    )
+    assert (report.request_id, report.error_code, report.recipient) == ("12345", "0", "9198")
+
+
+def test_the_query_and_a_form_body_are_read_together() -> None:
+    callback = replace(form_callback(dlr("EXPIRED")), query=(("channel", "sms"),))
+    assert handler.parse_dlr(ACCOUNT, callback)[0].status is Status.EXPIRED
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        pytest.param(get_callback(dlr(sMessageId=None)), id="missing-message-id"),
+        pytest.param(get_callback(dlr(sMessageId="  ")), id="blank-message-id"),
+        pytest.param(get_callback(dlr(None)), id="missing-status"),
+        pytest.param(get_callback(dlr("")), id="blank-status"),
+        pytest.param(get_callback(dlr("SENT-OK")), id="unknown-status"),
+        pytest.param(get_callback(dlr("1")), id="numeric-status"),
+        pytest.param(json_callback(dlr(["DELIVRD"])), id="status-list"),
+        pytest.param(json_callback(dlr(True)), id="status-boolean"),
+        pytest.param(json_callback(dlr(sMessageId={"id": 1})), id="message-id-object"),
+        pytest.param(json_callback(dlr(iErrCode=[0])), id="error-code-list"),
+        pytest.param(json_callback([dlr()]), id="json-array"),
+        pytest.param(json_callback(b'{"sMessageId": "x", "sStatus": '), id="invalid-json"),
+        pytest.param(get_callback({}), id="empty-get"),
+    ],
+)
+def test_a_callback_route_mobile_would_never_send_is_invalid(callback: CallbackRequest) -> None:
+    with pytest.raises(CallbackInvalid):
+        handler.parse_dlr(ACCOUNT, callback)
+
+
+def test_callbacks_carry_no_signature_to_check() -> None:
+    handler.authenticate(ACCOUNT, get_callback(dlr()))  # nothing to verify: no raise
+
+
+# -- inbound, polling and balance --------------------------------------------------
+
+
+def test_route_mobile_has_no_inbound_callback() -> None:
+    with pytest.raises(CallbackInvalid, match="no inbound"):
+        handler.parse_inbound(ACCOUNT, get_callback({"from": "9198", "text": "hi"}))
+    assert handler.inbound_answer(ACCOUNT, "reply") is None
+
+
+def test_route_mobile_has_no_status_look_up() -> None:
+    assert handler.poll_request(ACCOUNT, BASE, ["id-1"]) is None
+    assert handler.parse_poll_response(ACCOUNT, ["id-1"], answer("DELIVRD")) == []
+
+
+def test_the_balance_is_a_credit_check_with_the_credentials() -> None:
+    request = handler.balance_request(ACCOUNT, "http://h:81/")
+    assert request is not None
+    assert (request.method, request.url) == ("GET", "http://h:81/CreditCheck/checkcredits")
+    assert list(request.params) == [("username", USERNAME), ("password", PASSWORD)]
+
+
+@pytest.mark.parametrize(
+    ("body", "amount"),
+    [("BALANCE:1250.75", 1250.75), ("Credit Balance : 12", 12.0), ("  88.5\n", 88.5)],
+)
+def test_a_credit_check_answer_gives_the_balance(body: str, amount: float) -> None:
+    assert handler.parse_balance(ACCOUNT, answer(body)).amount == amount
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "match"),
+    [
+        (200, "PERMISSION DENIED", "wrong username or password"),
+        (200, "<html>oops</html>", "unreadable"),
+        (200, "", "unreadable"),
+        (503, "BALANCE:1", "HTTP 503"),
+    ],
+)
+def test_a_failed_credit_check_raises_a_clear_error(status: int, body: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        handler.parse_balance(ACCOUNT, answer(body, status))
+
+
+# -- the fake over real HTTP -------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
+
+    status: int = 200
+    calls: list[CallbackRequest] = field(default_factory=list)
+
+    async def receive(self, request: Request) -> Response:
+        self.calls.append(
+            CallbackRequest(
+                request.method,
+                str(request.url),
+                tuple(request.query_params.multi_items()),
+                dict(request.headers.items()),
+                await request.body(),
+            )
+        )
+        return Response(status_code=self.status)
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
+
+    def reports(self) -> list[tuple[str, Status, str]]:
+        found = [r for call in self.calls for r in handler.parse_dlr(ACCOUNT, call)]
+        return [(r.request_id, r.status, r.recipient) for r in found]
+
+
+@dataclass
+class Rig:
+    fake: FakeRouteMobile
+    receiver: Receiver
+    client: httpx.AsyncClient
+    base_url: str
+
+    async def send(
+        self, *numbers: str, text: str = "Hello", encoding: str = "GSM-7", acct: Account = ACCOUNT
+    ) -> list[Any]:
+        sent = batch(*numbers, text=text, encoding=encoding, base_url=self.base_url)
+        response = await execute(self.client, handler.send_request(acct, sent))
+        return handler.parse_send_response(acct, sent, response)
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    fake, receiver = FakeRouteMobile(USERNAME, PASSWORD), Receiver()
+    async with (
+        serve(fake.app) as base_url,
+        serve(receiver.app) as receiver_url,
+        httpx.AsyncClient(timeout=5) as client,
+    ):
+        fake.dlr_url = f"{receiver_url}/dlr?key=secret"
+        yield Rig(fake, receiver, client, base_url)
+        fake.release_hung()
+        await fake.drain()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_the_fake_accepts_the_handlers_send_with_a_uuid_per_number(
+    rig: Rig, method: str
+) -> None:
+    results = await rig.send("+919800000001", "+919800000002", acct=account(method=method))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED] * 2
+    ids = [r.request_ids[0] for r in results]
+    assert [rig.fake.messages[i]["number"] for i in ids] == ["919800000001", "919800000002"]
+    assert all(len(i) == 36 and i.count("-") == 4 for i in ids)
+    [request] = rig.fake.sent
+    assert request["method"] == method
+    assert (request["username"], request["password"]) == (USERNAME, PASSWORD)
+    assert request["destination"] == "919800000001,919800000002"
+
+
+async def test_unicode_text_reaches_the_fake_intact(rig: Rig) -> None:
+    [result] = await rig.send("+919800000001", text="नमस्ते 😀", encoding="UCS-2")
+    known = rig.fake.messages[result.request_ids[0]]
+    assert (known["type"], known["text"]) == ("2", "नमस्ते 😀")
+
+
+async def test_a_malformed_number_is_refused_while_the_others_go(rig: Rig) -> None:
+    results = await rig.send("+919800000001", "+12345")
+    assert results[0].outcome is Outcome.ACCEPTED
+    assert (results[1].outcome, results[1].error_code) == (Outcome.REFUSED, "1706")
+
+
+async def test_a_wrong_password_is_an_account_error_and_nothing_is_sent(rig: Rig) -> None:
+    rig.fake.password = "rotated"
+    [result] = await rig.send("+919800000001")
+    assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "1703")
+    assert rig.fake.sent == [] and rig.fake.requests_seen == 1
+
+
+async def test_a_blank_sender_is_a_missing_parameter_of_the_account(rig: Rig) -> None:
+    sent = replace(batch("+919800000001", base_url=rig.base_url))
+    sent = replace(sent, messages=(replace(sent.messages[0], sender=""),))
+    response = await execute(rig.client, handler.send_request(ACCOUNT, sent))
+    [result] = handler.parse_send_response(ACCOUNT, sent, response)
+    assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "1702")
+
+
+async def test_a_blocked_sender_is_a_sender_rejection(rig: Rig) -> None:
+    rig.fake.blocked_senders = {"ACME"}
+    [result] = await rig.send("+919800000001")
+    assert (result.outcome, result.error_code) == (Outcome.SENDER_REJECTED, "1707")
+
+
+async def test_per_number_codes_reach_only_their_numbers(rig: Rig) -> None:
+    rig.fake.codes_for = {"919800000002": "1032"}
+    results = await rig.send("+919800000001", "+919800000002")
+    assert [(r.outcome, r.error_code) for r in results] == [
+        (Outcome.ACCEPTED, ""),
+        (Outcome.REFUSED, "1032"),
+    ]
+
+
+async def test_credit_running_out_mid_batch_fails_the_rest_as_account_errors(rig: Rig) -> None:
+    rig.fake.credit = 1
+    results = await rig.send("+919800000001", "+919800000002", "+919800000003")
+    assert [(r.outcome, r.error_code) for r in results] == [
+        (Outcome.ACCEPTED, ""),
+        (Outcome.ACCOUNT_ERROR, "1025"),
+        (Outcome.ACCOUNT_ERROR, "1025"),
+    ]
+    assert len(rig.fake.messages) == 1
+
+
+async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+    rig.fake.fail_next = [503, 429]
+    rig.fake.answer_next = ["1710"]
+    outcomes = []
+    for _ in range(4):
+        [result] = await rig.send("+919800000001")
+        outcomes.append((result.outcome, result.error_code, result.retry_after))
+    assert outcomes == [
+        (Outcome.TRANSIENT, "503", None),
+        (Outcome.TRANSIENT, "429", 1.0),
+        (Outcome.TRANSIENT, "1710", None),
+        (Outcome.ACCEPTED, "", None),
+    ]
+    assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1
+
+
+async def test_colon_ids_and_national_numbers_in_the_answer_still_match(rig: Rig) -> None:
+    rig.fake.id_style = "colon"
+    rig.fake.echo_number = lambda number: number[2:]
+    results = await rig.send("+919800000002", "+919800000001")
+    assert [rig.fake.messages[r.request_ids[0]]["number"] for r in results] == [
+        "919800000002",
+        "919800000001",
+    ]
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_pushed_reports_reach_the_callback_and_parse(rig: Rig, method: str) -> None:
+    rig.fake.dlr_method = method
+    rig.fake.dlr_plan = [("ACKED", "000"), ("DELIVRD", "000")]
+    [result] = await rig.send("+919800000001")
+    await rig.fake.drain()
+    message_id = result.request_ids[0]
+    assert rig.receiver.reports() == [
+        (message_id, Status.ENROUTE, "919800000001"),
+        (message_id, Status.DELIVERED, "919800000001"),
+    ]
+    assert {c.method for c in rig.receiver.calls} == {method}
+    assert all(("key", "secret") in c.query for c in rig.receiver.calls)
+    assert rig.fake.dlr_acks == [200, 200]
+
+
+async def test_no_reports_are_pushed_when_the_account_asks_for_none(rig: Rig) -> None:
+    [result] = await rig.send("+919800000001", acct=account(dlr=0))
+    await rig.fake.drain()
+    assert result.outcome is Outcome.ACCEPTED
+    assert rig.receiver.calls == [] and rig.fake.sent[0]["dlr"] == "0"
+
+
+async def test_reports_can_race_ahead_of_the_send_answer(rig: Rig) -> None:
+    rig.fake.dlr_before_response = True
+    results = await rig.send("+919800000001", "+919800000002")
+    arrived_first = [report[0] for report in rig.receiver.reports()]
+    assert arrived_first == [r.request_ids[0] for r in results]
+
+
+async def test_duplicates_shuffling_and_per_number_plans_shape_the_pushes(rig: Rig) -> None:
+    rig.fake.duplicates, rig.fake.shuffle = 1, True
+    rig.fake.dlr_plan_for = lambda number: (
+        [("ACKED", "000"), ("UNDELIV", "001")] if number.endswith("2") else [("DELIVRD", "000")]
+    )
+    first, second = await rig.send("+919800000001", "+919800000002")
+    await rig.fake.drain()
+    pushed = rig.receiver.reports()
+    a, b = first.request_ids[0], second.request_ids[0]
+    in_plan_order = [(a, Status.DELIVERED)] * 2 + [(b, Status.ENROUTE)] * 2
+    in_plan_order += [(b, Status.UNDELIVERED)] * 2
+    assert sorted((i, s) for i, s, _ in pushed) == sorted(in_plan_order)
+    assert [(i, s) for i, s, _ in pushed] != in_plan_order
+
+
+async def test_a_failing_callback_is_recorded_in_the_acks(rig: Rig) -> None:
+    rig.receiver.status = 503
+    assert await rig.fake.push_dlr("unknown-id", "DELIVRD") == 503
+    assert rig.fake.dlr_acks == [503]
+
+
+async def test_a_hung_send_is_accepted_although_the_client_times_out(rig: Rig) -> None:
+    rig.fake.hang_next = 1
+    request = handler.send_request(ACCOUNT, batch("+919800000001", base_url=rig.base_url))
+    with pytest.raises(httpx.ReadTimeout):
+        await rig.client.get(request.url, params=list(request.params), timeout=0.2)
+    assert len(rig.fake.sent) == 1 and len(rig.fake.messages) == 1
+    rig.fake.release_hung()
+
+
+async def test_the_credit_check_answers_the_balance_or_denies_wrong_credentials(rig: Rig) -> None:
+    request = handler.balance_request(ACCOUNT, rig.base_url)
+    assert request is not None
+    assert handler.parse_balance(ACCOUNT, await execute(rig.client, request)).amount == 1250.75
+    rig.fake.password = "rotated"
+    with pytest.raises(ValueError, match="denied"):
+        handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+
+
+# -- the whole loop through smsgw --------------------------------------------------
+
+FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
+
+
+@asynccontextmanager
+async def routemobile_setup(
+    tmp_path: Path, *, options: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[Gateway, FakeRouteMobile]]:
+    fake = FakeRouteMobile(USERNAME, PASSWORD)
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
+        created = await gateway.add_account(
+            name="rm",
+            provider="routemobile",
+            credentials={"username": USERNAME, "password": PASSWORD},
+            sender="ACME",
+            base_url=fake_url,
+            priority=1,
+            options=options or {},
+        )
+        assert created["credentials"]["password"] != PASSWORD
+        fake.dlr_url = created["callback_urls"]["dlr"]
+        try:
+            yield gateway, fake
+        finally:
+            fake.release_hung()
+            await fake.drain()
+
+
+async def settle(gateway: Gateway, fake: FakeRouteMobile, ids: list[str]) -> dict[str, str]:
+    async def all_final() -> dict[str, str]:
+        await fake.drain()
+        statuses = {i: (await gateway.message(i))["status"] for i in ids}
+        return statuses if set(statuses.values()) <= FINAL else {}
+
+    return await eventually(all_final)
+
+
+async def rm_counters(gateway: Gateway) -> dict[str, int]:
+    counters: dict[str, int] = (await gateway.stats())["accounts"]["rm"]
+    counters.pop("unmatched", None)
+    return counters
+
+
+async def test_a_batch_is_one_request_and_ends_delivered_by_pushed_reports(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        fake.dlr_plan = [("ACKED", "000"), ("DELIVRD", "000")]
+        numbers = ["+919800000001", "+919800000002", "+919800000003"]
+        sent = await gateway.send(to=numbers, text="bulk", account="rm")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        [request] = fake.sent
+        assert sorted(request["destination"].split(",")) == [n[1:] for n in numbers]
+        assert await rm_counters(gateway) == {
+            "requests": 3,
+            "accepted": 3,
+            "failed": 0,
+            "delivered": 3,
+            "undelivered": 0,
+            "pending": 0,
+        }
+
+
+async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
+    tmp_path: Path,
+) -> None:
+    plans = {
+        "1": [("DELIVRD", "000")],
+        "2": [("ACKED", "000"), ("UNDELIV", "001")],
+        "3": [("EXPIRED", "003")],
+        "4": [("DND", "032")],
+    }
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        fake.dlr_plan_for = lambda number: plans[number[-1]]
+        fake.duplicates, fake.shuffle = 1, True
+        sent = await gateway.send(to=[f"+91980000000{d}" for d in "1234"], text="x", account="rm")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
+        assert {m["to"][-1]: statuses[m["id"]] for m in sent} == expected
+        undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "2"))
+        assert undelivered["error"] == {"code": "001", "message": "UNDELIV"}
+        counters = await rm_counters(gateway)
+        assert (counters["delivered"], counters["undelivered"], counters["pending"]) == (1, 3, 0)
+
+
+async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        fake.codes_for = {"919800000002": "1706"}
+        sent = await gateway.send(to=["+919800000001", "+919800000002"], text="x", account="rm")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        by_number = {m["to"]: statuses[m["id"]] for m in sent}
+        assert by_number == {"+919800000001": "delivered", "+919800000002": "failed"}
+        refused = await gateway.message(sent[1]["id"])
+        assert refused["error"]["code"] == "1706"
+        counters = await rm_counters(gateway)
+        assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
+
+
+async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        fake.password = "rotated"
+        [message] = await gateway.send(to="+919800000001", text="denied", account="rm")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert detail["status"] == "failed" and detail["error"]["code"] == "1703"
+        assert (detail["http_status"], detail["http_response"]) == (200, "1703")
+        assert (await rm_counters(gateway))["failed"] == 1
+
+
+async def test_the_automation_box_sends_through_route_mobile(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        [message] = await gateway.send(automation="919800000001|Привет from automation")
+        assert (message["account"], message["encoding"]) == ("rm", "UCS-2")
+        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        [known] = fake.messages.values()
+        assert (known["type"], known["text"]) == ("2", "Привет from automation")
+
+
+async def test_the_stored_provider_response_never_holds_the_password(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path, options={"method": "GET"}) as (
+        gateway,
+        fake,
+    ):
+        [message] = await gateway.send(to="+919800000001", text="secret?", account="rm")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert detail["http_response"].startswith("1701|919800000001|")
+        assert PASSWORD not in str(detail) and urlencode({"p": PASSWORD})[2:] not in str(detail)
+        account_view = (await gateway.api.get("/v1/accounts/rm")).json()
+        assert PASSWORD not in json.dumps(account_view)
+        with sqlite3.connect(gateway.settings.sqlite_path) as db:
+            dump = "\n".join(db.iterdump())
+        assert dump.count(PASSWORD) == 1  # the credential itself, and only there
+
+
+async def test_the_balance_endpoint_reads_route_mobiles_credit_check(tmp_path: Path) -> None:
+    async with routemobile_setup(tmp_path) as (gateway, fake):
+        fake.balance = 42.5
+        response = await gateway.api.get("/v1/balance/rm")
+        assert response.status_code == 200
+        assert response.json()["balance"] == 42.5
+        fake.password = "rotated"
+        failed = await gateway.api.get("/v1/balance/rm")
+        assert failed.status_code == 502 and PASSWORD not in failed.text
