@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.base import ProviderHandler
 from handlers.connectel import ConnectelHandler
+from handlers.intellisoftware import IntelliSoftwareHandler
 from handlers.routemobile import RouteMobileHandler
 from handlers.sandbox import SandboxHandler
 from handlers.sms1609 import Sms1609Handler
@@ -14,6 +15,7 @@ HANDLERS: dict[str, ProviderHandler] = {
         SandboxHandler(),
         ConnectelHandler(),
         RouteMobileHandler(),
+        IntelliSoftwareHandler(),
         Sms1609Handler(),
     )
 }

@@ -95,6 +95,16 @@ class CallbackRequest:
         return merged
 
 
+class SendRefused(Exception):
+    """Raised by `send_request` when these messages cannot go out on this account
+    (a limit of the account's, say): nothing is sent and every message fails."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
 class ProviderHandler(Protocol):
     """One provider's wire format.
 
@@ -118,7 +128,9 @@ class ProviderHandler(Protocol):
     """True when the API itself validates without sending (1609SMS `test=yes`); for
     the others an account in test mode is a dry run that never leaves smsgw."""
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest: ...
+    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+        """Raises SendRefused when the batch must not be sent at all."""
+        ...
 
     def parse_send_response(
         self, account: Account, batch: SendBatch, response: WireResponse

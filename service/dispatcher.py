@@ -25,7 +25,7 @@ import httpx
 import structlog
 
 from handlers import handler_for
-from handlers.base import ProviderHandler, WireRequest, WireResponse
+from handlers.base import ProviderHandler, SendRefused, WireRequest, WireResponse
 from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, secret_values
 from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
@@ -175,7 +175,14 @@ class Dispatcher:
             base_url=account.base_url or handler.public_base_url or self._settings.base_url,
             dlr_url=callback_urls(account, self._settings.base_url)["dlr"],
         )
-        request = handler.send_request(account, batch)
+        try:
+            request = handler.send_request(account, batch)
+        except SendRefused as declined:
+            answer = _Answer(declined.code, declined.text)
+            await self._store.record_attempts(
+                [answer.result(m.id, Decision.FAILED) for m in messages]
+            )
+            return
         if account.options.get("test_mode") and not handler.native_test_mode:
             dry_run = RecipientResult(
                 Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
