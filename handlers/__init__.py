@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from handlers.base import ProviderHandler
+from handlers.clickatell import ClickatellHandler
 from handlers.connectel import ConnectelHandler
 from handlers.intellisoftware import IntelliSoftwareHandler
 from handlers.routemobile import RouteMobileHandler
@@ -17,6 +18,7 @@ HANDLERS: dict[str, ProviderHandler] = {
         RouteMobileHandler(),
         IntelliSoftwareHandler(),
         Sms1609Handler(),
+        ClickatellHandler(),
     )
 }
 

@@ -1,0 +1,1168 @@
+"""Clickatell: the handler against the Platform API's wire format, the fake, the whole loop.
+
+The first part feeds the handler the shapes of Clickatell's Platform SMS API (the
+documented ones, the official SDKs' fixtures and variants seen in real traffic) with
+no server at all. The second part serves `FakeClickatell` on loopback and drives it
+with the handler's own requests. The third runs a real smsgw against the fake.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers.base import CallbackRequest, WireResponse
+from handlers.clickatell import ClickatellHandler
+from service.dispatcher import execute
+from service.errors import CallbackInvalid
+from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from tests.conftest import Gateway, eventually, running_gateway
+from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
+from tests.servers import serve
+
+API_KEY = "kVz3-Qm9pL2xA8wT0bYc1g=="
+BASE = "http://clickatell.test"
+handler = ClickatellHandler()
+ACCOUNT = Account(
+    name="click", provider="clickatell", credentials={"api_key": API_KEY}, sender="ACME"
+)
+
+
+def batch(
+    *numbers: str, text: str = "Hello", sender: str = "ACME", base_url: str = BASE
+) -> SendBatch:
+    messages = tuple(
+        OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
+    )
+    return SendBatch(messages, base_url, dlr_url="")
+
+
+def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+    return WireResponse(status, body, dict(headers or {}))
+
+
+def entry(to: str, message_id: str | None = None, code: int | None = None) -> dict[str, Any]:
+    """One entry of a send answer, in the documented shape."""
+    if code is None:
+        return {
+            "apiMessageId": message_id,
+            "accepted": True,
+            "to": to,
+            "errorCode": None,
+            "error": None,
+            "errorDescription": None,
+        }
+    error, description, _ = ERRORS[code]
+    return {
+        "apiMessageId": "",
+        "accepted": False,
+        "to": to,
+        "errorCode": code,
+        "error": error,
+        "errorDescription": description,
+    }
+
+
+def send_answer(*entries: dict[str, Any], code: int | None = None) -> dict[str, Any]:
+    error, description = (ERRORS[code][0], ERRORS[code][1]) if code else (None, None)
+    return {
+        "messages": list(entries),
+        "errorCode": code,
+        "error": error,
+        "errorDescription": description,
+    }
+
+
+def json_callback(body: Any, kind: str = "dlr") -> CallbackRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return CallbackRequest(
+        "POST", f"http://gw/callbacks/click/{kind}", (), {"content-type": "application/json"}, raw
+    )
+
+
+def get_callback(fields: Mapping[str, Any], kind: str = "dlr") -> CallbackRequest:
+    query = tuple((k, str(v)) for k, v in fields.items())
+    return CallbackRequest("GET", f"http://gw/callbacks/click/{kind}?...", query, {}, b"")
+
+
+CALLBACK_FORMS = {"json": json_callback, "get": get_callback}
+MESSAGE_ID = "af750c2dc53e4e4c88c39b3b48756d3a"
+
+
+def status_callback(**changes: Any) -> dict[str, Any]:
+    """A status callback with the fields of Clickatell's current SMS callback reference."""
+    fields: dict[str, Any] = {
+        "integrationName": "smsgw",
+        "messageId": MESSAGE_ID,
+        "requestId": "4c1d0e3a-req",
+        "clientMessageId": "m0",
+        "to": "27999000001",
+        "from": "ACME",
+        "statusCode": 4,
+        "status": "RECEIVED_BY_RECIPIENT",
+        "statusDescription": "Received by recipient",
+        "timestamp": 1506607698000,
+    }
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# -- the handler's identity --------------------------------------------------------
+
+
+def test_the_handler_declares_clickatells_limits_and_credentials() -> None:
+    assert handler.name == "clickatell"
+    assert handler.public_base_url == "https://platform.clickatell.com"
+    assert handler.credential_fields == ("api_key",)
+    assert handler.secret_fields == ("api_key",)
+    assert (handler.max_batch, handler.max_text_chars) == (200, 5355)
+    assert handler.shares_request_ids is False
+    assert handler.pushes_reports is True
+    assert handler.native_test_mode is False
+
+
+def test_clickatell_signs_nothing_and_expects_no_particular_callback_answer() -> None:
+    handler.authenticate(ACCOUNT, json_callback(status_callback()))  # raises nothing
+    handler.authenticate(ACCOUNT, get_callback({"messageId": "A"}))
+    assert handler.inbound_answer(ACCOUNT, "thanks") is None
+
+
+# -- send requests -----------------------------------------------------------------
+
+
+def test_one_message_is_posted_as_json_with_the_raw_key_and_digits_without_plus() -> None:
+    request = handler.send_request(ACCOUNT, batch("+27999000001"))
+    assert (request.method, request.url) == ("POST", f"{BASE}/messages")
+    assert request.json == {
+        "content": "Hello",
+        "to": ["27999000001"],
+        "from": "ACME",
+        "clientMessageId": "m0",
+    }
+    assert request.headers["Authorization"] == API_KEY  # no "Bearer": the key itself
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Accept"] == "application/json"
+    assert request.form is None and not request.params
+
+
+def test_a_batch_lists_every_number_once_in_to_without_a_client_message_id() -> None:
+    request = handler.send_request(
+        ACCOUNT, batch("+27999000001", "+27999000002", "+27999000001", "+4670000003")
+    )
+    assert request.json == {
+        "content": "Hello",
+        "to": ["27999000001", "27999000002", "4670000003"],
+        "from": "ACME",
+    }
+
+
+def test_a_numeric_sender_goes_as_digits_and_no_sender_means_no_from() -> None:
+    numeric = handler.send_request(ACCOUNT, batch("+27999000001", sender="+12027530410"))
+    assert numeric.json["from"] == "12027530410"
+    anonymous = handler.send_request(ACCOUNT, batch("+27999000001", sender=""))
+    assert "from" not in anonymous.json
+
+
+def test_options_set_the_validity_period_and_can_drop_the_client_message_id() -> None:
+    account = replace(ACCOUNT, options={"validity_period": 90, "client_message_id": False})
+    request = handler.send_request(account, batch("+27999000001"))
+    assert request.json["validityPeriod"] == 90
+    assert "clientMessageId" not in request.json
+    ignored = replace(ACCOUNT, options={"validity_period": "soon"})
+    assert "validityPeriod" not in handler.send_request(ignored, batch("+27999000001")).json
+
+
+def test_the_send_path_follows_the_base_url_or_the_public_host() -> None:
+    assert handler.send_request(ACCOUNT, batch("+27999000001", base_url="http://h:81/")).url == (
+        "http://h:81/messages"
+    )
+    assert handler.send_request(ACCOUNT, batch("+27999000001", base_url="")).url == (
+        "https://platform.clickatell.com/messages"
+    )
+
+
+# -- send answers ------------------------------------------------------------------
+
+
+def test_the_documented_answer_accepts_each_number_with_its_api_message_id() -> None:
+    body = send_answer(
+        entry("27999000001", "af750c2dc53e4e4c88c39b3b48756d3a"),
+        entry("27999000002", "abcdec2dc53e4e4c88c39b3b48756d3a"),
+    )
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+    )
+    assert [r.request_ids for r in results] == [
+        ("af750c2dc53e4e4c88c39b3b48756d3a",),
+        ("abcdec2dc53e4e4c88c39b3b48756d3a",),
+    ]
+    assert {(r.outcome, r.status) for r in results} == {(Outcome.ACCEPTED, Status.SUBMITTED)}
+
+
+def test_entries_map_back_by_number_whatever_their_order_or_plus() -> None:
+    body = send_answer(
+        entry("+27999000002", "B"), entry("0027999000001", "A"), entry("4670", code=105)
+    )
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+27999000001", "+4670", "+27999000002"), answer(202, body)
+    )
+    assert [(r.outcome, r.request_ids) for r in results] == [
+        (Outcome.ACCEPTED, ("A",)),
+        (Outcome.REFUSED, ()),
+        (Outcome.ACCEPTED, ("B",)),
+    ]
+    assert (results[1].error_code, results[1].error_text) == (
+        "105",
+        "Invalid destination address: The destination address is invalid",
+    )
+
+
+def test_the_sdk_fixture_with_only_an_error_text_is_classified_by_that_text() -> None:
+    # clickatell-php's RestTest: no errorCode, only the error's text.
+    raw = (
+        b'{"messages":[{"apiMessageId":null,"accepted":false,"to":"27111111111",'
+        b'"error":"Invalid destination address."}],"error":null}'
+    )
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27111111111"), answer(202, raw))
+    assert (result.outcome, result.error_code, result.error_text) == (
+        Outcome.REFUSED,
+        "105",
+        "Invalid destination address",
+    )
+
+
+def test_an_error_nested_as_code_and_description_is_read_too() -> None:
+    body = {"messages": [], "error": {"code": "301", "description": "No credit left"}}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(400, body))
+    assert (result.outcome, result.error_code, result.error_text) == (
+        Outcome.ACCOUNT_ERROR,
+        "301",
+        "No credit left",
+    )
+
+
+def test_entries_without_to_map_back_by_position() -> None:
+    body = {"messages": [{"apiMessageId": "A", "accepted": True}, {"apiMessageId": "B"}]}
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+    )
+    assert [r.request_ids for r in results] == [("A",), ("B",)]
+
+
+def test_numbers_missing_from_the_answer_are_refused_saying_so() -> None:
+    body = send_answer(entry("27999000002", "B"))
+    results = handler.parse_send_response(
+        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+    )
+    assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED]
+    assert "missing" in results[0].error_text
+
+
+def test_accepted_without_an_api_message_id_is_not_an_acceptance() -> None:
+    body = send_answer(entry("27999000001", None))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(202, body))
+    assert result.outcome is Outcome.REFUSED and "without an apiMessageId" in result.error_text
+
+
+def test_a_repeated_number_is_sent_again_later_when_its_first_copy_was_accepted() -> None:
+    body = send_answer(entry("27999000001", "A"), entry("27999000002", code=121))
+    results = handler.parse_send_response(
+        ACCOUNT,
+        batch("+27999000001", "+27999000002", "+27999000001", "+27999000002"),
+        answer(202, body),
+    )
+    assert [r.outcome for r in results] == [
+        Outcome.ACCEPTED,
+        Outcome.REFUSED,
+        Outcome.TRANSIENT,  # the copy of an accepted number goes in a later request
+        Outcome.REFUSED,  # the copy of a refused number shares its refusal
+    ]
+    assert results[2].error_code == "duplicate" and results[2].request_ids == ()
+    assert results[3].error_code == "121"
+
+
+# Every documented Clickatell error code and what it means for a message.
+ERROR_OUTCOMES: dict[int, Outcome] = {
+    1: Outcome.ACCOUNT_ERROR,
+    2: Outcome.ACCOUNT_ERROR,
+    3: Outcome.ACCOUNT_ERROR,
+    4: Outcome.ACCOUNT_ERROR,
+    5: Outcome.ACCOUNT_ERROR,
+    7: Outcome.ACCOUNT_ERROR,
+    100: Outcome.REFUSED,
+    101: Outcome.REFUSED,
+    102: Outcome.REFUSED,
+    103: Outcome.REFUSED,
+    104: Outcome.REFUSED,
+    105: Outcome.REFUSED,
+    106: Outcome.SENDER_REJECTED,
+    107: Outcome.REFUSED,
+    108: Outcome.ACCOUNT_ERROR,
+    109: Outcome.REFUSED,
+    110: Outcome.REFUSED,
+    111: Outcome.REFUSED,
+    112: Outcome.REFUSED,
+    113: Outcome.REFUSED,
+    114: Outcome.ACCOUNT_ERROR,
+    115: Outcome.REFUSED,
+    116: Outcome.REFUSED,
+    120: Outcome.REFUSED,
+    121: Outcome.REFUSED,
+    122: Outcome.REFUSED,
+    123: Outcome.SENDER_REJECTED,
+    128: Outcome.REFUSED,
+    130: Outcome.ACCOUNT_ERROR,
+    201: Outcome.REFUSED,
+    202: Outcome.REFUSED,
+    301: Outcome.ACCOUNT_ERROR,
+    302: Outcome.ACCOUNT_ERROR,
+    901: Outcome.TRANSIENT,
+}
+
+
+def test_the_error_table_covers_every_documented_code() -> None:
+    assert set(ERROR_OUTCOMES) == set(ERRORS)
+
+
+@pytest.mark.parametrize(("code", "outcome"), ERROR_OUTCOMES.items())
+def test_every_error_code_in_an_entry_classifies_that_number(code: int, outcome: Outcome) -> None:
+    body = send_answer(entry("27999000001", code=code), entry("27999000002", "B"))
+    first, second = handler.parse_send_response(
+        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+    )
+    assert (first.outcome, first.error_code) == (outcome, f"{code:03d}")
+    assert first.error_text.startswith(ERRORS[code][0])
+    assert (second.outcome, second.request_ids) == (Outcome.ACCEPTED, ("B",))
+
+
+@pytest.mark.parametrize(("code", "outcome"), ERROR_OUTCOMES.items())
+def test_every_error_code_at_the_top_level_applies_to_every_message(
+    code: int, outcome: Outcome
+) -> None:
+    http_status = ERRORS[code][2]
+    response = answer(http_status, send_answer(code=code), {"Retry-After": "2"})
+    results = handler.parse_send_response(ACCOUNT, batch("+27999000001", "+27999000002"), response)
+    assert [(r.outcome, r.error_code) for r in results] == [(outcome, f"{code:03d}")] * 2
+    assert all(r.request_ids == () for r in results)
+    expected_retry = 2.0 if outcome is Outcome.TRANSIENT else None
+    assert {r.retry_after for r in results} == {expected_retry}
+
+
+@pytest.mark.parametrize("code", [0, None])
+def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
+    body = {**send_answer(entry("27999000001", "A")), "errorCode": code}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(202, body))
+    assert result.outcome is Outcome.ACCEPTED
+
+
+HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    [
+        pytest.param(401, b"", {}, Outcome.ACCOUNT_ERROR, "401", "empty answer", None, id="401"),
+        pytest.param(
+            402, {"messages": []}, {}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", None, id="402"
+        ),
+        pytest.param(
+            429,
+            {"error": "Too many requests"},
+            {"retry-after": "7"},
+            Outcome.TRANSIENT,
+            "429",
+            "Too many requests",
+            7.0,
+            id="429-retry-after",
+        ),
+        pytest.param(
+            429,
+            b"",
+            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            Outcome.TRANSIENT,
+            "429",
+            "empty answer",
+            None,
+            id="429-retry-after-date-ignored",
+        ),
+        pytest.param(
+            500, "Internal error", {}, Outcome.TRANSIENT, "500", "Internal error", None, id="500"
+        ),
+        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
+        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "Oops", None, id="404-html"),
+        pytest.param(
+            400,
+            {"messages": [], "errorCode": 999, "error": "Something new"},
+            {},
+            Outcome.REFUSED,
+            "999",
+            "Something new",
+            None,
+            id="400-undocumented-code",
+        ),
+        pytest.param(
+            503,
+            {"messages": [], "errorCode": 777},
+            {"Retry-After": "3"},
+            Outcome.TRANSIENT,
+            "777",
+            "Clickatell error 777",
+            3.0,
+            id="503-undocumented-code",
+        ),
+        pytest.param(200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty"),
+        pytest.param(
+            202, HTML_PAGE, {}, Outcome.REFUSED, "202", "unreadable", None, id="202-html-page"
+        ),
+        pytest.param(
+            202, [1, 2], {}, Outcome.REFUSED, "202", "unexpected answer", None, id="202-list"
+        ),
+        pytest.param(
+            202,
+            {"messages": "none"},
+            {},
+            Outcome.REFUSED,
+            "202",
+            "missing",
+            None,
+            id="202-messages-not-a-list",
+        ),
+    ],
+)
+def test_every_error_answer_is_classified_for_each_message_without_raising(
+    status: int,
+    body: Any,
+    headers: dict[str, str],
+    outcome: Outcome,
+    code: str,
+    text: str,
+    retry_after: float | None,
+) -> None:
+    sent = batch("+27999000001", "+27999000002")
+    results = handler.parse_send_response(ACCOUNT, sent, answer(status, body, headers))
+    assert len(results) == 2
+    for result in results:
+        assert result.outcome is outcome
+        assert result.request_ids == ()
+        assert result.error_code == code
+        assert text in result.error_text
+        assert "<" not in result.error_text
+        assert result.retry_after == retry_after
+
+
+def test_acceptance_in_an_error_answer_is_not_trusted() -> None:
+    body = send_answer(entry("27999000001", "A"), code=301)
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(402, body))
+    assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "301")
+
+
+_KEYS = ["messages", "apiMessageId", "accepted", "to", "errorCode", "error", "errorDescription"]
+
+
+@given(
+    status=st.integers(100, 599),
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.recursive(
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=True)
+            | st.text(max_size=20)
+            | st.sampled_from(["27999000001", "+27999000002", "true"]),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)
+            ),
+            max_leaves=12,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+    numbers=st.lists(
+        st.sampled_from(["+27999000001", "+27999000002", "+4670000003"]), min_size=1, max_size=4
+    ),
+)
+def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
+    status: int, body: bytes, numbers: list[str]
+) -> None:
+    sent = batch(*numbers)
+    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
+    assert len(results) == len(numbers)
+    for result in results:
+        if result.outcome is Outcome.ACCEPTED:
+            assert 200 <= status < 300
+            assert all(result.request_ids)
+        else:
+            assert result.request_ids == ()
+
+
+# -- status callbacks --------------------------------------------------------------
+
+# Every documented message status code, its name, and the normalized status.
+STATUS_TABLE = [
+    (1, "MESSAGE_UNKNOWN", Status.SUBMITTED),
+    (2, "MESSAGE_QUEUED", Status.SUBMITTED),
+    (3, "DELIVERED_TO_GATEWAY", Status.ENROUTE),
+    (4, "RECEIVED_BY_RECIPIENT", Status.DELIVERED),
+    (5, "ERROR_WITH_MESSAGE", Status.REJECTED),
+    (6, "USER_CANCELLED_MESSAGE_DELIVERY", Status.UNDELIVERED),
+    (7, "ERROR_DELIVERING_MESSAGE", Status.UNDELIVERED),
+    (8, "MESSAGE_RECEIVED_BY_GATEWAY", Status.SUBMITTED),
+    (9, "ROUTING_ERROR", Status.UNDELIVERED),
+    (10, "MESSAGE_EXPIRED", Status.EXPIRED),
+    (11, "MESSAGE_SCHEDULED", Status.SUBMITTED),
+    (12, "OUT_OF_CREDIT", Status.FAILED),
+    (13, "CLICKATELL_CANCELLED_MESSAGE_DELIVERY", Status.REJECTED),
+    (14, "MAXIMUM_MT_LIMIT_EXCEEDED", Status.FAILED),
+]
+
+
+def test_the_status_table_covers_every_documented_code() -> None:
+    assert {code for code, _, _ in STATUS_TABLE} == set(STATUS_NAMES)
+    assert all(STATUS_NAMES[code][0] == name for code, name, _ in STATUS_TABLE)
+
+
+def variants(code: int, name: str) -> dict[str, dict[str, Any]]:
+    """The status fields of one status in every revision and traffic variant."""
+    description = STATUS_NAMES[code][1]
+    return {
+        "code-and-name": {"statusCode": code, "status": name, "statusDescription": description},
+        "padded-code-text": {
+            "statusCode": f"{code:03d}",
+            "status": None,
+            "statusDescription": description,
+        },
+        "bare-code-text": {"statusCode": str(code), "status": None, "statusDescription": None},
+        "code-in-status": {"statusCode": None, "status": f"{code:03d}", "statusDescription": None},
+        "name-only": {"statusCode": None, "status": name, "statusDescription": None},
+        "name-in-description": {"statusCode": None, "status": None, "statusDescription": name},
+        "description-only": {"statusCode": None, "status": None, "statusDescription": description},
+    }
+
+
+VARIANT_NAMES = list(variants(4, "RECEIVED_BY_RECIPIENT"))
+
+
+@pytest.mark.parametrize("form", CALLBACK_FORMS)
+@pytest.mark.parametrize("variant", VARIANT_NAMES)
+@pytest.mark.parametrize(("code", "name", "status"), STATUS_TABLE)
+def test_every_status_maps_in_every_field_variant_as_json_or_get(
+    form: str, variant: str, code: int, name: str, status: Status
+) -> None:
+    fields = status_callback(**variants(code, name)[variant])
+    [report] = handler.parse_dlr(ACCOUNT, CALLBACK_FORMS[form](fields))
+    assert report.request_id == MESSAGE_ID
+    assert report.recipient == "27999000001"
+    assert report.status is status
+    assert report.error_code == f"{code:03d}"
+    assert report.error_text.startswith(name)
+
+
+def test_a_description_that_adds_information_is_kept_with_the_name() -> None:
+    fields = status_callback(
+        statusCode=7, status="ERROR_DELIVERING_MESSAGE", statusDescription="Absent subscriber"
+    )
+    [report] = handler.parse_dlr(ACCOUNT, json_callback(fields))
+    assert report.error_text == "ERROR_DELIVERING_MESSAGE: Absent subscriber"
+
+
+def test_a_known_name_wins_over_a_code_that_disagrees() -> None:
+    fields = status_callback(statusCode=2, status="RECEIVED_BY_RECIPIENT")
+    [report] = handler.parse_dlr(ACCOUNT, json_callback(fields))
+    assert (report.status, report.error_code) == (Status.DELIVERED, "004")
+    assert "statusCode 2 disagrees" in report.error_text
+
+
+def test_an_unknown_name_with_a_known_code_follows_the_code() -> None:
+    fields = status_callback(statusCode=10, status="TIMED_OUT_SOMEWHERE", statusDescription=None)
+    [report] = handler.parse_dlr(ACCOUNT, json_callback(fields))
+    assert (report.status, report.error_code) == (Status.EXPIRED, "010")
+    assert "TIMED_OUT_SOMEWHERE" in report.error_text
+
+
+@pytest.mark.parametrize("code", [0, 15, 42, 999])
+def test_undocumented_codes_can_never_finalize_a_message(code: int) -> None:
+    fields = status_callback(statusCode=code, status=None, statusDescription="Whatever")
+    [report] = handler.parse_dlr(ACCOUNT, json_callback(fields))
+    assert (report.status, report.error_code) == (Status.ENROUTE, f"{code:03d}")
+    assert report.error_text == f"unknown status code {code}: Whatever"
+
+
+def test_older_revisions_id_and_number_fields_are_read() -> None:
+    fields = status_callback(messageId=None, apiMessageId="legacy-1", to=None, toNumber="2781")
+    [report] = handler.parse_dlr(ACCOUNT, json_callback(fields))
+    assert (report.request_id, report.recipient) == ("legacy-1", "2781")
+    older = {"apiMsgId": "central-1", "to": "2782", "status": "004"}
+    [central] = handler.parse_dlr(ACCOUNT, get_callback(older))
+    assert (central.request_id, central.status) == ("central-1", Status.DELIVERED)
+
+
+def test_a_json_list_of_callbacks_gives_a_report_each() -> None:
+    callbacks = [
+        status_callback(),
+        status_callback(messageId="other", statusCode=3, status=None, statusDescription=None),
+    ]
+    reports = handler.parse_dlr(ACCOUNT, json_callback(callbacks))
+    assert [(r.request_id, r.status) for r in reports] == [
+        (MESSAGE_ID, Status.DELIVERED),
+        ("other", Status.ENROUTE),
+    ]
+
+
+def test_query_parameters_and_a_json_body_are_read_together() -> None:
+    callback = replace(json_callback(status_callback(messageId=None)), query=(("messageId", "Q1"),))
+    [report] = handler.parse_dlr(ACCOUNT, callback)
+    assert (report.request_id, report.status) == ("Q1", Status.DELIVERED)
+
+
+ONE_API_EVENT = {
+    "integrationId": "abc",
+    "integrationName": "smsgw",
+    "event": {"messageStatusUpdate": [{"messageId": MESSAGE_ID, "statusCode": 4}]},
+}
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        pytest.param(json_callback(status_callback(messageId=None)), id="missing-message-id"),
+        pytest.param(json_callback(status_callback(messageId="  ")), id="blank-message-id"),
+        pytest.param(json_callback(status_callback(messageId={"id": 1})), id="message-id-object"),
+        pytest.param(json_callback(status_callback(statusCode="abc")), id="status-code-text"),
+        pytest.param(json_callback(status_callback(statusCode=4.5)), id="status-code-fraction"),
+        pytest.param(json_callback(status_callback(statusCode=True)), id="status-code-boolean"),
+        pytest.param(json_callback(status_callback(statusCode=[4])), id="status-code-list"),
+        pytest.param(json_callback(status_callback(status={"code": 4})), id="status-object"),
+        pytest.param(get_callback(status_callback(statusCode="x4")), id="get-status-code-text"),
+        pytest.param(
+            json_callback(status_callback(statusCode=None, status=None, statusDescription=None)),
+            id="no-status-at-all",
+        ),
+        pytest.param(
+            json_callback(status_callback(statusCode=None, status="GONE", statusDescription=None)),
+            id="unknown-name-only",
+        ),
+        pytest.param(
+            json_callback(
+                status_callback(statusCode=None, status=None, statusDescription="Absent subscriber")
+            ),
+            id="free-text-description-only",
+        ),
+        pytest.param(json_callback(ONE_API_EVENT), id="one-api-event"),
+        pytest.param(json_callback([]), id="empty-json-list"),
+        pytest.param(json_callback(["junk"]), id="json-list-of-junk"),
+        pytest.param(json_callback(b'{"messageId": "A", "statusCode": '), id="invalid-json"),
+        pytest.param(json_callback(b"[1, 2"), id="invalid-json-list"),
+        pytest.param(get_callback({}), id="empty-get"),
+    ],
+)
+def test_a_callback_clickatell_would_never_send_is_invalid(callback: CallbackRequest) -> None:
+    with pytest.raises(CallbackInvalid):
+        handler.parse_dlr(ACCOUNT, callback)
+
+
+# -- reply (inbound) callbacks -----------------------------------------------------
+
+REPLY = {
+    "integrationName": "smsgw",
+    "messageId": "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e",
+    "replyMessageId": MESSAGE_ID,
+    "apiKey": API_KEY,
+    "fromNumber": "27999000001",
+    "toNumber": "27820000000",
+    "timestamp": 1506607698000,
+    "text": "Yes please",
+    "charset": "UTF-8",
+    "udh": "",
+    "network": 1,
+    "keyword": "YES",
+}
+
+
+@pytest.mark.parametrize("form", CALLBACK_FORMS)
+def test_a_reply_callback_is_read_as_json_or_get(form: str) -> None:
+    [sms] = handler.parse_inbound(ACCOUNT, CALLBACK_FORMS[form](REPLY, "inbound"))
+    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
+        "27999000001",
+        "27820000000",
+        "Yes please",
+        "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e",
+    )
+
+
+def test_reply_numbers_may_come_as_from_and_to_or_as_json_numbers() -> None:
+    body = {**{k: v for k, v in REPLY.items() if k not in ("fromNumber", "toNumber")}}
+    [sms] = handler.parse_inbound(
+        ACCOUNT, json_callback({**body, "from": 27999000001, "to": "27820000000"})
+    )
+    assert (sms.sender, sms.recipient) == ("27999000001", "27820000000")
+
+
+def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
+    [sms] = handler.parse_inbound(ACCOUNT, json_callback({**REPLY, "text": " STOP \n"}))
+    assert sms.text == " STOP \n"
+    [empty] = handler.parse_inbound(ACCOUNT, json_callback({**REPLY, "text": ""}))
+    assert empty.text == ""
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"fromNumber": None}, id="no-sender"),
+        pytest.param({"text": None}, id="no-text"),
+        pytest.param({"text": {"body": "x"}}, id="text-object"),
+        pytest.param({"fromNumber": ["27"]}, id="sender-list"),
+    ],
+)
+def test_a_reply_without_sender_or_text_is_invalid(changes: dict[str, Any]) -> None:
+    body = {k: v for k, v in {**REPLY, **changes}.items() if v is not None}
+    with pytest.raises(CallbackInvalid):
+        handler.parse_inbound(ACCOUNT, json_callback(body, "inbound"))
+
+
+# -- polling and balance -----------------------------------------------------------
+
+
+def test_a_poll_asks_the_status_look_up_for_the_first_id_with_the_raw_key() -> None:
+    request = handler.poll_request(ACCOUNT, "http://h:81", ["A1", "B2"])
+    assert request is not None
+    assert (request.method, request.url) == ("GET", "http://h:81/public-client/message/status")
+    assert list(request.params) == [("messageId", "A1")]
+    assert request.headers["Authorization"] == API_KEY
+    assert request.json is None and request.form is None
+
+
+def test_a_poll_without_ids_or_base_url_behaves() -> None:
+    assert handler.poll_request(ACCOUNT, BASE, []) is None
+    request = handler.poll_request(ACCOUNT, "", ["A1"])
+    assert request is not None
+    assert request.url == "https://platform.clickatell.com/public-client/message/status"
+
+
+@pytest.mark.parametrize(("code", "name", "status"), STATUS_TABLE)
+def test_every_status_name_a_poll_answers_maps(code: int, name: str, status: Status) -> None:
+    [report] = handler.parse_poll_response(ACCOUNT, ["A1"], answer(200, {"status": name}))
+    assert (report.request_id, report.status, report.error_code) == ("A1", status, f"{code:03d}")
+
+
+def test_a_poll_answer_naming_its_message_id_is_trusted_over_the_question() -> None:
+    body = {"messageId": "A1", "status": "DELIVERED_TO_GATEWAY", "statusCode": 3}
+    [report] = handler.parse_poll_response(ACCOUNT, [], answer(200, body))
+    assert (report.request_id, report.status) == ("A1", Status.ENROUTE)
+
+
+@pytest.mark.parametrize(
+    ("request_ids", "response"),
+    [
+        pytest.param(
+            ["A1"], answer(404, {"errorCode": 103, "error": "Unknown API message ID"}), id="404"
+        ),
+        pytest.param(["A1"], answer(401, {"errorCode": 1}), id="401"),
+        pytest.param(["A1"], answer(200, HTML_PAGE), id="html"),
+        pytest.param(["A1"], answer(200, {"status": "GONE"}), id="unknown-name"),
+        pytest.param(["A1"], answer(200, {}), id="no-status"),
+        pytest.param([], answer(200, {"status": "MESSAGE_QUEUED"}), id="no-id-anywhere"),
+        pytest.param(["A1", "B2"], answer(200, {"status": "MESSAGE_QUEUED"}), id="ambiguous-id"),
+    ],
+)
+def test_unreadable_poll_answers_give_no_reports(
+    request_ids: list[str], response: WireResponse
+) -> None:
+    assert handler.parse_poll_response(ACCOUNT, request_ids, response) == []
+
+
+def test_the_balance_call_is_a_get_with_the_raw_key() -> None:
+    request = handler.balance_request(ACCOUNT, "http://h:81/")
+    assert request is not None
+    assert (request.method, request.url) == ("GET", "http://h:81/public-client/balance")
+    assert request.headers["Authorization"] == API_KEY
+
+
+@pytest.mark.parametrize("amount", [1234.5, "1234.5", 1234.50])
+def test_the_balance_is_read_with_its_currency(amount: Any) -> None:
+    balance = handler.parse_balance(ACCOUNT, answer(200, {"balance": amount, "currency": "USD"}))
+    assert (balance.amount, balance.currency) == (1234.5, "USD")
+
+
+@pytest.mark.parametrize(
+    ("response", "text"),
+    [
+        pytest.param(answer(401, send_answer(code=1)), "Authentication failed", id="401"),
+        pytest.param(answer(200, {"currency": "USD"}), "no numeric balance", id="no-balance"),
+        pytest.param(answer(200, {"balance": "lots"}), "no numeric balance", id="text-balance"),
+        pytest.param(answer(502, HTML_PAGE), "Bad Gateway", id="502-html"),
+    ],
+)
+def test_a_failed_balance_call_raises_with_the_reason(response: WireResponse, text: str) -> None:
+    with pytest.raises(ValueError, match=text):
+        handler.parse_balance(ACCOUNT, response)
+
+
+# -- the fake over real HTTP -------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
+
+    status: int = 200
+    calls: list[CallbackRequest] = field(default_factory=list)
+
+    async def receive(self, request: Request) -> Response:
+        self.calls.append(
+            CallbackRequest(
+                request.method,
+                str(request.url),
+                tuple((k, v) for k, v in request.query_params.multi_items() if k != "key"),
+                dict(request.headers.items()),
+                await request.body(),
+            )
+        )
+        return Response(status_code=self.status)
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
+
+
+@dataclass
+class Rig:
+    fake: FakeClickatell
+    receiver: Receiver
+    client: httpx.AsyncClient
+    base_url: str
+
+    def batch(self, *numbers: str, sender: str = "ACME") -> SendBatch:
+        return batch(*numbers, sender=sender, base_url=self.base_url)
+
+    async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
+        return await execute(self.client, handler.send_request(account, sent))
+
+    async def results(self, *numbers: str, account: Account = ACCOUNT) -> list[Any]:
+        sent = self.batch(*numbers)
+        return handler.parse_send_response(account, sent, await self.send(sent, account))
+
+    async def reports(self) -> list[Any]:
+        await self.fake.drain()
+        return [r for call in self.receiver.calls for r in handler.parse_dlr(ACCOUNT, call)]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    fake, receiver = FakeClickatell(API_KEY), Receiver()
+    async with (
+        serve(fake.app) as base_url,
+        serve(receiver.app) as receiver_url,
+        httpx.AsyncClient(timeout=5) as client,
+    ):
+        fake.dlr_url = f"{receiver_url}/dlr?key=s3cret"
+        fake.inbound_url = f"{receiver_url}/inbound?key=s3cret"
+        yield Rig(fake, receiver, client, base_url)
+        await fake.drain()
+
+
+async def test_a_single_send_is_accepted_by_the_fake_with_its_api_message_id(rig: Rig) -> None:
+    [result] = await rig.results("+27999000001")
+    assert result.outcome is Outcome.ACCEPTED
+    [message_id] = result.request_ids
+    assert len(message_id) == 32
+    assert rig.fake.messages[message_id]["to"] == "27999000001"
+    assert rig.fake.sent == [
+        {"content": "Hello", "to": ["27999000001"], "from": "ACME", "clientMessageId": "m0"}
+    ]
+
+
+async def test_a_batch_send_gets_one_id_per_number_and_refuses_bad_numbers_alone(
+    rig: Rig,
+) -> None:
+    results = await rig.results("+27999000001", "+4670", "+27999000002")
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.REFUSED, Outcome.ACCEPTED]
+    assert results[1].error_code == "105"
+    assert len({r.request_ids for r in results}) == 3
+    assert rig.fake.sent[0]["to"] == ["27999000001", "4670", "27999000002"]
+
+
+async def test_a_number_repeated_in_a_batch_goes_once_and_its_copy_is_retried(rig: Rig) -> None:
+    results = await rig.results("+27999000001", "+27999000001")
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.TRANSIENT]
+    assert rig.fake.sent[0]["to"] == ["27999000001"]
+    [again] = await rig.results("+27999000001")
+    assert again.outcome is Outcome.ACCEPTED
+
+
+@pytest.mark.parametrize("key", ["nope", f"Bearer {API_KEY}", ""])
+async def test_a_wrong_or_scheme_prefixed_key_is_an_account_error(rig: Rig, key: str) -> None:
+    wrong = replace(ACCOUNT, credentials={"api_key": key})
+    [result] = await rig.results("+27999000001", account=wrong)
+    assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "001")
+    assert result.error_text.startswith("Authentication failed")
+    assert rig.fake.sent == [] and rig.fake.requests_seen == 1
+
+
+@pytest.mark.parametrize(("code", "outcome"), ERROR_OUTCOMES.items())
+async def test_the_fakes_top_level_errors_reach_the_handler_classified(
+    rig: Rig, code: int, outcome: Outcome
+) -> None:
+    rig.fake.error_next = [code]
+    results = await rig.results("+27999000001", "+27999000002")
+    assert [(r.outcome, r.error_code) for r in results] == [(outcome, f"{code:03d}")] * 2
+    assert rig.fake.sent == []
+
+
+async def test_refusals_per_number_and_unapproved_senders_are_told_apart(rig: Rig) -> None:
+    rig.fake.number_errors = {"27999000002": 122}
+    opted_out = await rig.results("+27999000001", "+27999000002")
+    assert [(r.outcome, r.error_code) for r in opted_out] == [
+        (Outcome.ACCEPTED, ""),
+        (Outcome.REFUSED, "122"),
+    ]
+    rig.fake.sender_ids = {"APPROVED"}
+    [rejected] = await rig.results("+27999000001")
+    assert (rejected.outcome, rejected.error_code) == (Outcome.SENDER_REJECTED, "123")
+
+
+async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+    rig.fake.fail_next = [503, 429, 500]
+    outcomes = []
+    for _ in range(4):
+        [result] = await rig.results("+27999000001")
+        outcomes.append((result.outcome, result.error_code, result.retry_after))
+    assert outcomes == [
+        (Outcome.TRANSIENT, "901", 1.0),
+        (Outcome.TRANSIENT, "429", 1.0),
+        (Outcome.TRANSIENT, "500", None),
+        (Outcome.ACCEPTED, "", None),
+    ]
+    assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1
+
+
+@pytest.mark.parametrize("fields", ["current", "legacy", "names"])
+@pytest.mark.parametrize("fmt", ["json", "get"])
+async def test_pushed_status_callbacks_reach_the_callback_and_parse(
+    rig: Rig, fmt: str, fields: str
+) -> None:
+    rig.fake.dlr_format, rig.fake.dlr_fields = fmt, fields
+    rig.fake.dlr_plan_for = lambda number: [3, 4] if number.endswith("1") else [2, 10]
+    results = await rig.results("+27999000001", "+27999000002")
+    first, second = (r.request_ids[0] for r in results)
+    assert [(r.request_id, r.recipient, r.status) for r in await rig.reports()] == [
+        (first, "27999000001", Status.ENROUTE),
+        (first, "27999000001", Status.DELIVERED),
+        (second, "27999000002", Status.SUBMITTED),
+        (second, "27999000002", Status.EXPIRED),
+    ]
+    assert rig.fake.dlr_acks == [200] * 4
+
+
+async def test_status_callbacks_can_race_ahead_of_the_send_answer(rig: Rig) -> None:
+    rig.fake.dlr_before_response = True
+    rig.fake.dlr_plan = [4]
+    response = await rig.send(rig.batch("+27999000001", "+27999000002"))
+    arrived_first = [handler.parse_dlr(ACCOUNT, c)[0].request_id for c in rig.receiver.calls]
+    results = handler.parse_send_response(
+        ACCOUNT, rig.batch("+27999000001", "+27999000002"), response
+    )
+    assert arrived_first == [r.request_ids[0] for r in results]
+
+
+async def test_duplicated_pushes_and_failing_callbacks_are_visible(rig: Rig) -> None:
+    rig.fake.duplicates, rig.fake.dlr_plan = 2, [4]
+    await rig.results("+27999000001")
+    assert len(await rig.reports()) == 3
+    rig.receiver.status = 503
+    assert await rig.fake.push_dlr("X1", "27999000001", 4) == 503
+    assert rig.fake.dlr_acks[-1] == 503
+
+
+async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) -> None:
+    rig.fake.dlr_plan = [3, 7, 4]
+    [result] = await rig.results("+27999000001")
+    await rig.fake.drain()
+    [message_id] = result.request_ids
+    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
+    assert request is not None
+    [report] = handler.parse_poll_response(
+        ACCOUNT, [message_id], await execute(rig.client, request)
+    )
+    assert (report.request_id, report.status, report.error_code) == (
+        message_id,
+        Status.UNDELIVERED,
+        "007",
+    )
+    unknown = handler.poll_request(ACCOUNT, rig.base_url, ["0" * 32])
+    assert unknown is not None
+    missing = await execute(rig.client, unknown)
+    assert missing.status_code == 404
+    assert handler.parse_poll_response(ACCOUNT, ["0" * 32], missing) == []
+
+
+async def test_the_balance_comes_from_the_fake_and_needs_the_key(rig: Rig) -> None:
+    rig.fake.balance, rig.fake.currency = 99.25, "ZAR"
+    request = handler.balance_request(ACCOUNT, rig.base_url)
+    assert request is not None
+    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    assert (balance.amount, balance.currency) == (99.25, "ZAR")
+    wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
+    denied = handler.balance_request(wrong, rig.base_url)
+    assert denied is not None
+    with pytest.raises(ValueError, match="Authentication failed"):
+        handler.parse_balance(wrong, await execute(rig.client, denied))
+
+
+async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
+    assert await rig.fake.push_inbound("27999000001", "27820000000", "Yes please") == 200
+    [call] = rig.receiver.calls
+    [sms] = handler.parse_inbound(ACCOUNT, call)
+    assert (sms.sender, sms.recipient, sms.text) == ("27999000001", "27820000000", "Yes please")
+    assert len(sms.provider_id) == 32
+
+
+# -- the whole loop: smsgw against the fake ----------------------------------------
+
+FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
+
+
+@asynccontextmanager
+async def clickatell_setup(
+    tmp_path: Path, **settings: Any
+) -> AsyncIterator[tuple[Gateway, FakeClickatell]]:
+    fake = FakeClickatell(API_KEY)
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
+        account = await gateway.add_account(
+            name="click",
+            provider="clickatell",
+            credentials={"api_key": API_KEY},
+            sender="ACME",
+            base_url=fake_url,
+            priority=1,
+        )
+        fake.dlr_url = account["callback_urls"]["dlr"]
+        fake.inbound_url = account["callback_urls"]["inbound"]
+        try:
+            yield gateway, fake
+        finally:
+            await fake.drain()
+
+
+async def settle(gateway: Gateway, fake: FakeClickatell, ids: list[str]) -> dict[str, str]:
+    async def all_final() -> dict[str, str]:
+        await fake.drain()
+        statuses = {i: (await gateway.message(i))["status"] for i in ids}
+        return statuses if set(statuses.values()) <= FINAL else {}
+
+    return await eventually(all_final)
+
+
+async def click_counters(gateway: Gateway) -> dict[str, int]:
+    counters: dict[str, int] = (await gateway.stats())["accounts"]["click"]
+    counters.pop("unmatched")
+    return counters
+
+
+async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_reports(
+    tmp_path: Path,
+) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        fake.dlr_plan_for = lambda number: [3, 4] if number.endswith("1") else [3, 7]
+        fake.number_errors = {"46700000003": 121}
+        sent = await gateway.send(
+            to=["+46700000001", "+46700000002", "+46700000003"], text="hi", account="click"
+        )
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert [statuses[m["id"]] for m in sent] == ["delivered", "undelivered", "failed"]
+        assert len(fake.sent) == 1 and len(fake.sent[0]["to"]) == 3
+        undelivered = await gateway.message(sent[1]["id"])
+        assert undelivered["error"] == {
+            "code": "007",
+            "message": "ERROR_DELIVERING_MESSAGE",
+        }
+        refused = await gateway.message(sent[2]["id"])
+        assert refused["error"]["code"] == "121" and refused["http_status"] == 202
+        assert await click_counters(gateway) == {
+            "requests": 3,
+            "accepted": 2,
+            "failed": 1,
+            "delivered": 1,
+            "undelivered": 1,
+            "pending": 0,
+        }
+
+
+async def test_reports_pushed_as_get_queries_keep_the_callback_key(tmp_path: Path) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        fake.dlr_format, fake.dlr_fields = "get", "names"
+        [message] = await gateway.send(to="+46700000001", text="get", account="click")
+        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        assert fake.dlr_acks == [200, 200]
+
+
+async def test_a_number_twice_in_one_send_is_delivered_twice(tmp_path: Path) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        sent = await gateway.send(
+            to=["+46700000001", "+46700000001"], text="twice", account="click"
+        )
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        assert [body["to"] for body in fake.sent] == [["46700000001"], ["46700000001"]]
+
+
+async def test_a_wrong_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        fake.api_key = "rotated"
+        [message] = await gateway.send(to="+46700000001", text="denied", account="click")
+        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
+        detail = await gateway.message(message["id"])
+        assert detail["http_status"] == 401 and detail["error"]["code"] == "001"
+        assert (await click_counters(gateway))["failed"] == 1
+
+
+async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
+    tmp_path: Path,
+) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        fake.error_next = [301]
+        [broke] = await gateway.send(to="+46700000001", text="broke", account="click")
+        assert (await settle(gateway, fake, [broke["id"]]))[broke["id"]] == "failed"
+        assert (await gateway.message(broke["id"]))["error"]["code"] == "301"
+        fake.error_next = [901]
+        [retried] = await gateway.send(to="+46700000002", text="again", account="click")
+        assert (await settle(gateway, fake, [retried["id"]]))[retried["id"]] == "delivered"
+        assert (await gateway.message(retried["id"]))["attempts"] == 2
+
+
+async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        [message] = await gateway.send(to="+46700000001", text="secret?", account="click")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert "apiMessageId" in detail["http_response"]
+        assert API_KEY not in json.dumps(detail)
+        listed = (await gateway.api.get("/v1/accounts/click")).json()
+        assert API_KEY not in json.dumps(listed)
+
+
+async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> None:
+    async with clickatell_setup(tmp_path) as (gateway, fake):
+        assert await fake.push_inbound("46700000001", "46700000099", "Hi there") == 200
+        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+        assert (inbound["from"], inbound["text"], inbound["account"]) == (
+            "46700000001",
+            "Hi there",
+            "click",
+        )
+        balance = (await gateway.api.get("/v1/balance/click")).json()
+        assert balance == {"account": "click", "balance": 1234.5, "currency": "USD"}
