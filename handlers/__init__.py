@@ -5,6 +5,7 @@ from __future__ import annotations
 from handlers.base import ProviderHandler
 from handlers.clickatell import ClickatellHandler
 from handlers.connectel import ConnectelHandler
+from handlers.infobip import InfobipHandler
 from handlers.intellisoftware import IntelliSoftwareHandler
 from handlers.routemobile import RouteMobileHandler
 from handlers.sandbox import SandboxHandler
@@ -18,6 +19,7 @@ HANDLERS: dict[str, ProviderHandler] = {
         RouteMobileHandler(),
         IntelliSoftwareHandler(),
         Sms1609Handler(),
+        InfobipHandler(),
         ClickatellHandler(),
     )
 }

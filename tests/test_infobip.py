@@ -1,0 +1,1557 @@
+"""Infobip: the handler against the documented wire format, the fake over HTTP, and
+the whole loop through a running smsgw.
+
+The first part feeds the handler the shapes of Infobip's API reference and of the
+official SDKs' fixtures, with no server at all. The second serves `FakeInfobip` on
+loopback and drives it with the handler's own requests. The third runs smsgw next
+to the fake, which pushes its reports to the notifyUrl smsgw gave it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given as for_all
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers.base import CallbackRequest, WireResponse
+from handlers.infobip import InfobipHandler
+from service.dispatcher import execute
+from service.errors import CallbackInvalid
+from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from tests.conftest import Gateway, eventually, running_gateway
+from tests.fake_infobip import STATUSES, FakeInfobip, Plan
+from tests.servers import serve
+
+API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9"
+BASE = "https://xyz12.api.infobip.com"
+DLR_URL = "http://gw.test/callbacks/ib/dlr?key=s3cret"
+handler = InfobipHandler()
+ACCOUNT = Account(name="ib", provider="infobip", credentials={"api_key": API_KEY}, sender="InfoSMS")
+
+
+def batch(
+    *numbers: str,
+    text: str = "This is a sample message",
+    sender: str = "InfoSMS",
+    base_url: str = BASE,
+    dlr_url: str = DLR_URL,
+) -> SendBatch:
+    messages = tuple(
+        OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
+    )
+    return SendBatch(messages, base_url, dlr_url=dlr_url)
+
+
+def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
+    if not isinstance(body, bytes):
+        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+    return WireResponse(status, body, dict(headers or {}))
+
+
+def callback(body: Any, content_type: str = "application/json") -> CallbackRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return CallbackRequest(
+        "POST", "http://gw/callbacks/ib/dlr?key=s3cret", (), {"content-type": content_type}, raw
+    )
+
+
+def status(group: int, group_name: str, status_id: int, name: str, text: str) -> dict[str, Any]:
+    return {
+        "groupId": group,
+        "groupName": group_name,
+        "id": status_id,
+        "name": name,
+        "description": text,
+    }
+
+
+PENDING_ACCEPTED = status(1, "PENDING", 26, "PENDING_ACCEPTED", "Message sent to next instance")
+DELIVERED_TO_HANDSET = status(
+    3, "DELIVERED", 5, "DELIVERED_TO_HANDSET", "Message delivered to handset"
+)
+NO_ERROR = {
+    "groupId": 0,
+    "groupName": "Ok",
+    "id": 0,
+    "name": "NO_ERROR",
+    "description": "No Error",
+    "permanent": False,
+}
+
+
+# -- the handler's identity --------------------------------------------------------
+
+
+def test_the_handler_declares_infobips_host_limits_and_secret_api_key() -> None:
+    assert handler.name == "infobip"
+    assert handler.public_base_url == "https://api.infobip.com"
+    assert handler.credential_fields == ("api_key",)
+    assert handler.secret_fields == ("api_key",)
+    assert (handler.max_batch, handler.max_text_chars) == (1000, 1600)
+    assert handler.shares_request_ids is False
+    assert handler.pushes_reports is True
+    assert handler.native_test_mode is False
+
+
+# -- send requests -----------------------------------------------------------------
+
+
+def test_one_message_is_posted_as_the_documented_advanced_json_with_app_key_auth() -> None:
+    request = handler.send_request(ACCOUNT, batch("+41793026727"))
+    assert (request.method, request.url) == ("POST", f"{BASE}/sms/2/text/advanced")
+    assert request.headers == {
+        "Authorization": f"App {API_KEY}",
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+    }
+    assert request.json == {
+        "messages": [
+            {
+                "destinations": [{"to": "41793026727"}],
+                "from": "InfoSMS",
+                "text": "This is a sample message",
+                "notifyUrl": DLR_URL,
+                "notifyContentType": "application/json",
+            }
+        ]
+    }
+    assert request.form is None and not request.params
+
+
+def test_a_batch_is_one_message_entry_with_a_destination_per_recipient_in_order() -> None:
+    request = handler.send_request(ACCOUNT, batch("+41793026727", "+41793026834", "+4670000002"))
+    [entry] = request.json["messages"]
+    assert entry["destinations"] == [
+        {"to": "41793026727"},
+        {"to": "41793026834"},
+        {"to": "4670000002"},
+    ]
+
+
+def test_without_a_sender_or_callback_url_those_fields_are_left_out() -> None:
+    request = handler.send_request(ACCOUNT, batch("+41793026727", sender="", dlr_url=""))
+    [entry] = request.json["messages"]
+    assert set(entry) == {"destinations", "text"}
+
+
+def test_options_ask_for_intermediate_reports_and_a_validity_period() -> None:
+    account = replace(ACCOUNT, options={"intermediate_report": True, "validity_period": 720})
+    [entry] = handler.send_request(account, batch("+41793026727")).json["messages"]
+    assert entry["intermediateReport"] is True and entry["validityPeriod"] == 720
+
+
+@pytest.mark.parametrize(
+    ("reported", "sent"),
+    [(99999, 2880), ("60", 60), (0, None), (-5, None), ("soon", None), (True, None), (1.5, None)],
+)
+def test_the_validity_period_is_capped_at_infobips_48_hours_and_nonsense_is_ignored(
+    reported: Any, sent: int | None
+) -> None:
+    account = replace(ACCOUNT, options={"validity_period": reported})
+    [entry] = handler.send_request(account, batch("+41793026727")).json["messages"]
+    assert entry.get("validityPeriod") == sent
+
+
+@pytest.mark.parametrize("flag", [False, "false", "0", 0])
+def test_intermediate_reports_stay_off_unless_asked_for(flag: Any) -> None:
+    account = replace(ACCOUNT, options={"intermediate_report": flag})
+    [entry] = handler.send_request(account, batch("+41793026727")).json["messages"]
+    assert "intermediateReport" not in entry
+
+
+def test_the_documented_path_follows_the_accounts_personal_base_url() -> None:
+    request = handler.send_request(ACCOUNT, batch("+41793026727", base_url="http://h:81/"))
+    assert request.url == "http://h:81/sms/2/text/advanced"
+    shared = handler.send_request(ACCOUNT, batch("+41793026727", base_url=""))
+    assert shared.url == "https://api.infobip.com/sms/2/text/advanced"
+
+
+# -- send answers ------------------------------------------------------------------
+
+# The API reference's answer for one destination.
+ONE_ENTRY: dict[str, Any] = {
+    "messageId": "2250be2d4219-3af1-78856-aabe-1362af1edfd2",
+    "status": PENDING_ACCEPTED,
+    "to": "41793026727",
+}
+ONE_ANSWER = {"bulkId": "2034072219640523072", "messages": [ONE_ENTRY]}
+
+
+def test_a_pending_accepted_answer_is_accepted_and_submitted_under_its_message_id() -> None:
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, ONE_ANSWER))
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.request_ids == ("2250be2d4219-3af1-78856-aabe-1362af1edfd2",)
+    assert result.status is Status.SUBMITTED
+
+
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [
+        pytest.param(status(1, "PENDING", 7, "PENDING_ENROUTE", "x"), Status.ENROUTE, id="7"),
+        pytest.param(status(1, "PENDING", 3, "PENDING_WAITING_DELIVERY", "x"), Status.ENROUTE),
+        # The Java SDK's fixtures call ID 26 MESSAGE_ACCEPTED; one reference example
+        # pairs it with the name PENDING_ENROUTE. The ID decides.
+        pytest.param(status(1, "PENDING", 26, "MESSAGE_ACCEPTED", "x"), Status.SUBMITTED),
+        pytest.param(status(1, "PENDING", 26, "PENDING_ENROUTE", "x"), Status.SUBMITTED),
+        pytest.param(status(0, "ACCEPTED", 0, "ACCEPTED", "x"), Status.SUBMITTED, id="group0"),
+        pytest.param(DELIVERED_TO_HANDSET, Status.ENROUTE, id="never-final-at-submission"),
+    ],
+)
+def test_a_send_answer_says_submitted_or_en_route_never_final(
+    reported: dict[str, Any], expected: Status
+) -> None:
+    body = {"messages": [{**ONE_ENTRY, "status": reported}]}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    assert (result.outcome, result.status) == (Outcome.ACCEPTED, expected)
+
+
+def entry(
+    number: str, message_id: str, reported: dict[str, Any] = PENDING_ACCEPTED
+) -> dict[str, Any]:
+    return {"to": number, "status": reported, "messageId": message_id}
+
+
+def test_a_batch_answer_maps_back_by_position_even_for_a_repeated_number() -> None:
+    sent = batch("+41793026727", "+41793026834", "+41793026727")
+    body = {
+        "bulkId": "B1",
+        "messages": [
+            entry("41793026727", "first"),
+            entry("41793026834", "second"),
+            entry("41793026727", "third"),
+        ],
+    }
+    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    assert [r.request_ids for r in results] == [("first",), ("second",), ("third",)]
+
+
+def test_an_answer_in_another_order_maps_back_by_number_with_or_without_plus() -> None:
+    sent = batch("+41793026727", "+41793026834")
+    body = {"messages": [entry("+41793026834", "second"), entry("41793026727", "first")]}
+    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    assert [r.request_ids for r in results] == [("first",), ("second",)]
+
+
+def test_the_v3_answers_destination_field_names_the_number_too() -> None:
+    body = {
+        "messages": [{"messageId": "v3", "status": PENDING_ACCEPTED, "destination": "41793026727"}]
+    }
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    assert result.request_ids == ("v3",)
+
+
+def test_messages_missing_from_the_answer_are_refused_saying_so() -> None:
+    sent = batch("+41793026727", "+41793026834", "+41793026999")
+    body = {"messages": [entry("41793026834", "second")]}
+    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED, Outcome.REFUSED]
+    assert "missing" in results[0].error_text
+
+
+def test_an_entry_without_a_message_id_is_refused() -> None:
+    body = {"messages": [{"to": "41793026727", "status": PENDING_ACCEPTED}]}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    assert (result.outcome, result.request_ids) == (Outcome.REFUSED, ())
+    assert "no messageId" in result.error_text
+
+
+def test_an_entry_naming_no_number_keeps_its_place() -> None:
+    body = {"messages": [{"messageId": "only", "status": PENDING_ACCEPTED}]}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    assert result.request_ids == ("only",)
+
+
+# Every documented SMS status at submission: what it means for that recipient.
+SUBMISSION_TABLE = [
+    (26, Outcome.ACCEPTED),
+    (7, Outcome.ACCEPTED),
+    (3, Outcome.ACCEPTED),
+    (2, Outcome.ACCEPTED),
+    (5, Outcome.ACCEPTED),
+    (4, Outcome.REFUSED),
+    (9, Outcome.REFUSED),
+    (31, Outcome.REFUSED),
+    (15, Outcome.REFUSED),
+    (29, Outcome.REFUSED),
+    (6, Outcome.ACCOUNT_ERROR),
+    (8, Outcome.REFUSED),
+    (10, Outcome.REFUSED),
+    (11, Outcome.SENDER_REJECTED),
+    (12, Outcome.ACCOUNT_ERROR),
+    (13, Outcome.SENDER_REJECTED),
+    (14, Outcome.REFUSED),
+    (17, Outcome.ACCOUNT_ERROR),
+    (18, Outcome.ACCOUNT_ERROR),
+    (19, Outcome.ACCOUNT_ERROR),
+    (20, Outcome.REFUSED),
+    (21, Outcome.TRANSIENT),
+    (23, Outcome.REFUSED),
+    (24, Outcome.REFUSED),
+    (25, Outcome.REFUSED),
+    (51, Outcome.REFUSED),
+    (52, Outcome.REFUSED),
+    (87, Outcome.REFUSED),
+    (100, Outcome.REFUSED),
+]
+
+
+def test_the_submission_table_covers_every_status_the_fake_knows() -> None:
+    assert {status_id for status_id, _ in SUBMISSION_TABLE} == set(STATUSES)
+
+
+def fake_status(status_id: int) -> dict[str, Any]:
+    code = STATUSES[status_id]
+    return status(code.group_id, code.group_name, status_id, code.name, code.description)
+
+
+@pytest.mark.parametrize(("status_id", "outcome"), SUBMISSION_TABLE)
+def test_every_documented_status_in_a_send_answer_is_classified_per_recipient(
+    status_id: int, outcome: Outcome
+) -> None:
+    sent = batch("+41793026727", "+41793026834")
+    body = {
+        "messages": [
+            entry("41793026727", "ok"),
+            entry("41793026834", "x", fake_status(status_id)),
+        ]
+    }
+    first, second = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    assert first.outcome is Outcome.ACCEPTED
+    assert second.outcome is outcome
+    if outcome is Outcome.ACCEPTED:
+        assert second.request_ids == ("x",)
+    else:
+        assert second.request_ids == ()
+        assert second.error_code == STATUSES[status_id].name
+        assert second.error_text == STATUSES[status_id].description
+
+
+@pytest.mark.parametrize(
+    ("reported", "outcome"),
+    [
+        pytest.param(status(5, "REJECTED", 999, "REJECTED_SOMETHING_NEW", "x"), Outcome.REFUSED),
+        pytest.param(status(2, "UNDELIVERABLE", 998, "UNDELIVERABLE_NEW", "x"), Outcome.REFUSED),
+        pytest.param(
+            {"groupName": "REJECTED", "name": "REJECTED_INVALID_DESTINATION"}, Outcome.REFUSED
+        ),
+        pytest.param(
+            {"name": "REJECTED_NOT_ENOUGH_CREDITS"}, Outcome.ACCOUNT_ERROR, id="name-only"
+        ),
+        pytest.param({"groupId": "5", "id": "13"}, Outcome.SENDER_REJECTED, id="ids-as-text"),
+    ],
+)
+def test_unknown_ids_fall_back_to_their_group_and_names_or_text_ids_are_read(
+    reported: dict[str, Any], outcome: Outcome
+) -> None:
+    body = {"messages": [entry("41793026727", "x", reported)]}
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    assert result.outcome is outcome
+
+
+HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
+
+
+def legacy(code: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"requestError": {"serviceException": {"messageId": code, "text": text, **extra}}}
+
+
+def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "errorCode": code,
+        "description": text,
+        "action": "Check the syntax, violations and adjust the request.",
+        "violations": [{"property": p, "violation": v} for p, v in violations],
+        "resources": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("http", "body", "headers", "outcome", "code", "text", "retry_after"),
+    [
+        pytest.param(
+            400,
+            legacy(
+                "BAD_REQUEST",
+                "Bad request",
+                validationErrors={"messages[0].text": ["invalid text"]},
+            ),
+            {},
+            Outcome.REFUSED,
+            "BAD_REQUEST",
+            "Bad request (messages[0].text: invalid text)",
+            None,
+            id="400-BAD_REQUEST-validation",
+        ),
+        pytest.param(
+            400,
+            legacy(
+                "BAD_REQUEST", "Bad request", validationErrors={"messages[0].from": ["invalid"]}
+            ),
+            {},
+            Outcome.SENDER_REJECTED,
+            "BAD_REQUEST",
+            "messages[0].from: invalid",
+            None,
+            id="400-BAD_REQUEST-on-sender",
+        ),
+        pytest.param(
+            400,
+            api_error(
+                "E400", "Request cannot be processed.", ("messages[0].text", "Must not be null.")
+            ),
+            {},
+            Outcome.REFUSED,
+            "E400",
+            "Request cannot be processed. (messages[0].text: Must not be null.)",
+            None,
+            id="400-E400-violations",
+        ),
+        pytest.param(
+            400,
+            api_error("E400", "Request cannot be processed.", ("messages[0].sender", "Invalid.")),
+            {},
+            Outcome.SENDER_REJECTED,
+            "E400",
+            "messages[0].sender: Invalid.",
+            None,
+            id="400-E400-on-sender",
+        ),
+        pytest.param(
+            400,
+            legacy("INVALID_ARGUMENT", "Invalid argument"),
+            {},
+            Outcome.REFUSED,
+            "INVALID_ARGUMENT",
+            "Invalid argument",
+            None,
+            id="400-INVALID_ARGUMENT-2015",
+        ),
+        pytest.param(
+            400,
+            legacy(
+                "SVC0004",
+                "No valid addresses provided in message part %1",
+                variables=["Invalid recipient address: tel:+2250747"],
+            ),
+            {},
+            Outcome.REFUSED,
+            "SVC0004",
+            "No valid addresses provided in message part Invalid recipient address",
+            None,
+            id="400-oneapi-variables",
+        ),
+        pytest.param(
+            401,
+            legacy("UNAUTHORIZED", "Invalid login details"),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "UNAUTHORIZED",
+            "Invalid login details",
+            None,
+            id="401-UNAUTHORIZED",
+        ),
+        pytest.param(
+            401,
+            api_error("E401", "The request lacks valid authentication credentials."),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "E401",
+            "lacks valid authentication",
+            None,
+            id="401-E401",
+        ),
+        pytest.param(
+            403,
+            legacy("FORBIDDEN", "Forbidden"),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "FORBIDDEN",
+            "Forbidden",
+            None,
+            id="403-FORBIDDEN",
+        ),
+        pytest.param(
+            403,
+            api_error("E403", "Insufficient permissions to access the requested resource."),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "E403",
+            "Insufficient permissions",
+            None,
+            id="403-E403",
+        ),
+        pytest.param(
+            404,
+            legacy("NOT_FOUND", "Not found"),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "NOT_FOUND",
+            "Not found",
+            None,
+            id="404-NOT_FOUND-wrong-base-url",
+        ),
+        pytest.param(404, HTML_PAGE, {}, Outcome.ACCOUNT_ERROR, "404", "Oops", None, id="404-html"),
+        pytest.param(
+            429,
+            legacy("TOO_MANY_REQUESTS", "Too many requests"),
+            {"Retry-After": "7"},
+            Outcome.TRANSIENT,
+            "TOO_MANY_REQUESTS",
+            "Too many requests",
+            7.0,
+            id="429-TOO_MANY_REQUESTS",
+        ),
+        pytest.param(
+            429,
+            api_error("E429", "Too many requests sent."),
+            {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            Outcome.TRANSIENT,
+            "E429",
+            "Too many requests sent.",
+            None,
+            id="429-E429-date-ignored",
+        ),
+        pytest.param(
+            500,
+            legacy("GENERAL_ERROR", "Something went wrong. Please contact support."),
+            {},
+            Outcome.TRANSIENT,
+            "GENERAL_ERROR",
+            "Something went wrong",
+            None,
+            id="500-GENERAL_ERROR",
+        ),
+        pytest.param(
+            500,
+            api_error("E500", "Something went wrong."),
+            {},
+            Outcome.TRANSIENT,
+            "E500",
+            "Something went wrong.",
+            None,
+            id="500-E500",
+        ),
+        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
+        pytest.param(
+            503, b"", {"Retry-After": "2"}, Outcome.TRANSIENT, "503", "empty", 2.0, id="503"
+        ),
+        pytest.param(
+            200,
+            legacy("UNAUTHORIZED", "Invalid login details"),
+            {},
+            Outcome.ACCOUNT_ERROR,
+            "UNAUTHORIZED",
+            "Invalid login details",
+            None,
+            id="200-with-requestError",
+        ),
+        pytest.param(
+            200,
+            legacy("TOO_MANY_REQUESTS", "Too many requests"),
+            {},
+            Outcome.TRANSIENT,
+            "TOO_MANY_REQUESTS",
+            "Too many requests",
+            None,
+            id="200-with-throttling",
+        ),
+        pytest.param(
+            418, {"weird": True}, {}, Outcome.REFUSED, "418", "unexpected answer", None, id="418"
+        ),
+        pytest.param(200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty"),
+        pytest.param(200, HTML_PAGE, {}, Outcome.REFUSED, "200", "unreadable", None, id="200-html"),
+        pytest.param(
+            200,
+            {"bulkId": "B1"},
+            {},
+            Outcome.REFUSED,
+            "200",
+            "no messages in Infobip's answer",
+            None,
+            id="200-without-messages",
+        ),
+        pytest.param(
+            200,
+            {"bulkId": "B1", "messages": []},
+            {},
+            Outcome.REFUSED,
+            "200",
+            "no messages",
+            None,
+            id="200-empty-messages",
+        ),
+        pytest.param(
+            200, [1, 2], {}, Outcome.REFUSED, "200", "unexpected answer", None, id="200-list"
+        ),
+    ],
+)
+def test_every_error_answer_is_classified_for_each_message_without_raising(
+    http: int,
+    body: Any,
+    headers: dict[str, str],
+    outcome: Outcome,
+    code: str,
+    text: str,
+    retry_after: float | None,
+) -> None:
+    sent = batch("+41793026727", "+41793026834")
+    results = handler.parse_send_response(ACCOUNT, sent, answer(http, body, headers))
+    assert len(results) == 2
+    for result in results:
+        assert result.outcome is outcome
+        assert result.request_ids == ()
+        assert result.error_code == code
+        assert text in result.error_text
+        assert "<" not in result.error_text
+        assert result.retry_after == retry_after
+
+
+def test_an_error_answers_action_is_kept_with_its_description() -> None:
+    body = api_error("E400", "Request cannot be processed.")
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(400, body))
+    assert result.error_text.endswith("Check the syntax, violations and adjust the request.")
+
+
+STATUS_OBJECTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "groupId": st.one_of(st.integers(-2, 7), st.text(max_size=3), st.none(), st.booleans()),
+        "groupName": st.sampled_from(["PENDING", "REJECTED", "DELIVERED", "NOPE", ""]),
+        "id": st.one_of(st.integers(-1, 120), st.text(max_size=3), st.floats(allow_nan=False)),
+        "name": st.text(max_size=10),
+    },
+)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["messages", "to", "messageId", "status", "requestError", "errorCode"]),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+ANSWER_BODIES = st.one_of(
+    st.binary(max_size=200),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "to": st.sampled_from(["41793026720", "41793026721", "+41793026722", "", 5]),
+                "messageId": st.one_of(st.text(max_size=8), st.integers(), st.none()),
+                "status": st.one_of(STATUS_OBJECTS, JSON_VALUES),
+            },
+        ),
+        max_size=4,
+    ).map(lambda entries: json.dumps({"bulkId": "B", "messages": entries}).encode()),
+)
+
+
+@for_all(status=st.integers(100, 599), body=ANSWER_BODIES, size=st.integers(1, 3))
+def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
+    status: int, body: bytes, size: int
+) -> None:
+    sent = batch(*(f"+4179302672{i}" for i in range(size)))
+    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
+    assert len(results) == size
+    for result in results:
+        if result.outcome is Outcome.ACCEPTED:
+            assert 200 <= status < 300
+            assert len(result.request_ids) == 1 and all(result.request_ids)
+            assert result.status in (Status.SUBMITTED, Status.ENROUTE)
+        else:
+            assert result.request_ids == ()
+
+
+# -- delivery reports --------------------------------------------------------------
+
+
+def dlr(reported: dict[str, Any] = DELIVERED_TO_HANDSET, **extra: Any) -> dict[str, Any]:
+    """One result of the reference's delivery report (v2, what /sms/2 messages get)."""
+    result: dict[str, Any] = {
+        "bulkId": "BULK-ID-123-xyz",
+        "messageId": "MESSAGE-ID-123-xyz",
+        "to": "41793026727",
+        "sentAt": "2019-11-09T16:00:00.000+0000",
+        "doneAt": "2019-11-09T16:00:00.000+0000",
+        "smsCount": 1,
+        "callbackData": "callbackData",
+        "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+        "status": reported,
+        "error": NO_ERROR,
+        "entityId": "promotional-traffic-entity",
+        "applicationId": "marketing-automation-application",
+    }
+    result.update(extra)
+    return {k: v for k, v in result.items() if v is not None}
+
+
+DELIVERY_TABLE = [
+    (26, Status.SUBMITTED),
+    (7, Status.ENROUTE),
+    (3, Status.ENROUTE),
+    (2, Status.ENROUTE),
+    (5, Status.DELIVERED),
+    (4, Status.REJECTED),
+    (9, Status.UNDELIVERED),
+    (31, Status.UNDELIVERED),
+    (15, Status.EXPIRED),
+    (29, Status.EXPIRED),
+    *((status_id, Status.REJECTED) for status_id, code in STATUSES.items() if code.group_id == 5),
+]
+
+
+def test_the_delivery_table_covers_every_status_the_fake_knows() -> None:
+    assert {status_id for status_id, _ in DELIVERY_TABLE} == set(STATUSES)
+
+
+@pytest.mark.parametrize(("status_id", "expected"), DELIVERY_TABLE)
+def test_every_documented_status_maps_in_a_delivery_report(
+    status_id: int, expected: Status
+) -> None:
+    [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(fake_status(status_id))]}))
+    assert report.request_id == "MESSAGE-ID-123-xyz"
+    assert report.recipient == "41793026727"
+    assert report.status is expected
+    assert report.error_code == STATUSES[status_id].name
+    assert report.error_text == STATUSES[status_id].description
+
+
+@pytest.mark.parametrize(
+    ("group", "name", "expected"),
+    [
+        (0, "ACCEPTED", Status.SUBMITTED),
+        (1, "PENDING", Status.ENROUTE),
+        (2, "UNDELIVERABLE", Status.UNDELIVERED),
+        (3, "DELIVERED", Status.DELIVERED),
+        (4, "EXPIRED", Status.EXPIRED),
+        (5, "REJECTED", Status.REJECTED),
+    ],
+)
+def test_an_unknown_status_id_takes_its_groups_meaning_by_group_id_or_name(
+    group: int, name: str, expected: Status
+) -> None:
+    by_id = status(group, "whatever", 4242, "SOMETHING_NEW", "New")
+    by_name: dict[str, Any] = {"groupName": name.lower(), "id": 4242, "name": "SOMETHING_NEW"}
+    for reported in (by_id, by_name):
+        [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported)]}))
+        assert (report.status, report.error_code) == (expected, "SOMETHING_NEW")
+
+
+def test_the_group_id_decides_when_it_disagrees_with_the_id() -> None:
+    # SIGNALS_BLOCKED (87) is documented under both EXPIRED and REJECTED.
+    reported = status(4, "EXPIRED", 87, "SIGNALS_BLOCKED", "Rejected by anti-fraud")
+    [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported)]}))
+    assert report.status is Status.EXPIRED
+
+
+def test_delivered_to_operator_is_final_only_when_the_account_says_so() -> None:
+    reported = status(3, "DELIVERED", 2, "DELIVERED_TO_OPERATOR", "Message delivered to operator")
+    body = {"results": [dlr(reported)]}
+    [default] = handler.parse_dlr(ACCOUNT, callback(body))
+    assert default.status is Status.ENROUTE
+    trusting = replace(ACCOUNT, options={"operator_delivery_final": True})
+    [final] = handler.parse_dlr(trusting, callback(body))
+    assert final.status is Status.DELIVERED
+
+
+def test_the_error_object_is_kept_with_the_status_description() -> None:
+    reported = status(
+        2, "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED", "Message sent not delivered"
+    )
+    error = {
+        "groupId": 1,
+        "groupName": "HANDSET_ERRORS",
+        "id": 27,
+        "name": "EC_ABSENT_SUBSCRIBER",
+        "description": "Absent Subscriber",
+        "permanent": False,
+    }
+    [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
+    assert report.status is Status.UNDELIVERED
+    assert report.error_code == "UNDELIVERABLE_NOT_DELIVERED"
+    assert report.error_text == (
+        "Message sent not delivered; EC_ABSENT_SUBSCRIBER (27): Absent Subscriber"
+    )
+
+
+def test_a_permanent_error_says_so_even_as_json_text_like_the_java_sdk_fixture() -> None:
+    reported = status(
+        5, "REJECTED", 18, "REJECTED_DESTINATION_NOT_REGISTERED", "Destination not registered"
+    )
+    error = {
+        "groupId": 3,
+        "groupName": "OPERATOR_ERRORS",
+        "id": 579,
+        "name": "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO",
+        "description": "Destination address not in whitelist for SMS demo",
+        "permanent": "true",
+    }
+    [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
+    assert report.status is Status.REJECTED
+    assert report.error_text.endswith("[permanent]")
+    assert "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO (579)" in report.error_text
+
+
+def test_a_push_of_many_results_gives_one_report_each_in_order() -> None:
+    body = {
+        "results": [
+            dlr(messageId="A", to="41793026727"),
+            dlr(fake_status(15), messageId="B", to="41793026834", callbackData=None),
+        ]
+    }
+    reports = handler.parse_dlr(ACCOUNT, callback(body))
+    assert [(r.request_id, r.recipient, r.status) for r in reports] == [
+        ("A", "41793026727", Status.DELIVERED),
+        ("B", "41793026834", Status.EXPIRED),
+    ]
+
+
+def test_the_v3_report_shape_reads_the_same() -> None:
+    result = dlr(smsCount=None, messageCount=1, sender="InfoSMS", platform={"entityId": "e"})
+    [report] = handler.parse_dlr(ACCOUNT, callback({"results": [result]}))
+    assert (report.request_id, report.status) == ("MESSAGE-ID-123-xyz", Status.DELIVERED)
+
+
+def test_numeric_message_ids_and_a_missing_error_object_are_fine() -> None:
+    [report] = handler.parse_dlr(
+        ACCOUNT, callback({"results": [dlr(messageId=2033247207850523791, error=None)]})
+    )
+    assert report.request_id == "2033247207850523791"
+    assert report.error_text == "Message delivered to handset"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"results": [', id="invalid-json"),
+        pytest.param([dlr()], id="json-array"),
+        pytest.param({"result": [dlr()]}, id="no-results"),
+        pytest.param({"results": []}, id="empty-results"),
+        pytest.param({"results": dlr()}, id="results-not-a-list"),
+        pytest.param({"results": ["junk"]}, id="result-not-an-object"),
+        pytest.param({"results": [dlr(messageId=None)]}, id="missing-message-id"),
+        pytest.param({"results": [dlr(messageId="  ")]}, id="blank-message-id"),
+        pytest.param({"results": [dlr(messageId={"id": 1})]}, id="message-id-object"),
+        pytest.param({"results": [dlr(status=None)]}, id="missing-status"),
+        pytest.param({"results": [dlr(status="DELIVERED")]}, id="status-not-an-object"),
+        pytest.param({"results": [dlr(status(9, "WHAT", 5, "X", "x"))]}, id="unknown-group"),
+        pytest.param({"results": [dlr({"groupId": "abc", "id": 5})]}, id="group-id-text"),
+        pytest.param({"results": [dlr({"groupId": True, "id": 5})]}, id="group-id-boolean"),
+        pytest.param({"results": [dlr({"groupId": 3, "id": [5]})]}, id="id-list"),
+        pytest.param({"results": [dlr({"name": "GONE", "groupName": "LOST"})]}, id="no-group"),
+        pytest.param({"results": [dlr(error="NO_ERROR")]}, id="error-not-an-object"),
+        pytest.param({"results": [dlr(), dlr(messageId=None)]}, id="one-bad-of-two"),
+    ],
+)
+def test_a_report_infobip_would_never_send_is_invalid(body: Any) -> None:
+    with pytest.raises(CallbackInvalid):
+        handler.parse_dlr(ACCOUNT, callback(body))
+
+
+def test_an_xml_report_is_invalid_because_smsgw_asks_for_json() -> None:
+    xml = b"<DeliveryReports><results><result><messageId>M</messageId></result></results>"
+    with pytest.raises(CallbackInvalid, match="XML"):
+        handler.parse_dlr(ACCOUNT, callback(xml, "application/xml"))
+
+
+def test_infobip_callbacks_are_not_signed_and_want_no_body_back() -> None:
+    handler.authenticate(ACCOUNT, callback({"results": [dlr()]}))  # raises nothing
+    assert handler.inbound_answer(ACCOUNT, "auto reply") is None
+
+
+# -- inbound SMS -------------------------------------------------------------------
+
+# The reference's MO_JSON_2 inbound push.
+MO: dict[str, Any] = {
+    "messageId": "817790313235066447",
+    "from": "385916242493",
+    "to": "385921004026",
+    "text": "QUIZ Correct answer is Paris",
+    "cleanText": "Correct answer is Paris",
+    "keyword": "QUIZ",
+    "receivedAt": "2019-11-09T16:00:00.000+0000",
+    "smsCount": 1,
+    "price": {"pricePerMessage": 0, "currency": "EUR"},
+    "callbackData": "callbackData",
+}
+INBOUND = {"results": [MO], "messageCount": 1, "pendingMessageCount": 1}
+
+
+def test_an_inbound_push_gives_the_full_text_with_its_keyword() -> None:
+    [sms] = handler.parse_inbound(ACCOUNT, callback(INBOUND))
+    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
+        "385916242493",
+        "385921004026",
+        "QUIZ Correct answer is Paris",
+        "817790313235066447",
+    )
+
+
+def test_an_inbound_push_of_many_results_gives_each_with_text_kept_exactly() -> None:
+    second = {**MO, "messageId": 2, "from": 385916242494, "text": " STOP \n"}
+    body = {**INBOUND, "results": [MO, second]}
+    first, other = handler.parse_inbound(ACCOUNT, callback(body))
+    assert first.provider_id == "817790313235066447"
+    assert (other.sender, other.text, other.provider_id) == ("385916242494", " STOP \n", "2")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"results": [{**MO, "from": None}]}, id="no-from"),
+        pytest.param({"results": [{**MO, "text": None}]}, id="no-text"),
+        pytest.param({"results": [{**MO, "text": 42}]}, id="text-number"),
+        pytest.param({"results": [], "messageCount": 0}, id="empty-results"),
+        pytest.param([MO], id="bare-list"),
+        pytest.param(b"from=385916242493&text=hi", id="form-body"),
+    ],
+)
+def test_an_inbound_push_infobip_would_never_send_is_invalid(body: Any) -> None:
+    with pytest.raises(CallbackInvalid):
+        handler.parse_inbound(ACCOUNT, callback(body))
+
+
+# -- polling and balance -----------------------------------------------------------
+
+
+def test_a_poll_asks_the_logs_for_the_ids_comma_separated() -> None:
+    request = handler.poll_request(ACCOUNT, "http://h:81", ["A1", " B2 ", "", "bad,id"])
+    assert request is not None
+    assert (request.method, request.url) == ("GET", "http://h:81/sms/3/logs")
+    assert list(request.params) == [("messageId", "A1,B2"), ("limit", "2")]
+    assert request.headers["Authorization"] == f"App {API_KEY}"
+    assert request.json is None and request.form is None
+
+
+def test_a_poll_takes_only_as_many_ids_as_fit_in_2048_characters() -> None:
+    ids = [f"{i:035d}" for i in range(100)]  # 35 characters each
+    request = handler.poll_request(ACCOUNT, BASE, ids)
+    assert request is not None
+    asked = dict(request.params)["messageId"]
+    assert len(asked) <= 2048 and asked.split(",") == ids[:56]
+
+
+def test_a_poll_without_ids_or_base_url_behaves() -> None:
+    assert handler.poll_request(ACCOUNT, BASE, []) is None
+    assert handler.poll_request(ACCOUNT, BASE, [" ", "a,b"]) is None
+    request = handler.poll_request(ACCOUNT, "", ["A1"])
+    assert request is not None and request.url == "https://api.infobip.com/sms/3/logs"
+
+
+# The reference's /sms/3/logs answer (abridged to one entry) and a /sms/1/logs entry.
+LOGS_V3 = {
+    "results": [
+        {
+            "destination": "41793026727",
+            "bulkId": "BULK-ID-123-xyz",
+            "messageId": "MESSAGE-ID-123-xyz",
+            "sentAt": "2019-11-09T16:00:00.000+0100",
+            "doneAt": "2019-11-09T16:00:00.000+0100",
+            "messageCount": 1,
+            "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+            "status": DELIVERED_TO_HANDSET,
+            "error": {**NO_ERROR, "groupName": "OK"},
+            "platform": {"entityId": "e", "applicationId": "a"},
+            "content": {"text": "This is a sample message"},
+            "mccMnc": "22801",
+        },
+        {
+            "destination": "41793026834",
+            "messageId": "MESSAGE-ID-124-xyz",
+            "status": fake_status(7),
+            "error": NO_ERROR,
+        },
+    ]
+}
+LOG_V1 = {
+    "bulkId": "BULK-ID-123-xyz",
+    "messageId": "MESSAGE-ID-ijkl-45",
+    "to": "41793026834",
+    "sentAt": "2019-11-09T17:00:00.000+0000",
+    "doneAt": "2019-11-09T17:00:00.000+0000",
+    "smsCount": 1,
+    "mccMnc": "22801",
+    "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+    "status": fake_status(15),
+    "error": NO_ERROR,
+}
+
+
+def test_a_logs_answer_gives_a_report_per_log_in_either_version() -> None:
+    reports = handler.parse_poll_response(ACCOUNT, ["MESSAGE-ID-123-xyz"], answer(200, LOGS_V3))
+    assert [(r.request_id, r.recipient, r.status) for r in reports] == [
+        ("MESSAGE-ID-123-xyz", "41793026727", Status.DELIVERED),
+        ("MESSAGE-ID-124-xyz", "41793026834", Status.ENROUTE),
+    ]
+    [old] = handler.parse_poll_response(ACCOUNT, [], answer(200, {"results": [LOG_V1]}))
+    assert (old.request_id, old.recipient, old.status) == (
+        "MESSAGE-ID-ijkl-45",
+        "41793026834",
+        Status.EXPIRED,
+    )
+
+
+def test_unreadable_poll_answers_and_entries_give_no_reports() -> None:
+    broken = {"results": [{"messageId": "X", "status": {"groupId": "x"}}, "junk", LOG_V1]}
+    [kept] = handler.parse_poll_response(ACCOUNT, [], answer(200, broken))
+    assert kept.request_id == "MESSAGE-ID-ijkl-45"
+    unauthorized = api_error("E401", "The request lacks valid authentication credentials.")
+    assert handler.parse_poll_response(ACCOUNT, [], answer(401, unauthorized)) == []
+    assert handler.parse_poll_response(ACCOUNT, [], answer(200, HTML_PAGE)) == []
+    assert handler.parse_poll_response(ACCOUNT, [], answer(200, {"results": "none"})) == []
+
+
+def test_the_balance_call_and_its_documented_answer() -> None:
+    request = handler.balance_request(ACCOUNT, BASE)
+    assert request is not None
+    assert (request.method, request.url) == ("GET", f"{BASE}/account/1/balance")
+    assert request.headers["Authorization"] == f"App {API_KEY}"
+    balance = handler.parse_balance(ACCOUNT, answer(200, {"balance": 47.79, "currency": "EUR"}))
+    assert (balance.amount, balance.currency) == (47.79, "EUR")
+    as_text = handler.parse_balance(ACCOUNT, answer(200, {"balance": "12.5", "currency": "HRK"}))
+    assert as_text.amount == 12.5
+
+
+@pytest.mark.parametrize(
+    ("response", "message"),
+    [
+        (answer(401, legacy("UNAUTHORIZED", "Invalid login details")), "UNAUTHORIZED"),
+        (answer(500, HTML_PAGE), "HTTP 500"),
+        (answer(200, {"currency": "EUR"}), "no numeric balance"),
+        (answer(200, {"balance": "NaN"}), "no numeric balance"),
+        (answer(200, [47.79]), "unexpected answer"),
+    ],
+)
+def test_a_balance_answer_without_a_balance_raises_a_clear_error(
+    response: WireResponse, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        handler.parse_balance(ACCOUNT, response)
+
+
+# -- the fake over real HTTP -------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
+
+    status: int = 200
+    calls: list[CallbackRequest] = field(default_factory=list)
+
+    async def receive(self, request: Request) -> Response:
+        self.calls.append(
+            CallbackRequest(
+                request.method,
+                str(request.url),
+                tuple(request.query_params.multi_items()),
+                dict(request.headers.items()),
+                await request.body(),
+            )
+        )
+        return Response(status_code=self.status)
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
+
+
+@dataclass
+class Rig:
+    fake: FakeInfobip
+    receiver: Receiver
+    client: httpx.AsyncClient
+    base_url: str
+    dlr_url: str
+
+    def batch(self, *numbers: str, sender: str = "InfoSMS") -> SendBatch:
+        return batch(*numbers, sender=sender, base_url=self.base_url, dlr_url=self.dlr_url)
+
+    async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
+        return await execute(self.client, handler.send_request(account, sent))
+
+    async def results(self, sent: SendBatch, account: Account = ACCOUNT) -> list[Any]:
+        return handler.parse_send_response(account, sent, await self.send(sent, account))
+
+    def reports(self, account: Account = ACCOUNT) -> list[Any]:
+        return [r for call in self.receiver.calls for r in handler.parse_dlr(account, call)]
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    fake, receiver = FakeInfobip(API_KEY), Receiver()
+    async with (
+        serve(fake.app) as base_url,
+        serve(receiver.app) as receiver_url,
+        httpx.AsyncClient(timeout=5) as client,
+    ):
+        fake.inbound_url = f"{receiver_url}/inbound"
+        yield Rig(fake, receiver, client, base_url, f"{receiver_url}/dlr?key=s3cret")
+        fake.release_hung()
+        await fake.drain()
+
+
+async def test_a_send_is_accepted_with_infobips_message_id_and_recorded_as_sent(rig: Rig) -> None:
+    sent = rig.batch("+41793026727")
+    [result] = await rig.results(sent)
+    assert (result.outcome, result.status) == (Outcome.ACCEPTED, Status.SUBMITTED)
+    [message_id] = result.request_ids
+    known = rig.fake.messages[message_id]
+    assert (known["to"], known["from"], known["notifyUrl"]) == (
+        "41793026727",
+        "InfoSMS",
+        rig.dlr_url,
+    )
+    assert rig.fake.sent == [handler.send_request(ACCOUNT, sent).json]
+
+
+async def test_a_batch_with_a_bad_number_gets_per_destination_outcomes(rig: Rig) -> None:
+    results = await rig.results(rig.batch("+41793026727", "+4179", "+41793026834"))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.REFUSED, Outcome.ACCEPTED]
+    assert results[1].error_code == "REJECTED_DESTINATION"
+    [bulk] = rig.fake.bulks.values()
+    assert len(bulk) == 3 and len(rig.fake.sent) == 1
+
+
+async def test_a_wrong_api_key_is_an_account_error_and_nothing_is_sent(rig: Rig) -> None:
+    wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
+    [result] = await rig.results(rig.batch("+41793026727"), wrong)
+    assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "UNAUTHORIZED")
+    assert result.error_text == "Invalid login details"
+    assert rig.fake.sent == [] and rig.fake.requests_seen == 1
+
+
+async def test_a_blocked_sender_is_a_sender_rejection(rig: Rig) -> None:
+    rig.fake.blocked_senders = {"Spammy"}
+    [result] = await rig.results(rig.batch("+41793026727", sender="Spammy"))
+    assert (result.outcome, result.error_code) == (Outcome.SENDER_REJECTED, "REJECTED_SENDER")
+
+
+async def test_running_out_of_credit_is_an_account_error_for_the_rest(rig: Rig) -> None:
+    rig.fake.credit, rig.fake.price = 0.015, 0.01
+    results = await rig.results(rig.batch("+41793026727", "+41793026834"))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.ACCOUNT_ERROR]
+    assert results[1].error_code == "REJECTED_NOT_ENOUGH_CREDITS"
+
+
+@pytest.mark.parametrize(("status_id", "outcome"), SUBMISSION_TABLE)
+async def test_the_fake_answers_each_documented_submission_status_as_the_handler_expects(
+    rig: Rig, status_id: int, outcome: Outcome
+) -> None:
+    rig.fake.status_for = lambda number: status_id
+    [result] = await rig.results(rig.batch("+41793026727"))
+    assert result.outcome is outcome
+
+
+@pytest.mark.parametrize("shape", ["legacy", "api"])
+@pytest.mark.parametrize(
+    ("http", "outcome", "legacy_code", "api_code"),
+    [
+        (400, Outcome.REFUSED, "BAD_REQUEST", "E400"),
+        (401, Outcome.ACCOUNT_ERROR, "UNAUTHORIZED", "E401"),
+        (403, Outcome.ACCOUNT_ERROR, "FORBIDDEN", "E403"),
+        (404, Outcome.ACCOUNT_ERROR, "NOT_FOUND", "E404"),
+        (429, Outcome.TRANSIENT, "TOO_MANY_REQUESTS", "E429"),
+        (500, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
+        (503, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
+    ],
+)
+async def test_planned_failures_answer_each_documented_error_code(
+    rig: Rig, shape: str, http: int, outcome: Outcome, legacy_code: str, api_code: str
+) -> None:
+    rig.fake.error_shape = shape
+    rig.fake.fail_next = [http]
+    [result] = await rig.results(rig.batch("+41793026727"))
+    assert result.outcome is outcome
+    assert result.error_code == (legacy_code if shape == "legacy" else api_code)
+    assert result.retry_after == (1.0 if http == 429 else None)
+    assert rig.fake.sent == []
+
+
+async def test_a_planned_failure_may_name_its_code_then_the_send_goes_through(rig: Rig) -> None:
+    rig.fake.fail_next = [(400, "INVALID_ARGUMENT"), 503]
+    sent = rig.batch("+41793026727")
+    outcomes = [(await rig.results(sent))[0].outcome for _ in range(3)]
+    assert outcomes == [Outcome.REFUSED, Outcome.TRANSIENT, Outcome.ACCEPTED]
+    assert rig.fake.requests_seen == 3 and len(rig.fake.sent) == 1
+
+
+async def test_a_malformed_request_gets_validation_errors(rig: Rig) -> None:
+    request = handler.send_request(ACCOUNT, rig.batch("+41793026727"))
+    broken = {"messages": [{**request.json["messages"][0], "text": " ", "from": ""}]}
+    response = await execute(rig.client, replace(request, json=broken))
+    [result] = handler.parse_send_response(ACCOUNT, rig.batch("+41793026727"), response)
+    assert response.status_code == 400
+    assert result.outcome is Outcome.SENDER_REJECTED  # one violation names the sender
+    assert "messages[0].text: must not be blank" in result.error_text
+
+
+async def test_a_hung_send_is_accepted_although_the_client_times_out(rig: Rig) -> None:
+    rig.fake.hang_next = 1
+    request = handler.send_request(ACCOUNT, rig.batch("+41793026727"))
+    with pytest.raises(httpx.ReadTimeout):
+        await rig.client.request(
+            request.method,
+            request.url,
+            headers=dict(request.headers),
+            json=request.json,
+            timeout=0.2,
+        )
+    assert len(rig.fake.sent) == 1 and len(rig.fake.messages) == 1
+    rig.fake.release_hung()
+
+
+async def test_reports_go_to_the_notify_url_batched_under_results(rig: Rig) -> None:
+    results = await rig.results(rig.batch("+41793026727", "+41793026834", "+41793026999"))
+    await rig.fake.drain()
+    [call] = rig.receiver.calls
+    assert call.query == (("key", "s3cret"),)
+    reports = rig.reports()
+    assert [(r.request_id, r.status) for r in reports] == [
+        (result.request_ids[0], Status.DELIVERED) for result in results
+    ]
+    assert rig.fake.dlr_acks == [200]
+
+
+async def test_a_smaller_report_batch_size_splits_the_pushes(rig: Rig) -> None:
+    rig.fake.dlr_batch_size = 2
+    await rig.results(rig.batch("+41793026727", "+41793026834", "+41793026999"))
+    await rig.fake.drain()
+    assert [len(json.loads(c.body)["results"]) for c in rig.receiver.calls] == [2, 1]
+
+
+async def test_pending_reports_come_only_when_intermediate_reports_were_asked_for(rig: Rig) -> None:
+    rig.fake.dlr_plan = [7, 2, 5]
+    await rig.results(rig.batch("+41793026727"))
+    await rig.fake.drain()
+    assert [r.error_code for r in rig.reports()] == [
+        "DELIVERED_TO_OPERATOR",
+        "DELIVERED_TO_HANDSET",
+    ]
+    rig.receiver.calls.clear()
+    asking = replace(ACCOUNT, options={"intermediate_report": True})
+    await rig.results(rig.batch("+41793026727"), asking)
+    await rig.fake.drain()
+    assert [r.status for r in rig.reports()] == [Status.ENROUTE, Status.ENROUTE, Status.DELIVERED]
+
+
+async def test_failure_steps_carry_their_error_objects(rig: Rig) -> None:
+    rig.fake.dlr_plan_for = lambda number: [9] if number.endswith("7") else [(15, 27)]
+    await rig.results(rig.batch("+41793026727", "+41793026834"))
+    await rig.fake.drain()
+    undelivered, expired = rig.reports()
+    assert undelivered.status is Status.UNDELIVERED
+    assert "EC_UNKNOWN_SUBSCRIBER (1)" in undelivered.error_text
+    assert undelivered.error_text.endswith("[permanent]")
+    assert expired.status is Status.EXPIRED and "EC_ABSENT_SUBSCRIBER (27)" in expired.error_text
+
+
+async def test_reports_can_race_ahead_of_the_send_answer(rig: Rig) -> None:
+    rig.fake.dlr_before_response = True
+    sent = rig.batch("+41793026727", "+41793026834")
+    response = await rig.send(sent)
+    arrived_first = [r.request_id for r in rig.reports()]
+    results = handler.parse_send_response(ACCOUNT, sent, response)
+    assert arrived_first == [r.request_ids[0] for r in results]
+
+
+async def test_duplicated_and_shuffled_reports_arrive_as_planned(rig: Rig) -> None:
+    rig.fake.duplicates, rig.fake.shuffle = 1, True
+    rig.fake.dlr_plan_for = lambda number: [5] if number.endswith("7") else [9]
+    results = await rig.results(rig.batch("+41793026727", "+41793026834"))
+    await rig.fake.drain()
+    first, second = (r.request_ids[0] for r in results)
+    pushed = sorted((r.request_id, r.status.value) for r in rig.reports())
+    assert pushed == sorted([(first, "delivered")] * 2 + [(second, "undelivered")] * 2)
+
+
+async def test_messages_without_a_notify_url_report_to_the_accounts_webhook(rig: Rig) -> None:
+    rig.fake.dlr_url = rig.dlr_url.replace("?key=s3cret", "?key=other")
+    sent = batch("+41793026727", base_url=rig.base_url, dlr_url="")
+    await rig.results(sent)
+    await rig.fake.drain()
+    [call] = rig.receiver.calls
+    assert call.query == (("key", "other"),)
+
+
+async def test_rejected_destinations_report_only_when_asked(rig: Rig) -> None:
+    rig.fake.report_rejected = True
+    [result] = await rig.results(rig.batch("+4179"))
+    await rig.fake.drain()
+    [report] = rig.reports()
+    assert result.outcome is Outcome.REFUSED
+    assert (report.status, report.error_code) == (Status.REJECTED, "REJECTED_DESTINATION")
+
+
+async def test_a_failing_callback_is_recorded_in_the_acks(rig: Rig) -> None:
+    [result] = await rig.results(rig.batch("+41793026727"))
+    await rig.fake.drain()
+    rig.receiver.status = 503
+    assert await rig.fake.push_dlr(result.request_ids[0], 5) == 503
+    assert rig.fake.dlr_acks == [200, 503]
+
+
+async def test_polls_read_the_logs_as_the_statuses_advance(rig: Rig) -> None:
+    rig.fake.push_reports = False
+    rig.fake.dlr_plan_for = lambda number: [5] if number.endswith("7") else [(15, 27)]
+    results = await rig.results(rig.batch("+41793026727", "+41793026834"))
+    await rig.fake.drain()
+    assert rig.receiver.calls == []
+    ids = [r.request_ids[0] for r in results]
+    request = handler.poll_request(ACCOUNT, rig.base_url, [*ids, "unknown-id"])
+    assert request is not None
+    reports = handler.parse_poll_response(ACCOUNT, ids, await execute(rig.client, request))
+    assert [(r.request_id, r.status) for r in reports] == [
+        (ids[0], Status.DELIVERED),
+        (ids[1], Status.EXPIRED),
+    ]
+    assert rig.fake.log_queries == [[*ids, "unknown-id"]]
+
+
+async def test_a_final_status_sticks_in_the_logs(rig: Rig) -> None:
+    rig.fake.dlr_plan = [5, 9]
+    [result] = await rig.results(rig.batch("+41793026727"))
+    await rig.fake.drain()
+    [message_id] = result.request_ids
+    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
+    assert request is not None
+    [report] = handler.parse_poll_response(
+        ACCOUNT, [message_id], await execute(rig.client, request)
+    )
+    assert report.status is Status.DELIVERED
+
+
+async def test_a_poll_with_a_wrong_key_gets_nothing(rig: Rig) -> None:
+    wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
+    request = handler.poll_request(wrong, rig.base_url, ["x"])
+    assert request is not None
+    response = await execute(rig.client, request)
+    assert response.status_code == 401 and json.loads(response.body)["errorCode"] == "E401"
+    assert handler.parse_poll_response(wrong, ["x"], response) == []
+
+
+async def test_the_balance_falls_as_messages_are_accepted(rig: Rig) -> None:
+    rig.fake.credit = 5.0
+    await rig.results(rig.batch("+41793026727", "+41793026834"))
+    request = handler.balance_request(ACCOUNT, rig.base_url)
+    assert request is not None
+    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    assert (balance.amount, balance.currency) == (4.98, "EUR")
+    wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
+    denied = await execute(rig.client, replace(request, headers={"Authorization": "App nope"}))
+    with pytest.raises(ValueError, match="UNAUTHORIZED"):
+        handler.parse_balance(wrong, denied)
+
+
+async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig) -> None:
+    status_code = await rig.fake.push_inbound(
+        "385916242493", "385921004026", "QUIZ Paris", keyword="QUIZ", message_id="MO1"
+    )
+    assert status_code == 200
+    [call] = rig.receiver.calls
+    assert json.loads(call.body)["results"][0]["cleanText"] == "Paris"
+    [sms] = handler.parse_inbound(ACCOUNT, call)
+    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
+        "385916242493",
+        "385921004026",
+        "QUIZ Paris",
+        "MO1",
+    )
+
+
+# -- the whole loop through a running smsgw ----------------------------------------
+
+FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
+
+
+@asynccontextmanager
+async def infobip_setup(
+    tmp_path: Path,
+    *,
+    pattern: str = "batch",
+    options: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Gateway, FakeInfobip]]:
+    fake = FakeInfobip(API_KEY)
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
+        account = await gateway.add_account(
+            name="ib",
+            provider="infobip",
+            credentials={"api_key": API_KEY},
+            sender="InfoSMS",
+            base_url=fake_url,
+            pattern=pattern,
+            priority=1,
+            options=options or {},
+        )
+        fake.dlr_url = account["callback_urls"]["dlr"]
+        fake.inbound_url = account["callback_urls"]["inbound"]
+        try:
+            yield gateway, fake
+        finally:
+            fake.release_hung()
+            await fake.drain()
+
+
+async def settle(gateway: Gateway, fake: FakeInfobip, ids: list[str]) -> dict[str, str]:
+    async def all_final() -> dict[str, str]:
+        await fake.drain()
+        statuses = {i: (await gateway.message(i))["status"] for i in ids}
+        return statuses if set(statuses.values()) <= FINAL else {}
+
+    return await eventually(all_final)
+
+
+async def ib_counters(gateway: Gateway) -> dict[str, int]:
+    counters: dict[str, int] = (await gateway.stats())["accounts"]["ib"]
+    counters.pop("unmatched")
+    return counters
+
+
+async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
+    tmp_path: Path,
+) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        sent = await gateway.send(
+            to=["+41793026727", "+41793026834", "+41793026999"], text="bulk", account="ib"
+        )
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        [request] = fake.sent
+        [entry] = request["messages"]
+        assert len(entry["destinations"]) == 3
+        assert entry["notifyUrl"].startswith(gateway.url) and "key=" in entry["notifyUrl"]
+        assert await ib_counters(gateway) == {
+            "requests": 3,
+            "accepted": 3,
+            "failed": 0,
+            "delivered": 3,
+            "undelivered": 0,
+            "pending": 0,
+        }
+        detail = await gateway.message(sent[0]["id"])
+        assert detail["request_id"] in fake.messages
+
+
+async def test_undelivered_expired_and_rejected_reports_keep_infobips_codes(tmp_path: Path) -> None:
+    outcomes: dict[str, Plan] = {"1": [9], "2": [(15, 27)], "3": [4], "4": [7, 5]}
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        fake.dlr_plan_for = lambda number: outcomes[number[-1]]
+        fake.duplicates, fake.shuffle = 1, True
+        numbers = [f"+4179302{n:03d}{d}" for n in range(3) for d in "1234"]
+        sent = await gateway.send(to=numbers, text="mixed", account="ib")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        expected = {"1": "undelivered", "2": "expired", "3": "rejected", "4": "delivered"}
+        assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
+        assert await ib_counters(gateway) == {
+            "requests": 12,
+            "accepted": 12,
+            "failed": 0,
+            "delivered": 3,
+            "undelivered": 9,
+            "pending": 0,
+        }
+        expired = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("2")))
+        assert expired["error"]["code"] == "EXPIRED_EXPIRED"
+        assert "EC_ABSENT_SUBSCRIBER" in expired["error"]["message"]
+
+
+async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        fake.status_for = lambda number: 52 if number.endswith("9") else None
+        sent = await gateway.send(to=["+41793026727", "+41793026729"], text="hi", account="ib")
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert [statuses[m["id"]] for m in sent] == ["delivered", "failed"]
+        refused = await gateway.message(sent[1]["id"])
+        assert refused["error"]["code"] == "REJECTED_DESTINATION"
+        assert refused["http_status"] == 200
+        counters = await ib_counters(gateway)
+        assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
+
+
+async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        fake.api_key = "rotated"
+        [message] = await gateway.send(to="+41793026727", text="denied", account="ib")
+        statuses = await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        assert detail["error"]["code"] == "UNAUTHORIZED"
+        assert (await ib_counters(gateway))["failed"] == 1
+
+
+async def test_a_429_is_retried_after_its_retry_after_then_delivered(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        fake.fail_next = [429]
+        [message] = await gateway.send(to="+41793026727", text="slow down", account="ib")
+        statuses = await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert statuses[message["id"]] == "delivered" and detail["attempts"] == 2
+        assert fake.requests_seen == 2 and len(fake.sent) == 1
+
+
+async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path, pattern="loop") as (gateway, fake):
+        [message] = await gateway.send(to="+41793026727", text="secret?", account="ib")
+        await settle(gateway, fake, [message["id"]])
+        detail = await gateway.message(message["id"])
+        assert detail["http_response"] and "bulkId" in detail["http_response"]
+        assert API_KEY not in str(detail)
+        account = (await gateway.api.get("/v1/accounts/ib")).json()
+        assert API_KEY not in json.dumps(account)
+        with sqlite3.connect(gateway.settings.sqlite_path) as db:
+            dump = "\n".join(db.iterdump())
+        assert dump.count(API_KEY) == 1  # the credential itself, and only there
+
+
+async def test_an_account_that_polls_reaches_delivered_through_the_logs(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path, options={"poll": True}, poll_first_after=0.05) as (
+        gateway,
+        fake,
+    ):
+        fake.push_reports = False
+        [message] = await gateway.send(to="+41793026727", text="poll me", account="ib")
+        statuses = await settle(gateway, fake, [message["id"]])
+        assert statuses[message["id"]] == "delivered"
+        detail = await gateway.message(message["id"])
+        assert fake.log_queries and fake.log_queries[0] == [detail["request_id"]]
+        assert fake.dlr_acks == []
+
+
+async def test_inbound_messages_and_the_balance_are_served(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        fake.credit = 47.79
+        assert await fake.push_inbound("385916242493", "385921004026", "Hi there") == 200
+        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+        assert (inbound["from"], inbound["text"], inbound["account"]) == (
+            "385916242493",
+            "Hi there",
+            "ib",
+        )
+        balance = (await gateway.api.get("/v1/balance/ib")).json()
+        assert balance == {"account": "ib", "balance": 47.79, "currency": "EUR"}
+
+
+async def test_a_malformed_report_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    async with infobip_setup(tmp_path) as (gateway, fake):
+        assert fake.dlr_url is not None
+        response = await gateway.raw.post(fake.dlr_url, json={"results": [{"to": "4179"}]})
+        assert response.status_code == 422
+        assert (await gateway.stats())["accounts"].get("ib", {}).get("unmatched", 0) == 0
