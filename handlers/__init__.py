@@ -10,6 +10,7 @@ from handlers.intellisoftware import IntelliSoftwareHandler
 from handlers.routemobile import RouteMobileHandler
 from handlers.sandbox import SandboxHandler
 from handlers.sms1609 import Sms1609Handler
+from handlers.twilio import TwilioHandler
 
 HANDLERS: dict[str, ProviderHandler] = {
     handler.name: handler
@@ -21,6 +22,7 @@ HANDLERS: dict[str, ProviderHandler] = {
         Sms1609Handler(),
         InfobipHandler(),
         ClickatellHandler(),
+        TwilioHandler(),
     )
 }
 
