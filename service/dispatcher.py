@@ -261,18 +261,21 @@ class Dispatcher:
         answer: _Answer,
     ) -> AttemptResult:
         outcome = result.outcome
+        ids = {
+            "request_ids": result.request_ids,
+            "keys": tuple(
+                reconcile.match_key(rid, message.to, handler.shares_request_ids)
+                for rid in result.request_ids
+            ),
+        }
         if outcome is Outcome.ACCEPTED and result.request_ids:
             polled = not handler.pushes_reports or bool(account.options.get("poll"))
             return answer.result(
                 message.id,
                 Decision.ACCEPTED,
                 status=result.status,
-                request_ids=result.request_ids,
-                keys=tuple(
-                    reconcile.match_key(rid, message.to, handler.shares_request_ids)
-                    for rid in result.request_ids
-                ),
                 poll_at=time.time() + self._settings.poll_first_after if polled else None,
+                **ids,
             )
         if outcome is Outcome.TRANSIENT:
             return await self._retry(account, message, answer)
@@ -302,7 +305,7 @@ class Dispatcher:
         elif outcome is Outcome.ACCEPTED:
             answer = replace(answer, text=answer.text or "accepted without a request ID")
         return replace(answer, code=answer.code or outcome.value).result(
-            message.id, Decision.FAILED
+            message.id, Decision.FAILED, **ids
         )
 
     async def _retry(

@@ -182,6 +182,26 @@ async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStor
     assert await assert_counters_match_messages(store) == Counters(requests=1, failed=1)
 
 
+async def test_a_report_for_a_refused_message_with_an_id_matches_and_changes_nothing(
+    store: SqliteStore,
+) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    refused = AttemptResult(
+        "m1",
+        Decision.FAILED,
+        request_ids=("R9",),
+        keys=(match_key("R9", "", False),),
+        error_code="REJECTED_SENDER",
+    )
+    await store.record_attempts([refused])
+    assert await report(store, "R9", Status.REJECTED) is ReportOutcome.MATCHED
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.FAILED
+    assert (await store.stats(FAR_FUTURE)).unmatched == {}
+    assert await assert_counters_match_messages(store) == Counters(requests=1, failed=1)
+
+
 async def test_only_one_claimant_wins_a_message(store: SqliteStore) -> None:
     await store.enqueue([new_message("m1")], {})
     first, second = await asyncio.gather(

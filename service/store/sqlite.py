@@ -661,22 +661,7 @@ class SqliteStore:
             await self._reschedule(tx, account, result)
             return
         await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
-        if result.decision is Decision.ACCEPTED:
-            await self._accept(tx, account, old, result)
-        elif result.decision is Decision.FAILED:
-            new = reconcile.advance(old, Status.FAILED)
-            if new is not old:
-                await self._set_status(
-                    tx,
-                    result.message_id,
-                    account,
-                    old,
-                    new,
-                    error_code=result.error_code,
-                    error_text=result.error_text,
-                    http_status=result.http_status,
-                )
-        else:
+        if result.decision is Decision.UNKNOWN:
             await tx.event(
                 "message.outcome_unknown",
                 result.message_id,
@@ -684,6 +669,8 @@ class SqliteStore:
                 error_code=result.error_code,
                 error_text=result.error_text,
             )
+            return
+        await self._conclude_answered(tx, account, old, result)
 
     async def _reschedule(self, tx: _Tx, account: str, result: AttemptResult) -> None:
         await tx.db.execute(
@@ -726,7 +713,13 @@ class SqliteStore:
                 "message.retry", result.message_id, account, retry_at=result.retry_at, **details
             )
 
-    async def _accept(self, tx: _Tx, account: str, old: Status, result: AttemptResult) -> None:
+    async def _conclude_answered(
+        self, tx: _Tx, account: str, old: Status, result: AttemptResult
+    ) -> None:
+        """An accepted or refused message. Any request IDs the provider gave are kept,
+        refused ones too, so that reports it sends for them later match and change
+        nothing rather than wait as unmatched."""
+        reached = result.status if result.decision is Decision.ACCEPTED else Status.FAILED
         request_id = ",".join(result.request_ids)
         await tx.db.execute(
             "UPDATE messages SET request_id = ? WHERE id = ?", (request_id, result.message_id)
@@ -735,7 +728,7 @@ class SqliteStore:
             "INSERT INTO message_parts (message_id, part, account, request_id, rid_key, "
             "rcpt_key, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (result.message_id, part, account, rid, key[0], key[1], result.status.value)
+                (result.message_id, part, account, rid, key[0], key[1], reached.value)
                 for part, (rid, key) in enumerate(zip(result.request_ids, result.keys, strict=True))
             ],
         )
@@ -744,7 +737,7 @@ class SqliteStore:
                 "INSERT INTO polls (message_id, due_at, tries, since) VALUES (?, ?, 0, ?)",
                 (result.message_id, result.poll_at, result.poll_at),
             )
-        new = reconcile.advance(old, result.status)
+        new = reconcile.advance(old, reached)
         if new is not old:
             await self._set_status(
                 tx,
@@ -753,6 +746,8 @@ class SqliteStore:
                 old,
                 new,
                 request_id=request_id,
+                error_code=result.error_code,
+                error_text=result.error_text,
                 http_status=result.http_status,
             )
         for rid_key, rcpt_key in set(result.keys):
