@@ -19,7 +19,7 @@ import httpx
 from service.accounts import AccountDirectory, declared_accounts
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
-from service.events import EventLogger
+from service.events import EventBus, EventFormat, EventLogger
 from service.poller import Poller
 from service.settings import Settings
 from service.store import Store, open_store
@@ -33,6 +33,8 @@ class Runtime:
     client: httpx.AsyncClient
     dispatcher: Dispatcher
     compose_rules: ComposeRules
+    events: EventBus
+    event_format: EventFormat
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -41,9 +43,9 @@ class Runtime:
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
     directory: AccountDirectory | None = None
-    store = open_store(
-        settings, EventLogger(lambda name: directory.provider_of(name) if directory else "")
-    )
+    event_format = EventFormat(lambda name: directory.provider_of(name) if directory else "")
+    events = EventBus(EventLogger(event_format))
+    store = open_store(settings, events)
     await store.open()
     directory = AccountDirectory(store)
     client = httpx.AsyncClient(
@@ -73,6 +75,8 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
             client,
             dispatcher,
             ComposeRules(settings.default_region, settings.default_sender, settings.max_recipients),
+            events,
+            event_format,
         )
     finally:
         for task in tasks:

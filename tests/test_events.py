@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from service.events import EventLogger, mask_phone
+from service.events import EventFormat, EventLogger, mask_phone
 from service.logging import configure_logging
 from service.store.protocol import Event
 
@@ -18,7 +18,7 @@ def test_a_phone_number_keeps_only_its_ends() -> None:
 
 def test_each_event_is_one_json_line_with_stable_keys(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json")
-    log = EventLogger(lambda name: "connectel", log_pii=False)
+    log = EventLogger(EventFormat(lambda name: "connectel", log_pii=False))
     log(
         [
             Event(
@@ -48,7 +48,7 @@ def test_numbers_are_logged_whole_when_pii_logging_is_on(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure_logging("json")
-    EventLogger(lambda name: "", log_pii=True)(
+    EventLogger(EventFormat(lambda name: "", log_pii=True))(
         [Event("inbound.received", "t", "", "a", {"sender": "+46700000123"})]
     )
     assert json.loads(capsys.readouterr().out)["sender"] == "+46700000123"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,58 @@ MIGRATIONS: tuple[str, ...] = (
         since REAL NOT NULL
     );
     CREATE INDEX polls_due ON polls(due_at);
+    """,
+    # 3: delivery latency, auto-replies and opt-outs, outbound event webhooks.
+    """
+    ALTER TABLE messages ADD COLUMN submitted_at REAL;
+    ALTER TABLE messages ADD COLUMN inbound_id INTEGER;
+    CREATE INDEX messages_replies ON messages(recipient, created_at) WHERE inbound_id IS NOT NULL;
+    ALTER TABLE inbound ADD COLUMN rule_id INTEGER;
+    ALTER TABLE inbound ADD COLUMN reply_message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inbound ADD COLUMN reply_note TEXT NOT NULL DEFAULT '';
+    CREATE TABLE autoreplies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        pattern TEXT NOT NULL DEFAULT '',
+        reply TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        number TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE suppressions (
+        number TEXT PRIMARY KEY,
+        keyword TEXT NOT NULL,
+        account TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        cursor INTEGER NOT NULL,
+        last_status INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_attempt_at TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        webhook_id TEXT NOT NULL,
+        event_id INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at REAL NOT NULL,
+        first_at REAL NOT NULL,
+        claimed_until REAL,
+        PRIMARY KEY (webhook_id, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(due_at);
     """,
 )
 
@@ -624,12 +677,16 @@ class SqliteStore:
         self, tx: _Tx, message_id: str, account: str, old: Status, new: Status, **data: Any
     ) -> None:
         """Move a message to `new` with its counter delta and its event."""
-        await tx.db.execute(
-            "UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
+        async with tx.db.execute(
+            "UPDATE messages SET status = ?, updated_at = ? WHERE id = ? RETURNING submitted_at",
             (new.value, iso_now(), message_id),
-        )
+        ) as cursor:
+            row = await cursor.fetchone()
         if reconcile.is_final(new):
             await tx.db.execute("DELETE FROM polls WHERE message_id = ?", (message_id,))
+            submitted_at = row[0] if row else None
+            if submitted_at is not None:
+                data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
         await tx.add_counters(account, reconcile.counter_delta(old, new))
         await tx.event(
             f"message.{new.value}",
@@ -722,7 +779,13 @@ class SqliteStore:
         reached = result.status if result.decision is Decision.ACCEPTED else Status.FAILED
         request_id = ",".join(result.request_ids)
         await tx.db.execute(
-            "UPDATE messages SET request_id = ? WHERE id = ?", (request_id, result.message_id)
+            "UPDATE messages SET request_id = ?, submitted_at = COALESCE(submitted_at, ?) "
+            "WHERE id = ?",
+            (
+                request_id,
+                time.time() if result.decision is Decision.ACCEPTED else None,
+                result.message_id,
+            ),
         )
         await tx.db.executemany(
             "INSERT INTO message_parts (message_id, part, account, request_id, rid_key, "
