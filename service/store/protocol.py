@@ -191,6 +191,11 @@ class Store(Protocol):
 
     async def message_events(self, message_id: str) -> list[Event]: ...
 
+    async def events_after(self, after: int, limit: int) -> list[Event]:
+        """Stored events with an id above `after`, oldest first: a reader's cursor is
+        the last id it saw, so it resumes without gaps or repeats."""
+        ...
+
     async def list_messages(
         self, filters: MessageFilter, limit: int, before_seq: int | None
     ) -> list[MessageRecord]: ...

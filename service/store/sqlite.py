@@ -286,6 +286,10 @@ def _message(row: Sequence[Any]) -> MessageRecord:
     )
 
 
+def _event(row: Sequence[Any]) -> Event:
+    return Event(row[2], row[1], row[3], row[4], json.loads(row[5]), row[0])
+
+
 def _account(row: Sequence[Any]) -> Account:
     return Account(
         name=row[0],
@@ -574,7 +578,15 @@ class SqliteStore:
             "WHERE message_id = ? ORDER BY id",
             (message_id,),
         )
-        return [Event(r[2], r[1], r[3], r[4], json.loads(r[5]), r[0]) for r in rows]
+        return [_event(row) for row in rows]
+
+    async def events_after(self, after: int, limit: int) -> list[Event]:
+        rows = await self._fetchall(
+            "SELECT id, ts, event, message_id, account, data FROM events "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
+        return [_event(row) for row in rows]
 
     async def list_messages(
         self, filters: MessageFilter, limit: int, before_seq: int | None
