@@ -151,9 +151,13 @@ class ProviderHandler(Protocol):
 
     def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]: ...
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         """The body the provider expects in answer to an inbound callback (Twilio: TwiML,
-        carrying `reply` when an auto-reply applies); None for a plain JSON acknowledgement."""
+        carrying `reply` when an auto-reply applies, whose delivery status the provider
+        then reports to `status_url`); None for a plain JSON acknowledgement, in which
+        case an auto-reply goes out through the outbox like any message."""
         ...
 
     def poll_request(

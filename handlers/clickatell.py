@@ -261,7 +261,9 @@ class ClickatellHandler:
             )
         ]
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None
 
     # -- polling -------------------------------------------------------------------

@@ -193,7 +193,9 @@ class ConnectelHandler:
 
     # -- polling -------------------------------------------------------------------
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None
 
     def poll_request(

@@ -278,7 +278,9 @@ class InfobipHandler:
             )
         return messages
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None  # Infobip only wants a 2xx
 
     # -- polling -------------------------------------------------------------------

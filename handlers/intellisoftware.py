@@ -246,7 +246,9 @@ class IntelliSoftwareHandler:
             return _inbound_json(fields["messages"])
         return [_inbound_form(fields)]
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None  # IntelliSoftware wants HTTP 200 and ignores the content
 
     # -- polling -------------------------------------------------------------------

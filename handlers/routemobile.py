@@ -255,7 +255,9 @@ class RouteMobileHandler:
             "nothing should post to this account's inbound URL"
         )
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None
 
     # -- polling -------------------------------------------------------------------

@@ -121,7 +121,9 @@ class SandboxHandler:
             raise CallbackInvalid("a sandbox inbound message needs from and text")
         return [InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))]
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None
 
     def poll_request(

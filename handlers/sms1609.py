@@ -198,7 +198,9 @@ class Sms1609Handler:
             "1609SMS documents no format for forwarding inbound SMS from a virtual number"
         )
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
         return None
 
     # -- polling -------------------------------------------------------------------

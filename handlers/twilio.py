@@ -44,7 +44,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid, Forbidden
@@ -273,15 +273,22 @@ class TwilioHandler:
             )
         ]
 
-    def inbound_answer(self, account: Account, reply: str | None) -> WireResponse | None:
-        """TwiML: empty `<Response/>`, or one `<Message>` carrying the auto-reply."""
+    def inbound_answer(
+        self, account: Account, reply: str | None, status_url: str = ""
+    ) -> WireResponse | None:
+        """TwiML: empty `<Response/>`, or one `<Message>` carrying the auto-reply.
+
+        Twilio posts the status callbacks of a TwiML message to its `action` URL (the
+        older `statusCallback` attribute is deprecated in its favour).
+        """
         if reply is None:
             body = _TWIML_EMPTY
         else:
             text = escape(_NOT_XML.sub("", reply))
+            action = f" action={quoteattr(status_url)}" if status_url else ""
             body = (
                 '<?xml version="1.0" encoding="UTF-8"?>'
-                f"<Response><Message>{text}</Message></Response>"
+                f"<Response><Message{action}>{text}</Message></Response>"
             ).encode()
         return WireResponse(200, body, {"Content-Type": "text/xml"})
 

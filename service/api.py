@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -16,10 +17,11 @@ from service.clock import iso_ago
 from service.compose import compose
 from service.dispatcher import execute
 from service.errors import BadRequest, NotFound, ProviderFailed, ValidationFailed
-from service.model import Status
+from service.model import OPTED_OUT, OPTED_OUT_TEXT, Status
 from service.redact import redact
 from service.runtime import Runtime
-from service.store.protocol import Event, InboundRecord, MessageFilter, MessageRecord
+from service.store.protocol import Event, MessageFilter, MessageRecord
+from service.webhooks import webhook_from_body, webhook_view
 
 
 def runtime(request: Request) -> Runtime:
@@ -73,23 +75,17 @@ def event_view(e: Event) -> dict[str, Any]:
     return {"id": e.id, "ts": e.ts, "event": e.event, **e.data}
 
 
-def inbound_view(i: InboundRecord) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "account": i.account,
-        "from": i.sender,
-        "to": i.recipient,
-        "text": i.text,
-        "provider_id": i.provider_id or None,
-        "received_at": i.received_at,
-        "reply": None,
-    }
-
-
 async def send_messages(request: Request) -> Response:
     rt = runtime(request)
     body = await read_json(request)
     messages, response = await compose(body, rt.directory, rt.compose_rules)
+    opted_out = await rt.store.suppressed([m.to for m in messages])
+    if opted_out:
+        messages = [replace(m, opted_out=m.to in opted_out) for m in messages]
+        for view in response["messages"]:
+            if view["to"] in opted_out:
+                view["status"] = Status.FAILED.value
+                view["error"] = {"code": OPTED_OUT, "message": OPTED_OUT_TEXT}
     key = request.headers.get("idempotency-key")
     idempotency = None
     if key is not None:
@@ -135,14 +131,6 @@ async def stats(request: Request) -> Response:
     rt = runtime(request)
     result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
     return JSONResponse(result.as_body())
-
-
-async def list_inbound(request: Request) -> Response:
-    rt = runtime(request)
-    limit, cursor = page_args(request)
-    rows = await rt.store.list_inbound(limit, cursor)
-    next_cursor = str(rows[-1].id) if len(rows) == limit else None
-    return JSONResponse({"inbound": [inbound_view(i) for i in rows], "next_cursor": next_cursor})
 
 
 async def accounts(request: Request) -> Response:
@@ -197,13 +185,36 @@ async def balance(request: Request) -> Response:
     )
 
 
+async def webhooks(request: Request) -> Response:
+    rt = runtime(request)
+    if request.method == "POST":
+        created = await rt.store.create_webhook(webhook_from_body(await read_json(request)))
+        # The only time the secret is shown: receivers need it to verify signatures.
+        return JSONResponse({**webhook_view(created), "secret": created.secret}, status_code=201)
+    return JSONResponse({"webhooks": [webhook_view(w) for w in await rt.store.list_webhooks()]})
+
+
+async def webhook(request: Request) -> Response:
+    rt = runtime(request)
+    webhook_id = request.path_params["id"]
+    if request.method == "DELETE":
+        if not await rt.store.delete_webhook(webhook_id):
+            raise NotFound("no such webhook", field="id")
+        return Response(status_code=204)
+    found = await rt.store.get_webhook(webhook_id)
+    if found is None:
+        raise NotFound("no such webhook", field="id")
+    return JSONResponse(webhook_view(found))
+
+
 ROUTES = [
     Route("/v1/messages", send_messages, methods=["POST"]),
     Route("/v1/messages", list_messages, methods=["GET"]),
     Route("/v1/messages/{id}", get_message, methods=["GET"]),
     Route("/v1/stats", stats, methods=["GET"]),
-    Route("/v1/inbound", list_inbound, methods=["GET"]),
     Route("/v1/accounts", accounts, methods=["GET", "POST"]),
     Route("/v1/accounts/{name}", account, methods=["GET", "PATCH", "DELETE"]),
     Route("/v1/balance/{account}", balance, methods=["GET"]),
+    Route("/v1/webhooks", webhooks, methods=["GET", "POST"]),
+    Route("/v1/webhooks/{id}", webhook, methods=["GET", "DELETE"]),
 ]

@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -13,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from service import api, callbacks
+from service import api, callbacks, events_api, inbound_api
+from service.clock import iso_ago
 from service.errors import SmsgwError
+from service.metrics import CallbackCounter, Metrics
 from service.middleware import BearerAuth, BodyLimit
 from service.openapi import SPEC
-from service.runtime import running
+from service.runtime import Runtime, running
 from service.sandbox import SandboxProvider
 from service.settings import Settings
 
@@ -55,12 +58,20 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(SPEC)
 
 
+async def metrics(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    body = await rt.metrics.render(rt.store, iso_ago(rt.settings.unmatched_ttl))
+    return Response(body, headers={"content-type": CONTENT_TYPE_LATEST})
+
+
 def create_app(settings: Settings) -> Starlette:
     sandbox = SandboxProvider(settings.base_url, settings.sandbox_dlr_delay)
+    # Made here, not in the lifespan: the middleware that counts callbacks needs it first.
+    app_metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(settings) as runtime:
+        async with running(settings, metrics=app_metrics) as runtime:
             app.state.runtime = runtime
             _log.info(
                 "smsgw.started", public_url=settings.base_url, store=str(settings.sqlite_path)
@@ -75,11 +86,15 @@ def create_app(settings: Settings) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/openapi.json", openapi),
+            Route("/metrics", metrics),
             *api.ROUTES,
+            *inbound_api.ROUTES,
+            *events_api.ROUTES,
             *callbacks.ROUTES,
             Mount("/sandbox", routes=sandbox.routes),
         ],
         middleware=[
+            Middleware(CallbackCounter, metrics=app_metrics),
             Middleware(BearerAuth, tokens=settings.api_tokens),
             Middleware(
                 BodyLimit,

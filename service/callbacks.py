@@ -8,6 +8,9 @@ the `key` query parameter of the URL the provider was given.
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
+from functools import partial
+from urllib.parse import urlencode
 
 import structlog
 from starlette.requests import Request
@@ -16,13 +19,20 @@ from starlette.routing import Route
 
 from handlers import handler_for
 from handlers.base import CallbackRequest
-from service import reconcile
+from service import autoreply, reconcile
+from service.accounts import callback_urls
+from service.clock import iso_ago
 from service.errors import Forbidden, NotFound, Unauthorized
 from service.model import Account
+from service.phone import e164_or_as_given
 from service.runtime import Runtime
 
 _log = structlog.get_logger("smsgw.callbacks")
 SECRET_PARAM = "key"  # noqa: S105 - the parameter's name, not a secret
+# Names the auto-reply a provider sent from a callback's answer (TwiML), on the
+# status URL given with it: the provider's reports then find that message.
+REPLY_PARAM = "ref"
+_OURS = frozenset({SECRET_PARAM, REPLY_PARAM})
 
 
 async def _authenticated(request: Request) -> tuple[Runtime, Account, CallbackRequest]:
@@ -41,7 +51,7 @@ async def _authenticated(request: Request) -> tuple[Runtime, Account, CallbackRe
         url=rt.settings.base_url
         + request.url.path
         + (f"?{request.url.query}" if request.url.query else ""),
-        query=[(k, v) for k, v in request.query_params.multi_items() if k != SECRET_PARAM],
+        query=[(k, v) for k, v in request.query_params.multi_items() if k not in _OURS],
         headers=request.headers,
         body=await request.body(),
     )
@@ -53,6 +63,15 @@ async def delivery_report(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
     handler = handler_for(account.provider)
     reports = handler.parse_dlr(account, callback)
+    reply_id = request.query_params.get(REPLY_PARAM)
+    if reply_id and reports:
+        first = reports[0]
+        await rt.store.adopt_request_id(
+            account.name,
+            reply_id,
+            first.request_id,
+            reconcile.match_key(first.request_id, first.recipient, handler.shares_request_ids),
+        )
     for report in reports:
         _log.info(
             "dlr.received",
@@ -77,11 +96,44 @@ async def inbound(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
     handler = handler_for(account.provider)
     messages = handler.parse_inbound(account, callback)
-    stored = [await rt.store.add_inbound(account.name, m) for m in messages]
-    answer = handler.inbound_answer(account, None)
+    policy = rt.autoreply_policy
+    since = iso_ago(policy.window)
+    # A provider that expects a body in answer (TwiML) carries the reply in it, but
+    # an answer holds one reply: a batch of messages is answered through the outbox.
+    inline = len(messages) == 1 and handler.inbound_answer(account, None) is not None
+    results = []
+    for message in messages:
+        message = replace(message, sender=e164_or_as_given(message.sender, policy.default_region))
+        plan = partial(
+            autoreply.decide,
+            account=account.name,
+            inbound=message,
+            policy=policy,
+            max_chars=handler.max_text_chars,
+            fallback_sender=account.sender or rt.settings.default_sender,
+            inline=inline,
+        )
+        results.append(await rt.store.receive_inbound(account.name, message, since, plan))
+    replies = [r.decision.reply for r in results if r.decision.reply is not None]
+    if any(not r.decision.inline for r in results if r.decision.reply is not None):
+        rt.wake_dispatcher()
+    inline_reply = next((r.decision.reply for r in results if r.decision.inline), None)
+    status_url = ""
+    if inline_reply is not None:
+        dlr_url = callback_urls(account, rt.settings.base_url)["dlr"]
+        status_url = f"{dlr_url}&{urlencode({REPLY_PARAM: inline_reply.id})}"
+    answer = handler.inbound_answer(
+        account, inline_reply.text if inline_reply else None, status_url
+    )
     if answer is not None:
         return Response(answer.body, answer.status_code, headers=dict(answer.headers))
-    return JSONResponse({"ok": True, "stored": sum(stored)})
+    return JSONResponse(
+        {
+            "ok": True,
+            "stored": sum(1 for r in results if r.id),
+            "replies": [m.id for m in replies],
+        }
+    )
 
 
 ROUTES = [

@@ -16,6 +16,7 @@ import uvicorn
 from service.accounts import declared_accounts
 from service.api import message_view
 from service.app import create_app
+from service.autoreply import declared_rules
 from service.clock import iso_ago
 from service.compose import compose, parse_automation
 from service.errors import SettingsError, SmsgwError
@@ -66,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(settings: Settings) -> int:
     if not settings.api_tokens:
         raise SettingsError("no API token: set SMSGW_API_TOKENS (comma separated)")
-    if settings.gateways_file:  # fail here, with a clear message, not inside uvicorn
+    # Fail here, with a clear message, not inside uvicorn.
+    if settings.gateways_file:
         declared_accounts(Path(settings.gateways_file), os.environ)
+    if settings.autoreply_file:
+        declared_rules(Path(settings.autoreply_file))
     # uvicorn's access log would print callback URLs, whose query holds their secret.
     uvicorn.run(
         create_app(settings),
@@ -76,6 +80,9 @@ def _serve(settings: Settings) -> int:
         access_log=False,
         log_level="warning",
         proxy_headers=False,
+        # Open event streams would otherwise hold a shutdown for as long as they last;
+        # their clients resume from Last-Event-ID.
+        timeout_graceful_shutdown=5,
     )
     return 0
 

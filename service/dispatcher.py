@@ -28,6 +28,7 @@ from handlers import handler_for
 from handlers.base import ProviderHandler, SendRefused, WireRequest, WireResponse
 from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, secret_values
+from service.metrics import Metrics
 from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
 from service.ratelimit import TokenBucket
 from service.redact import redact
@@ -60,11 +61,13 @@ class Dispatcher:
         directory: AccountDirectory,
         settings: Settings,
         client: httpx.AsyncClient,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._directory = directory
         self._settings = settings
         self._client = client
+        self._metrics = metrics
         self._wakeup = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = asyncio.Semaphore(settings.concurrency)
@@ -194,25 +197,29 @@ class Dispatcher:
         try:
             response = await execute(self._client, request)
         except _NOT_SENT as exc:
+            self._metrics.provider_failed(account.provider, exc)
             refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))
             await self._store.record_attempts(
                 [await self._retry(account, m, refused) for m in messages]
             )
             return
         except httpx.HTTPError as exc:
+            self._metrics.provider_failed(account.provider, exc)
             text = redact(f"{type(exc).__name__}: {exc}", secrets)
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
                 [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
             )
             return
+        elapsed = time.perf_counter() - started
+        self._metrics.provider_answered(account.provider, elapsed, response.status_code)
         _log.info(
             "provider.response",
             account=account.name,
             provider=account.provider,
             http_status=response.status_code,
             messages=len(messages),
-            latency_ms=round((time.perf_counter() - started) * 1000, 1),
+            latency_ms=round(elapsed * 1000, 1),
         )
         results = handler.parse_send_response(account, batch, response)
         await self._record(

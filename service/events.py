@@ -18,7 +18,7 @@ import structlog
 
 from service.store.protocol import Event, EventSink
 
-_PHONE_KEYS = frozenset({"to", "sender", "recipient", "from"})
+_PHONE_KEYS = frozenset({"to", "sender", "recipient", "from", "number"})
 
 
 def mask_phone(number: str) -> str:

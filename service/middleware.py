@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: bearer-token auth for /v1 and request body limits.
+"""Pure ASGI middleware: bearer-token auth for /v1 and /metrics, and request body limits.
 
 Both act before the application reads the body, so an unauthenticated or oversized
 request costs nothing more than its headers.
@@ -33,17 +33,22 @@ async def send_error(
 
 
 class BearerAuth:
-    """Requires `Authorization: Bearer <token>` on every path under `prefix`."""
+    """Requires `Authorization: Bearer <token>` on every path under `prefixes`."""
 
-    def __init__(self, app: ASGIApp, tokens: tuple[str, ...], prefix: str = "/v1/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: tuple[str, ...],
+        prefixes: tuple[str, ...] = ("/v1/", "/metrics"),
+    ) -> None:
         self.app = app
         self._tokens = [t.encode() for t in tokens]
-        self._prefix = prefix
+        self._prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] == "http"
-            and scope["path"].startswith(self._prefix)
+            and scope["path"].startswith(self._prefixes)
             and not self._authorized(scope)
         ):
             await send_error(

@@ -24,6 +24,11 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+OPTED_OUT = "opted_out"
+"""The error code of a message to a number on the suppression list: never submitted."""
+OPTED_OUT_TEXT = "the recipient opted out (STOP); nothing was sent"
+
+
 class Outcome(StrEnum):
     """What a provider's answer to a send request means for one recipient."""
 

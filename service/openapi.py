@@ -17,6 +17,27 @@ _PAGE = [
     {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 ]
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_AFTER = {
+    "name": "after",
+    "in": "query",
+    "description": "the last event_id read; the Last-Event-ID header does the same",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+_RULE_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "position": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 100},
+    "kind": {"type": "string", "enum": ["keyword", "regex", "default"], "default": "keyword"},
+    "pattern": {"type": "string", "maxLength": 200},
+    "reply": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 1000,
+        "description": "template: {from}, {to}, {text}, {keyword}",
+    },
+    "account": {"type": ["string", "null"]},
+    "number": {"type": ["string", "null"]},
+    "active": {"type": "boolean", "default": True},
+}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -119,7 +140,58 @@ SPEC: dict[str, Any] = {
                 },
             },
             "Counters": _COUNTERS,
+            "AutoReplyInput": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": _RULE_PROPERTIES,
+            },
+            "AutoReply": {"type": "object", "properties": _RULE_PROPERTIES},
+            "Suppression": {
+                "type": "object",
+                "properties": {
+                    "number": {"type": "string"},
+                    "keyword": {"type": "string"},
+                    "account": {"type": ["string", "null"]},
+                    "created_at": {"type": "string"},
+                },
+            },
             "AccountInput": _ACCOUNT_INPUT,
+            "WebhookInput": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["url"],
+                "properties": {
+                    "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                    "events": {
+                        "type": "array",
+                        "maxItems": 50,
+                        "items": {"type": "string", "examples": ["message.*", "dlr.matched"]},
+                        "description": "event names, prefix.* globs or *; empty: every event",
+                    },
+                    "description": {"type": "string", "maxLength": 500},
+                },
+            },
+            "Webhook": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "url": {"type": "string"},
+                    "events": {"type": "array", "items": {"type": "string"}},
+                    "description": {"type": "string"},
+                    "active": {"type": "boolean"},
+                    "secret": {
+                        "type": "string",
+                        "description": "whsec_… in the 201 answer to POST only; masked after",
+                    },
+                    "last_status": {"type": ["integer", "null"]},
+                    "last_error": {"type": ["string", "null"]},
+                    "last_attempt_at": {"type": ["string", "null"]},
+                    "failures": {"type": "integer", "description": "consecutive"},
+                    "delivered": {"type": "integer"},
+                    "pending": {"type": "integer"},
+                    "created_at": {"type": "string"},
+                },
+            },
             "Account": {
                 "type": "object",
                 "properties": {
@@ -229,6 +301,139 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/autoreplies": {
+            "get": {
+                "summary": "Auto-reply rules in the order they are tried",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "autoreplies": {"type": "array", "items": _ref("AutoReply")}
+                            },
+                        }
+                    ),
+                    "401": _ERROR,
+                },
+            },
+            "post": {
+                "summary": "Add an auto-reply rule",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AutoReplyInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("AutoReply"), "Created"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "409": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        },
+        "/v1/autoreplies/{name}": {
+            "get": {
+                "parameters": [_NAME],
+                "responses": {"200": _json(_ref("AutoReply")), "401": _ERROR, "404": _ERROR},
+            },
+            "patch": {
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AutoReplyInput")}},
+                },
+                "responses": {
+                    "200": _json(_ref("AutoReply")),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+            "delete": {
+                "parameters": [_NAME],
+                "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
+            },
+        },
+        "/v1/suppressions": {
+            "get": {
+                "summary": "Numbers that opted out; nothing is sent to them",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "suppressions": {"type": "array", "items": _ref("Suppression")}
+                            },
+                        }
+                    ),
+                    "401": _ERROR,
+                },
+            },
+            "post": {
+                "summary": "Opt a number out by hand",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["number"],
+                                "properties": {"number": {"type": "string"}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_ref("Suppression"), "Added"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        },
+        "/v1/suppressions/{number}": {
+            "delete": {
+                "parameters": [
+                    {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "204": {"description": "Removed"},
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        },
+        "/v1/events": {
+            "get": {
+                "summary": "Stored events after a cursor, oldest first, one JSON object a line",
+                "parameters": [_AFTER, _PAGE[0]],
+                "responses": {
+                    "200": {
+                        "description": "NDJSON; the smsgw-next-cursor header is the next after",
+                        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        },
+        "/v1/events/stream": {
+            "get": {
+                "summary": "Server-Sent Events: stored events after the cursor, then live",
+                "parameters": [_AFTER],
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream; each event's id is its event_id",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                },
+            }
+        },
         "/v1/accounts": {
             "get": {
                 "summary": "Gateway accounts",
@@ -298,6 +503,61 @@ SPEC: dict[str, Any] = {
                     "502": _ERROR,
                 },
             }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "401": _ERROR,
+                },
+            }
+        },
+        "/v1/webhooks": {
+            "get": {
+                "summary": "Event webhooks",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"webhooks": {"type": "array", "items": _ref("Webhook")}},
+                        }
+                    ),
+                    "401": _ERROR,
+                },
+            },
+            "post": {
+                "summary": "Register an event webhook (Standard Webhooks signatures)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("WebhookInput")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Webhook"), "Created; the only answer with the secret"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        },
+        "/v1/webhooks/{id}": {
+            "get": {
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _json(_ref("Webhook")), "401": _ERROR, "404": _ERROR},
+            },
+            "delete": {
+                "summary": "Remove a webhook and its pending deliveries",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
+            },
         },
         "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
         "/readyz": {

@@ -65,3 +65,13 @@ def to_e164(raw: str, default_region: str = "", *, field: str = "to") -> str:
     if result is None:
         raise _invalid(raw, field)
     return result
+
+
+def e164_or_as_given(raw: str, default_region: str = "") -> str:
+    """A number a provider reports, in E.164 when it is one: senders arrive with and
+    without '+', and an opt-out must match the numbers we send to. Short codes and
+    alphanumeric senders stay as they came."""
+    try:
+        return to_e164(raw, default_region)
+    except ValidationFailed:
+        return raw.strip()

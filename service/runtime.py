@@ -17,12 +17,15 @@ from pathlib import Path
 import httpx
 
 from service.accounts import AccountDirectory, declared_accounts
+from service.autoreply import Policy, declared_rules, own_number_keys
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
 from service.events import EventBus, EventFormat, EventLogger
+from service.metrics import Metrics
 from service.poller import Poller
 from service.settings import Settings
 from service.store import Store, open_store
+from service.webhooks import WebhookWorker
 
 
 @dataclass(slots=True)
@@ -35,16 +38,34 @@ class Runtime:
     compose_rules: ComposeRules
     events: EventBus
     event_format: EventFormat
+    metrics: Metrics
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
 
+    @property
+    def autoreply_policy(self) -> Policy:
+        s = self.settings
+        return Policy(
+            max_per_sender=s.autoreply_max_per_sender,
+            window=s.autoreply_window,
+            stop_reply=s.autoreply_stop_reply,
+            start_reply=s.autoreply_start_reply,
+            own_numbers=own_number_keys(s.autoreply_own_numbers),
+            default_region=s.default_region,
+        )
+
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator[Runtime]:
+async def running(
+    settings: Settings, *, dispatch: bool = True, metrics: Metrics | None = None
+) -> AsyncIterator[Runtime]:
     directory: AccountDirectory | None = None
     event_format = EventFormat(lambda name: directory.provider_of(name) if directory else "")
     events = EventBus(EventLogger(event_format))
+    if metrics is None:
+        metrics = Metrics()
+    events.subscribe(metrics.observe_events)
     store = open_store(settings, events)
     await store.open()
     directory = AccountDirectory(store)
@@ -55,11 +76,15 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
             max_keepalive_connections=settings.concurrency * 2,
         ),
     )
-    dispatcher = Dispatcher(store, directory, settings, client)
+    dispatcher = Dispatcher(store, directory, settings, client, metrics)
     tasks = (
         [
             asyncio.create_task(dispatcher.run(), name="dispatcher"),
             asyncio.create_task(Poller(store, directory, settings, client).run(), name="poller"),
+            asyncio.create_task(
+                WebhookWorker(store, settings, client, events, event_format).run(),
+                name="webhooks",
+            ),
         ]
         if dispatch
         else []
@@ -68,6 +93,9 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
         if settings.gateways_file:
             await directory.declare(declared_accounts(Path(settings.gateways_file), os.environ))
         await directory.ensure_sandbox(settings.sandbox_account)
+        if settings.autoreply_file:
+            for rule in declared_rules(Path(settings.autoreply_file)):
+                await store.put_rule(rule)
         yield Runtime(
             settings,
             store,
@@ -77,6 +105,7 @@ async def running(settings: Settings, *, dispatch: bool = True) -> AsyncIterator
             ComposeRules(settings.default_region, settings.default_sender, settings.max_recipients),
             events,
             event_format,
+            metrics=metrics,
         )
     finally:
         for task in tasks:

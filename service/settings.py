@@ -43,10 +43,23 @@ class Settings:
     poll_max_interval: float
     poll_give_up: float
     gateways_file: str
+    autoreply_file: str
+    autoreply_max_per_sender: int
+    autoreply_window: float
+    autoreply_stop_reply: str
+    autoreply_start_reply: str
+    autoreply_own_numbers: tuple[str, ...]
     callback_max_body: int
     unmatched_ttl: float
     sandbox_account: str
     sandbox_dlr_delay: float
+    webhook_timeout: float
+    webhook_backoff_base: float
+    webhook_backoff_cap: float
+    webhook_give_up: float
+    webhook_batch_size: int
+    webhook_lease_seconds: float
+    webhook_concurrency: int
 
     @property
     def sqlite_path(self) -> Path:
@@ -88,10 +101,23 @@ _TOML_KEYS = {
     ("poll", "max_interval"): "poll_max_interval",
     ("poll", "give_up"): "poll_give_up",
     ("gateways", "file"): "gateways_file",
+    ("autoreply", "file"): "autoreply_file",
+    ("autoreply", "max_per_sender"): "autoreply_max_per_sender",
+    ("autoreply", "window"): "autoreply_window",
+    ("autoreply", "stop_reply"): "autoreply_stop_reply",
+    ("autoreply", "start_reply"): "autoreply_start_reply",
+    ("autoreply", "own_numbers"): "autoreply_own_numbers",
     ("callbacks", "max_body"): "callback_max_body",
     ("dlr", "unmatched_ttl"): "unmatched_ttl",
     ("sandbox", "account"): "sandbox_account",
     ("sandbox", "dlr_delay"): "sandbox_dlr_delay",
+    ("webhooks", "timeout"): "webhook_timeout",
+    ("webhooks", "backoff_base"): "webhook_backoff_base",
+    ("webhooks", "backoff_cap"): "webhook_backoff_cap",
+    ("webhooks", "give_up"): "webhook_give_up",
+    ("webhooks", "batch_size"): "webhook_batch_size",
+    ("webhooks", "lease_seconds"): "webhook_lease_seconds",
+    ("webhooks", "concurrency"): "webhook_concurrency",
 }
 _ENV_KEYS = {
     "SMSGW_DATA": "data_dir",
@@ -100,6 +126,7 @@ _ENV_KEYS = {
     "DATABASE_URL": "database_url",
     "SMSGW_LOG_FORMAT": "log_format",
     "SMSGW_GATEWAYS": "gateways_file",
+    "SMSGW_AUTOREPLY": "autoreply_file",
 }
 _POSITIVE = {
     "port",
@@ -117,9 +144,18 @@ _POSITIVE = {
     "callback_max_body",
     "unmatched_ttl",
     "busy_timeout",
+    "webhook_timeout",
+    "webhook_backoff_base",
+    "webhook_backoff_cap",
+    "webhook_give_up",
+    "webhook_batch_size",
+    "webhook_lease_seconds",
+    "webhook_concurrency",
     "poll_first_after",
     "poll_max_interval",
     "poll_give_up",
+    "autoreply_max_per_sender",
+    "autoreply_window",
 }
 
 
@@ -168,6 +204,9 @@ def _coerce(raw: dict[str, Any]) -> Settings:
             f"[phone] default_region {settings.default_region!r} is not an "
             "ISO country code phonenumbers knows"
         )
+    if settings.webhook_lease_seconds <= settings.webhook_timeout:
+        # A lease that ran out mid-request would let another process send it again.
+        raise SettingsError("[webhooks] lease_seconds must be longer than [webhooks] timeout")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"port {settings.port} is out of range")
     return settings

@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
+from xml.etree import ElementTree
 
 import httpx
 from starlette.applications import Starlette
@@ -131,7 +132,8 @@ class FakeTwilio:
     - `dlr_acks`: the HTTP status the callback answered to each status push, in order (0:
       unreachable); `callbacks`: (method, url, params, headers) of every push made.
     - `inbound_url` / `inbound_method` ("POST" or "GET"): where `push_inbound` calls;
-      `inbound_answers`: (status, content-type, body) of each answer it got.
+      `inbound_answers`: (status, content-type, body) of each answer it got;
+      `twiml_sent`: the fields of each `<Message>` those answers made it send.
     - `balance` / `currency`: what Balance.json says.
 
     Pushes made after a create's answer run as background tasks; `drain()` waits for all
@@ -160,6 +162,7 @@ class FakeTwilio:
         self.inbound_url: str | None = None
         self.inbound_method = "POST"
         self.inbound_answers: list[tuple[int, str, bytes]] = []
+        self.twiml_sent: list[dict[str, str]] = []
         self.balance = "12.50"
         self.currency = "USD"
         self._ids = random.Random(f"twilio-{seed}")
@@ -242,7 +245,21 @@ class FakeTwilio:
         self.inbound_answers.append(
             (answer.status_code, answer.headers.get("content-type", ""), answer.content)
         )
+        if answer.status_code == 200 and "xml" in answer.headers.get("content-type", ""):
+            self._obey_twiml(answer.content, frm, to)
         return answer.status_code
+
+    def _obey_twiml(self, twiml: bytes, frm: str, to: str) -> None:
+        """Send each `<Message>` of an inbound answer back to its sender, reporting its
+        status to the verb's `action` URL, as Twilio does for TwiML replies."""
+        root = ElementTree.fromstring(twiml)
+        for verb in root.iter("Message"):
+            sid = self._sid("SM")
+            fields = {"To": verb.get("to", frm), "From": verb.get("from", to)}
+            fields |= {"Body": verb.text or "", "StatusCallback": verb.get("action", "")}
+            self.twiml_sent.append(fields)
+            self.messages[sid] = self._resource(sid, fields)
+            self._spawn(self._plan(sid, fields["To"]))
 
     async def drain(self) -> None:
         """Wait until every background status push has been answered."""

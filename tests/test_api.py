@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.routing import Route
 
-from tests.conftest import Gateway, error_of, eventually
+from service.app import create_app
+from service.openapi import SPEC
+from tests.conftest import Gateway, error_of, eventually, make_settings
 
 
 async def test_every_v1_route_needs_a_valid_bearer_token(gateway: Gateway) -> None:
@@ -216,3 +220,13 @@ async def test_balance_is_404_where_the_provider_has_no_balance_call(gateway: Ga
 async def test_the_openapi_document_lists_the_routes(gateway: Gateway) -> None:
     spec = (await gateway.api.get("/openapi.json")).json()
     assert {"/v1/messages", "/v1/stats", "/v1/accounts/{name}"} <= set(spec["paths"])
+
+
+def test_every_public_route_is_described_in_the_openapi_document() -> None:
+    app = create_app(make_settings(Path("unused")))
+    routes = {
+        route.path
+        for route in app.routes
+        if isinstance(route, Route) and not route.path.startswith(("/callbacks/", "/sandbox"))
+    }
+    assert routes - {"/openapi.json"} == set(SPEC["paths"])

@@ -95,7 +95,7 @@ async def test_a_callback_over_64_kib_is_413(gateway: Gateway) -> None:
     assert stored_reports(gateway) == 0
 
 
-async def test_inbound_messages_are_stored_once_and_listed_newest_first(
+async def test_inbound_messages_are_stored_once_and_listed_newest_first_from_e164(
     gateway: Gateway,
 ) -> None:
     url = (await callback_urls(gateway))["inbound"]
@@ -106,7 +106,8 @@ async def test_inbound_messages_are_stored_once_and_listed_newest_first(
         assert response.status_code == 200
     listed = (await gateway.api.get("/v1/inbound")).json()
     assert [i["text"] for i in listed["inbound"]] == ["second", "first"]
-    assert listed["inbound"][0]["from"] == "46700000009" and listed["next_cursor"] is None
+    # Senders are kept in E.164, the form an opt-out must match outgoing recipients in.
+    assert listed["inbound"][0]["from"] == "+46700000009" and listed["next_cursor"] is None
 
 
 async def test_a_report_the_store_cannot_commit_gets_503_so_the_provider_retries(

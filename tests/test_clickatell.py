@@ -1160,7 +1160,7 @@ async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> N
         assert await fake.push_inbound("46700000001", "46700000099", "Hi there") == 200
         [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "46700000001",
+            "+46700000001",
             "Hi there",
             "click",
         )

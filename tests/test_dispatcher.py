@@ -243,7 +243,7 @@ async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> Non
         assert await fake.push_inbound("35890010000", "3581000000", "Hi there", "RIN1") == 200
         [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "35890010000",
+            "+35890010000",
             "Hi there",
             "conn",
         )

@@ -1541,7 +1541,7 @@ async def test_inbound_messages_and_the_balance_are_served(tmp_path: Path) -> No
         assert await fake.push_inbound("385916242493", "385921004026", "Hi there") == 200
         [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "385916242493",
+            "+385916242493",
             "Hi there",
             "ib",
         )

@@ -1083,6 +1083,6 @@ async def test_the_balance_and_forwarded_inbound_sms_show_in_the_api(tmp_path: P
         assert await fake.push_inbound("447710123457", "And JSON", to="447911123000") == 200
         inbound = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         assert sorted((i["from"], i["text"]) for i in inbound) == [
-            ("447710123456", "Hi there"),
-            ("447710123457", "And JSON"),
+            ("+447710123456", "Hi there"),
+            ("+447710123457", "And JSON"),
         ]

@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from service.store.protocol import (
     AttemptResult,
     Decision,
     Event,
+    InboundDecision,
+    InboundFacts,
+    InboundPlanner,
     MessageFilter,
     NewMessage,
     ReportOutcome,
@@ -275,11 +279,108 @@ async def test_events_reach_the_sink_only_after_commit(tmp_path: Path) -> None:
     assert [e.event for e in seen] == ["account.created", "message.queued"]
 
 
-async def test_inbound_messages_are_stored_once_per_provider_id(store: SqliteStore) -> None:
+def no_reply(facts: InboundFacts) -> InboundDecision:
+    return InboundDecision(note="no_rule")
+
+
+async def test_inbound_messages_are_stored_and_planned_once_per_provider_id(
+    store: SqliteStore,
+) -> None:
     sms = InboundSms("+46700000009", "+46700000000", "hi", provider_id="X1")
-    assert await store.add_inbound("acc", sms) is True
-    assert await store.add_inbound("acc", sms) is False
-    assert [i.text for i in await store.list_inbound(10, None)] == ["hi"]
+    planned: list[InboundFacts] = []
+
+    def plan(facts: InboundFacts) -> InboundDecision:
+        planned.append(facts)
+        return no_reply(facts)
+
+    first = await store.receive_inbound("acc", sms, "", plan)
+    again = await store.receive_inbound("acc", sms, "", plan)
+    assert first.id > 0 and again.id == 0 and len(planned) == 1
+    [stored] = await store.list_inbound(10, None)
+    assert (stored.text, stored.reply_note, stored.reply) == ("hi", "no_rule", None)
+
+
+def reply_to(inbound_text: str, *, suppress: bool | None = None) -> InboundPlanner:
+    """A planner that answers with one message to the sender and changes the list."""
+
+    def plan(facts: InboundFacts) -> InboundDecision:
+        return InboundDecision(
+            suppress=suppress, reply=new_message(f"reply-{inbound_text}"), rule="r"
+        )
+
+    return plan
+
+
+async def test_a_reply_is_queued_with_its_inbound_message_and_listed_with_it(
+    store: SqliteStore,
+) -> None:
+    sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
+    result = await store.receive_inbound("acc", sms, "", reply_to("hi"))
+    [listed] = await store.list_inbound(10, None)
+    assert result.decision.reply is not None and listed.reply is not None
+    assert listed.reply.id == "reply-hi" == result.decision.reply.id
+    assert [m.id for m in await store.due_messages(time.time(), 10)] == ["reply-hi"]
+    again = await store.receive_inbound("acc", sms, "", reply_to("hi"))
+    assert again.id == 0 and len(await store.due_messages(time.time(), 10)) == 1
+
+
+async def test_facts_count_recent_replies_and_recognise_our_own_texts(store: SqliteStore) -> None:
+    sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
+    await store.receive_inbound("acc", sms, "", reply_to("hi"))
+    seen: list[InboundFacts] = []
+
+    def look(facts: InboundFacts) -> InboundDecision:
+        seen.append(facts)
+        return InboundDecision()
+
+    echo = InboundSms("+46700000001", "+46700000000", "hello", provider_id="X2")
+    await store.receive_inbound("acc", echo, "", look)
+    await store.receive_inbound("acc", replace(echo, provider_id="X3"), FAR_FUTURE, look)
+    assert [(f.recent_replies, f.echoes_auto_reply) for f in seen] == [(1, True), (0, False)]
+
+
+async def test_a_message_queued_before_its_recipient_opted_out_fails_instead_of_going(
+    store: SqliteStore,
+) -> None:
+    await store.enqueue([new_message("m1")], {})
+    await store.suppress("+46700000001", "STOP", "acc")
+    assert await store.claim(["m1"], time.time(), 60) == []
+    message = await store.get_message("m1")
+    assert message is not None
+    assert (message.status, message.error_code) == (Status.FAILED, "opted_out")
+    assert await store.due_messages(time.time(), 10) == []
+    assert (await store.derive_counters())["acc"] == (await store.stats(LONG_AGO)).accounts["acc"]
+
+
+async def test_an_opt_out_confirmation_is_spared_by_its_own_suppression(
+    store: SqliteStore,
+) -> None:
+    stop = InboundSms("+46700000001", "+46700000000", "STOP", provider_id="X1")
+    await store.receive_inbound("acc", stop, "", reply_to("stop", suppress=True))
+    assert await store.suppressed(["+46700000001", "+46700000002"]) == {"+46700000001"}
+    assert await store.claim(["reply-stop"], time.time(), 60) == ["reply-stop"]
+
+
+async def test_a_reply_sent_inside_a_callback_answer_adopts_the_id_reports_use(
+    store: SqliteStore,
+) -> None:
+    sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
+
+    def inline(facts: InboundFacts) -> InboundDecision:
+        return InboundDecision(reply=new_message("twiml"), inline=True, rule="r")
+
+    await store.receive_inbound("acc", sms, "", inline)
+    sending = await store.get_message("twiml")
+    assert sending is not None and sending.status is Status.SENDING
+    assert await store.due_messages(time.time(), 10) == []
+    key = match_key("SM1", "", False)
+    # The provider's first report arrives before smsgw knows the ID: parked, then adopted.
+    report = Report("SM1", Status.DELIVERED)
+    assert await store.apply_report("acc", report, key) is ReportOutcome.UNMATCHED
+    assert await store.adopt_request_id("acc", "twiml", "SM1", key) is True
+    assert await store.adopt_request_id("acc", "twiml", "SM2", key) is False
+    done = await store.get_message("twiml")
+    assert done is not None and (done.status, done.request_id) == (Status.DELIVERED, "SM1")
 
 
 async def test_history_pages_newest_first(store: SqliteStore) -> None:

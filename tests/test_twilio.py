@@ -1487,6 +1487,44 @@ async def test_inbound_sms_is_answered_with_twiml_and_listed_only_when_signed(
         )
 
 
+async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_delivered(
+    tmp_path: Path,
+) -> None:
+    async with twilio_setup(tmp_path) as (gateway, fake, _):
+        made = await gateway.api.post(
+            "/v1/autoreplies",
+            json={"name": "hi", "pattern": "hi", "reply": "Hello & welcome, {from}"},
+        )
+        assert made.status_code == 201, made.text
+        assert await fake.push_inbound("+46700000009", SENDER, "Hi there") == 200
+        _, _, body = fake.inbound_answers[-1]
+        assert b"<Message action=" in body and b"Hello &amp; welcome, +46700000009" in body
+        # No second API call: Twilio sends the TwiML message itself.
+        assert fake.sent == []
+        [twiml] = fake.twiml_sent
+        assert (twiml["To"], twiml["From"]) == ("+46700000009", SENDER)
+        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+        reply_id = inbound["reply"]["id"]
+        statuses = await settle(gateway, fake, [reply_id])
+        assert statuses[reply_id] == "delivered"
+        reply = await gateway.message(reply_id)
+        assert reply["request_id"].startswith("SM") and reply["text"] == twiml["Body"]
+        assert (await tw_counters(gateway))["delivered"] == 1
+        assert await count_rows(gateway, "outbox") == 0
+
+
+async def test_an_inbound_sms_no_rule_answers_gets_empty_twiml(tmp_path: Path) -> None:
+    async with twilio_setup(tmp_path) as (gateway, fake, _):
+        assert await fake.push_inbound("+46700000009", SENDER, "STOP") == 200
+        _, _, body = fake.inbound_answers[-1]
+        assert b"<Message" in body  # the opt-out confirmation
+        listed = (await gateway.api.get("/v1/suppressions")).json()["suppressions"]
+        assert [s["number"] for s in listed] == ["+46700000009"]
+        assert await fake.push_inbound("+46700000009", SENDER, "anything") == 200
+        _, _, body = fake.inbound_answers[-1]
+        assert body == b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
 async def test_a_polled_account_reaches_its_final_status_without_callbacks(tmp_path: Path) -> None:
     async with twilio_setup(tmp_path, options={"poll": True}, poll_first_after=0.05) as (
         gateway,

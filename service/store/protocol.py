@@ -42,6 +42,10 @@ class NewMessage:
     client_ref: str = ""
     routed: bool = False
     """True when smsgw chose the account by priority, so failover may choose another."""
+    inbound_id: int | None = None
+    """The inbound message this auto-reply answers."""
+    opted_out: bool = False
+    """The recipient is on the suppression list: stored as failed, never submitted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,71 @@ class InboundRecord:
     text: str
     provider_id: str
     received_at: str
+    rule: str = ""
+    """The auto-reply rule (or "opt-out" / "opt-in") that answered."""
+    reply_note: str = ""
+    """Why no reply went out: own_number, auto_reply_loop, opted_out, rate_limited..."""
+    reply: MessageRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReplyRule:
+    name: str
+    position: int
+    """Rules are tried in ascending position, then by name; the first match answers."""
+    kind: str
+    """keyword (the first word, any case), regex (searched in the text) or default."""
+    pattern: str
+    reply: str
+    """A template: {from}, {to}, {text} and {keyword} are replaced."""
+    account: str = ""
+    """Only messages received on this account; empty: any."""
+    number: str = ""
+    """Only messages received on this number; empty: any."""
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFacts:
+    """What the store knows about a new inbound message's sender, read in its transaction."""
+
+    rules: Sequence[AutoReplyRule]
+    suppressed: bool
+    own_numbers: frozenset[str]
+    """recipient_key() of every sender ID our accounts send with."""
+    recent_replies: int
+    """Auto-replies sent to this sender within the rate window."""
+    echoes_auto_reply: bool
+    """The text is one of our own recent auto-replies: another machine is answering us."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDecision:
+    suppress: bool | None = None
+    """True: add the sender to the suppression list; False: remove; None: leave."""
+    reply: NewMessage | None = None
+    inline: bool = False
+    """The reply travels in the callback's answer (TwiML), not through the outbox."""
+    rule: str = ""
+    note: str = ""
+
+
+InboundPlanner = Callable[[InboundFacts], InboundDecision]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    id: int
+    """0 when the provider's ID was already stored: a retried callback."""
+    decision: InboundDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    number: str
+    keyword: str
+    account: str
+    created_at: str
 
 
 class Decision(StrEnum):
@@ -147,10 +216,94 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class Gauges:
+    """Stored state that /metrics reads at scrape time."""
+
+    messages: Mapping[tuple[str, str], int]
+    """(account, status) -> number of messages."""
+    outbox: int
+    """Outbox rows: queued, waiting to retry, or in flight."""
+    webhook_backlog: int
+    """Webhook deliveries not yet acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
 class MessageFilter:
     status: str = ""
     account: str = ""
     to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    """Event names and `prefix.*` globs; empty (or `*`) means every event."""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    description: str
+    active: bool
+    cursor: int
+    """The last event id fanned out to this webhook."""
+    last_status: int | None
+    last_error: str
+    last_attempt_at: str
+    failures: int
+    """Consecutive failed attempts; a delivery resets it."""
+    delivered: int
+    created_at: str
+    pending: int = 0
+    """Deliveries waiting for their first or next attempt."""
+
+    def wants(self, event: str) -> bool:
+        return not self.events or any(
+            pattern == "*"
+            or pattern == event
+            or (pattern.endswith(".*") and event.startswith(pattern[:-1]))
+            for pattern in self.events
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event claimed for one attempt to one webhook."""
+
+    webhook_id: str
+    url: str
+    secret: str
+    event: Event
+    attempts: int
+    """Attempts made, this one included."""
+    first_at: float
+    """When the event was fanned out: the age `webhooks.give_up` is measured from."""
+
+
+class WebhookOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GAVE_UP = "gave_up"
+    GONE = "gone"
+    """The receiver answered 410: the webhook is deactivated and its backlog dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    webhook_id: str
+    event_id: int
+    outcome: WebhookOutcome
+    http_status: int | None
+    error: str = ""
+    retry_at: float = 0.0
+    """RETRY: when the next attempt is due."""
 
 
 class Store(Protocol):
@@ -227,11 +380,43 @@ class Store(Protocol):
         self, account: str, report: Report, key: tuple[str, str]
     ) -> ReportOutcome: ...
 
-    async def add_inbound(self, account: str, inbound: InboundSms) -> bool:
-        """False when the provider's ID was already stored."""
+    async def receive_inbound(
+        self, account: str, inbound: InboundSms, replies_since: str, plan: InboundPlanner
+    ) -> InboundResult:
+        """Store an inbound message and carry out what `plan` decides about it, in one
+        transaction. `replies_since` starts the window that `recent_replies` counts.
+        A message whose provider ID is already stored is not planned again."""
         ...
 
     async def list_inbound(self, limit: int, before_id: int | None) -> list[InboundRecord]: ...
+
+    async def adopt_request_id(
+        self, account: str, message_id: str, request_id: str, key: tuple[str, str]
+    ) -> bool:
+        """Give a message sent inside a callback's answer (TwiML) the ID the provider
+        reports it under, once; reports parked for that ID then apply."""
+        ...
+
+    # auto-replies and opt-outs
+    async def list_rules(self) -> list[AutoReplyRule]: ...
+
+    async def put_rule(self, rule: AutoReplyRule) -> bool:
+        """Create or replace the rule of that name; True when it was new."""
+        ...
+
+    async def delete_rule(self, name: str) -> bool: ...
+
+    async def suppressed(self, numbers: Sequence[str]) -> set[str]:
+        """Those of these E.164 numbers that opted out."""
+        ...
+
+    async def list_suppressions(self) -> list[Suppression]: ...
+
+    async def suppress(self, number: str, keyword: str, account: str) -> bool:
+        """Put a number on the list by hand; False when it was there already."""
+        ...
+
+    async def unsuppress(self, number: str) -> bool: ...
 
     # counters
     async def stats(self, unmatched_before: str) -> Stats:
@@ -241,3 +426,36 @@ class Store(Protocol):
     async def derive_counters(self) -> dict[str, Counters]:
         """Counters recomputed from the messages table, to check the kept ones."""
         ...
+
+    # webhooks
+    async def create_webhook(self, webhook: NewWebhook) -> Webhook:
+        """Store a webhook whose deliveries start after the newest stored event."""
+        ...
+
+    async def list_webhooks(self) -> list[Webhook]: ...
+
+    async def get_webhook(self, webhook_id: str) -> Webhook | None: ...
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Remove the webhook and its pending deliveries; False when there was none."""
+        ...
+
+    async def fan_out_webhooks(self, now: float, limit: int) -> int:
+        """Queue a delivery per active webhook for each of the next `limit` events it
+        wants, and advance the webhooks' cursors, in one transaction; returns how many
+        events were read."""
+        ...
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease: float, limit: int
+    ) -> list[WebhookDelivery]:
+        """Due deliveries of active webhooks, leased to this caller until `now + lease`.
+        A lease that runs out (its process died) makes the delivery due again."""
+        ...
+
+    async def record_webhook_attempt(self, attempt: WebhookAttempt) -> None:
+        """Conclude or reschedule a claimed delivery and update its webhook's status."""
+        ...
+
+    # metrics
+    async def gauges(self) -> Gauges: ...

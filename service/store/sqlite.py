@@ -14,7 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,20 +23,32 @@ import aiosqlite
 from service import reconcile
 from service.clock import iso_now
 from service.errors import Conflict, Unavailable
-from service.model import Account, InboundSms, Report, Status
+from service.model import OPTED_OUT, OPTED_OUT_TEXT, Account, InboundSms, Report, Status
 from service.reconcile import Counters
 from service.store.protocol import (
     AttemptResult,
+    AutoReplyRule,
     Decision,
     Event,
     EventSink,
+    Gauges,
+    InboundDecision,
+    InboundFacts,
+    InboundPlanner,
     InboundRecord,
+    InboundResult,
     MessageFilter,
     MessageRecord,
     NewMessage,
+    NewWebhook,
     PollDue,
     ReportOutcome,
     Stats,
+    Suppression,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookOutcome,
 )
 
 T = TypeVar("T")
@@ -168,12 +180,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN submitted_at REAL;
     ALTER TABLE messages ADD COLUMN inbound_id INTEGER;
-    CREATE INDEX messages_replies ON messages(recipient, created_at) WHERE inbound_id IS NOT NULL;
-    ALTER TABLE inbound ADD COLUMN rule_id INTEGER;
+    CREATE INDEX messages_replies_to ON messages(recipient, created_at)
+        WHERE inbound_id IS NOT NULL;
+    CREATE INDEX messages_replies_at ON messages(created_at) WHERE inbound_id IS NOT NULL;
+    ALTER TABLE inbound ADD COLUMN rule TEXT NOT NULL DEFAULT '';
     ALTER TABLE inbound ADD COLUMN reply_message_id TEXT NOT NULL DEFAULT '';
     ALTER TABLE inbound ADD COLUMN reply_note TEXT NOT NULL DEFAULT '';
     CREATE TABLE autoreplies (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT PRIMARY KEY,
         position INTEGER NOT NULL,
         kind TEXT NOT NULL,
         pattern TEXT NOT NULL DEFAULT '',
@@ -218,6 +232,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# A message whose recipient opted out before it could go. An auto-reply is spared
+# only by a suppression older than itself: that is the opt-out's own confirmation.
+_OPTED_OUT_SINCE_QUEUED = (
+    "SELECT m.account, m.status FROM messages m JOIN suppressions s ON s.number = m.recipient "
+    "WHERE m.id = ? AND (m.inbound_id IS NULL OR s.created_at > m.created_at)"
+)
 _MESSAGE_COLUMNS = (
     "id, seq, account, recipient, sender, text, encoding, segments, status, client_ref, "
     "request_id, error_code, error_text, http_status, http_response, attempts, "
@@ -290,6 +310,13 @@ def _event(row: Sequence[Any]) -> Event:
     return Event(row[2], row[1], row[3], row[4], json.loads(row[5]), row[0])
 
 
+_RULE_COLUMNS = "name, position, kind, pattern, reply, account, number, active"
+
+
+def _rule(row: Sequence[Any]) -> AutoReplyRule:
+    return AutoReplyRule(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
+
+
 def _account(row: Sequence[Any]) -> Account:
     return Account(
         name=row[0],
@@ -325,6 +352,31 @@ def _account_values(account: Account) -> tuple[Any, ...]:
         account.description,
         account.logo_url,
         account.signup_url,
+    )
+
+
+_WEBHOOK_COLUMNS = (
+    "id, url, secret, events, description, active, cursor, last_status, last_error, "
+    "last_attempt_at, failures, delivered, created_at"
+)
+
+
+def _webhook(row: Sequence[Any], pending: int = 0) -> Webhook:
+    return Webhook(
+        id=row[0],
+        url=row[1],
+        secret=row[2],
+        events=tuple(json.loads(row[3])),
+        description=row[4],
+        active=bool(row[5]),
+        cursor=row[6],
+        last_status=row[7],
+        last_error=row[8],
+        last_attempt_at=row[9],
+        failures=row[10],
+        delivered=row[11],
+        created_at=row[12],
+        pending=pending,
     )
 
 
@@ -526,45 +578,70 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?)",
                     (key, body_hash, json.dumps(response), iso_now()),
                 )
-            now = iso_now()
-            await tx.db.executemany(
-                "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
-                "status, client_ref, routed, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                [
-                    (
-                        m.id,
-                        m.account,
-                        m.to,
-                        m.sender,
-                        m.text,
-                        m.encoding,
-                        m.segments,
-                        m.client_ref,
-                        int(m.routed),
-                        now,
-                        now,
-                    )
-                    for m in messages
-                ],
-            )
-            await tx.db.executemany(
-                "INSERT INTO outbox (message_id, due_at) VALUES (?, 0)",
-                [(m.id,) for m in messages],
-            )
-            for m in messages:
-                await tx.event(
-                    "message.queued",
-                    m.id,
-                    m.account,
-                    status=Status.QUEUED.value,
-                    to=m.to,
-                    encoding=m.encoding,
-                    segments=m.segments,
-                )
+            await self._insert_messages(tx, messages)
             return response
 
         return await self._write(work)
+
+    async def _insert_messages(self, tx: _Tx, messages: Sequence[NewMessage]) -> None:
+        """New messages and their outbox rows; an opted-out recipient's message fails
+        at once and never reaches the outbox."""
+        now = iso_now()
+        await tx.db.executemany(
+            "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
+            "status, client_ref, routed, inbound_id, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            [
+                (
+                    m.id,
+                    m.account,
+                    m.to,
+                    m.sender,
+                    m.text,
+                    m.encoding,
+                    m.segments,
+                    m.client_ref,
+                    int(m.routed),
+                    m.inbound_id,
+                    now,
+                    now,
+                )
+                for m in messages
+            ],
+        )
+        await tx.db.executemany(
+            "INSERT INTO outbox (message_id, due_at) VALUES (?, 0)",
+            [(m.id,) for m in messages if not m.opted_out],
+        )
+        for m in messages:
+            await tx.event(
+                "message.queued",
+                m.id,
+                m.account,
+                status=Status.QUEUED.value,
+                to=m.to,
+                encoding=m.encoding,
+                segments=m.segments,
+                **({"inbound_id": m.inbound_id} if m.inbound_id is not None else {}),
+            )
+            if m.opted_out:
+                await self._fail_opted_out(tx, m.id, m.account, Status.QUEUED)
+
+    async def _fail_opted_out(self, tx: _Tx, message_id: str, account: str, old: Status) -> None:
+        await tx.db.execute(
+            "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
+            (OPTED_OUT, OPTED_OUT_TEXT, message_id),
+        )
+        await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+        await self._set_status(
+            tx,
+            message_id,
+            account,
+            old,
+            Status.FAILED,
+            error_code=OPTED_OUT,
+            error_text=OPTED_OUT_TEXT,
+        )
 
     async def get_message(self, message_id: str) -> MessageRecord | None:
         rows = await self._fetchall(
@@ -632,6 +709,11 @@ class SqliteStore:
                     (now + lease, message_id),
                 )
                 if not cursor.rowcount:
+                    continue
+                async with tx.db.execute(_OPTED_OUT_SINCE_QUEUED, (message_id,)) as cursor:
+                    opted_out = await cursor.fetchone()
+                if opted_out is not None:
+                    await self._fail_opted_out(tx, message_id, opted_out[0], Status(opted_out[1]))
                     continue
                 won.append(message_id)
                 cursor = await tx.db.execute(
@@ -987,8 +1069,10 @@ class SqliteStore:
 
     # -- inbound ---------------------------------------------------------------
 
-    async def add_inbound(self, account: str, inbound: InboundSms) -> bool:
-        async def work(tx: _Tx) -> bool:
+    async def receive_inbound(
+        self, account: str, inbound: InboundSms, replies_since: str, plan: InboundPlanner
+    ) -> InboundResult:
+        async def work(tx: _Tx) -> InboundResult:
             cursor = await tx.db.execute(
                 "INSERT INTO inbound (account, provider_id, sender, recipient, text, "
                 "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -1001,28 +1085,234 @@ class SqliteStore:
                     iso_now(),
                 ),
             )
-            fresh = cursor.rowcount > 0
+            seen = {
+                "provider_id": inbound.provider_id,
+                "sender": inbound.sender,
+                "recipient": inbound.recipient,
+            }
+            if not cursor.rowcount:
+                await tx.event("inbound.duplicate", "", account, **seen)
+                return InboundResult(0, InboundDecision(note="duplicate"))
+            inbound_id = cursor.lastrowid or 0
+            decision = plan(await self._inbound_facts(tx, inbound, replies_since))
             await tx.event(
-                "inbound.received" if fresh else "inbound.duplicate",
+                "inbound.received",
                 "",
                 account,
-                provider_id=inbound.provider_id,
-                sender=inbound.sender,
-                recipient=inbound.recipient,
+                inbound_id=inbound_id,
+                **seen,
+                rule=decision.rule,
+                reply_message_id=decision.reply.id if decision.reply else "",
+                reply_note=decision.note,
             )
-            return fresh
+            await self._carry_out(tx, account, inbound, inbound_id, decision)
+            return InboundResult(inbound_id, decision)
 
         return await self._write(work)
 
+    async def _inbound_facts(self, tx: _Tx, inbound: InboundSms, since: str) -> InboundFacts:
+        async def one(sql: str, *params: Any) -> Any:
+            async with tx.db.execute(sql, params) as cursor:
+                row = await cursor.fetchone()
+            return row[0] if row else None
+
+        async with tx.db.execute(
+            f"SELECT {_RULE_COLUMNS} FROM autoreplies WHERE active = 1 ORDER BY position, name"
+        ) as cursor:
+            rules = [_rule(row) for row in await cursor.fetchall()]
+        async with tx.db.execute("SELECT sender, fallback_sender FROM accounts") as cursor:
+            senders = [n for row in await cursor.fetchall() for n in row]
+        return InboundFacts(
+            rules=rules,
+            suppressed=await one("SELECT 1 FROM suppressions WHERE number = ?", inbound.sender)
+            is not None,
+            own_numbers=frozenset(filter(None, map(reconcile.recipient_key, senders))),
+            recent_replies=await one(
+                "SELECT COUNT(*) FROM messages WHERE recipient = ? AND inbound_id IS NOT NULL "
+                "AND created_at >= ?",
+                inbound.sender,
+                since,
+            ),
+            echoes_auto_reply=await one(
+                "SELECT 1 FROM messages WHERE inbound_id IS NOT NULL AND created_at >= ? "
+                "AND text = ? LIMIT 1",
+                since,
+                inbound.text,
+            )
+            is not None,
+        )
+
+    async def _carry_out(
+        self,
+        tx: _Tx,
+        account: str,
+        inbound: InboundSms,
+        inbound_id: int,
+        decision: InboundDecision,
+    ) -> None:
+        if decision.suppress is True:
+            await self._suppress(tx, inbound.sender, inbound.text.strip().upper()[:32], account)
+        elif decision.suppress is False:
+            await self._unsuppress(tx, inbound.sender)
+        reply = decision.reply
+        if reply is not None:
+            await self._insert_messages(tx, [replace(reply, inbound_id=inbound_id)])
+            if decision.inline:
+                # Handed to the provider in the callback's answer: in flight, not queued.
+                await tx.db.execute("DELETE FROM outbox WHERE message_id = ?", (reply.id,))
+                await tx.db.execute("UPDATE messages SET attempts = 1 WHERE id = ?", (reply.id,))
+                await self._set_status(tx, reply.id, account, Status.QUEUED, Status.SENDING)
+        await tx.db.execute(
+            "UPDATE inbound SET rule = ?, reply_message_id = ?, reply_note = ? WHERE id = ?",
+            (decision.rule, reply.id if reply else "", decision.note, inbound_id),
+        )
+
     async def list_inbound(self, limit: int, before_id: int | None) -> list[InboundRecord]:
-        clause = "WHERE id < ?" if before_id is not None else ""
+        clause = "WHERE i.id < ?" if before_id is not None else ""
         params = (before_id, limit) if before_id is not None else (limit,)
+        columns = ", ".join(f"m.{c.strip()}" for c in _MESSAGE_COLUMNS.split(","))
         rows = await self._fetchall(
-            "SELECT id, account, sender, recipient, text, provider_id, received_at FROM inbound "
-            f"{clause} ORDER BY id DESC LIMIT ?",
+            "SELECT i.id, i.account, i.sender, i.recipient, i.text, i.provider_id, "
+            f"i.received_at, i.rule, i.reply_note, {columns} FROM inbound i "
+            "LEFT JOIN messages m ON m.id = i.reply_message_id AND i.reply_message_id != '' "
+            f"{clause} ORDER BY i.id DESC LIMIT ?",
             params,
         )
-        return [InboundRecord(*row) for row in rows]
+        return [
+            InboundRecord(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                rule=row[7],
+                reply_note=row[8],
+                reply=_message(row[9:]) if row[9] is not None else None,
+            )
+            for row in rows
+        ]
+
+    async def adopt_request_id(
+        self, account: str, message_id: str, request_id: str, key: tuple[str, str]
+    ) -> bool:
+        async def work(tx: _Tx) -> bool:
+            async with tx.db.execute(
+                "SELECT 1 FROM messages WHERE id = ? AND account = ? AND status = 'sending' "
+                "AND request_id = '' AND inbound_id IS NOT NULL",
+                (message_id, account),
+            ) as cursor:
+                if await cursor.fetchone() is None:
+                    return False
+            await self._conclude(
+                tx,
+                AttemptResult(
+                    message_id, Decision.ACCEPTED, request_ids=(request_id,), keys=(key,)
+                ),
+            )
+            return True
+
+        return await self._write(work)
+
+    # -- auto-reply rules and the suppression list ----------------------------------
+
+    async def list_rules(self) -> list[AutoReplyRule]:
+        rows = await self._fetchall(
+            f"SELECT {_RULE_COLUMNS} FROM autoreplies ORDER BY position, name"
+        )
+        return [_rule(row) for row in rows]
+
+    async def put_rule(self, rule: AutoReplyRule) -> bool:
+        async def work(tx: _Tx) -> bool:
+            now = iso_now()
+            cursor = await tx.db.execute(
+                f"INSERT INTO autoreplies ({_RULE_COLUMNS}, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "position = excluded.position, kind = excluded.kind, "
+                "pattern = excluded.pattern, reply = excluded.reply, "
+                "account = excluded.account, number = excluded.number, "
+                "active = excluded.active, updated_at = excluded.updated_at "
+                "RETURNING created_at = updated_at",
+                (
+                    rule.name,
+                    rule.position,
+                    rule.kind,
+                    rule.pattern,
+                    rule.reply,
+                    rule.account,
+                    rule.number,
+                    int(rule.active),
+                    now,
+                    now,
+                ),
+            )
+            row = await cursor.fetchone()
+            created = bool(row and row[0])
+            await tx.event("autoreply.created" if created else "autoreply.updated", rule=rule.name)
+            return created
+
+        return await self._write(work)
+
+    async def delete_rule(self, name: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            cursor = await tx.db.execute("DELETE FROM autoreplies WHERE name = ?", (name,))
+            if cursor.rowcount:
+                await tx.event("autoreply.deleted", rule=name)
+            return cursor.rowcount > 0
+
+        return await self._write(work)
+
+    async def suppressed(self, numbers: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        unique = sorted(set(numbers))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            rows = await self._fetchall(
+                "SELECT number FROM suppressions WHERE number IN "
+                f"({', '.join('?' for _ in chunk)})",
+                chunk,
+            )
+            found.update(row[0] for row in rows)
+        return found
+
+    async def suppress(self, number: str, keyword: str, account: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            return await self._suppress(tx, number, keyword, account)
+
+        return await self._write(work)
+
+    async def unsuppress(self, number: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            return await self._unsuppress(tx, number)
+
+        return await self._write(work)
+
+    async def _suppress(self, tx: _Tx, number: str, keyword: str, account: str) -> bool:
+        cursor = await tx.db.execute(
+            "INSERT INTO suppressions (number, keyword, account, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (number, keyword, account, iso_now()),
+        )
+        if cursor.rowcount:
+            await tx.event("suppression.added", "", account, number=number, keyword=keyword)
+        return cursor.rowcount > 0
+
+    async def _unsuppress(self, tx: _Tx, number: str) -> bool:
+        cursor = await tx.db.execute(
+            "DELETE FROM suppressions WHERE number = ? RETURNING account", (number,)
+        )
+        row = await cursor.fetchone()
+        if row is not None:
+            await tx.event("suppression.removed", "", row[0], number=number)
+        return row is not None
+
+    async def list_suppressions(self) -> list[Suppression]:
+        rows = await self._fetchall(
+            "SELECT number, keyword, account, created_at FROM suppressions "
+            "ORDER BY created_at DESC, number"
+        )
+        return [Suppression(*row) for row in rows]
 
     # -- counters --------------------------------------------------------------
 
@@ -1047,3 +1337,185 @@ class SqliteStore:
         for account, status, count in rows:
             by_account.setdefault(account, []).append((Status(status), count))
         return {name: reconcile.derive_counters(pairs) for name, pairs in by_account.items()}
+
+    # -- webhooks --------------------------------------------------------------
+
+    async def create_webhook(self, webhook: NewWebhook) -> Webhook:
+        async def work(tx: _Tx) -> Webhook:
+            await tx.event("webhook.created", webhook_id=webhook.id, events=list(webhook.events))
+            # The cursor is read after that event, in the same transaction: the
+            # webhook's first delivery is the first event committed after it exists.
+            cursor = await tx.db.execute(
+                "INSERT INTO webhooks (id, url, secret, events, description, cursor, created_at) "
+                "VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(id), 0) FROM events), ?) "
+                f"RETURNING {_WEBHOOK_COLUMNS}",
+                (
+                    webhook.id,
+                    webhook.url,
+                    webhook.secret,
+                    json.dumps(list(webhook.events)),
+                    webhook.description,
+                    iso_now(),
+                ),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            return _webhook(row)
+
+        return await self._write(work)
+
+    async def list_webhooks(self) -> list[Webhook]:
+        return [_webhook(row, row[-1]) for row in await self._select_webhooks("", ())]
+
+    async def get_webhook(self, webhook_id: str) -> Webhook | None:
+        rows = await self._select_webhooks("WHERE w.id = ?", (webhook_id,))
+        return _webhook(rows[0], rows[0][-1]) if rows else None
+
+    async def _select_webhooks(self, where: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        return await self._fetchall(
+            f"SELECT {_WEBHOOK_COLUMNS}, (SELECT COUNT(*) FROM webhook_deliveries d "
+            f"WHERE d.webhook_id = w.id) FROM webhooks w {where} ORDER BY w.created_at, w.id",
+            params,
+        )
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        async def work(tx: _Tx) -> bool:
+            cursor = await tx.db.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+            if not cursor.rowcount:
+                return False
+            await tx.db.execute(
+                "DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,)
+            )
+            await tx.event("webhook.deleted", webhook_id=webhook_id)
+            return True
+
+        return await self._write(work)
+
+    async def fan_out_webhooks(self, now: float, limit: int) -> int:
+        # Most passes find nothing new: a read settles that without a write transaction.
+        [(behind, newest)] = await self._fetchall(
+            "SELECT (SELECT MIN(cursor) FROM webhooks WHERE active = 1), "
+            "(SELECT MAX(id) FROM events)"
+        )
+        if behind is None or newest is None or newest <= behind:
+            return 0
+
+        async def work(tx: _Tx) -> int:
+            async with tx.db.execute(
+                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE active = 1"
+            ) as cursor:
+                hooks = [_webhook(row) for row in await cursor.fetchall()]
+            if not hooks:
+                return 0
+            async with tx.db.execute(
+                "SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?",
+                (min(h.cursor for h in hooks), limit),
+            ) as cursor:
+                events = list(await cursor.fetchall())
+            if not events:
+                return 0
+            await tx.db.executemany(
+                "INSERT INTO webhook_deliveries (webhook_id, event_id, due_at, first_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (hook.id, event_id, now, now)
+                    for hook in hooks
+                    for event_id, name in events
+                    if event_id > hook.cursor and hook.wants(name)
+                ],
+            )
+            last = events[-1][0]
+            await tx.db.executemany(
+                "UPDATE webhooks SET cursor = ? WHERE id = ? AND cursor < ?",
+                [(last, hook.id, last) for hook in hooks],
+            )
+            return len(events)
+
+        return await self._write(work)
+
+    async def claim_webhook_deliveries(
+        self, now: float, lease: float, limit: int
+    ) -> list[WebhookDelivery]:
+        due = await self._fetchall(
+            "SELECT 1 FROM webhook_deliveries WHERE due_at <= ? "
+            "AND (claimed_until IS NULL OR claimed_until < ?) LIMIT 1",
+            (now, now),
+        )
+        if not due:
+            return []
+
+        async def work(tx: _Tx) -> list[WebhookDelivery]:
+            # BEGIN IMMEDIATE holds the write lock from this read to the claim below,
+            # so no other process can claim the same rows in between.
+            async with tx.db.execute(
+                "SELECT d.webhook_id, w.url, w.secret, d.attempts, d.first_at, "
+                "e.id, e.ts, e.event, e.message_id, e.account, e.data "
+                "FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+                "JOIN events e ON e.id = d.event_id "
+                "WHERE w.active = 1 AND d.due_at <= ? "
+                "AND (d.claimed_until IS NULL OR d.claimed_until < ?) "
+                "ORDER BY d.due_at, d.event_id LIMIT ?",
+                (now, now, limit),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            await tx.db.executemany(
+                "UPDATE webhook_deliveries SET claimed_until = ?, attempts = attempts + 1 "
+                "WHERE webhook_id = ? AND event_id = ?",
+                [(now + lease, row[0], row[5]) for row in rows],
+            )
+            return [
+                WebhookDelivery(row[0], row[1], row[2], _event(row[5:]), row[3] + 1, row[4])
+                for row in rows
+            ]
+
+        return await self._write(work)
+
+    async def record_webhook_attempt(self, attempt: WebhookAttempt) -> None:
+        async def work(tx: _Tx) -> None:
+            key = (attempt.webhook_id, attempt.event_id)
+            if attempt.outcome is WebhookOutcome.RETRY:
+                cursor = await tx.db.execute(
+                    "UPDATE webhook_deliveries SET due_at = ?, claimed_until = NULL "
+                    "WHERE webhook_id = ? AND event_id = ?",
+                    (attempt.retry_at, *key),
+                )
+            elif attempt.outcome is WebhookOutcome.GONE:
+                await tx.db.execute(
+                    "UPDATE webhooks SET active = 0 WHERE id = ?", (attempt.webhook_id,)
+                )
+                cursor = await tx.db.execute(
+                    "DELETE FROM webhook_deliveries WHERE webhook_id = ?", (attempt.webhook_id,)
+                )
+            else:
+                cursor = await tx.db.execute(
+                    "DELETE FROM webhook_deliveries WHERE webhook_id = ? AND event_id = ?", key
+                )
+            if not cursor.rowcount:
+                return  # deleted or disabled while this attempt was out: nothing to tell
+            delivered = attempt.outcome is WebhookOutcome.DELIVERED
+            await tx.db.execute(
+                "UPDATE webhooks SET last_status = ?, last_error = ?, last_attempt_at = ?, "
+                "delivered = delivered + ?, failures = CASE WHEN ? THEN 0 ELSE failures + 1 END "
+                "WHERE id = ?",
+                (
+                    attempt.http_status,
+                    attempt.error,
+                    iso_now(),
+                    int(delivered),
+                    delivered,
+                    attempt.webhook_id,
+                ),
+            )
+
+        await self._write(work)
+
+    # -- metrics ---------------------------------------------------------------
+
+    async def gauges(self) -> Gauges:
+        by_status = await self._fetchall(
+            "SELECT account, status, COUNT(*) FROM messages GROUP BY account, status"
+        )
+        [(outbox, backlog)] = await self._fetchall(
+            "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM webhook_deliveries)"
+        )
+        return Gauges({(row[0], row[1]): row[2] for row in by_status}, outbox, backlog)
