@@ -6,7 +6,7 @@ PORT ?= 8080
 SMSGW_API_TOKENS ?= dev-token
 export SMSGW_API_TOKENS
 
-.PHONY: run test lint check clean
+.PHONY: run test lint check clean bench bench-tools bench-ingest bench-dispatch bench-scale bench-soak
 
 $(BIN)/smsgw: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,21 @@ check: lint test  ## what CI runs
 
 clean:
 	rm -rf $(VENV) data
+
+# Benchmarks: run by hand, never by the test suite; loopback only, bounded in time.
+bench-tools:
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+
+bench-ingest: $(BIN)/smsgw bench-tools  ## durable DLR ingest vs a bare Starlette app
+	$(BIN)/python -m bench.ingest
+
+bench-dispatch: $(BIN)/smsgw  ## outbound messages/s to a fake provider, batch and loop
+	$(BIN)/python -m bench.dispatch
+
+bench-scale: $(BIN)/smsgw  ## cost per DLR with 10k vs 1M messages stored
+	$(BIN)/python -m bench.scale
+
+bench-soak: $(BIN)/smsgw bench-tools  ## 1M callbacks, RSS at start and end
+	$(BIN)/python -m bench.soak
+
+bench: bench-ingest bench-dispatch bench-scale bench-soak

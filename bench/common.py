@@ -1,0 +1,298 @@
+"""Plumbing the benchmarks share: a preloaded store, servers on loopback, wrk, results.
+
+Every benchmark talks to processes on 127.0.0.1 only, runs for a bounded time, and
+prints one summary line per figure. Figures are meant to be read as ratios within
+one run: the machines are noisy, the ratios are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from service.model import Account
+from service.reconcile import match_key
+from service.settings import load_settings
+from service.store import open_store
+from service.store.protocol import AttemptResult, Decision, NewMessage
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LUA = ROOT / "bench" / "connectel_dlr.lua"
+TOKEN = "bench-token"
+ACCOUNT = "conn"
+CALLBACK_KEY = "bench-callback-key"
+REQUEST_ID = "BR{:09d}"
+"""The request ID the preload gives message n, and the Lua script reports on."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+def settings_env(data_dir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SMSGW_DATA": str(data_dir),
+        "SMSGW_API_TOKENS": TOKEN,
+        "SMSGW_LOG_FORMAT": "json",
+    }
+
+
+async def preload(data_dir: Path, count: int, *, batch: int = 5000, base_url: str = "") -> None:
+    """`count` messages submitted through account `conn` with known request IDs, the
+    state a provider's DLRs find them in: made through the Store API, as smsgw would."""
+    settings = load_settings(settings_env(data_dir))
+    store = open_store(settings)
+    await store.open()
+    try:
+        if await store.get_account(ACCOUNT) is None:
+            await store.create_account(
+                Account(
+                    ACCOUNT,
+                    "connectel",
+                    credentials={"token": "bench"},
+                    sender="bench",
+                    base_url=base_url,
+                    callback_secret=CALLBACK_KEY,
+                    options={"rate_per_second": 1_000_000},
+                )
+            )
+        for start in range(0, count, batch):
+            numbers = range(start, min(start + batch, count))
+            messages = [
+                NewMessage(
+                    uuid.uuid4().hex,
+                    ACCOUNT,
+                    f"+4670{n % 10_000_000:07d}",
+                    "x",
+                    "bench",
+                    "GSM-7",
+                    1,
+                )
+                for n in numbers
+            ]
+            await store.enqueue(messages, {})
+            ids = [m.id for m in messages]
+            claimed = await store.claim(ids, time.time(), 3600)
+            assert len(claimed) == len(ids)
+            await store.record_attempts(
+                [
+                    AttemptResult(
+                        m.id,
+                        Decision.ACCEPTED,
+                        request_ids=(REQUEST_ID.format(n),),
+                        keys=(match_key(REQUEST_ID.format(n), "", False),),
+                        http_status=200,
+                    )
+                    for n, m in zip(numbers, messages, strict=True)
+                ]
+            )
+    finally:
+        await store.close()
+
+
+async def enqueue_only(data_dir: Path, count: int, account: Account, *, batch: int = 5000) -> None:
+    """`count` queued messages for the dispatcher to send."""
+    settings = load_settings(settings_env(data_dir))
+    store = open_store(settings)
+    await store.open()
+    try:
+        await store.create_account(account)
+        for start in range(0, count, batch):
+            await store.enqueue(
+                [
+                    NewMessage(
+                        uuid.uuid4().hex,
+                        account.name,
+                        f"+4670{n:07d}",
+                        "bench",
+                        "bench",
+                        "GSM-7",
+                        1,
+                    )
+                    for n in range(start, min(start + batch, count))
+                ],
+                {},
+            )
+    finally:
+        await store.close()
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def rss_mib(self) -> float:
+        with open(f"/proc/{self.process.pid}/status", encoding="utf-8") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+
+@contextmanager
+def serving(
+    argv: list[str], env: Mapping[str, str], port: int, *, ready: str = "/healthz"
+) -> Iterator[Server]:
+    """Run a server process until the block ends; its output goes to a log file."""
+    log = tempfile.NamedTemporaryFile(prefix="smsgw-bench-", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen(argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited; see {log.name}")
+            try:
+                if httpx.get(url + ready, timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not start; see {log.name}")
+            time.sleep(0.1)
+        yield Server(url, process)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def smsgw_serve(data_dir: Path, port: int) -> list[str]:
+    exe = shutil.which("smsgw", path=str(ROOT / ".venv" / "bin")) or "smsgw"
+    return [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def bare_serve(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.bare:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    non_2xx: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(
+    url: str,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+    start: int = 0,
+    stride: int = 1,
+    limit: int = 0,
+) -> WrkResult:
+    """Drive `url` with Connectel DLRs for request IDs start, start+stride, ... ; with
+    `limit`, each thread stops after that many requests (or when `seconds` run out).
+
+    wrk runs on one thread by default: on a 2-core machine the other core is the
+    server's, and both servers under comparison get the same share.
+    """
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(start),
+        str(stride),
+        str(threads),
+        str(limit),
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    requests, took, unit = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out).groups()  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkResult(
+        requests=int(requests),
+        seconds=_ms(took + unit) / 1000,
+        throughput=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        p99_ms=_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        errors=errors,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+def write_result(name: str, data: Mapping[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    document = {
+        "benchmark": name,
+        "machine": machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **data,
+    }
+    path.write_text(json.dumps(document, indent=2, default=lambda o: asdict(o)) + "\n")
+    return path
+
+
+def dlr_url(server_url: str) -> str:
+    return f"{server_url}/callbacks/{ACCOUNT}/dlr?key={CALLBACK_KEY}"
