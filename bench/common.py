@@ -267,6 +267,8 @@ def wrk(
         str(limit),
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    if " requests in " not in out:
+        raise RuntimeError(f"wrk said:\n{out}")
     requests, took, unit = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out).groups()  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

@@ -18,7 +18,7 @@ from service import api, callbacks, events_api, inbound_api
 from service.clock import iso_ago
 from service.errors import SmsgwError
 from service.metrics import CallbackCounter, Metrics
-from service.middleware import BearerAuth, BodyLimit
+from service.middleware import AuthThrottle, BearerAuth, BodyLimit, LoadShed
 from service.openapi import SPEC
 from service.runtime import Runtime, running
 from service.sandbox import SandboxProvider
@@ -95,6 +95,12 @@ def create_app(settings: Settings) -> Starlette:
         ],
         middleware=[
             Middleware(CallbackCounter, metrics=app_metrics),
+            Middleware(LoadShed, limit=settings.max_in_flight),
+            Middleware(
+                AuthThrottle,
+                limit=settings.auth_failure_limit,
+                window=settings.auth_failure_window,
+            ),
             Middleware(BearerAuth, tokens=settings.api_tokens),
             Middleware(
                 BodyLimit,

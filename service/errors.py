@@ -62,6 +62,13 @@ class PayloadTooLarge(SmsgwError):
     code = "payload_too_large"
 
 
+class TooManyRequests(SmsgwError):
+    """The client failed authentication too often; `Retry-After` says when to try again."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class ProviderFailed(SmsgwError):
     """A provider call made on a client's behalf (balance) failed or answered nonsense."""
 

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
+import time
+from collections import OrderedDict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge, SmsgwError, Unauthorized
+from service.errors import (
+    PayloadTooLarge,
+    SmsgwError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 
 
 async def send_error(
@@ -117,3 +126,85 @@ class BodyLimit:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class LoadShed:
+    """503 with Retry-After once `limit` requests are in flight.
+
+    Under overload a queue of waiting requests only grows memory and latency until
+    everything times out; refusing early tells providers to retry later instead, and
+    they do: every callback is retried on a 5xx.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, retry_after: int = 1) -> None:
+        self.app = app
+        self._limit = limit
+        self._retry_after = str(retry_after).encode()
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self._limit:
+            await send_error(
+                send,
+                Unavailable("too many requests in flight; retry later", code="overloaded"),
+                ((b"retry-after", self._retry_after),),
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+class AuthThrottle:
+    """429 for a client address that failed authentication `limit` times in `window`
+    seconds: API tokens and callback keys cannot be guessed at full speed.
+
+    It counts the 401 and 403 answers of everything behind it, so API tokens,
+    callback keys and provider signatures are all covered by one rule. Addresses
+    are the peer's own (behind a proxy, the proxy's): the table holds at most
+    `max_clients` of them, dropping the oldest first.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, window: float, max_clients: int = 10_000) -> None:
+        self.app = app
+        self._limit = limit
+        self._window = window
+        self._max_clients = max_clients
+        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("", 0))[0]
+        now = time.monotonic()
+        started, count = self._failures.get(client, (now, 0))
+        if now - started >= self._window:
+            self._failures.pop(client, None)
+            started, count = now, 0
+        if count >= self._limit:
+            wait = max(1, math.ceil(self._window - (now - started)))
+            await send_error(
+                send,
+                TooManyRequests("too many failed authentications; wait and retry"),
+                ((b"retry-after", str(wait).encode()),),
+            )
+            return
+
+        async def watching_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] in (401, 403):
+                self._record(client, now)
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+
+    def _record(self, client: str, now: float) -> None:
+        started, count = self._failures.pop(client, (now, 0))
+        self._failures[client] = (started, count + 1)
+        while len(self._failures) > self._max_clients:
+            self._failures.popitem(last=False)

@@ -23,6 +23,9 @@ class Settings:
     public_url: str
     api_tokens: tuple[str, ...]
     max_body: int
+    max_in_flight: int
+    auth_failure_limit: int
+    auth_failure_window: float
     data_dir: Path
     database_url: str
     busy_timeout: float
@@ -81,6 +84,9 @@ _TOML_KEYS = {
     ("server", "public_url"): "public_url",
     ("server", "api_tokens"): "api_tokens",
     ("server", "max_body"): "max_body",
+    ("server", "max_in_flight"): "max_in_flight",
+    ("server", "auth_failure_limit"): "auth_failure_limit",
+    ("server", "auth_failure_window"): "auth_failure_window",
     ("storage", "data_dir"): "data_dir",
     ("storage", "database_url"): "database_url",
     ("storage", "busy_timeout"): "busy_timeout",
@@ -131,6 +137,9 @@ _ENV_KEYS = {
 _POSITIVE = {
     "port",
     "max_body",
+    "max_in_flight",
+    "auth_failure_limit",
+    "auth_failure_window",
     "max_recipients",
     "batch_size",
     "poll_interval",

@@ -1,0 +1,69 @@
+"""The pure-ASGI guards in front of every route: auth, throttling, body limits, shedding."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.conftest import TOKEN, error_of, running_gateway
+
+
+async def test_repeated_authentication_failures_are_throttled_then_forgiven(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=3, auth_failure_window=1.0) as gw:
+        wrong = {"Authorization": "Bearer guess"}
+        statuses = [(await gw.raw.get("/v1/stats", headers=wrong)).status_code for _ in range(3)]
+        assert statuses == [401, 401, 401]
+        throttled = await gw.raw.get("/v1/stats", headers=wrong)
+        assert throttled.status_code == 429 and error_of(throttled)["code"] == "too_many_requests"
+        assert throttled.headers["retry-after"] == "1"
+        # While throttled, even the right token waits: a guesser learns nothing by timing.
+        assert (await gw.api.get("/v1/stats")).status_code == 429
+        await asyncio.sleep(1.1)
+        assert (await gw.api.get("/v1/stats")).status_code == 200
+
+
+async def test_wrong_callback_keys_count_as_failed_authentications(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=2, auth_failure_window=60.0) as gw:
+        url = "/callbacks/sandbox/dlr?key=wrong"
+        assert [(await gw.raw.post(url, json={})).status_code for _ in range(2)] == [403, 403]
+        assert (await gw.raw.post(url, json={})).status_code == 429
+
+
+async def test_successful_requests_never_count_towards_the_limit(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=2) as gw:
+        for _ in range(10):
+            assert (await gw.api.get("/v1/stats")).status_code == 200
+        assert (await gw.raw.get("/v1/stats")).status_code == 401
+
+
+async def test_requests_beyond_the_in_flight_limit_are_shed_with_retry_after(
+    tmp_path: Path,
+) -> None:
+    async with running_gateway(tmp_path, max_in_flight=2) as gw:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        # Event streams stay open: two of them fill the limit.
+        async with (
+            gw.raw.stream("GET", "/v1/events/stream", headers=headers) as first,
+            gw.raw.stream("GET", "/v1/events/stream", headers=headers) as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            shed = await gw.raw.get("/healthz")
+            assert shed.status_code == 503 and shed.headers["retry-after"] == "1"
+            assert error_of(shed)["code"] == "overloaded"
+
+        async def served() -> bool:
+            return (await gw.raw.get("/healthz")).status_code == 200
+
+        for _ in range(50):
+            if await served():
+                break
+            await asyncio.sleep(0.05)
+        assert await served()
+
+
+async def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, max_body=1000) as gw:
+        answer = await gw.api.post("/v1/messages", content=b"x" * 1001)
+        assert answer.status_code == 413 and error_of(answer)["code"] == "payload_too_large"
