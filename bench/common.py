@@ -28,10 +28,10 @@ from typing import Any
 import httpx
 
 from service.model import Account
-from service.reconcile import match_key
 from service.settings import load_settings
 from service.store import open_store
-from service.store.protocol import AttemptResult, Decision, NewMessage
+from service.store.protocol import NewMessage
+from tests.seeding import submitted
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -39,8 +39,6 @@ LUA = ROOT / "bench" / "connectel_dlr.lua"
 TOKEN = "bench-token"
 ACCOUNT = "conn"
 CALLBACK_KEY = "bench-callback-key"
-REQUEST_ID = "BR{:09d}"
-"""The request ID the preload gives message n, and the Lua script reports on."""
 
 
 def free_port() -> int:
@@ -69,57 +67,18 @@ def settings_env(data_dir: Path) -> dict[str, str]:
     }
 
 
-async def preload(data_dir: Path, count: int, *, batch: int = 5000, base_url: str = "") -> None:
-    """`count` messages submitted through account `conn` with known request IDs, the
-    state a provider's DLRs find them in: made through the Store API, as smsgw would."""
-    settings = load_settings(settings_env(data_dir))
-    store = open_store(settings)
-    await store.open()
-    try:
-        if await store.get_account(ACCOUNT) is None:
-            await store.create_account(
-                Account(
-                    ACCOUNT,
-                    "connectel",
-                    credentials={"token": "bench"},
-                    sender="bench",
-                    base_url=base_url,
-                    callback_secret=CALLBACK_KEY,
-                    options={"rate_per_second": 1_000_000},
-                )
-            )
-        for start in range(0, count, batch):
-            numbers = range(start, min(start + batch, count))
-            messages = [
-                NewMessage(
-                    uuid.uuid4().hex,
-                    ACCOUNT,
-                    f"+4670{n % 10_000_000:07d}",
-                    "x",
-                    "bench",
-                    "GSM-7",
-                    1,
-                )
-                for n in numbers
-            ]
-            await store.enqueue(messages, {})
-            ids = [m.id for m in messages]
-            claimed = await store.claim(ids, time.time(), 3600)
-            assert len(claimed) == len(ids)
-            await store.record_attempts(
-                [
-                    AttemptResult(
-                        m.id,
-                        Decision.ACCEPTED,
-                        request_ids=(REQUEST_ID.format(n),),
-                        keys=(match_key(REQUEST_ID.format(n), "", False),),
-                        http_status=200,
-                    )
-                    for n, m in zip(numbers, messages, strict=True)
-                ]
-            )
-    finally:
-        await store.close()
+async def preload(data_dir: Path, count: int, *, base_url: str = "") -> None:
+    """`count` messages submitted through account `conn` (see tests.seeding)."""
+    account = Account(
+        ACCOUNT,
+        "connectel",
+        credentials={"token": "bench"},
+        sender="bench",
+        base_url=base_url,
+        callback_secret=CALLBACK_KEY,
+        options={"rate_per_second": 1_000_000},
+    )
+    await submitted(load_settings(settings_env(data_dir)), account, count)
 
 
 async def enqueue_only(data_dir: Path, count: int, account: Account, *, batch: int = 5000) -> None:

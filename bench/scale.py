@@ -16,11 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ACCOUNT, REQUEST_ID, preload, settings_env, write_result
+from bench.common import ACCOUNT, preload, settings_env, write_result
 from service.model import Report, Status
 from service.reconcile import match_key
 from service.settings import load_settings
 from service.store import open_store
+from tests.seeding import REQUEST_ID
 
 
 async def cost_per_report(data: Path, stored: int, reports: int) -> float:

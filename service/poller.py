@@ -52,7 +52,9 @@ class Poller:
                 await asyncio.sleep(idle)
 
     async def run_once(self) -> bool:
-        due = await self._store.due_polls(time.time(), self._settings.batch_size)
+        due = await self._store.due_polls(
+            time.time(), self._settings.batch_size, self._settings.lease_seconds
+        )
         await asyncio.gather(*(self._poll(item) for item in due))
         return bool(due)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from phonenumbers import SUPPORTED_REGIONS
 
@@ -29,6 +30,8 @@ class Settings:
     data_dir: Path
     database_url: str
     busy_timeout: float
+    pool_min: int
+    pool_max: int
     log_format: str
     default_region: str
     max_recipients: int
@@ -42,6 +45,8 @@ class Settings:
     lease_seconds: float
     request_timeout: float
     concurrency: int
+    breaker_threshold: int
+    breaker_cooldown: float
     poll_first_after: float
     poll_max_interval: float
     poll_give_up: float
@@ -63,10 +68,21 @@ class Settings:
     webhook_batch_size: int
     webhook_lease_seconds: float
     webhook_concurrency: int
+    web_history_rows: int
+    web_session_ttl: float
 
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "smsgw.db"
+
+    @property
+    def store_name(self) -> str:
+        """Where the store lives, for logs: the SQLite file, or the PostgreSQL server and
+        database without credentials."""
+        if not self.database_url:
+            return str(self.sqlite_path)
+        url = urlsplit(self.database_url)
+        return f"{url.scheme}://{url.hostname or ''}{f':{url.port}' if url.port else ''}{url.path}"
 
     @property
     def base_url(self) -> str:
@@ -90,6 +106,8 @@ _TOML_KEYS = {
     ("storage", "data_dir"): "data_dir",
     ("storage", "database_url"): "database_url",
     ("storage", "busy_timeout"): "busy_timeout",
+    ("storage", "pool_min"): "pool_min",
+    ("storage", "pool_max"): "pool_max",
     ("log", "format"): "log_format",
     ("phone", "default_region"): "default_region",
     ("api", "max_recipients"): "max_recipients",
@@ -103,6 +121,8 @@ _TOML_KEYS = {
     ("dispatch", "lease_seconds"): "lease_seconds",
     ("dispatch", "request_timeout"): "request_timeout",
     ("dispatch", "concurrency"): "concurrency",
+    ("dispatch", "breaker_threshold"): "breaker_threshold",
+    ("dispatch", "breaker_cooldown"): "breaker_cooldown",
     ("poll", "first_after"): "poll_first_after",
     ("poll", "max_interval"): "poll_max_interval",
     ("poll", "give_up"): "poll_give_up",
@@ -124,6 +144,8 @@ _TOML_KEYS = {
     ("webhooks", "batch_size"): "webhook_batch_size",
     ("webhooks", "lease_seconds"): "webhook_lease_seconds",
     ("webhooks", "concurrency"): "webhook_concurrency",
+    ("web", "history_rows"): "web_history_rows",
+    ("web", "session_ttl"): "web_session_ttl",
 }
 _ENV_KEYS = {
     "SMSGW_DATA": "data_dir",
@@ -150,9 +172,13 @@ _POSITIVE = {
     "lease_seconds",
     "request_timeout",
     "concurrency",
+    "breaker_threshold",
+    "breaker_cooldown",
     "callback_max_body",
     "unmatched_ttl",
     "busy_timeout",
+    "pool_min",
+    "pool_max",
     "webhook_timeout",
     "webhook_backoff_base",
     "webhook_backoff_cap",
@@ -165,6 +191,8 @@ _POSITIVE = {
     "poll_give_up",
     "autoreply_max_per_sender",
     "autoreply_window",
+    "web_history_rows",
+    "web_session_ttl",
 }
 
 
@@ -208,6 +236,8 @@ def _coerce(raw: dict[str, Any]) -> Settings:
         ("postgresql://", "postgres://")
     ):
         raise SettingsError("DATABASE_URL must be a postgresql:// URL")
+    if settings.pool_min > settings.pool_max:
+        raise SettingsError("[storage] pool_min must not exceed [storage] pool_max")
     if settings.default_region and settings.default_region.upper() not in SUPPORTED_REGIONS:
         raise SettingsError(
             f"[phone] default_region {settings.default_region!r} is not an "
@@ -216,6 +246,8 @@ def _coerce(raw: dict[str, Any]) -> Settings:
     if settings.webhook_lease_seconds <= settings.webhook_timeout:
         # A lease that ran out mid-request would let another process send it again.
         raise SettingsError("[webhooks] lease_seconds must be longer than [webhooks] timeout")
+    if settings.web_history_rows > 1000:
+        raise SettingsError("[web] history_rows must be at most 1000")
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"port {settings.port} is out of range")
     return settings

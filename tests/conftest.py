@@ -1,10 +1,15 @@
-"""Shared fixtures: a real smsgw served on loopback, with its own data folder."""
+"""Shared fixtures: a real smsgw served on loopback, with its own data folder.
+
+Every test that takes `tmp_path` (all that start smsgw or open a store do) runs once
+per store: `[sqlite]` and `[postgres]`. `make_settings` points smsgw at the store of
+the running test, so helpers and tests need not know which one it is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,15 +20,69 @@ import pytest
 
 from service.app import create_app
 from service.settings import Settings, load_settings
+from tests.databases import TestDatabase
 from tests.servers import free_socket, serve, url_of
 
 TOKEN = "test-token"
 T = TypeVar("T")
+STORE_KINDS = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    kind: str = "sqlite"
+    database_url: str = ""
+
+
+_store = StoreChoice()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Tests without a data folder never open a store: they run once.
+    if "tmp_path" in metafunc.fixturenames:
+        metafunc.parametrize("store_kind", STORE_KINDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TestDatabase]:
+    database = TestDatabase()
+    yield database
+    database.close()
+
+
+@pytest.fixture(autouse=True)
+def store_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store this test runs on; PostgreSQL tests get a schema of their own."""
+    global _store
+    kind: str = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        yield kind
+        return
+    database: TestDatabase = request.getfixturevalue("postgres")
+    if database.skip_reason:
+        pytest.skip(database.skip_reason)
+    schema, url = database.new_schema()
+    _store = StoreChoice(kind, url)
+    try:
+        yield kind
+    finally:
+        _store = StoreChoice()
+        database.drop_schema(schema)
+
+
+def store_env() -> dict[str, str]:
+    """The environment that points an `smsgw` process at this test's store."""
+    return {"DATABASE_URL": _store.database_url}
 
 
 def make_settings(data: Path, public_url: str = "http://127.0.0.1:9", **changes: Any) -> Settings:
     settings = load_settings(
-        {"SMSGW_DATA": str(data), "SMSGW_API_TOKENS": TOKEN, "SMSGW_PUBLIC_URL": public_url}
+        {
+            "SMSGW_DATA": str(data),
+            "SMSGW_API_TOKENS": TOKEN,
+            "SMSGW_PUBLIC_URL": public_url,
+            **store_env(),
+        }
     )
     quick = {
         "poll_interval": 0.02,

@@ -63,6 +63,7 @@ class FakeConnectel:
       callable(number) -> plan that overrides it per recipient (number as sent).
     - `dlr_before_response`: push the DLRs of a send, and wait for their answers,
       before answering the send request (the report racing ahead of the ID).
+      `early_dlrs`: the share (0 to 1) of sends, drawn from `random`, treated so.
     - `duplicates`: extra copies of each DLR pushed (0: each once).
     - `shuffle`: push the DLRs of one send in an order drawn from `random`, a
       `random.Random(seed)`; otherwise recipient by recipient, plan order.
@@ -89,6 +90,7 @@ class FakeConnectel:
         self.dlr_plan: Plan = [(0, "ENROUTE"), (1, "DELIVRD")]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
         self.dlr_before_response = False
+        self.early_dlrs = 0.0
         self.duplicates = 0
         self.shuffle = False
         self.random = random.Random(seed)
@@ -174,7 +176,8 @@ class FakeConnectel:
             answer, pushes = self._accept_bulk(fields, base)
         else:
             answer, pushes = self._accept_single(fields, base)
-        if self.dlr_before_response:
+        early = self.early_dlrs > 0 and self.random.random() < self.early_dlrs
+        if self.dlr_before_response or early:
             await self._push_all(pushes)
         else:
             self._spawn(self._push_all(pushes))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -41,3 +44,16 @@ async def serve(app: Any, sock: socket.socket | None = None) -> AsyncIterator[st
         server.should_exit = True
         await task
         sock.close()
+
+
+async def until_ready(url: str, within: float = 30.0) -> None:
+    """Wait until the smsgw at `url` answers /readyz with 200 (a process starting up)."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} was not ready within {within} s")
+            await asyncio.sleep(0.05)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,12 +9,11 @@ import httpx
 import pytest
 
 from tests.conftest import Gateway, error_of, running_gateway
+from tests.databases import db_count, writes_blocked
 
 
-def stored_reports(gateway: Gateway) -> int:
-    with sqlite3.connect(gateway.settings.sqlite_path) as db:
-        count: int = db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
-    return count
+async def stored_reports(gateway: Gateway) -> int:
+    return await db_count(gateway.settings, "SELECT COUNT(*) FROM reports")
 
 
 async def callback_urls(gateway: Gateway, account: str = "sandbox") -> dict[str, str]:
@@ -31,7 +29,7 @@ REPORT = {"id": "sbx-unknown", "to": "46700000001", "status": "DELIVERED"}
 async def test_a_report_with_the_right_key_is_stored_and_acknowledged(gateway: Gateway) -> None:
     response = await gateway.raw.post((await callback_urls(gateway))["dlr"], json=REPORT)
     assert response.status_code == 200 and response.json()["reports"] == ["unmatched"]
-    assert stored_reports(gateway) == 1
+    assert await stored_reports(gateway) == 1
 
 
 async def test_a_report_may_arrive_as_a_get_query_or_a_form(gateway: Gateway) -> None:
@@ -39,7 +37,7 @@ async def test_a_report_may_arrive_as_a_get_query_or_a_form(gateway: Gateway) ->
     with_query = httpx.URL(url).copy_merge_params({**REPORT, "id": "g1"})
     assert (await gateway.raw.get(with_query)).status_code == 200
     assert (await gateway.raw.post(url, data={**REPORT, "id": "f1"})).status_code == 200
-    assert stored_reports(gateway) == 2
+    assert await stored_reports(gateway) == 2
 
 
 @pytest.mark.parametrize(("key", "status"), [(None, 401), ("wrong", 403), ("", 401)])
@@ -50,7 +48,7 @@ async def test_a_missing_or_wrong_key_is_refused_and_stores_nothing(
     params = {} if key is None else {"key": key}
     response = await gateway.raw.post(url, params=params, json=REPORT)
     assert response.status_code == status
-    assert stored_reports(gateway) == 0
+    assert await stored_reports(gateway) == 0
 
 
 async def test_a_callback_for_an_unknown_account_is_404(gateway: Gateway) -> None:
@@ -75,7 +73,7 @@ async def test_a_malformed_report_is_4xx_and_stores_nothing(gateway: Gateway, bo
     for content_type in ("application/json", "application/x-www-form-urlencoded"):
         response = await gateway.raw.post(url, content=body, headers={"content-type": content_type})
         assert 400 <= response.status_code < 500, response.text
-    assert stored_reports(gateway) == 0
+    assert await stored_reports(gateway) == 0
 
 
 async def test_a_callback_over_64_kib_is_413(gateway: Gateway) -> None:
@@ -92,7 +90,7 @@ async def test_a_callback_over_64_kib_is_413(gateway: Gateway) -> None:
     # Without a Content-Length the body is counted as it arrives.
     streamed = await gateway.raw.post(url, content=chunks())
     assert streamed.status_code == 413
-    assert stored_reports(gateway) == 0
+    assert await stored_reports(gateway) == 0
 
 
 async def test_inbound_messages_are_stored_once_and_listed_newest_first_from_e164(
@@ -115,14 +113,9 @@ async def test_a_report_the_store_cannot_commit_gets_503_so_the_provider_retries
 ) -> None:
     async with running_gateway(tmp_path, busy_timeout=0.2) as gateway:
         url = (await callback_urls(gateway))["dlr"]
-        blocker = sqlite3.connect(gateway.settings.sqlite_path, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
-        try:
+        async with writes_blocked(gateway.settings):  # another process holding a lock
             refused = await gateway.raw.post(url, json=REPORT)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         assert refused.status_code == 503 and error_of(refused)["code"] == "unavailable"
-        assert stored_reports(gateway) == 0
+        assert await stored_reports(gateway) == 0
         assert (await gateway.raw.post(url, json=REPORT)).status_code == 200
-        assert stored_reports(gateway) == 1
+        assert await stored_reports(gateway) == 1

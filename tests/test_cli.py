@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import store_env
 from tests.servers import free_socket
 
 SMSGW = shutil.which("smsgw", path=os.path.dirname(sys.executable)) or "smsgw"
@@ -26,6 +27,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "SMSGW_DATA": str(tmp_path),
         "SMSGW_API_TOKENS": "cli-token",
         "SMSGW_LOG_FORMAT": "json",
+        **store_env(),
     }
 
 

@@ -7,7 +7,6 @@ final statuses, provider requests and their failures, provider callbacks.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from prometheus_client.samples import Sample
 
 from service.model import Status
 from tests.conftest import Gateway, eventually, running_gateway
+from tests.databases import db_rows, writes_blocked
 from tests.servers import free_socket
 from tests.test_callbacks import REPORT, callback_urls
 from tests.test_dispatcher import connectel_setup, settle
@@ -188,13 +188,8 @@ async def test_callbacks_are_counted_by_kind_and_outcome(gateway: Gateway) -> No
 async def test_a_callback_the_store_cannot_commit_counts_as_failed(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, busy_timeout=0.2) as gateway:
         url = (await callback_urls(gateway))["dlr"]
-        blocker = sqlite3.connect(gateway.settings.sqlite_path, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        async with writes_blocked(gateway.settings):
             assert (await gateway.raw.post(url, json=REPORT)).status_code == 503
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         scraped = await scrape(gateway)
         assert scraped.total("smsgw_callbacks_total", kind="dlr", outcome="failed") == 1
         assert scraped.total("smsgw_callbacks_total", outcome="accepted") == 0
@@ -287,11 +282,15 @@ async def test_the_outbox_depth_counts_messages_waiting_and_in_flight(tmp_path: 
 
 async def test_the_webhook_backlog_counts_pending_deliveries(gateway: Gateway) -> None:
     later = time.time() + 3600  # not due: no webhook worker takes them during the test
-    with sqlite3.connect(gateway.settings.sqlite_path) as db:
-        db.executemany(
+    for event_id in (1, 2):
+        await db_rows(
+            gateway.settings,
             "INSERT INTO webhook_deliveries (webhook_id, event_id, due_at, first_at) "
             "VALUES (?, ?, ?, ?)",
-            [("wh-test", event_id, later, later) for event_id in (1, 2)],
+            "wh-test",
+            event_id,
+            later,
+            later,
         )
     assert (await scrape(gateway)).total("smsgw_webhook_backlog") == 2
 

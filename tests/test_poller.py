@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import eventually, running_gateway
+from tests.databases import db_count
 from tests.fake_connectel import FakeConnectel
 from tests.servers import serve
 
@@ -34,8 +34,7 @@ async def test_a_message_is_polled_until_final_when_its_account_asks_for_polling
 
         detail = await eventually(delivered)
         assert any(e["event"] == "dlr.matched" for e in detail["events"])
-        with sqlite3.connect(gateway.settings.sqlite_path) as db:
-            assert db.execute("SELECT COUNT(*) FROM polls").fetchone()[0] == 0
+        assert await db_count(gateway.settings, "SELECT COUNT(*) FROM polls") == 0
         await fake.drain()
 
 

@@ -64,3 +64,19 @@ def test_a_bad_file_value_names_the_setting(tmp_path: Path) -> None:
 def test_a_missing_settings_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="cannot read"):
         load_settings({"SMSGW_CONFIG": str(tmp_path / "none.toml")})
+
+
+def test_the_postgresql_pool_is_sized_by_the_settings_file(tmp_path: Path) -> None:
+    text = Path("config/settings.toml").read_text()
+    sized = tmp_path / "pool.toml"
+    sized.write_text(text.replace("pool_max = 10 ", "pool_max = 4 "))
+    settings = load_settings({"SMSGW_CONFIG": str(sized)})
+    assert (settings.pool_min, settings.pool_max) == (1, 4)
+    sized.write_text(text.replace("pool_min = 1 ", "pool_min = 20 "))
+    with pytest.raises(SettingsError, match="pool_min"):
+        load_settings({"SMSGW_CONFIG": str(sized)})
+
+
+def test_logs_name_a_postgresql_store_without_its_credentials() -> None:
+    settings = load_settings({"DATABASE_URL": "postgresql://smsgw:s3cret@db.example:5433/sms"})
+    assert settings.store_name == "postgresql://db.example:5433/sms"

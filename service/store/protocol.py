@@ -369,7 +369,10 @@ class Store(Protocol):
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None: ...
 
     # polling, for providers that do not push reports
-    async def due_polls(self, now: float, limit: int) -> list[PollDue]: ...
+    async def due_polls(self, now: float, limit: int, lease: float) -> list[PollDue]:
+        """Polls that are due, each leased to this caller until `now + lease` so that no
+        other process polls it meanwhile; `reschedule_poll` ends the lease."""
+        ...
 
     async def reschedule_poll(self, message_id: str, due_at: float | None) -> None:
         """Poll again at `due_at`, or (None) give up polling this message."""
@@ -425,6 +428,12 @@ class Store(Protocol):
 
     async def derive_counters(self) -> dict[str, Counters]:
         """Counters recomputed from the messages table, to check the kept ones."""
+        ...
+
+    # web console (#5)
+    async def final_by_hour(self, since: str) -> list[tuple[str, Status, int]]:
+        """(hour as "YYYY-MM-DDTHH" UTC, final status, messages) for the messages that
+        reached a final status at or after `since`, oldest hour first."""
         ...
 
     # webhooks

@@ -1,21 +1,29 @@
-"""The SQLite store: reconciliation, counters and durability, against a real database file."""
+"""The stores (SQLite and PostgreSQL): reconciliation, counters and durability, against
+real databases."""
 
 from __future__ import annotations
 
 import asyncio
-import tempfile
+import contextlib
+import itertools
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.errors import Conflict
+from service.errors import Conflict, Unavailable
 from service.model import Account, InboundSms, Report, Status
 from service.reconcile import DELIVERY_FAILURES, Counters, match_key
+from service.store import Store
+from service.store import open_store as open_configured_store
+from service.store.postgres import PostgresStore
 from service.store.protocol import (
     AttemptResult,
     Decision,
@@ -27,7 +35,8 @@ from service.store.protocol import (
     NewMessage,
     ReportOutcome,
 )
-from service.store.sqlite import SqliteStore
+from service.store.sql import SqlStore, Tx
+from tests.conftest import make_settings
 
 FAR_FUTURE = "9999-01-01T00:00:00.000Z"
 LONG_AGO = "2000-01-01T00:00:00.000Z"
@@ -57,40 +66,42 @@ def accepted(message_id: str, *request_ids: str) -> AttemptResult:
     )
 
 
-async def open_store(path: Path, events: list[Event] | None = None) -> SqliteStore:
-    store = SqliteStore(path / "smsgw.db", events.extend if events is not None else None)
+async def open_store(path: Path, events: list[Event] | None = None) -> Store:
+    store = open_configured_store(
+        make_settings(path), events.extend if events is not None else None
+    )
     await store.open()
     return store
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
     store = await open_store(tmp_path)
     await store.create_account(Account("acc", "sandbox", callback_secret="secret"))
     yield store
     await store.close()
 
 
-async def submitted(store: SqliteStore, message_id: str = "m1", *request_ids: str) -> None:
+async def submitted(store: Store, message_id: str = "m1", *request_ids: str) -> None:
     await store.enqueue([new_message(message_id)], {})
     assert await store.claim([message_id], time.time(), 60) == [message_id]
     await store.record_attempts([accepted(message_id, *(request_ids or ("R1",)))])
 
 
-async def report(store: SqliteStore, request_id: str, status: Status) -> ReportOutcome:
+async def report(store: Store, request_id: str, status: Status) -> ReportOutcome:
     return await store.apply_report(
         "acc", Report(request_id, status), match_key(request_id, "", False)
     )
 
 
-async def assert_counters_match_messages(store: SqliteStore) -> Counters:
+async def assert_counters_match_messages(store: Store) -> Counters:
     stats = await store.stats(LONG_AGO)
     derived = await store.derive_counters()
     assert dict(stats.accounts) == {k: v for k, v in derived.items() if not v.is_zero()}
     return stats.accounts.get("acc", Counters())
 
 
-async def test_a_delivery_report_moves_the_message_and_its_counters(store: SqliteStore) -> None:
+async def test_a_delivery_report_moves_the_message_and_its_counters(store: Store) -> None:
     await submitted(store, "m1", "R1")
     assert await report(store, "R1", Status.DELIVERED) is ReportOutcome.MATCHED
     message = await store.get_message("m1")
@@ -100,7 +111,7 @@ async def test_a_delivery_report_moves_the_message_and_its_counters(store: Sqlit
 
 
 async def test_a_report_that_raced_ahead_of_the_send_response_is_parked_then_applied(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
@@ -127,7 +138,7 @@ async def test_a_parked_report_survives_a_restart(tmp_path: Path) -> None:
     assert message is not None and message.status is Status.EXPIRED
 
 
-async def test_a_duplicate_report_is_acknowledged_but_counted_once(store: SqliteStore) -> None:
+async def test_a_duplicate_report_is_acknowledged_but_counted_once(store: Store) -> None:
     await submitted(store, "m1", "R1")
     assert await report(store, "R1", Status.UNDELIVERED) is ReportOutcome.MATCHED
     assert await report(store, "r1 ", Status.UNDELIVERED) is ReportOutcome.DUPLICATE
@@ -136,7 +147,7 @@ async def test_a_duplicate_report_is_acknowledged_but_counted_once(store: Sqlite
 
 
 async def test_a_late_report_is_kept_in_the_history_but_changes_nothing(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await submitted(store, "m1", "R1")
     await report(store, "R1", Status.DELIVERED)
@@ -152,13 +163,13 @@ async def test_a_late_report_is_kept_in_the_history_but_changes_nothing(
     ]
 
 
-async def test_unmatched_reports_count_only_after_the_ttl(store: SqliteStore) -> None:
+async def test_unmatched_reports_count_only_after_the_ttl(store: Store) -> None:
     await report(store, "NOBODY", Status.DELIVERED)
     assert (await store.stats(LONG_AGO)).unmatched == {}
     assert (await store.stats(FAR_FUTURE)).as_body()["accounts"]["acc"]["unmatched"] == 1
 
 
-async def test_a_multipart_message_waits_for_every_part(store: SqliteStore) -> None:
+async def test_a_multipart_message_waits_for_every_part(store: Store) -> None:
     await submitted(store, "m1", "P1", "P2")
     await report(store, "P1", Status.DELIVERED)
     message = await store.get_message("m1")
@@ -170,7 +181,7 @@ async def test_a_multipart_message_waits_for_every_part(store: SqliteStore) -> N
     assert counters.delivered == 1
 
 
-async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStore) -> None:
+async def test_a_refused_submission_counts_as_a_failed_request(store: Store) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
     await store.record_attempts(
@@ -187,7 +198,7 @@ async def test_a_refused_submission_counts_as_a_failed_request(store: SqliteStor
 
 
 async def test_a_report_for_a_refused_message_with_an_id_matches_and_changes_nothing(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
@@ -206,7 +217,7 @@ async def test_a_report_for_a_refused_message_with_an_id_matches_and_changes_not
     assert await assert_counters_match_messages(store) == Counters(requests=1, failed=1)
 
 
-async def test_only_one_claimant_wins_a_message(store: SqliteStore) -> None:
+async def test_only_one_claimant_wins_a_message(store: Store) -> None:
     await store.enqueue([new_message("m1")], {})
     first, second = await asyncio.gather(
         store.claim(["m1"], time.time(), 60), store.claim(["m1"], time.time(), 60)
@@ -215,7 +226,7 @@ async def test_only_one_claimant_wins_a_message(store: SqliteStore) -> None:
     assert await store.due_messages(time.time(), 10) == []
 
 
-async def test_a_retry_waits_until_it_is_due(store: SqliteStore) -> None:
+async def test_a_retry_waits_until_it_is_due(store: Store) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
     await store.record_attempts([AttemptResult("m1", Decision.RETRY, retry_at=time.time() + 30)])
@@ -225,7 +236,7 @@ async def test_a_retry_waits_until_it_is_due(store: SqliteStore) -> None:
 
 
 async def test_an_expired_claim_becomes_outcome_unknown_and_is_never_resent(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time() - 120, 60)
@@ -236,7 +247,7 @@ async def test_an_expired_claim_becomes_outcome_unknown_and_is_never_resent(
     assert (message.status, message.error_code) == (Status.SENDING, "outcome_unknown")
 
 
-async def test_an_idempotency_key_replays_the_first_response(store: SqliteStore) -> None:
+async def test_an_idempotency_key_replays_the_first_response(store: Store) -> None:
     first = await store.enqueue([new_message("m1")], {"first": True}, ("k", "hash-a"))
     again = await store.enqueue([new_message("m2")], {"second": True}, ("k", "hash-a"))
     assert first == again == {"first": True}
@@ -246,7 +257,7 @@ async def test_an_idempotency_key_replays_the_first_response(store: SqliteStore)
 
 
 async def test_a_failing_write_does_not_spoil_the_others_committed_with_it(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     results = await asyncio.gather(
         store.create_account(Account("acc", "sandbox", callback_secret="x")),
@@ -257,7 +268,7 @@ async def test_a_failing_write_does_not_spoil_the_others_committed_with_it(
     assert await store.get_message("m1") is not None
 
 
-async def test_concurrent_reports_are_each_counted_exactly_once(store: SqliteStore) -> None:
+async def test_concurrent_reports_are_each_counted_exactly_once(store: Store) -> None:
     ids = [f"m{i}" for i in range(60)]
     await store.enqueue([new_message(i) for i in ids], {})
     await store.claim(ids, time.time(), 60)
@@ -284,7 +295,7 @@ def no_reply(facts: InboundFacts) -> InboundDecision:
 
 
 async def test_inbound_messages_are_stored_and_planned_once_per_provider_id(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     sms = InboundSms("+46700000009", "+46700000000", "hi", provider_id="X1")
     planned: list[InboundFacts] = []
@@ -312,7 +323,7 @@ def reply_to(inbound_text: str, *, suppress: bool | None = None) -> InboundPlann
 
 
 async def test_a_reply_is_queued_with_its_inbound_message_and_listed_with_it(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
     result = await store.receive_inbound("acc", sms, "", reply_to("hi"))
@@ -324,7 +335,7 @@ async def test_a_reply_is_queued_with_its_inbound_message_and_listed_with_it(
     assert again.id == 0 and len(await store.due_messages(time.time(), 10)) == 1
 
 
-async def test_facts_count_recent_replies_and_recognise_our_own_texts(store: SqliteStore) -> None:
+async def test_facts_count_recent_replies_and_recognise_our_own_texts(store: Store) -> None:
     sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
     await store.receive_inbound("acc", sms, "", reply_to("hi"))
     seen: list[InboundFacts] = []
@@ -340,7 +351,7 @@ async def test_facts_count_recent_replies_and_recognise_our_own_texts(store: Sql
 
 
 async def test_a_message_queued_before_its_recipient_opted_out_fails_instead_of_going(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.suppress("+46700000001", "STOP", "acc")
@@ -353,7 +364,7 @@ async def test_a_message_queued_before_its_recipient_opted_out_fails_instead_of_
 
 
 async def test_an_opt_out_confirmation_is_spared_by_its_own_suppression(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     stop = InboundSms("+46700000001", "+46700000000", "STOP", provider_id="X1")
     await store.receive_inbound("acc", stop, "", reply_to("stop", suppress=True))
@@ -362,7 +373,7 @@ async def test_an_opt_out_confirmation_is_spared_by_its_own_suppression(
 
 
 async def test_a_reply_sent_inside_a_callback_answer_adopts_the_id_reports_use(
-    store: SqliteStore,
+    store: Store,
 ) -> None:
     sms = InboundSms("+46700000001", "+46700000000", "hi", provider_id="X1")
 
@@ -383,7 +394,7 @@ async def test_a_reply_sent_inside_a_callback_answer_adopts_the_id_reports_use(
     assert done is not None and (done.status, done.request_id) == (Status.DELIVERED, "SM1")
 
 
-async def test_history_pages_newest_first(store: SqliteStore) -> None:
+async def test_history_pages_newest_first(store: Store) -> None:
     await store.enqueue([new_message(f"m{i}") for i in range(5)], {})
     first = await store.list_messages(MessageFilter(), 2, None)
     rest = await store.list_messages(MessageFilter(), 10, first[-1].seq)
@@ -421,32 +432,217 @@ def expected_status(finals: Sequence[Status]) -> Status:
     return failed[0] if failed else Status.DELIVERED
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(report_streams())
 def test_any_order_duplication_and_race_of_reports_gives_the_in_order_result(
-    case: tuple[list[Status], list[tuple[int, Status]], int],
+    tmp_path: Path, case: tuple[list[Status], list[tuple[int, Status]], int]
 ) -> None:
     finals, arrival, send_at = case
+    # One store for every example; each example has an account and IDs of its own.
+    n = next(_examples)
+    account, message_id = f"acc{n}", f"m{n}"
 
     async def run() -> None:
-        with tempfile.TemporaryDirectory() as folder:
-            store = await open_store(Path(folder))
-            await store.create_account(Account("acc", "sandbox", callback_secret="s"))
-            await store.enqueue([new_message("m1", segments=len(finals))], {})
-            await store.claim(["m1"], time.time(), 60)
-            request_ids = [f"P{p}" for p in range(len(finals))]
-            for index in range(len(arrival) + 1):
-                if index == send_at:
-                    await store.record_attempts([accepted("m1", *request_ids)])
-                if index < len(arrival):
-                    part, status = arrival[index]
-                    await report(store, request_ids[part], status)
-            message = await store.get_message("m1")
-            stats = await store.stats(FAR_FUTURE)
-            derived = await store.derive_counters()
-            await store.close()
-        assert message is not None and message.status is expected_status(finals)
-        assert stats.accounts["acc"] == derived["acc"]
-        assert stats.unmatched == {}
+        store = await open_store(tmp_path)
+        await store.create_account(Account(account, "sandbox", callback_secret="s"))
+        message = replace(new_message(message_id, segments=len(finals)), account=account)
+        await store.enqueue([message], {})
+        await store.claim([message_id], time.time(), 60)
+        request_ids = [f"P{n}-{p}" for p in range(len(finals))]
+        for index in range(len(arrival) + 1):
+            if index == send_at:
+                await store.record_attempts([accepted(message_id, *request_ids)])
+            if index < len(arrival):
+                part, status = arrival[index]
+                rid = request_ids[part]
+                await store.apply_report(account, Report(rid, status), match_key(rid, "", False))
+        stored = await store.get_message(message_id)
+        stats = await store.stats(FAR_FUTURE)
+        derived = await store.derive_counters()
+        await store.close()
+        assert stored is not None and stored.status is expected_status(finals)
+        assert stats.accounts[account] == derived[account]
+        assert stats.unmatched.get(account, 0) == 0
 
     asyncio.run(run())
+
+
+# -- several processes on one database -----------------------------------------------
+
+
+async def test_a_reader_never_passes_an_event_that_commits_after_it(store: Store) -> None:
+    """A transaction that took its event id first and commits last: no reader may move
+    its cursor past that id before the transaction is over."""
+    sql_store = cast(SqlStore, store)
+    [*_, newest] = await store.events_after(0, 1000)
+    wrote, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(tx: Tx) -> None:
+        await tx.event("test.slow")
+        wrote.set()
+        await release.wait()
+
+    async def quick(tx: Tx) -> None:
+        await tx.event("test.quick")
+
+    slow_write = asyncio.create_task(sql_store._write(slow))
+    await wrote.wait()
+    quick_write = asyncio.create_task(sql_store._write(quick))
+    await asyncio.sleep(0.3)  # time for the quick transaction to commit, where it can
+    early = await store.events_after(newest.id, 100)
+    release.set()
+    await asyncio.gather(slow_write, quick_write)
+    cursor = early[-1].id if early else newest.id
+    late = await store.events_after(cursor, 100)
+    assert sorted(e.event for e in early + late) == ["test.quick", "test.slow"]
+
+
+async def test_concurrent_writers_never_make_a_reader_skip_an_event(tmp_path: Path) -> None:
+    writers = [await open_store(tmp_path) for _ in range(3)]
+    await writers[0].create_account(Account("acc", "sandbox", callback_secret="s"))
+    sizes = random.Random(1).choices(range(1, 300), k=40)
+    read: list[int] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        cursor = 0
+        while True:
+            finished = done.is_set()
+            events = await writers[0].events_after(cursor, 10_000)
+            read.extend(e.id for e in events)
+            cursor = events[-1].id if events else cursor
+            if finished and not events:
+                return
+
+    async def write(n: int, size: int) -> None:
+        batch = [new_message(f"w{n}-{i}") for i in range(size)]
+        await writers[n % len(writers)].enqueue(batch, {})
+
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(write(n, size) for n, size in enumerate(sizes)))
+    done.set()
+    await reading
+    stored = [e.id for e in await writers[0].events_after(0, 100_000)]
+    for writer in writers:
+        await writer.close()
+    assert len(stored) == 1 + sum(sizes)
+    assert read == stored
+
+
+async def test_two_processes_reconcile_reports_racing_their_send_responses(
+    tmp_path: Path,
+) -> None:
+    """One process records send answers while another takes the reports for them, some
+    before and some after, all duplicated: one final status each, exact counters."""
+    sender, receiver = await open_store(tmp_path), await open_store(tmp_path)
+    await sender.create_account(Account("acc", "sandbox", callback_secret="s"))
+    ids = [f"m{i}" for i in range(40)]
+    await sender.enqueue([new_message(i, segments=2) for i in ids], {})
+    assert sorted(await sender.claim(ids, time.time(), 60)) == sorted(ids)
+    finals = [Status.DELIVERED, Status.UNDELIVERED]
+    reports = [
+        (f"{i}-{part}", finals[n % 2] if part else Status.DELIVERED)
+        for n, i in enumerate(ids)
+        for part in (0, 1)
+    ] * 2
+    random.Random(2).shuffle(reports)
+
+    async def answer(message_id: str) -> None:
+        await sender.record_attempts([accepted(message_id, f"{message_id}-0", f"{message_id}-1")])
+
+    await asyncio.gather(
+        *(answer(i) for i in ids),
+        *(report(receiver, rid, status) for rid, status in reports),
+    )
+    counters = await assert_counters_match_messages(sender)
+    assert (counters.delivered, counters.undelivered, counters.pending) == (20, 20, 0)
+    assert (await sender.stats(FAR_FUTURE)).unmatched == {}
+    for n, i in enumerate(ids):
+        message = await receiver.get_message(i)
+        assert message is not None and message.status is finals[n % 2]
+    await sender.close()
+    await receiver.close()
+
+
+async def test_claims_from_several_processes_never_overlap(tmp_path: Path) -> None:
+    workers = [await open_store(tmp_path) for _ in range(3)]
+    await workers[0].enqueue([new_message(f"m{i}") for i in range(60)], {})
+    due = [m.id for m in await workers[0].due_messages(time.time(), 100)]
+    won = await asyncio.gather(
+        *(
+            w.claim(random.Random(n).sample(due, len(due)), time.time(), 60)
+            for n, w in enumerate(workers)
+        )
+    )
+    for worker in workers:
+        await worker.close()
+    claimed = [m for batch in won for m in batch]
+    assert sorted(claimed) == sorted(due)
+
+
+class Cuttable:
+    """A TCP proxy to the database that a test can cut, as a network outage would."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._links:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        self._links |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+async def test_a_database_outage_is_unavailable_and_the_store_recovers_after_it(
+    tmp_path: Path, store_kind: str
+) -> None:
+    if store_kind != "postgres":
+        pytest.skip("SQLite has no server to lose; the locked-store callback tests cover it")
+    url = urlsplit(make_settings(tmp_path).database_url)
+    proxy = Cuttable(url.hostname or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    store = PostgresStore(url._replace(netloc=f"postgres@127.0.0.1:{proxy.port}").geturl())
+    await store.open()
+    try:
+        await store.create_account(Account("acc", "sandbox", callback_secret="s"))
+        await submitted(store, "m1", "R1")
+        await proxy.cut()
+        with pytest.raises(Unavailable):
+            await report(store, "R1", Status.DELIVERED)
+        with pytest.raises(Unavailable):
+            await store.stats(LONG_AGO)
+        assert await store.ping() is False
+        await proxy.start()  # the network is back: the provider's retry goes through
+        assert await report(store, "R1", Status.DELIVERED) is ReportOutcome.MATCHED
+        await assert_counters_match_messages(store)
+    finally:
+        await store.close()
+        await proxy.cut()
