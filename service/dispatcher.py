@@ -28,6 +28,7 @@ from handlers import handler_for
 from handlers.base import ProviderHandler, SendRefused, WireRequest, WireResponse
 from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, secret_values
+from service.breaker import CircuitBreaker
 from service.metrics import Metrics
 from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
 from service.ratelimit import TokenBucket
@@ -71,6 +72,7 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = asyncio.Semaphore(settings.concurrency)
+        self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""
@@ -118,7 +120,14 @@ class Dispatcher:
         rate = float(account.options.get("rate_per_second", self._settings.rate_per_second))
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[name] = TokenBucket(rate)
-        for batch in self._batches(account, handler, messages):
+        batches = list(self._batches(account, handler, messages))
+        for index, batch in enumerate(batches):
+            # Checked before each request: an outage found mid-pass stops the pass.
+            open_until = self._breaker.open_until(name)
+            if open_until is not None:
+                left = [m for later in batches[index:] for m in later]
+                await self._postpone(account, left, open_until)
+                return
             await bucket.acquire(len(batch))
             async with self._in_flight:
                 await self._send_batch(account, handler, batch)
@@ -160,6 +169,33 @@ class Dispatcher:
             )
         await self._store.record_attempts(results)
 
+    async def _postpone(
+        self, account: Account, messages: Sequence[MessageRecord], until: float
+    ) -> None:
+        """The account's circuit is open: fail over now where smsgw chose the account,
+        otherwise wait for the circuit's next probe."""
+        won = set(
+            await self._store.claim(
+                [m.id for m in messages], time.time(), self._settings.lease_seconds
+            )
+        )
+        answer = _Answer(
+            "circuit_open",
+            f"{account.name} failed {self._settings.breaker_threshold} requests in a row; "
+            "not tried until its circuit's next probe",
+        )
+        results = []
+        for message in messages:
+            if message.id not in won:
+                continue
+            target = await self._failover_target(account, message)
+            results.append(
+                answer.result(message.id, Decision.RETRY, new_account=target, retry_at=time.time())
+                if target
+                else answer.result(message.id, Decision.RETRY, retry_at=until)
+            )
+        await self._store.record_attempts(results)
+
     async def _send_batch(
         self, account: Account, handler: ProviderHandler, candidates: list[MessageRecord]
     ) -> None:
@@ -198,6 +234,7 @@ class Dispatcher:
             response = await execute(self._client, request)
         except _NOT_SENT as exc:
             self._metrics.provider_failed(account.provider, exc)
+            self._breaker.failed(account.name)
             refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))
             await self._store.record_attempts(
                 [await self._retry(account, m, refused) for m in messages]
@@ -205,6 +242,7 @@ class Dispatcher:
             return
         except httpx.HTTPError as exc:
             self._metrics.provider_failed(account.provider, exc)
+            self._breaker.failed(account.name)
             text = redact(f"{type(exc).__name__}: {exc}", secrets)
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
@@ -222,6 +260,14 @@ class Dispatcher:
             latency_ms=round(elapsed * 1000, 1),
         )
         results = handler.parse_send_response(account, batch, response)
+        if (
+            response.status_code >= 500
+            or response.status_code == 429
+            or all(r.outcome is Outcome.TRANSIENT for r in results)
+        ):
+            self._breaker.failed(account.name)
+        else:
+            self._breaker.answered(account.name)
         await self._record(
             account,
             handler,

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from service.app import create_app
 from tests.conftest import TOKEN, error_of, running_gateway
 
 
@@ -67,3 +72,51 @@ async def test_an_oversized_body_is_refused_before_it_is_read(tmp_path: Path) ->
     async with running_gateway(tmp_path, max_body=1000) as gw:
         answer = await gw.api.post("/v1/messages", content=b"x" * 1001)
         assert answer.status_code == 413 and error_of(answer)["code"] == "payload_too_large"
+
+
+PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+
+
+def guarded_routes(app: Starlette) -> list[tuple[str, str]]:
+    """(method, path) of every API route, path parameters filled with a plausible value."""
+    found = []
+    for route in app.routes:
+        if not isinstance(route, Route) or not route.path.startswith(("/v1/", "/metrics")):
+            continue
+        path = re.sub(r"\{[^}]+\}", "sandbox", route.path)
+        found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    return found
+
+
+async def test_every_api_route_needs_the_bearer_token(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=10_000) as gw:
+        app = create_app(gw.settings)
+        routes = guarded_routes(app)
+        assert len(routes) >= 20 and ("GET", "/metrics") in routes
+        for method, path in routes:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+                answer = await gw.raw.request(method, path, headers=headers, json={})
+                assert answer.status_code == 401, (method, path, headers, answer.status_code)
+                assert answer.headers["www-authenticate"] == "Bearer"
+        for path in PUBLIC:
+            assert (await gw.raw.get(path)).status_code == 200
+
+
+async def test_every_callback_needs_its_accounts_key(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=10_000) as gw:
+        for kind in ("dlr", "inbound"):
+            base = f"/callbacks/sandbox/{kind}"
+            for method in ("GET", "POST"):
+                assert (await gw.raw.request(method, base)).status_code == 401
+                assert (await gw.raw.request(method, base + "?key=wrong")).status_code == 403
+                assert (await gw.raw.request(method, base + "?key=")).status_code == 401
+            assert (await gw.raw.post(f"/callbacks/nobody/{kind}?key=x")).status_code == 404
+
+
+async def test_failed_console_sign_ins_are_throttled_too(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=2) as gw:
+        tries = [
+            (await gw.raw.post("/console/login", data={"token": "guess"})).status_code
+            for _ in range(3)
+        ]
+        assert tries == [401, 401, 429]

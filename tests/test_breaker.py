@@ -1,0 +1,94 @@
+"""The per-account circuit breaker: an outage costs the provider no traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from service.breaker import CircuitBreaker
+from tests.conftest import Gateway, eventually
+from tests.fake_connectel import FakeConnectel
+from tests.servers import serve
+from tests.test_dispatcher import TOKEN, connectel_setup, settle
+
+
+async def events_of(gateway: Gateway, ids: list[str]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for message_id in ids:
+        found.extend((await gateway.message(message_id))["events"])
+    return found
+
+
+def test_the_circuit_opens_after_the_threshold_and_lets_one_probe_through() -> None:
+    breaker = CircuitBreaker(threshold=3, cooldown=10)
+    for _ in range(2):
+        breaker.failed("a", now=100)
+    assert breaker.open_until("a", now=100) is None
+    breaker.failed("a", now=101)
+    assert breaker.open_until("a", now=105) == 111
+    assert breaker.open_until("b", now=105) is None
+    # After the cooldown the next request is the probe; failing, it reopens the circuit.
+    assert breaker.open_until("a", now=111) is None
+    breaker.failed("a", now=112)
+    assert breaker.open_until("a", now=113) == 122
+
+
+def test_an_answer_closes_the_circuit() -> None:
+    breaker = CircuitBreaker(threshold=2, cooldown=10)
+    breaker.failed("a", now=0)
+    breaker.failed("a", now=0)
+    breaker.answered("a")
+    assert breaker.open_until("a", now=1) is None
+    breaker.failed("a", now=2)
+    assert breaker.open_until("a", now=3) is None
+
+
+async def test_an_outage_opens_the_circuit_and_routed_messages_fail_over(tmp_path: Path) -> None:
+    backup = FakeConnectel(TOKEN)
+    async with (
+        connectel_setup(
+            tmp_path, pattern="loop", breaker_threshold=2, breaker_cooldown=60, max_attempts=20
+        ) as (gateway, fake),
+        serve(backup.app) as backup_url,
+    ):
+        await gateway.add_account(
+            name="backup",
+            provider="connectel",
+            credentials={"token": TOKEN},
+            sender="IKEA",
+            base_url=backup_url,
+            pattern="loop",
+            priority=50,
+        )
+        fake.fail_next = [503] * 50
+        sent = await gateway.send(to=[f"+4670000000{n}" for n in range(1, 6)], text="outage")
+        ids = [m["id"] for m in sent]
+
+        async def moved() -> bool:
+            accounts = [(await gateway.message(i))["account"] for i in ids]
+            return set(accounts) == {"backup"}
+
+        await eventually(moved)
+        # Two failures in a row opened the circuit: nothing more reached the provider.
+        assert fake.requests_seen == 2
+        assert len(backup.sent) == 5
+        failovers = [e for e in await events_of(gateway, ids) if e["event"] == "message.failover"]
+        assert {e["error_code"] for e in failovers} == {"circuit_open"}
+
+
+async def test_after_the_cooldown_a_probe_that_succeeds_closes_the_circuit(
+    tmp_path: Path,
+) -> None:
+    async with connectel_setup(
+        tmp_path, pattern="loop", breaker_threshold=2, breaker_cooldown=0.5, max_attempts=20,
+        backoff_base=0.01,
+    ) as (gateway, fake):  # fmt: skip
+        fake.fail_next = [503, 503]
+        sent = await gateway.send(
+            to=["+46700000001", "+46700000002"], text="recovers", account="conn"
+        )
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        ids = [m["id"] for m in sent]
+        events = [e for e in await events_of(gateway, ids) if e["event"] == "message.retry"]
+        assert {e["error_code"] for e in events} >= {"circuit_open"}
