@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -12,12 +13,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from handlers import handler_for
+from handlers.base import WireRequest
 from service.accounts import account_from_body, public_view, secret_values
 from service.clock import iso_ago
 from service.compose import compose
 from service.dispatcher import execute
 from service.errors import BadRequest, NotFound, ProviderFailed, ValidationFailed
-from service.model import OPTED_OUT, OPTED_OUT_TEXT, Status
+from service.model import OPTED_OUT, OPTED_OUT_TEXT, Account, Balance, Status
 from service.redact import redact
 from service.runtime import Runtime
 from service.store.protocol import Event, MessageFilter, MessageRecord
@@ -75,9 +77,22 @@ def event_view(e: Event) -> dict[str, Any]:
     return {"id": e.id, "ts": e.ts, "event": e.event, **e.data}
 
 
-async def send_messages(request: Request) -> Response:
-    rt = runtime(request)
-    body = await read_json(request)
+def idempotency_of(scope: str, key: str, body: Any) -> tuple[str, str]:
+    """The (key, body hash) the store deduplicates a send by; `scope` keeps one
+    client's keys apart from another's."""
+    if not 1 <= len(key) <= 200:
+        raise ValidationFailed("Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return f"{scope}:{key}", hashlib.sha256(canonical).hexdigest()
+
+
+async def queue_messages(
+    rt: Runtime, body: Any, idempotency: tuple[str, str] | None = None
+) -> Mapping[str, Any]:
+    """Validate a send request and put its messages in the outbox: the 202 body.
+
+    The API and the web console both send through here.
+    """
     messages, response = await compose(body, rt.directory, rt.compose_rules)
     opted_out = await rt.store.suppressed([m.to for m in messages])
     if opted_out:
@@ -86,20 +101,20 @@ async def send_messages(request: Request) -> Response:
             if view["to"] in opted_out:
                 view["status"] = Status.FAILED.value
                 view["error"] = {"code": OPTED_OUT, "message": OPTED_OUT_TEXT}
+    given = await rt.store.enqueue(messages, response, idempotency)
+    rt.wake_dispatcher()
+    return given
+
+
+async def send_messages(request: Request) -> Response:
+    rt = runtime(request)
+    body = await read_json(request)
     key = request.headers.get("idempotency-key")
     idempotency = None
     if key is not None:
-        if not 1 <= len(key) <= 200:
-            raise ValidationFailed(
-                "Idempotency-Key must be 1-200 characters", field="Idempotency-Key"
-            )
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         token = request.headers.get("authorization", "")
-        scope = hashlib.sha256(token.encode()).hexdigest()[:16]
-        idempotency = (f"{scope}:{key}", hashlib.sha256(canonical).hexdigest())
-    given = await rt.store.enqueue(messages, response, idempotency)
-    rt.wake_dispatcher()
-    return JSONResponse(given, status_code=202)
+        idempotency = idempotency_of(hashlib.sha256(token.encode()).hexdigest()[:16], key, body)
+    return JSONResponse(await queue_messages(rt, body, idempotency), status_code=202)
 
 
 async def get_message(request: Request) -> Response:
@@ -111,34 +126,58 @@ async def get_message(request: Request) -> Response:
     return JSONResponse({**message_view(message), "events": [event_view(e) for e in events]})
 
 
+def message_filter(query: Mapping[str, str]) -> MessageFilter:
+    """History filters from query parameters; an unknown status is refused."""
+    status = query.get("status", "")
+    if status and status not in Status.__members__.values():
+        raise ValidationFailed(f"unknown status {status!r}", field="status")
+    return MessageFilter(status=status, account=query.get("account", ""), to=query.get("to", ""))
+
+
 async def list_messages(request: Request) -> Response:
     rt = runtime(request)
     limit, cursor = page_args(request)
-    status = request.query_params.get("status", "")
-    if status and status not in Status.__members__.values():
-        raise ValidationFailed(f"unknown status {status!r}", field="status")
-    filters = MessageFilter(
-        status=status,
-        account=request.query_params.get("account", ""),
-        to=request.query_params.get("to", ""),
-    )
-    rows = await rt.store.list_messages(filters, limit, cursor)
+    rows = await rt.store.list_messages(message_filter(request.query_params), limit, cursor)
     next_cursor = str(rows[-1].seq) if len(rows) == limit else None
     return JSONResponse({"messages": [message_view(m) for m in rows], "next_cursor": next_cursor})
 
 
-async def stats(request: Request) -> Response:
-    rt = runtime(request)
+async def stats_body(rt: Runtime) -> dict[str, Any]:
+    """The /v1/stats body: kept counters, with reports unmatched past the TTL."""
     result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
-    return JSONResponse(result.as_body())
+    return result.as_body()
+
+
+async def stats(request: Request) -> Response:
+    return JSONResponse(await stats_body(runtime(request)))
+
+
+async def add_account(rt: Runtime, body: Any) -> Account:
+    account = account_from_body(body)
+    await rt.store.create_account(account)
+    rt.directory.invalidate()
+    return account
+
+
+async def change_account(rt: Runtime, existing: Account, body: Any) -> Account:
+    """`existing` with a PATCH body applied and stored; secrets sent as the mask stay."""
+    if isinstance(body, dict) and "name" in body and body["name"] != existing.name:
+        raise ValidationFailed("an account cannot be renamed", field="name")
+    account = account_from_body(body, existing)
+    await rt.store.update_account(account)
+    rt.directory.invalidate()
+    return account
+
+
+async def remove_account(rt: Runtime, name: str) -> None:
+    await rt.store.delete_account(name)
+    rt.directory.invalidate()
 
 
 async def accounts(request: Request) -> Response:
     rt = runtime(request)
     if request.method == "POST":
-        account = account_from_body(await read_json(request))
-        await rt.store.create_account(account)
-        rt.directory.invalidate()
+        account = await add_account(rt, await read_json(request))
         return JSONResponse(public_view(account, rt.settings.base_url), status_code=201)
     return JSONResponse(
         {"accounts": [public_view(a, rt.settings.base_url) for a in await rt.directory.all()]}
@@ -152,34 +191,39 @@ async def account(request: Request) -> Response:
     if existing is None:
         raise NotFound(f"no account named {name!r}", field="name")
     if request.method == "DELETE":
-        await rt.store.delete_account(name)
-        rt.directory.invalidate()
+        await remove_account(rt, name)
         return Response(status_code=204)
     if request.method == "PATCH":
-        body = await read_json(request)
-        if isinstance(body, dict) and "name" in body and body["name"] != name:
-            raise ValidationFailed("an account cannot be renamed", field="name")
-        existing = account_from_body(body, existing)
-        await rt.store.update_account(existing)
-        rt.directory.invalidate()
+        existing = await change_account(rt, existing, await read_json(request))
     return JSONResponse(public_view(existing, rt.settings.base_url))
 
 
-async def balance(request: Request) -> Response:
-    rt = runtime(request)
-    acct = await rt.directory.require(request.path_params["account"])
+def balance_call(acct: Account) -> WireRequest | None:
+    """The provider's balance request for this account; None where it has none."""
     handler = handler_for(acct.provider)
-    wire = handler.balance_request(acct, acct.base_url or handler.public_base_url)
+    return handler.balance_request(acct, acct.base_url or handler.public_base_url)
+
+
+async def fetch_balance(rt: Runtime, acct: Account) -> Balance:
+    """Ask the provider; NotFound where it has no balance call, ProviderFailed (with the
+    account's secrets scrubbed) when the call fails."""
+    wire = balance_call(acct)
     if wire is None:
         raise NotFound(
             f"{acct.provider} has no balance call", field="account", code="not_supported"
         )
     try:
-        answer = handler.parse_balance(acct, await execute(rt.client, wire))
+        return handler_for(acct.provider).parse_balance(acct, await execute(rt.client, wire))
     except Exception as exc:
         raise ProviderFailed(
             redact(f"the provider's balance call failed: {exc}", secret_values(acct))
         ) from exc
+
+
+async def balance(request: Request) -> Response:
+    rt = runtime(request)
+    acct = await rt.directory.require(request.path_params["account"])
+    answer = await fetch_balance(rt, acct)
     return JSONResponse(
         {"account": acct.name, "balance": answer.amount, "currency": answer.currency or None}
     )

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from service import api, callbacks, events_api, inbound_api
+from service import api, callbacks, events_api, inbound_api, web
 from service.clock import iso_ago
 from service.errors import SmsgwError
 from service.metrics import CallbackCounter, Metrics
@@ -73,9 +73,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(settings, metrics=app_metrics) as runtime:
             app.state.runtime = runtime
-            _log.info(
-                "smsgw.started", public_url=settings.base_url, store=str(settings.sqlite_path)
-            )
+            _log.info("smsgw.started", public_url=settings.base_url, store=settings.store_name)
             try:
                 yield
             finally:
@@ -92,6 +90,7 @@ def create_app(settings: Settings) -> Starlette:
             *events_api.ROUTES,
             *callbacks.ROUTES,
             Mount("/sandbox", routes=sandbox.routes),
+            web.console(settings),
         ],
         middleware=[
             Middleware(CallbackCounter, metrics=app_metrics),

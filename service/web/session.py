@@ -1,0 +1,241 @@
+"""Console sign-in: signed session cookies, CSRF tokens, and the middleware that needs them.
+
+Nothing is stored on the server. The cookie holds an expiry and a random nonce, signed
+with HMAC-SHA256 under a key derived from every configured API token: any process with
+the same tokens accepts it, and changing the tokens ends every session at once. The
+cookie never holds a token, only what the key signed. A session's CSRF token is the
+HMAC of its nonce, so forms carry it without the server remembering it.
+
+Signing out clears the cookie in that browser; a copied cookie stays valid until it
+expires (`[web] session_ttl`), as with any stateless session.
+
+A failed sign-in answers 401, so service.middleware.AuthThrottle counts it with every
+other failed authentication from that address.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl, quote
+
+from starlette._utils import get_route_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+COOKIE = "smsgw_session"
+PREFIX = "/console"
+LOGIN = f"{PREFIX}/login"
+CSRF_FIELD = "csrf"
+_PUBLIC = ("/login", "/static/")
+# Pages hold phone numbers and message texts: no caching, no framing, no foreign code.
+SECURITY_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        b"form-action 'self'; frame-ancestors 'none'",
+    ),
+)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    nonce: str
+    expires: int
+    csrf: str
+
+    @property
+    def scope(self) -> str:
+        """Names this session's idempotency keys without revealing its nonce."""
+        return "web-" + hashlib.sha256(self.nonce.encode()).hexdigest()[:16]
+
+
+class SessionSigner:
+    def __init__(
+        self, tokens: tuple[str, ...], ttl: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._tokens = [t.encode() for t in tokens]
+        material = b"\0".join(sorted(self._tokens))
+        self._key = hmac.new(material, b"smsgw console session v1", hashlib.sha256).digest()
+        self.ttl = int(ttl)
+        self._clock = clock
+
+    def token_ok(self, given: str) -> bool:
+        # Compare against every token so the time taken does not reveal which matched.
+        matched = False
+        for known in self._tokens:
+            matched |= hmac.compare_digest(given.encode(), known)
+        return matched
+
+    def _sign(self, purpose: str, value: str) -> str:
+        return _b64(hmac.new(self._key, f"{purpose}|{value}".encode(), hashlib.sha256).digest())
+
+    def issue(self) -> tuple[str, Session]:
+        """A new session and the cookie value that carries it."""
+        nonce = secrets.token_urlsafe(18)
+        expires = int(self._clock()) + self.ttl
+        payload = f"{expires}.{nonce}"
+        return f"{payload}.{self._sign('session', payload)}", self._session(nonce, expires)
+
+    def _session(self, nonce: str, expires: int) -> Session:
+        return Session(nonce, expires, self._sign("csrf", nonce))
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session a cookie carries, or None when it is absent, forged or expired."""
+        if not cookie or not self._tokens:
+            return None
+        payload, _, signature = cookie.rpartition(".")
+        expires, _, nonce = payload.partition(".")
+        if not hmac.compare_digest(signature.encode(), self._sign("session", payload).encode()):
+            return None
+        if not expires.isdigit() or int(expires) <= self._clock():
+            return None
+        return self._session(nonce, int(expires))
+
+    @staticmethod
+    def csrf_ok(session: Session, given: str) -> bool:
+        return hmac.compare_digest(given.encode(), session.csrf.encode())
+
+
+def cookie_of(scope: Scope) -> str | None:
+    header = dict(scope["headers"]).get(b"cookie")
+    if header is None:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header.decode("latin-1"))
+    except CookieError:  # a malformed Cookie header is simply no session
+        return None
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def safe_next(target: str) -> str:
+    """Where to go after signing in: only a console page, never another site."""
+    if target.startswith(f"{PREFIX}/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return f"{PREFIX}/"
+
+
+class ConsoleAuth:
+    """Every console page but sign-in and static files needs a session; every POST also
+    needs the session's CSRF token in its form, checked before the page sees the request.
+
+    The parsed form is left in `scope["state"]["console_form"]` and the body replayed,
+    so a page reads its form once, already checked.
+    """
+
+    def __init__(
+        self, app: ASGIApp, signer: SessionSigner, forbidden: Callable[[Session], bytes]
+    ) -> None:
+        self.app = app
+        self._signer = signer
+        self._forbidden = forbidden
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def secured_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        state = scope.setdefault("state", {})
+        if get_route_path(scope).startswith(_PUBLIC):
+            await self.app(scope, receive, secured_send)
+            return
+        session = self._signer.read(cookie_of(scope))
+        if session is None:
+            await _redirect_to_login(scope, secured_send)
+            return
+        state["console_session"] = session
+        if scope["method"] == "POST":
+            body = await _read_body(receive)
+            form = _form(scope, body)
+            if form is None or not self._signer.csrf_ok(session, _first(form, CSRF_FIELD)):
+                await _send_html(secured_send, 403, self._forbidden(session))
+                return
+            state["console_form"] = form
+            receive = _replay(body, receive)
+        await self.app(scope, receive, secured_send)
+
+
+def _first(form: list[tuple[str, str]], key: str) -> str:
+    return next((value for name, value in form if name == key), "")
+
+
+def _form(scope: Scope, body: bytes) -> list[tuple[str, str]] | None:
+    content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip()
+    if content_type != b"application/x-www-form-urlencoded":
+        return None
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _redirect_to_login(scope: Scope, send: Send) -> None:
+    target = scope["path"] + (f"?{scope['query_string'].decode()}" if scope["query_string"] else "")
+    location = f"{LOGIN}?next={quote(target, safe='')}"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_html(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
