@@ -3,8 +3,9 @@
 After `threshold` requests in a row fail in a way that shows the provider is down
 (no connection, 5xx, 429), the account's circuit opens for `cooldown` seconds: its
 messages are not sent but rescheduled or failed over, so an outage costs the
-provider no traffic and us no timeouts. The first request after the cooldown is the
-probe: an answer closes the circuit, another failure opens it again.
+provider no traffic and us no timeouts. Requests already in flight when it opens
+finish; none start. After the cooldown the circuit is half open: one request, the
+probe, goes alone, and its answer closes the circuit or its failure opens it again.
 
 State is per process, like the rate limits: each dispatcher learns for itself.
 """
@@ -38,6 +39,13 @@ class CircuitBreaker:
             return None
         until = circuit.opened_at + self._cooldown
         return until if (time.time() if now is None else now) < until else None
+
+    def half_open(self, account: str, now: float | None = None) -> bool:
+        """True when the cooldown is over and the next request is the probe."""
+        circuit = self._circuits.get(account)
+        if circuit is None or circuit.failures < self._threshold:
+            return False
+        return self.open_until(account, now) is None
 
     def failed(self, account: str, now: float | None = None) -> None:
         circuit = self._circuits.setdefault(account, _Circuit())

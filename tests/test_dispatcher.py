@@ -104,7 +104,9 @@ async def test_a_loop_account_sends_one_request_per_message(tmp_path: Path) -> N
     async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
         sent = await gateway.send(to=["+46700000001", "+46700000002"], text="loop", account="conn")
         await settle(gateway, fake, [m["id"] for m in sent])
-        assert [s["recipient"] for s in fake.sent] == ["46700000001", "46700000002"]
+        # Side by side, so in either order.
+        assert fake.requests_seen == 2
+        assert sorted(s["recipient"] for s in fake.sent) == ["46700000001", "46700000002"]
 
 
 async def test_reports_racing_ahead_of_the_send_answer_are_applied(tmp_path: Path) -> None:
@@ -167,6 +169,28 @@ async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:
         [message] = await gateway.send(to="+46700000001", text="slow down", account="conn")
         await settle(gateway, fake, [message["id"]])
         assert time.monotonic() - started >= 1.0
+
+
+async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
+    tmp_path: Path,
+) -> None:
+    async with connectel_setup(tmp_path, pattern="loop", concurrency=3) as (gateway, fake):
+        fake.hang_next, fake.hang_seconds = 4, 30.0
+        sent = await gateway.send(
+            to=[f"+4670000000{n}" for n in range(1, 5)], text="side by side", account="conn"
+        )
+
+        async def hanging(count: int) -> bool:
+            return len(fake.sent) == count
+
+        await eventually(lambda: hanging(3))
+        await asyncio.sleep(0.3)
+        assert len(fake.sent) == 3  # the fourth waits for a free slot
+        fake.release_hung()
+        await eventually(lambda: hanging(4))
+        fake.release_hung()
+        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"} and fake.requests_seen == 4
 
 
 async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -> None:

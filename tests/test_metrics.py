@@ -262,7 +262,9 @@ async def test_a_request_that_times_out_is_counted_as_a_timeout(tmp_path: Path) 
 
 
 async def test_the_outbox_depth_counts_messages_waiting_and_in_flight(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, pattern="loop", request_timeout=10.0) as (gateway, fake):
+    # One request at a time: the first message hangs in flight while the second waits.
+    one_at_a_time = connectel_setup(tmp_path, pattern="loop", request_timeout=10.0, concurrency=1)
+    async with one_at_a_time as (gateway, fake):
         fake.hang_next, fake.hang_seconds = 1, 10.0
         sent = await gateway.send(to=["+46700000001", "+46700000002"], text="q", account="conn")
 
