@@ -192,6 +192,11 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
+def _percentile(out: str, label: str) -> float:
+    # Anchored: the Stdev column can read "75.50%" too.
+    return _ms(re.search(rf"^\s*{label}\s+(\S+)$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+
+
 def wrk(
     url: str,
     *,
@@ -235,8 +240,8 @@ def wrk(
         requests=int(requests),
         seconds=_ms(took + unit) / 1000,
         throughput=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        p50_ms=_ms(re.search(r"50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
-        p99_ms=_ms(re.search(r"99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
+        p50_ms=_percentile(out, "50%"),
+        p99_ms=_percentile(out, "99%"),
         errors=errors,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
     )
