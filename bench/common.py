@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -206,9 +206,12 @@ def wrk(
     start: int = 0,
     stride: int = 1,
     limit: int = 0,
+    until: Callable[[], bool] | None = None,
 ) -> WrkResult:
     """Drive `url` with Connectel DLRs for request IDs start, start+stride, ... ; with
     `limit`, each thread stops after that many requests (or when `seconds` run out).
+    wrk itself always waits out `seconds`, so a bounded run names `until`: polled, and
+    once true wrk is interrupted, which makes it print its figures and exit.
 
     wrk runs on one thread by default: on a 2-core machine the other core is the
     server's, and both servers under comparison get the same share.
@@ -230,7 +233,14 @@ def wrk(
         str(threads),
         str(limit),
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    while until is not None and process.poll() is None and not until():
+        time.sleep(0.2)
+    if process.poll() is None and until is not None:
+        process.send_signal(signal.SIGINT)
+    out, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{out}")
     if " requests in " not in out:
         raise RuntimeError(f"wrk said:\n{out}")
     requests, took, unit = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out).groups()  # type: ignore[union-attr]

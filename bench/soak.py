@@ -14,6 +14,7 @@ import asyncio
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,34 @@ def main() -> None:
     samples: list[tuple[float, float]] = []
     with serving(smsgw_serve(data, port), settings_env(data), port) as smsgw:
         url = dlr_url(smsgw.url)
-        wrk(url, seconds=600, connections=args.connections, start=args.callbacks, limit=WARM_UP)
+
+        def delivered() -> int:
+            answer = httpx.get(
+                smsgw.url + "/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"}
+            )
+            return int(answer.json()["total"]["delivered"])
+
+        def stopped() -> Callable[[], bool]:
+            """True once wrk's threads hit their limit: no report delivered for 1 s.
+            (A thread stops with its last requests unsent, so no exact count waits.)"""
+            seen = [-1, time.monotonic()]
+
+            def check() -> bool:
+                now, count = time.monotonic(), delivered()
+                if count != seen[0]:
+                    seen[:] = [count, now]
+                return count > 0 and now - seen[1] > 1.0
+
+            return check
+
+        wrk(
+            url,
+            seconds=600,
+            connections=args.connections,
+            start=args.callbacks,
+            limit=WARM_UP,
+            until=stopped(),
+        )
         rss_start = smsgw.rss_mib()
         done = threading.Event()
 
@@ -59,17 +87,22 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        run = wrk(url, seconds=3600, connections=args.connections, limit=args.callbacks)
+        run = wrk(
+            url,
+            seconds=3600,
+            connections=args.connections,
+            limit=args.callbacks,
+            until=stopped(),
+        )
         done.set()
         rss_end = smsgw.rss_mib()
-        stats = httpx.get(smsgw.url + "/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"})
-        delivered = stats.json()["total"]["delivered"]
+        final = delivered()
     growth = rss_end / rss_start - 1
     print(f"callbacks {run.requests} in {run.seconds:.0f} s ({run.throughput:.0f}/s)")
     print(f"latency   p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms")
     print(f"rss       {rss_start:.1f} MiB after warm-up, {rss_end:.1f} MiB at the end")
     print(f"growth    {growth * 100:+.1f}% (target <= 10%)")
-    print(f"delivered {delivered} of {total} messages; errors {run.errors}, non-2xx {run.non_2xx}")
+    print(f"delivered {final} of {total} messages; errors {run.errors}, non-2xx {run.non_2xx}")
     path = write_result(
         "soak",
         {
@@ -78,7 +111,7 @@ def main() -> None:
             "rss_mib_end": round(rss_end, 1),
             "growth": round(growth, 4),
             "samples": samples,
-            "delivered": delivered,
+            "delivered": final,
         },
     )
     print(f"results   {path}")
