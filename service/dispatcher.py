@@ -122,29 +122,30 @@ class Dispatcher:
             bucket = self._buckets[name] = TokenBucket(rate)
         batches = list(self._batches(account, handler, messages))
         sending: list[asyncio.Task[None]] = []
-        for index, batch in enumerate(batches):
-            # Checked before each request: an outage found mid-pass stops the pass.
-            open_until = self._breaker.open_until(name)
-            if open_until is not None:
-                left = [m for later in batches[index:] for m in later]
-                await self._postpone(account, left, open_until)
-                break
-            await bucket.acquire(len(batch))
-            if self._breaker.half_open(name):
-                # The probe goes alone: its answer decides whether the rest are sent.
-                async with self._in_flight:
-                    await self._send_batch(account, handler, batch)
-                continue
-            # Taken here, not in the task: no more requests start than the limit allows.
-            await self._in_flight.acquire()
-            sending.append(asyncio.create_task(self._send_then_release(account, handler, batch)))
-        # Every request runs to its end even when another fails: a cancelled one could
-        # leave a message the provider accepted looking unsent.
-        failures = [
-            outcome
-            for outcome in await asyncio.gather(*sending, return_exceptions=True)
-            if isinstance(outcome, BaseException)
-        ]
+        try:
+            for index, batch in enumerate(batches):
+                # Checked before each request: an outage found mid-pass stops the pass.
+                open_until = self._breaker.open_until(name)
+                if open_until is not None:
+                    left = [m for later in batches[index:] for m in later]
+                    await self._postpone(account, left, open_until)
+                    break
+                await bucket.acquire(len(batch))
+                if self._breaker.half_open(name):
+                    # The probe goes alone: its answer decides whether the rest are sent.
+                    async with self._in_flight:
+                        await self._send_batch(account, handler, batch)
+                    continue
+                # Taken here, not in the task: no more requests start than the limit allows.
+                await self._in_flight.acquire()
+                sending.append(
+                    asyncio.create_task(self._send_then_release(account, handler, batch))
+                )
+        finally:
+            # Every request runs to its end, even when another fails or this pass is
+            # stopped: a cancelled one could leave a message the provider took looking unsent.
+            outcomes = await asyncio.gather(*sending, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             raise failures[0]
 
