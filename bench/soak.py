@@ -59,13 +59,14 @@ def main() -> None:
         def stopped() -> Callable[[], bool]:
             """True once wrk's threads hit their limit: no report delivered for 1 s.
             (A thread stops with its last requests unsent, so no exact count waits.)"""
-            seen = [-1, time.monotonic()]
+            last_count, last_change = -1, time.monotonic()
 
             def check() -> bool:
+                nonlocal last_count, last_change
                 now, count = time.monotonic(), delivered()
-                if count != seen[0]:
-                    seen[:] = [count, now]
-                return count > 0 and now - seen[1] > 1.0
+                if count != last_count:
+                    last_count, last_change = count, now
+                return count > 0 and now - last_change > 1.0
 
             return check
 

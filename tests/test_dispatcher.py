@@ -180,14 +180,14 @@ async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
             to=[f"+4670000000{n}" for n in range(1, 5)], text="side by side", account="conn"
         )
 
-        async def hanging(count: int) -> bool:
+        async def arrived(count: int) -> bool:
             return len(fake.sent) == count
 
-        await eventually(lambda: hanging(3))
+        await eventually(lambda: arrived(3))
         await asyncio.sleep(0.3)
         assert len(fake.sent) == 3  # the fourth waits for a free slot
         fake.release_hung()
-        await eventually(lambda: hanging(4))
+        await eventually(lambda: arrived(4))
         fake.release_hung()
         statuses = await settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"} and fake.requests_seen == 4
