@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from service.model import Status
 from service.reconcile import (
+    COUNTER_NAMES,
     FINAL,
     RANK,
     Counters,
@@ -126,6 +127,13 @@ def test_summing_deltas_along_any_path_equals_the_counters_of_the_end_state(
         kept = kept + counter_delta(previous, status)
         previous = status
     assert kept == derive_counters([(previous, 1)])
+
+
+def test_counters_as_a_tuple_hold_every_counter_in_the_order_of_counter_names() -> None:
+    values = range(1, len(COUNTER_NAMES) + 1)
+    counters = Counters(**dict(zip(COUNTER_NAMES, values, strict=True)))
+    assert counters.as_tuple() == tuple(values)
+    assert counters.as_dict() == dict(zip(COUNTER_NAMES, values, strict=True))
 
 
 @given(st.lists(st.tuples(statuses, st.integers(0, 50)), max_size=9))

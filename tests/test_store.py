@@ -268,6 +268,37 @@ async def test_a_failing_write_does_not_spoil_the_others_committed_with_it(
     assert await store.get_message("m1") is not None
 
 
+async def test_a_failing_write_leaves_no_event_or_counter_among_those_committed_with_it(
+    tmp_path: Path,
+) -> None:
+    seen: list[Event] = []
+    store = await open_store(tmp_path, seen)
+    sql_store = cast(SqlStore, store)
+
+    async def counted(tx: Tx, name: str) -> None:
+        await tx.event(name)
+        tx.add_counters("acc", Counters(requests=1))
+
+    async def failing(tx: Tx) -> None:
+        await counted(tx, "test.failed")
+        raise Conflict("this write fails after its event and counter change")
+
+    results = await asyncio.gather(
+        sql_store._write(lambda tx: counted(tx, "test.first")),
+        sql_store._write(failing),
+        sql_store._write(lambda tx: counted(tx, "test.last")),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Conflict)
+    stored = await store.events_after(0, 100)
+    stats = await store.stats("")
+    await store.close()
+    assert [e.event for e in stored] == ["test.first", "test.last"]
+    assert [(e.event, e.id) for e in seen] == [(e.event, e.id) for e in stored]
+    assert stored[0].id < stored[1].id
+    assert stats.total.requests == 2
+
+
 async def test_concurrent_reports_are_each_counted_exactly_once(store: Store) -> None:
     ids = [f"m{i}" for i in range(60)]
     await store.enqueue([new_message(i) for i in ids], {})

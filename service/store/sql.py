@@ -319,6 +319,13 @@ class Tx(ABC):
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._counters: dict[str, Counters] = {}
+        self._now = ""
+
+    def now(self) -> str:
+        """The transaction's moment: every timestamp it writes is the same one."""
+        if not self._now:
+            self._now = iso_now()
+        return self._now
 
     @abstractmethod
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
@@ -356,7 +363,7 @@ class Tx(ABC):
         """Write one event; returns its id."""
 
     async def event(self, name: str, message_id: str = "", account: str = "", **data: Any) -> Event:
-        ts = iso_now()
+        ts = self.now()
         event_id = await self._store_event(
             ts, name, message_id, account, json.dumps(data, separators=(",", ":"))
         )
@@ -367,16 +374,25 @@ class Tx(ABC):
     def add_counters(self, account: str, delta: Counters) -> None:
         self._counters[account] = self._counters.get(account, Counters()) + delta
 
+    def take_counters(self) -> dict[str, Counters]:
+        """The counter changes collected so far, handed over once."""
+        counters, self._counters = self._counters, {}
+        return counters
+
     async def finish(self) -> None:
         """Write what the transaction collected, just before it commits."""
-        rows = [
-            (account, *delta.as_tuple())
-            for account, delta in sorted(self._counters.items())
-            if not delta.is_zero()
-        ]
-        self._counters.clear()
-        if rows:
-            await self.executemany(_COUNTER_UPSERT, rows)
+        await write_counters(self, self.take_counters())
+
+
+async def write_counters(tx: Tx, changes: Mapping[str, Counters]) -> None:
+    """Add counter changes to the counters table, accounts in name order."""
+    rows = [
+        (account, *delta.as_tuple())
+        for account, delta in sorted(changes.items())
+        if not delta.is_zero()
+    ]
+    if rows:
+        await tx.executemany(_COUNTER_UPSERT, rows)
 
 
 def _message(row: Sequence[Any]) -> MessageRecord:
@@ -777,7 +793,7 @@ class SqlStore(ABC):
         """Move a message to `new` with its counter delta and its event."""
         row = await tx.fetchone(
             "UPDATE messages SET status = ?, updated_at = ? WHERE id = ? RETURNING submitted_at",
-            (new.value, iso_now(), message_id),
+            (new.value, tx.now(), message_id),
         )
         if reconcile.is_final(new):
             await tx.execute("DELETE FROM polls WHERE message_id = ?", (message_id,))
@@ -922,11 +938,18 @@ class SqlStore(ABC):
                 "ORDER BY id",
                 (account, rid_key, rcpt_key),
             )
+            if not parked:
+                continue
+            matched = await self._matched_messages(tx, account, (rid_key, rcpt_key))
             for row in parked:
                 report = Report(row[2], Status(row[1]), row[3], row[4], row[5])
-                await self._apply_to_parts(
-                    tx, account, report, (rid_key, rcpt_key), row[0], parked=True
+                matched = await self._apply_to_messages(
+                    tx, account, report, (rid_key, rcpt_key), matched, parked=True
                 )
+            await tx.execute(
+                f"UPDATE reports SET message_id = ? WHERE id IN ({placeholders(len(parked))})",
+                (matched[0][0] if matched else None, *(row[0] for row in parked)),
+            )
 
     # -- polling ---------------------------------------------------------------
 
@@ -996,10 +1019,11 @@ class SqlStore(ABC):
             # the parts exist when the report looks for them, or the report is parked
             # when the response looks for parked reports.
             await tx.lock(_key_lock(account, key))
+            matched = await self._matched_messages(tx, account, key)
             report_id = await tx.insert(
                 "INSERT INTO reports (account, rid_key, rcpt_key, status, request_id, "
-                "recipient, error_code, error_text, received_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "recipient, error_code, error_text, received_at, message_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     account,
                     *key,
@@ -1008,7 +1032,8 @@ class SqlStore(ABC):
                     report.recipient,
                     report.error_code,
                     report.error_text,
-                    iso_now(),
+                    tx.now(),
+                    matched[0][0] if matched else None,
                 ),
             )
             details = {
@@ -1017,94 +1042,92 @@ class SqlStore(ABC):
                 "error_code": report.error_code,
             }
             if not report_id:
-                message_id = await self._matching_message(tx, account, key)
+                message_id = matched[0][0] if matched else ""
                 await tx.event("dlr.duplicate", message_id, account, **details)
                 return ReportOutcome.DUPLICATE
-            if await self._apply_to_parts(tx, account, report, key, report_id, parked=False):
-                return ReportOutcome.MATCHED
-            await tx.event("dlr.unmatched", "", account, **details)
-            return ReportOutcome.UNMATCHED
+            if not matched:
+                await tx.event("dlr.unmatched", "", account, **details)
+                return ReportOutcome.UNMATCHED
+            await self._apply_to_messages(tx, account, report, key, matched, parked=False)
+            return ReportOutcome.MATCHED
 
         return await self._write(work)
 
-    async def _matching_message(self, tx: Tx, account: str, key: tuple[str, str]) -> str:
-        row = await tx.fetchone(
-            "SELECT message_id FROM message_parts WHERE account = ? AND rid_key = ? "
-            "AND rcpt_key = ? LIMIT 1",
+    async def _matched_messages(
+        self, tx: Tx, account: str, key: tuple[str, str]
+    ) -> list[tuple[str, Status]]:
+        """The messages with a part under `key`, in id order, their rows locked: reports
+        for two parts of one message, taken in two processes, combine one after the
+        other."""
+        rows = await tx.fetchall(
+            "SELECT id, status FROM messages WHERE id IN (SELECT message_id FROM "
+            "message_parts WHERE account = ? AND rid_key = ? AND rcpt_key = ?) "
+            f"ORDER BY id{tx.FOR_UPDATE}",
             (account, *key),
         )
-        return str(row[0]) if row else ""
+        return [(row[0], Status(row[1])) for row in rows]
 
-    async def _apply_to_parts(
+    async def _apply_to_messages(
         self,
         tx: Tx,
         account: str,
         report: Report,
         key: tuple[str, str],
-        report_id: int,
+        matched: list[tuple[str, Status]],
         *,
         parked: bool,
-    ) -> bool:
-        """Apply a report to every part it matches; False when it matches none."""
-        matches = await tx.fetchall(
-            "SELECT message_id, part FROM message_parts "
-            "WHERE account = ? AND rid_key = ? AND rcpt_key = ? ORDER BY message_id, part",
-            (account, *key),
-        )
-        for message_id, part in matches:
-            # The message row's lock comes before its parts are read: reports for two
-            # parts of one message, taken in two processes, combine one after the other.
-            loaded = await self._load(tx, message_id)
-            assert loaded is not None
-            old = loaded[1]
-            parts = {
-                row[0]: Status(row[1])
-                for row in await tx.fetchall(
-                    "SELECT part, status FROM message_parts WHERE message_id = ?",
-                    (message_id,),
-                )
-            }
-            new_part = reconcile.advance(parts[part], report.status)
-            if new_part is not parts[part]:
-                parts[part] = new_part
-                await tx.execute(
-                    "UPDATE message_parts SET status = ? WHERE message_id = ? AND part = ?",
-                    (new_part.value, message_id, part),
-                )
-            ordered = sorted(parts)
-            combined = reconcile.combine_parts([parts[p] for p in ordered], ordered.index(part))
-            new = reconcile.advance(old, combined)
-            await tx.event(
-                "dlr.matched",
-                message_id,
-                account,
-                request_id=report.request_id,
-                status=report.status.value,
-                error_code=report.error_code,
-                error_text=report.error_text,
-                applied=new is not old,
-                parked=parked,
+    ) -> list[tuple[str, Status]]:
+        """Apply a report to every part under `key` of the messages it matched; returns
+        those messages with their statuses now."""
+        after: list[tuple[str, Status]] = []
+        for message_id, old in matched:
+            # Read after the message row's lock (see _matched_messages).
+            rows = await tx.fetchall(
+                "SELECT part, status, rid_key = ? AND rcpt_key = ? FROM message_parts "
+                "WHERE message_id = ? ORDER BY part",
+                (*key, message_id),
             )
-            if new is not old:
-                if new in reconcile.FAILURES:
+            parts = {row[0]: Status(row[1]) for row in rows}
+            ordered = list(parts)
+            for part in (row[0] for row in rows if row[2]):
+                new_part = reconcile.advance(parts[part], report.status)
+                if new_part is not parts[part]:
+                    parts[part] = new_part
                     await tx.execute(
-                        "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
-                        (report.error_code, report.error_text, message_id),
+                        "UPDATE message_parts SET status = ? WHERE message_id = ? AND part = ?",
+                        (new_part.value, message_id, part),
                     )
-                await self._set_status(
-                    tx,
+                combined = reconcile.combine_parts([parts[p] for p in ordered], ordered.index(part))
+                new = reconcile.advance(old, combined)
+                await tx.event(
+                    "dlr.matched",
                     message_id,
                     account,
-                    old,
-                    new,
                     request_id=report.request_id,
+                    status=report.status.value,
                     error_code=report.error_code,
+                    error_text=report.error_text,
+                    applied=new is not old,
+                    parked=parked,
                 )
-        if matches:
-            await tx.execute(
-                "UPDATE reports SET message_id = ? WHERE id = ?", (matches[0][0], report_id)
-            )
-        return bool(matches)
+                if new is not old:
+                    if new in reconcile.FAILURES:
+                        await tx.execute(
+                            "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
+                            (report.error_code, report.error_text, message_id),
+                        )
+                    await self._set_status(
+                        tx,
+                        message_id,
+                        account,
+                        old,
+                        new,
+                        request_id=report.request_id,
+                        error_code=report.error_code,
+                    )
+                    old = new
+            after.append((message_id, old))
+        return after
 
     # -- inbound ---------------------------------------------------------------
 
