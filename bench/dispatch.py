@@ -7,6 +7,10 @@ own process and pushes no reports. `smsgw worker` starts with the messages alrea
 queued, in the batch pattern (bulk requests) and then in the loop pattern (one
 request per message); the figure is messages accepted by the provider per second,
 from the worker's start until the last one is submitted.
+
+For reference, the same Connectel requests also go out through nothing but smsgw's
+pooled httpx client, as many in flight as `dispatch.concurrency` allows: the loop
+pattern cannot be faster than that, as it makes one such request per message.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -29,7 +34,11 @@ from bench.common import (
     settings_env,
     write_result,
 )
-from service.model import Account
+from handlers import handler_for
+from service.dispatcher import execute
+from service.model import Account, OutgoingSms, SendBatch
+from service.runtime import provider_client
+from service.settings import load_settings
 
 FAKE_TOKEN = "bench-fake-token"
 
@@ -76,12 +85,38 @@ def run(pattern: str, messages: int, fake_url: str) -> dict[str, float]:
     }
 
 
+async def bare_client(messages: int, fake_url: str) -> dict[str, float]:
+    """Connectel send requests through the provider client alone, messages/s."""
+    settings = load_settings(settings_env(Path(tempfile.gettempdir())))
+    account = Account("bare", "connectel", credentials={"token": FAKE_TOKEN}, sender="bench")
+    handler = handler_for("connectel")
+    in_flight = asyncio.Semaphore(settings.concurrency)
+
+    async def send(client: httpx.AsyncClient, n: int) -> None:
+        sms = OutgoingSms(f"bare-{n}", f"+4670{n:07d}", "bench", "bench", "GSM-7", 1)
+        batch = SendBatch((sms,), fake_url, "http://127.0.0.1/dlr")
+        async with in_flight:
+            response = await execute(client, handler.send_request(account, batch))
+        if response.status_code != 200:
+            raise SystemExit(f"bare client: HTTP {response.status_code}")
+
+    async with provider_client(settings) as client:
+        started = time.monotonic()
+        await asyncio.gather(*(send(client, n) for n in range(messages)))
+        took = time.monotonic() - started
+    return {
+        "messages": messages,
+        "seconds": round(took, 2),
+        "per_second": round(messages / took, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     args = parser.parse_args()
     port = free_port()
-    results = {}
+    results: dict[str, Any] = {}
     with serving(
         fake_serve(port), settings_env(Path(tempfile.gettempdir())), port, ready="/"
     ) as fake:
@@ -91,6 +126,13 @@ def main() -> None:
                 f"{pattern:6} {results[pattern]['per_second']:8.0f} messages/s "
                 f"({args.messages} in {results[pattern]['seconds']} s; target >= 2000)"
             )
+        results["bare_client"] = asyncio.run(bare_client(args.messages // 4, fake.url))
+    ratio = results["loop"]["per_second"] / results["bare_client"]["per_second"]
+    results["loop_vs_bare_client"] = round(ratio, 3)
+    print(
+        f"client {results['bare_client']['per_second']:8.0f} requests/s through the provider "
+        f"client alone; loop is {ratio:.2f}x that"
+    )
     print(f"results {write_result('dispatch', results)}")
 
 

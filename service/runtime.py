@@ -56,6 +56,17 @@ class Runtime:
         )
 
 
+def provider_client(settings: Settings) -> httpx.AsyncClient:
+    """The one pooled client for provider requests, polls and webhook deliveries."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.request_timeout, connect=min(5.0, settings.request_timeout)),
+        limits=httpx.Limits(
+            max_connections=settings.concurrency * 4,
+            max_keepalive_connections=settings.concurrency * 2,
+        ),
+    )
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings, *, dispatch: bool = True, metrics: Metrics | None = None
@@ -69,13 +80,7 @@ async def running(
     store = open_store(settings, events)
     await store.open()
     directory = AccountDirectory(store)
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.request_timeout, connect=min(5.0, settings.request_timeout)),
-        limits=httpx.Limits(
-            max_connections=settings.concurrency * 4,
-            max_keepalive_connections=settings.concurrency * 2,
-        ),
-    )
+    client = provider_client(settings)
     dispatcher = Dispatcher(store, directory, settings, client, metrics)
     tasks = (
         [
