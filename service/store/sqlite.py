@@ -128,6 +128,9 @@ class _Job:
 
 
 class SqliteStore(SqlStore):
+    CONNECTION: type[sqlite3.Connection] = sqlite3.Connection
+    """The writer connection's class; bench.statements times every statement with it."""
+
     def __init__(
         self,
         path: Path,
@@ -160,7 +163,9 @@ class SqliteStore(SqlStore):
     def _connect_writer(self) -> sqlite3.Connection:
         # Used from the loop and, for BEGIN and COMMIT, from a worker thread, but
         # never from two at once: the writer task awaits each before the next.
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, factory=self.CONNECTION
+        )
         for pragma in self._pragmas():
             db.execute(f"PRAGMA {pragma}")
         return db
