@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -78,6 +79,7 @@ def main() -> None:
         print(f"preloaded {stored} messages in {time.perf_counter() - started:.0f} s")
         # Each case on its own copy, so that neither finds the other's reports.
         copy = Path(shutil.copytree(data, data.with_name(data.name + "-copy")))
+        os.sync()  # or the copy's writeback would slow the commits measured next
         for case, numbers, where in (("spread", spread, data), ("newest", newest, copy)):
             store = open_store(load_settings(settings_env(where)))
             cost = asyncio.run(cost_per_report(store, numbers(stored, args.reports)))
