@@ -124,20 +124,22 @@ class Dispatcher:
         sending: list[asyncio.Task[None]] = []
         try:
             for index, batch in enumerate(batches):
+                await bucket.acquire(len(batch))
+                # Taken here, not in the task: no more requests start than the limit
+                # allows. And taken before the breaker is read: a request that waited
+                # for a slot sees the failures of the requests it waited for.
+                await self._in_flight.acquire()
                 # Checked before each request: an outage found mid-pass stops the pass.
                 open_until = self._breaker.open_until(name)
                 if open_until is not None:
+                    self._in_flight.release()
                     left = [m for later in batches[index:] for m in later]
                     await self._postpone(account, left, open_until)
                     break
-                await bucket.acquire(len(batch))
                 if self._breaker.half_open(name):
                     # The probe goes alone: its answer decides whether the rest are sent.
-                    async with self._in_flight:
-                        await self._send_batch(account, handler, batch)
+                    await self._send_then_release(account, handler, batch)
                     continue
-                # Taken here, not in the task: no more requests start than the limit allows.
-                await self._in_flight.acquire()
                 sending.append(
                     asyncio.create_task(self._send_then_release(account, handler, batch))
                 )
