@@ -5,10 +5,9 @@ job waiting in its queue, runs each inside its own savepoint, and commits them w
 a single COMMIT (one fsync): under load many callbacks share the cost of durability,
 and each caller is answered only after the commit that holds its work. The group
 also shares its writes to the events and counters tables, one statement each (see
-`_Group`). Reads use a
-second connection (aiosqlite, in its own thread), which WAL lets run beside the
-writer. The single writer orders every transaction, so row locks are not needed and
-events are committed in id order.
+`_Group`). Reads use a second connection (aiosqlite, in its own thread), which WAL
+lets run beside the writer. The single writer orders every transaction, so row locks
+are not needed and events are committed in id order.
 
 The writer's statements run on the event loop itself, not in a thread: each takes
 microseconds on an indexed table, while handing it to a thread and back costs a
@@ -29,7 +28,6 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from service.errors import Unavailable
-from service.reconcile import Counters
 from service.sealing import Sealer
 from service.store.protocol import Event, EventSink
 from service.store.sql import Row, SqlStore, Tx, migrate, write_counters
@@ -57,7 +55,8 @@ class _Group:
         self._db = db
         self._last_event_id: int | None = None
         self._event_rows: list[tuple[Any, ...]] = []
-        self._counters: dict[str, Counters] = {}
+        # Collects the jobs' counter changes the way each job's own Tx does.
+        self._tx = _SqliteTx(db, self)
         self.events: list[Event] = []
 
     def next_event_id(self) -> int:
@@ -75,16 +74,15 @@ class _Group:
         self._event_rows.extend(tx.event_rows)
         self.events.extend(tx.events)
         for account, delta in tx.take_counters().items():
-            self._counters[account] = self._counters.get(account, Counters()) + delta
+            self._tx.add_counters(account, delta)
 
     async def write(self) -> None:
-        tx = _SqliteTx(self._db, self)
-        await tx.executemany(
+        await self._tx.executemany(
             "INSERT INTO events (id, ts, event, message_id, account, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             self._event_rows,
         )
-        await write_counters(tx, self._counters)
+        await write_counters(self._tx, self._tx.take_counters())
 
 
 class _SqliteTx(Tx):
