@@ -27,10 +27,9 @@ from typing import Any
 
 import httpx
 
-from service.model import Account
+from service.model import Account, NewMessage
 from service.settings import load_settings
 from service.store import open_store
-from service.store.protocol import NewMessage
 from tests.seeding import submitted
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -35,10 +35,9 @@ from bench.common import (
     write_result,
 )
 from handlers import handler_for
-from service.dispatcher import execute
 from service.model import Account, OutgoingSms, SendBatch
-from service.runtime import provider_client
 from service.settings import load_settings
+from service.transport import execute, provider_client
 
 FAKE_TOKEN = "bench-fake-token"
 

@@ -32,11 +32,10 @@ from bench.common import (
     smsgw_serve,
     write_result,
 )
-from service.model import InboundSms, Report, Status
+from service.model import InboundDecision, InboundSms, Report, Status
 from service.reconcile import match_key
 from service.settings import load_settings
 from service.store import open_store
-from service.store.protocol import InboundDecision
 from tests.seeding import REQUEST_ID, number_of
 
 OUTCOMES = (Status.DELIVERED, Status.DELIVERED, Status.DELIVERED, Status.UNDELIVERED)

@@ -17,12 +17,20 @@ from handlers.base import WireRequest
 from service.accounts import account_from_body, public_view, secret_values
 from service.clock import iso_ago
 from service.compose import compose
-from service.dispatcher import execute
 from service.errors import BadRequest, NotFound, ProviderFailed, ValidationFailed
-from service.model import OPTED_OUT, OPTED_OUT_TEXT, Account, Balance, Status
+from service.model import (
+    OPTED_OUT,
+    OPTED_OUT_TEXT,
+    Account,
+    Balance,
+    Event,
+    MessageFilter,
+    MessageRecord,
+    Status,
+)
 from service.redact import redact
 from service.runtime import Runtime
-from service.store.protocol import Event, MessageFilter, MessageRecord
+from service.transport import execute
 from service.webhooks import webhook_from_body, webhook_view
 
 

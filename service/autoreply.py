@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import SettingsError, ValidationFailed
-from service.model import InboundSms
+from service.model import AutoReplyRule, InboundDecision, InboundFacts, InboundSms, NewMessage
 from service.phone import to_e164
 from service.reconcile import recipient_key
 from service.segments import segment
-from service.store.protocol import AutoReplyRule, InboundDecision, InboundFacts, NewMessage
 
 KINDS = ("keyword", "regex", "default")
 # The words carriers and aggregators treat as opt-out and opt-in (CTIA, Twilio).

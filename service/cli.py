@@ -21,9 +21,9 @@ from service.clock import iso_ago
 from service.compose import compose, parse_automation
 from service.errors import SettingsError, SmsgwError
 from service.logging import configure_logging
+from service.model import MessageFilter
 from service.runtime import running
 from service.settings import Settings, load_settings
-from service.store.protocol import MessageFilter
 
 
 def _parser() -> argparse.ArgumentParser:

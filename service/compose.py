@@ -15,10 +15,9 @@ from typing import Any
 from handlers import handler_for
 from service.accounts import AccountDirectory
 from service.errors import ValidationFailed
-from service.model import Account, Status
+from service.model import Account, NewMessage, Status
 from service.phone import to_e164
 from service.segments import segment
-from service.store.protocol import NewMessage
 
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")

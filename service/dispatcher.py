@@ -25,34 +25,28 @@ import httpx
 import structlog
 
 from handlers import handler_for
-from handlers.base import ProviderHandler, SendRefused, WireRequest, WireResponse
+from handlers.base import ProviderHandler, SendRefused
 from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, secret_values
 from service.breaker import CircuitBreaker
 from service.metrics import Metrics
-from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
+from service.model import (
+    Account,
+    AttemptResult,
+    Decision,
+    MessageRecord,
+    Outcome,
+    OutgoingSms,
+    RecipientResult,
+    SendBatch,
+)
 from service.ratelimit import TokenBucket
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
-from service.store.protocol import AttemptResult, Decision, MessageRecord
+from service.transport import NOT_SENT, execute
 
 _log = structlog.get_logger("smsgw.dispatcher")
-# Errors raised before any byte of the request reached the provider.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-async def execute(client: httpx.AsyncClient, request: WireRequest) -> WireResponse:
-    """Perform a handler's request; httpx errors propagate for the caller to classify."""
-    response = await client.request(
-        request.method,
-        request.url,
-        params=list(request.params) or None,
-        headers=dict(request.headers),
-        json=request.json,
-        data=dict(request.form) if request.form is not None else None,
-    )
-    return WireResponse(response.status_code, response.content, dict(response.headers))
 
 
 class Dispatcher:
@@ -259,7 +253,7 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             response = await execute(self._client, request)
-        except _NOT_SENT as exc:
+        except NOT_SENT as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
             refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))

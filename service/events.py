@@ -16,7 +16,8 @@ from typing import Any
 
 import structlog
 
-from service.store.protocol import Event, EventSink
+from service.model import Event
+from service.store.protocol import EventSink
 
 _PHONE_KEYS = frozenset({"to", "sender", "recipient", "from", "number"})
 

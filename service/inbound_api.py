@@ -11,8 +11,8 @@ from starlette.routing import Route
 from service.api import message_view, page_args, read_json, runtime
 from service.autoreply import rule_from_body, rule_view
 from service.errors import Conflict, NotFound, ValidationFailed
+from service.model import InboundRecord, Suppression
 from service.phone import to_e164
-from service.store.protocol import InboundRecord, Suppression
 
 
 def inbound_view(i: InboundRecord) -> dict[str, Any]:

@@ -19,8 +19,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.model import Status
-from service.store.protocol import Event, Store
+from service.model import Event, Status
+from service.store.protocol import Store
 
 # SMS delivery takes from seconds to, for a phone that is off, a day or more.
 _DLR_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10800, 21600, 43200, 86400)

@@ -1,4 +1,4 @@
-"""The normalized world every provider handler translates to and from.
+"""The domain records: what handlers translate to and from, and what crosses the Store.
 
 These are plain values: no I/O, no rules. The ranking and reconciliation rules
 that give statuses their meaning live in `service.reconcile`.
@@ -6,8 +6,8 @@ that give statuses their meaning live in `service.reconcile`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -129,3 +129,322 @@ class InboundSms:
 class Balance:
     amount: float
     currency: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    requests: int = 0
+    accepted: int = 0
+    failed: int = 0
+    delivered: int = 0
+    undelivered: int = 0
+    pending: int = 0
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def __mul__(self, n: int) -> Counters:
+        return Counters(*(a * n for a in self.as_tuple()))
+
+    def as_tuple(self) -> tuple[int, ...]:
+        # Spelled out: every counter change of every report goes through here.
+        return (
+            self.requests,
+            self.accepted,
+            self.failed,
+            self.delivered,
+            self.undelivered,
+            self.pending,
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def is_zero(self) -> bool:
+        return not any(self.as_tuple())
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event: str
+    ts: str
+    message_id: str = ""
+    account: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: str
+    account: str
+    to: str
+    text: str
+    sender: str
+    encoding: str
+    segments: int
+    client_ref: str = ""
+    routed: bool = False
+    """True when smsgw chose the account by priority, so failover may choose another."""
+    inbound_id: int | None = None
+    """The inbound message this auto-reply answers."""
+    opted_out: bool = False
+    """The recipient is on the suppression list: stored as failed, never submitted."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    seq: int
+    account: str
+    to: str
+    text: str
+    sender: str
+    encoding: str
+    segments: int
+    status: Status
+    client_ref: str
+    request_id: str
+    error_code: str
+    error_text: str
+    http_status: int | None
+    http_response: str
+    attempts: int
+    created_at: str
+    updated_at: str
+    tried: tuple[str, ...] = ()
+    """Accounts this message failed over from."""
+    routed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    id: int
+    account: str
+    sender: str
+    recipient: str
+    text: str
+    provider_id: str
+    received_at: str
+    rule: str = ""
+    """The auto-reply rule (or "opt-out" / "opt-in") that answered."""
+    reply_note: str = ""
+    """Why no reply went out: own_number, auto_reply_loop, opted_out, rate_limited..."""
+    reply: MessageRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReplyRule:
+    name: str
+    position: int
+    """Rules are tried in ascending position, then by name; the first match answers."""
+    kind: str
+    """keyword (the first word, any case), regex (searched in the text) or default."""
+    pattern: str
+    reply: str
+    """A template: {from}, {to}, {text} and {keyword} are replaced."""
+    account: str = ""
+    """Only messages received on this account; empty: any."""
+    number: str = ""
+    """Only messages received on this number; empty: any."""
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFacts:
+    """What the store knows about a new inbound message's sender, read in its transaction."""
+
+    rules: Sequence[AutoReplyRule]
+    suppressed: bool
+    own_numbers: frozenset[str]
+    """recipient_key() of every sender ID our accounts send with."""
+    recent_replies: int
+    """Auto-replies sent to this sender within the rate window."""
+    echoes_auto_reply: bool
+    """The text is one of our own recent auto-replies: another machine is answering us."""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDecision:
+    suppress: bool | None = None
+    """True: add the sender to the suppression list; False: remove; None: leave."""
+    reply: NewMessage | None = None
+    inline: bool = False
+    """The reply travels in the callback's answer (TwiML), not through the outbox."""
+    rule: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    id: int
+    """0 when the provider's ID was already stored: a retried callback."""
+    decision: InboundDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    number: str
+    keyword: str
+    account: str
+    created_at: str
+
+
+class Decision(StrEnum):
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+    RETRY = "retry"
+    UNKNOWN = "unknown"
+    """The request may have reached the provider; resending could deliver twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What the dispatcher concluded for one message after one send attempt."""
+
+    message_id: str
+    decision: Decision
+    status: Status = Status.SUBMITTED
+    request_ids: tuple[str, ...] = ()
+    keys: tuple[tuple[str, str], ...] = ()
+    """The match key of each request ID (see reconcile.match_key)."""
+    error_code: str = ""
+    error_text: str = ""
+    http_status: int | None = None
+    http_response: str = ""
+    retry_at: float = 0.0
+    """RETRY: when the next attempt is due."""
+    new_account: str = ""
+    """RETRY: fail over to this account."""
+    new_sender: str = ""
+    """RETRY: send with this sender ID instead (the account's fallback)."""
+    poll_at: float | None = None
+    """ACCEPTED: when to first poll for delivery status; None when reports are pushed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollDue:
+    message_id: str
+    account: str
+    request_ids: tuple[str, ...]
+    tries: int
+    since: float
+
+
+class ReportOutcome(StrEnum):
+    MATCHED = "matched"
+    UNMATCHED = "unmatched"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    total: Counters
+    accounts: Mapping[str, Counters]
+    unmatched: Mapping[str, int]
+
+    def as_body(self) -> dict[str, Any]:
+        def one(counters: Counters, unmatched: int) -> dict[str, int]:
+            return {**counters.as_dict(), "unmatched": unmatched}
+
+        return {
+            "total": one(self.total, sum(self.unmatched.values())),
+            "accounts": {
+                name: one(self.accounts.get(name, Counters()), self.unmatched.get(name, 0))
+                for name in sorted(set(self.accounts) | set(self.unmatched))
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Gauges:
+    """Stored state that /metrics reads at scrape time."""
+
+    messages: Mapping[tuple[str, str], int]
+    """(account, status) -> number of messages."""
+    outbox: int
+    """Outbox rows: queued, waiting to retry, or in flight."""
+    webhook_backlog: int
+    """Webhook deliveries not yet acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    status: str = ""
+    account: str = ""
+    to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    """Event names and `prefix.*` globs; empty (or `*`) means every event."""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    description: str
+    active: bool
+    cursor: int
+    """The last event id fanned out to this webhook."""
+    last_status: int | None
+    last_error: str
+    last_attempt_at: str
+    failures: int
+    """Consecutive failed attempts; a delivery resets it."""
+    delivered: int
+    created_at: str
+    pending: int = 0
+    """Deliveries waiting for their first or next attempt."""
+
+    def wants(self, event: str) -> bool:
+        return not self.events or any(
+            pattern == "*"
+            or pattern == event
+            or (pattern.endswith(".*") and event.startswith(pattern[:-1]))
+            for pattern in self.events
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event claimed for one attempt to one webhook."""
+
+    webhook_id: str
+    url: str
+    secret: str
+    event: Event
+    attempts: int
+    """Attempts made, this one included."""
+    first_at: float
+    """When the event was fanned out: the age `webhooks.give_up` is measured from."""
+
+
+class WebhookOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    GAVE_UP = "gave_up"
+    GONE = "gone"
+    """The receiver answered 410: the webhook is deactivated and its backlog dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt:
+    webhook_id: str
+    event_id: int
+    outcome: WebhookOutcome
+    http_status: int | None
+    error: str = ""
+    retry_at: float = 0.0
+    """RETRY: when the next attempt is due."""

@@ -19,10 +19,10 @@ import structlog
 from handlers import handler_for
 from service import reconcile
 from service.accounts import AccountDirectory
-from service.dispatcher import execute
+from service.model import PollDue
 from service.settings import Settings
 from service.store import Store
-from service.store.protocol import PollDue
+from service.transport import execute
 
 _log = structlog.get_logger("smsgw.poller")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
-from service.model import Status
+from service.model import Counters, Status
 
 RANK: dict[Status, int] = {
     Status.QUEUED: 0,
@@ -85,42 +85,6 @@ def match_key(request_id: str, recipient: str, shares_request_ids: bool) -> tupl
     write the number back.
     """
     return request_id_key(request_id), recipient_key(recipient) if shares_request_ids else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Counters:
-    requests: int = 0
-    accepted: int = 0
-    failed: int = 0
-    delivered: int = 0
-    undelivered: int = 0
-    pending: int = 0
-
-    def __add__(self, other: Counters) -> Counters:
-        return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def __sub__(self, other: Counters) -> Counters:
-        return Counters(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def __mul__(self, n: int) -> Counters:
-        return Counters(*(a * n for a in self.as_tuple()))
-
-    def as_tuple(self) -> tuple[int, ...]:
-        # Spelled out: every counter change of every report goes through here.
-        return (
-            self.requests,
-            self.accepted,
-            self.failed,
-            self.delivered,
-            self.undelivered,
-            self.pending,
-        )
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-    def is_zero(self) -> bool:
-        return not any(self.as_tuple())
 
 
 COUNTER_NAMES = tuple(f.name for f in fields(Counters))

@@ -25,6 +25,7 @@ from service.metrics import Metrics
 from service.poller import Poller
 from service.settings import Settings
 from service.store import Store, open_store
+from service.transport import provider_client
 from service.webhooks import WebhookWorker
 
 
@@ -54,17 +55,6 @@ class Runtime:
             own_numbers=own_number_keys(s.autoreply_own_numbers),
             default_region=s.default_region,
         )
-
-
-def provider_client(settings: Settings) -> httpx.AsyncClient:
-    """The one pooled client for provider requests, polls and webhook deliveries."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.request_timeout, connect=min(5.0, settings.request_timeout)),
-        limits=httpx.Limits(
-            max_connections=settings.concurrency * 4,
-            max_keepalive_connections=settings.concurrency * 2,
-        ),
-    )
 
 
 @contextlib.asynccontextmanager

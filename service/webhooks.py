@@ -35,10 +35,7 @@ import structlog
 from service.accounts import MASK
 from service.errors import ValidationFailed
 from service.events import EventBus, EventFormat
-from service.redact import redact
-from service.settings import Settings
-from service.store import Store
-from service.store.protocol import (
+from service.model import (
     Event,
     NewWebhook,
     Webhook,
@@ -46,6 +43,9 @@ from service.store.protocol import (
     WebhookDelivery,
     WebhookOutcome,
 )
+from service.redact import redact
+from service.settings import Settings
+from service.store import Store
 
 _log = structlog.get_logger("smsgw.webhooks")
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import time
 import uuid
 
-from service.model import Account
+from service.model import Account, AttemptResult, Decision, NewMessage
 from service.reconcile import match_key
 from service.settings import Settings
 from service.store import open_store
-from service.store.protocol import AttemptResult, Decision, NewMessage
 
 REQUEST_ID = "BR{:09d}"
 """The request ID message n is submitted under."""

@@ -23,8 +23,7 @@ from service.autoreply import (
     rule_from_body,
 )
 from service.errors import SettingsError, ValidationFailed
-from service.model import InboundSms
-from service.store.protocol import AutoReplyRule, InboundFacts
+from service.model import AutoReplyRule, InboundFacts, InboundSms
 from tests.conftest import Gateway, eventually, running_gateway
 
 POLICY = Policy(

@@ -26,9 +26,9 @@ from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.dispatcher import execute
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
 from tests.servers import serve

@@ -8,7 +8,7 @@ import pytest
 
 from service.events import EventFormat, EventLogger, mask_phone
 from service.logging import configure_logging
-from service.store.protocol import Event
+from service.model import Event
 
 
 def test_a_phone_number_keeps_only_its_ends() -> None:

@@ -27,9 +27,9 @@ from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
-from service.dispatcher import execute
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan

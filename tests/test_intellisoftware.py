@@ -28,10 +28,10 @@ from starlette.routing import Route
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
-from service.dispatcher import execute
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
+from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware

@@ -6,12 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.model import Status
+from service.model import Counters, Status
 from service.reconcile import (
     COUNTER_NAMES,
     FINAL,
     RANK,
-    Counters,
     advance,
     combine_parts,
     contribution,

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.sms1609 import Sms1609Handler, parse_poll_status
-from service.dispatcher import execute
 from service.errors import CallbackInvalid
 from service.model import Account, Balance, Outcome, OutgoingSms, SendBatch, Status
+from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
 from tests.servers import serve

@@ -19,22 +19,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.errors import Conflict, Unavailable
-from service.model import Account, InboundSms, Report, Status
-from service.reconcile import DELIVERY_FAILURES, Counters, match_key
-from service.store import Store
-from service.store import open_store as open_configured_store
-from service.store.postgres import PostgresStore
-from service.store.protocol import (
+from service.model import (
+    Account,
     AttemptResult,
+    Counters,
     Decision,
     Event,
     InboundDecision,
     InboundFacts,
-    InboundPlanner,
+    InboundSms,
     MessageFilter,
     NewMessage,
+    Report,
     ReportOutcome,
+    Status,
 )
+from service.reconcile import DELIVERY_FAILURES, match_key
+from service.store import Store
+from service.store import open_store as open_configured_store
+from service.store.postgres import PostgresStore
+from service.store.protocol import InboundPlanner
 from service.store.sql import SqlStore, Tx
 from tests.conftest import make_settings
 

@@ -31,9 +31,9 @@ from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
-from service.dispatcher import execute
 from service.errors import CallbackInvalid, Forbidden
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature

@@ -24,34 +24,38 @@ from typing import Any, ClassVar, TypeVar
 from service import reconcile
 from service.clock import iso_now
 from service.errors import Conflict
-from service.model import OPTED_OUT, OPTED_OUT_TEXT, Account, InboundSms, Report, Status
-from service.reconcile import Counters
-from service.sealing import Sealer
-from service.store.protocol import (
+from service.model import (
+    OPTED_OUT,
+    OPTED_OUT_TEXT,
+    Account,
     AttemptResult,
     AutoReplyRule,
+    Counters,
     Decision,
     Event,
-    EventSink,
     Gauges,
     InboundDecision,
     InboundFacts,
-    InboundPlanner,
     InboundRecord,
     InboundResult,
+    InboundSms,
     MessageFilter,
     MessageRecord,
     NewMessage,
     NewWebhook,
     PollDue,
+    Report,
     ReportOutcome,
     Stats,
+    Status,
     Suppression,
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
     WebhookOutcome,
 )
+from service.sealing import Sealer
+from service.store.protocol import EventSink, InboundPlanner
 
 T = TypeVar("T")
 Row = tuple[Any, ...]

@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from service.errors import Unavailable
+from service.model import Event
 from service.sealing import Sealer
-from service.store.protocol import Event, EventSink
+from service.store.protocol import EventSink
 from service.store.sql import Row, SqlStore, Tx, migrate, write_counters
 
 T = TypeVar("T")

@@ -13,10 +13,9 @@ from starlette.responses import RedirectResponse, Response
 from service.api import message_filter, message_view, stats_body
 from service.clock import iso
 from service.errors import SmsgwError, ValidationFailed
-from service.model import Status
+from service.model import MessageFilter, Status
 from service.phone import to_e164
 from service.reconcile import FAILURES, is_final
-from service.store.protocol import MessageFilter
 from service.web.render import client_error, form_of, page, runtime
 from service.web.session import PREFIX
 
