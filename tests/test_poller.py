@@ -5,10 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import eventually, running_gateway
+from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_count
 from tests.fake_connectel import FakeConnectel
 from tests.servers import serve
+
+
+async def add_polled_account(gateway: Gateway, fake_url: str) -> None:
+    """A Connectel account whose reports are polled, on the fake at `fake_url`."""
+    await gateway.add_account(
+        name="polled",
+        provider="connectel",
+        base_url=fake_url,
+        credentials={"token": "poll-token"},
+        options={"poll": True},
+    )
 
 
 async def test_a_message_is_polled_until_final_when_its_account_asks_for_polling(
@@ -19,13 +30,7 @@ async def test_a_message_is_polled_until_final_when_its_account_asks_for_polling
         serve(fake.app) as fake_url,
         running_gateway(tmp_path, poll_first_after=0.05) as gateway,
     ):
-        await gateway.add_account(
-            name="polled",
-            provider="connectel",
-            base_url=fake_url,
-            credentials={"token": "poll-token"},
-            options={"poll": True},
-        )
+        await add_polled_account(gateway, fake_url)
         [message] = await gateway.send(to="+46700000001", text="poll me", account="polled")
 
         async def delivered() -> dict[str, Any]:
@@ -45,13 +50,7 @@ async def test_polling_stops_after_the_give_up_age(tmp_path: Path) -> None:
         serve(fake.app) as fake_url,
         running_gateway(tmp_path, poll_first_after=0.05, poll_give_up=0.3) as gateway,
     ):
-        await gateway.add_account(
-            name="polled",
-            provider="connectel",
-            base_url=fake_url,
-            credentials={"token": "poll-token"},
-            options={"poll": True},
-        )
+        await add_polled_account(gateway, fake_url)
         [message] = await gateway.send(to="+46700000001", text="slow", account="polled")
 
         async def gave_up() -> bool:

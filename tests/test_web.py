@@ -280,14 +280,16 @@ async def test_history_shows_n_rows_from_settings_or_the_page_and_filters(
             assert f'data-field="{field}"' in html and alert(html)
 
 
-async def test_sending_from_the_form_queues_through_the_api_path(console: Console) -> None:
+async def send_form(console: Console, **fields: str) -> dict[str, str]:
+    """The Send page's form with its CSRF token and form key, filled with `fields`."""
     page = await console.page("/console/send")
-    form = {
-        "csrf": field_value(page, "csrf"),
-        "form_key": field_value(page, "form_key"),
-        "to": "+46700000001\r\n+46700000002, +46700000004",
-        "text": "Line one\r\nline two €",
-    }
+    return {"csrf": field_value(page, "csrf"), "form_key": field_value(page, "form_key"), **fields}
+
+
+async def test_sending_from_the_form_queues_through_the_api_path(console: Console) -> None:
+    form = await send_form(
+        console, to="+46700000001\r\n+46700000002, +46700000004", text="Line one\r\nline two €"
+    )
     first = await console.http.post("/console/send", data=form)
     again = await console.http.post("/console/send", data=form)  # a reload resubmits
     assert first.status_code == again.status_code == 200
@@ -301,12 +303,7 @@ async def test_sending_from_the_form_queues_through_the_api_path(console: Consol
 
 
 async def test_the_automation_box_sends_number_pipe_message(console: Console) -> None:
-    page = await console.page("/console/send")
-    form = {
-        "csrf": field_value(page, "csrf"),
-        "form_key": field_value(page, "form_key"),
-        "automation": "46700000001|Hello | world",
-    }
+    form = await send_form(console, automation="46700000001|Hello | world")
     response = await console.http.post("/console/send", data=form)
     [message_id] = re.findall(r"/console/messages/(\w+)", response.text)
     detail = await console.gw.message(message_id)
@@ -327,9 +324,7 @@ async def test_the_automation_box_sends_number_pipe_message(console: Console) ->
 async def test_a_bad_send_form_is_shown_again_with_its_error_and_sends_nothing(
     console: Console, form: dict[str, str], field: str
 ) -> None:
-    page = await console.page("/console/send")
-    data = {"csrf": field_value(page, "csrf"), "form_key": field_value(page, "form_key"), **form}
-    response = await console.http.post("/console/send", data=data)
+    response = await console.http.post("/console/send", data=await send_form(console, **form))
     assert response.status_code == 422
     assert f'data-field="{field}"' in response.text and alert(response.text)
     assert re.search(rf'name="{field}"[^>]*aria-invalid="true"', response.text)
