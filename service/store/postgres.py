@@ -31,7 +31,9 @@ from asyncpg.pool import PoolConnectionProxy
 from service.errors import Unavailable
 from service.sealing import Sealer
 from service.store.protocol import EventSink
-from service.store.sql import Row, SqlStore, Tx, migrate
+from service.store.schema import migrate
+from service.store.sql import SqlStore
+from service.store.tx import Row, Tx
 
 T = TypeVar("T")
 

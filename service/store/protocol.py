@@ -167,7 +167,7 @@ class Store(Protocol):
         """Counters recomputed from the messages table, to check the kept ones."""
         ...
 
-    # web console (#5)
+    # the web console's hourly chart
     async def final_by_hour(self, since: str) -> list[tuple[str, Status, int]]:
         """(hour as "YYYY-MM-DDTHH" UTC, final status, messages) for the messages that
         reached a final status at or after `since`, oldest hour first."""

@@ -31,16 +31,14 @@ from service.errors import Unavailable
 from service.model import Event
 from service.sealing import Sealer
 from service.store.protocol import EventSink
-from service.store.sql import Row, SqlStore, Tx, migrate, write_counters
+from service.store.schema import migrate
+from service.store.sql import SqlStore
+from service.store.tx import Row, Tx, write_counters
 
 T = TypeVar("T")
 
-TYPES = {
-    "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    "event_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
-    "bigint": "INTEGER",
-    "real": "REAL",
-}
+_AUTO_ID = "INTEGER PRIMARY KEY AUTOINCREMENT"
+TYPES = {"id": _AUTO_ID, "event_id": _AUTO_ID, "bigint": "INTEGER", "real": "REAL"}
 
 
 class _Group:

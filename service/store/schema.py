@@ -1,0 +1,219 @@
+"""The stored schema, one migration script per version, and how a store applies them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from service.store.tx import Tx
+
+# The schema, one script per version. `{id}` is an auto-numbered primary key,
+# `{event_id}` the events table's key, `{bigint}` a 64-bit integer and `{real}` a
+# double: the only words the two dialects spell differently.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE accounts (
+        name TEXT PRIMARY KEY,
+        provider TEXT NOT NULL,
+        credentials TEXT NOT NULL,
+        sender TEXT NOT NULL DEFAULT '',
+        fallback_sender TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        pattern TEXT NOT NULL DEFAULT 'batch',
+        priority INTEGER NOT NULL DEFAULT 100,
+        base_url TEXT NOT NULL DEFAULT '',
+        options TEXT NOT NULL DEFAULT '{{}}',
+        callback_secret TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        seq {id},
+        id TEXT NOT NULL UNIQUE,
+        account TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        encoding TEXT NOT NULL,
+        segments INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        client_ref TEXT NOT NULL DEFAULT '',
+        request_id TEXT NOT NULL DEFAULT '',
+        error_code TEXT NOT NULL DEFAULT '',
+        error_text TEXT NOT NULL DEFAULT '',
+        http_status INTEGER,
+        http_response TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX messages_account ON messages(account, seq);
+    CREATE INDEX messages_status ON messages(status, seq);
+    CREATE INDEX messages_recipient ON messages(recipient, seq);
+    CREATE TABLE message_parts (
+        message_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        account TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        rid_key TEXT NOT NULL,
+        rcpt_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        PRIMARY KEY (message_id, part)
+    );
+    CREATE INDEX parts_match ON message_parts(account, rid_key, rcpt_key);
+    CREATE TABLE reports (
+        id {id},
+        account TEXT NOT NULL,
+        rid_key TEXT NOT NULL,
+        rcpt_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        error_code TEXT NOT NULL,
+        error_text TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        message_id TEXT
+    );
+    CREATE UNIQUE INDEX reports_once ON reports(account, rid_key, rcpt_key, status);
+    CREATE INDEX reports_parked ON reports(account, rid_key, rcpt_key) WHERE message_id IS NULL;
+    CREATE INDEX reports_unmatched_age ON reports(received_at) WHERE message_id IS NULL;
+    CREATE TABLE events (
+        id {event_id},
+        ts TEXT NOT NULL,
+        event TEXT NOT NULL,
+        message_id TEXT NOT NULL DEFAULT '',
+        account TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL
+    );
+    CREATE INDEX events_message ON events(message_id, id);
+    CREATE TABLE inbound (
+        id {id},
+        account TEXT NOT NULL,
+        provider_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX inbound_once ON inbound(account, provider_id) WHERE provider_id != '';
+    CREATE TABLE counters (
+        account TEXT PRIMARY KEY,
+        requests INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        undelivered INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE outbox (
+        message_id TEXT PRIMARY KEY,
+        due_at {real} NOT NULL,
+        claimed_until {real}
+    );
+    CREATE INDEX outbox_due ON outbox(due_at) WHERE claimed_until IS NULL;
+    CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        body_hash TEXT NOT NULL,
+        response TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
+    # 2: failover and fallback-sender bookkeeping, account links, the poll schedule.
+    """
+    ALTER TABLE messages ADD COLUMN tried TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN routed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN logo_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE accounts ADD COLUMN signup_url TEXT NOT NULL DEFAULT '';
+    CREATE TABLE polls (
+        message_id TEXT PRIMARY KEY,
+        due_at {real} NOT NULL,
+        tries INTEGER NOT NULL,
+        since {real} NOT NULL
+    );
+    CREATE INDEX polls_due ON polls(due_at);
+    """,
+    # 3: delivery latency, auto-replies and opt-outs, outbound event webhooks.
+    """
+    ALTER TABLE messages ADD COLUMN submitted_at {real};
+    ALTER TABLE messages ADD COLUMN inbound_id {bigint};
+    CREATE INDEX messages_replies_to ON messages(recipient, created_at)
+        WHERE inbound_id IS NOT NULL;
+    CREATE INDEX messages_replies_at ON messages(created_at) WHERE inbound_id IS NOT NULL;
+    ALTER TABLE inbound ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inbound ADD COLUMN reply_message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE inbound ADD COLUMN reply_note TEXT NOT NULL DEFAULT '';
+    CREATE TABLE autoreplies (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        pattern TEXT NOT NULL DEFAULT '',
+        reply TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        number TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE suppressions (
+        number TEXT PRIMARY KEY,
+        keyword TEXT NOT NULL,
+        account TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        events TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        active INTEGER NOT NULL DEFAULT 1,
+        cursor {bigint} NOT NULL,
+        last_status INTEGER,
+        last_error TEXT NOT NULL DEFAULT '',
+        last_attempt_at TEXT NOT NULL DEFAULT '',
+        failures INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        webhook_id TEXT NOT NULL,
+        event_id {bigint} NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at {real} NOT NULL,
+        first_at {real} NOT NULL,
+        claimed_until {real},
+        PRIMARY KEY (webhook_id, event_id)
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(due_at);
+    """,
+    # 4: the web console's hourly chart reads final messages by when they became final
+    # (a final status is never changed, so updated_at is that moment). Partial, so that
+    # only final rows pay for it; the predicate is the same text as in queries.FINAL_BY_HOUR,
+    # which planners need to use a partial index.
+    """
+    CREATE INDEX messages_final_at ON messages(status, updated_at)
+        WHERE status IN ('delivered', 'undelivered', 'expired', 'rejected', 'failed');
+    """,
+)
+
+
+def statements(script: str, types: Mapping[str, str]) -> list[str]:
+    """One migration script in a dialect's words, statement by statement."""
+    return [s.strip() for s in script.format_map(types).split(";") if s.strip()]
+
+
+async def migrate(tx: Tx, types: Mapping[str, str]) -> None:
+    """Bring the schema up to the newest version, inside the caller's transaction.
+
+    The lock makes processes that start at once take turns: the first migrates, the
+    others wait and then find the schema current.
+    """
+    await tx.lock("smsgw.schema")
+    await tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+    row = await tx.fetchone("SELECT MAX(version) FROM schema_version")
+    current = (row[0] if row else None) or 0
+    for version, script in enumerate(MIGRATIONS, start=1):
+        if version > current:
+            for statement in statements(script, types):
+                await tx.execute(statement)
+            await tx.execute("INSERT INTO schema_version VALUES (?)", (version,))
