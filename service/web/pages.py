@@ -10,13 +10,14 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.api import message_filter, message_view, stats_body
 from service.clock import iso
 from service.errors import SmsgwError, ValidationFailed
+from service.http import runtime
 from service.model import MessageFilter, Status
 from service.phone import to_e164
 from service.reconcile import FAILURES, is_final
-from service.web.render import client_error, form_of, page, runtime
+from service.usecases.messages import message_filter, message_view, stats_body
+from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
 HOURS = 24
