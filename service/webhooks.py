@@ -46,6 +46,7 @@ from service.model import (
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
+from service.worker import run_passes
 
 _log = structlog.get_logger("smsgw.webhooks")
 
@@ -206,15 +207,7 @@ class WebhookWorker:
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    more = await self.run_once()
-                except Exception:
-                    # A bad pass must not end deliveries; the store keeps the work.
-                    _log.exception("webhooks.pass_failed")
-                    more = False
-                if not more:
-                    await self._idle()
+            await run_passes(self.run_once, self._idle, "webhooks.pass_failed")
         finally:
             unfinished = list(self._in_flight)
             for task in unfinished:
