@@ -18,6 +18,7 @@ from service.errors import ValidationFailed
 from service.model import Account, NewMessage
 from service.phone import to_e164
 from service.segments import segment
+from service.validation import json_object
 
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")
@@ -54,11 +55,7 @@ def parse_automation(value: Any) -> tuple[str, str]:
 
 async def compose(body: Any, directory: AccountDirectory, rules: ComposeRules) -> list[NewMessage]:
     """The validated messages a send request asks for, one per recipient."""
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    body = json_object(body, _FIELDS)
     text: Any
     if "automation" in body:
         if "to" in body or "text" in body:

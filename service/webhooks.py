@@ -46,6 +46,7 @@ from service.model import (
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
+from service.validation import json_object
 from service.worker import run_passes
 
 _log = structlog.get_logger("smsgw.webhooks")
@@ -118,11 +119,7 @@ def retry_delay(attempts: int, base: float, cap: float, asked: float | None) -> 
 
 
 def webhook_from_body(body: Any) -> NewWebhook:
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    body = json_object(body, _FIELDS)
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 500:
         raise ValidationFailed(
