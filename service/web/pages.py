@@ -21,7 +21,7 @@ from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
 HOURS = 24
-# Names of the counters in the order the seed's General page reads them.
+# Names of the counters in the order the General page shows them.
 COUNTERS = ("requests", "accepted", "failed", "delivered", "undelivered", "pending", "unmatched")
 _RESPONSE_SHOWN = 2000
 
@@ -116,7 +116,8 @@ def hourly_chart(rows: list[tuple[str, Status, int]], now: datetime) -> Chart:
 
 
 def _rows_arg(raw: str, default: int) -> int:
-    """The seed's "Maximum Number of Messages", bounded like the API's limit."""
+    """The "Maximum number of messages" box of History and Inbound, bounded like the API's
+    limit."""
     if raw == "":
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:
