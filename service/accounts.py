@@ -20,6 +20,7 @@ from handlers import HANDLERS, handler_for
 from service.errors import Conflict, NotFound, SettingsError, ValidationFailed
 from service.model import Account
 from service.store import Store
+from service.validation import json_object
 
 MASK = "********"
 _FIELDS = {
@@ -45,11 +46,7 @@ def new_callback_secret() -> str:
 
 def account_from_body(body: Any, existing: Account | None = None) -> Account:
     """An Account from a POST body, or from a PATCH body applied to `existing`."""
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    body = json_object(body, _FIELDS)
     base = existing or Account(name="", provider="", callback_secret=new_callback_secret())
     name = _text(body, "name", base.name, limit=64) if existing is None else base.name
     if (

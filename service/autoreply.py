@@ -22,6 +22,7 @@ from service.model import AutoReplyRule, InboundDecision, InboundFacts, InboundS
 from service.phone import to_e164
 from service.reconcile import recipient_key
 from service.segments import segment
+from service.validation import json_object
 
 KINDS = ("keyword", "regex", "default")
 # The words carriers and aggregators treat as opt-out and opt-in (CTIA, Twilio).
@@ -157,11 +158,7 @@ def decide(
 
 def rule_from_body(body: Any, existing: AutoReplyRule | None = None) -> AutoReplyRule:
     """A validated rule; with `existing`, the fields given change it (PATCH)."""
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    body = json_object(body, _FIELDS)
     base = existing or AutoReplyRule(name="", position=100, kind="keyword", pattern="", reply="")
     values: dict[str, Any] = {}
     for key in ("name", "kind", "pattern", "reply", "account", "number"):

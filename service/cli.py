@@ -14,16 +14,15 @@ from pathlib import Path
 import uvicorn
 
 from service.accounts import declared_accounts
-from service.api import message_view
 from service.app import create_app
 from service.autoreply import declared_rules
-from service.clock import iso_ago
-from service.compose import compose, parse_automation
+from service.compose import parse_automation
 from service.errors import SettingsError, SmsgwError
 from service.logging import configure_logging
 from service.model import MessageFilter
 from service.runtime import running
 from service.settings import Settings, load_settings
+from service.usecases.messages import message_view, queue_messages, stats_body
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,13 +95,10 @@ async def _offline(settings: Settings, args: argparse.Namespace) -> int:
         elif args.command == "send":
             number, text = parse_automation(args.automation)
             body = {"to": number, "text": text, "account": args.account, "sender": args.sender}
-            messages, response = await compose(
-                {k: v for k, v in body.items() if v is not None}, rt.directory, rt.compose_rules
-            )
-            print(json.dumps(await rt.store.enqueue(messages, response), indent=2))
+            given = await queue_messages(rt, {k: v for k, v in body.items() if v is not None})
+            print(json.dumps(given, indent=2))
         elif args.command == "stats":
-            stats = await rt.store.stats(iso_ago(settings.unmatched_ttl))
-            print(json.dumps(stats.as_body(), indent=2))
+            print(json.dumps(await stats_body(rt), indent=2))
         else:
             rows = await rt.store.list_messages(MessageFilter(), args.n, None)
             for m in rows:

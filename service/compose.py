@@ -15,9 +15,10 @@ from typing import Any
 from handlers import handler_for
 from service.accounts import AccountDirectory
 from service.errors import ValidationFailed
-from service.model import Account, NewMessage, Status
+from service.model import Account, NewMessage
 from service.phone import to_e164
 from service.segments import segment
+from service.validation import json_object
 
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")
@@ -52,15 +53,9 @@ def parse_automation(value: Any) -> tuple[str, str]:
     return number.strip(), text
 
 
-async def compose(
-    body: Any, directory: AccountDirectory, rules: ComposeRules
-) -> tuple[list[NewMessage], dict[str, Any]]:
-    """Validated messages and the 202 body that announces them."""
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+async def compose(body: Any, directory: AccountDirectory, rules: ComposeRules) -> list[NewMessage]:
+    """The validated messages a send request asks for, one per recipient."""
+    body = json_object(body, _FIELDS)
     text: Any
     if "automation" in body:
         if "to" in body or "text" in body:
@@ -91,7 +86,7 @@ async def compose(
             "client_ref must be text of at most 128 characters", field="client_ref"
         )
     segmentation = segment(text)
-    messages = [
+    return [
         NewMessage(
             id=uuid.uuid4().hex,
             account=account.name,
@@ -105,21 +100,6 @@ async def compose(
         )
         for raw, field in numbers
     ]
-    response = {
-        "messages": [
-            {
-                "id": m.id,
-                "to": m.to,
-                "status": Status.QUEUED.value,
-                "encoding": m.encoding,
-                "segments": m.segments,
-                "account": m.account,
-                "client_ref": m.client_ref,
-            }
-            for m in messages
-        ]
-    }
-    return messages, response
 
 
 def _recipients(value: Any, limit: int) -> list[tuple[str, str]]:

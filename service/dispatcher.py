@@ -45,6 +45,7 @@ from service.redact import redact
 from service.settings import Settings
 from service.store import Store
 from service.transport import NOT_SENT, execute
+from service.worker import run_passes
 
 _log = structlog.get_logger("smsgw.dispatcher")
 
@@ -67,27 +68,25 @@ class Dispatcher:
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = asyncio.Semaphore(settings.concurrency)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self._next_sweep = 0.0
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""
         self._wakeup.set()
 
     async def run(self) -> None:
-        next_sweep = 0.0
-        while True:
-            try:
-                if time.time() >= next_sweep:
-                    await self._store.expire_claims(time.time())
-                    next_sweep = time.time() + self._settings.lease_seconds / 4
-                worked = await self.run_once()
-            except Exception:
-                # One bad pass must not stop sending; the outbox keeps the work.
-                _log.exception("dispatcher.pass_failed")
-                worked = False
-            if not worked:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
-                self._wakeup.clear()
+        await run_passes(self._sweep_and_send, self._idle, "dispatcher.pass_failed")
+
+    async def _sweep_and_send(self) -> bool:
+        if time.time() >= self._next_sweep:
+            await self._store.expire_claims(time.time())
+            self._next_sweep = time.time() + self._settings.lease_seconds / 4
+        return await self.run_once()
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_interval)
+        self._wakeup.clear()
 
     async def run_once(self) -> bool:
         """One pass over the due outbox; True when there was work."""

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from service.api import page_args, runtime
 from service.errors import BadRequest
+from service.http import page_args, runtime
 
 NEXT_CURSOR = "smsgw-next-cursor"
 _STREAM_BATCH = 500

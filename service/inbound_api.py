@@ -8,11 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.api import message_view, page_args, read_json, runtime
 from service.autoreply import rule_from_body, rule_view
 from service.errors import Conflict, NotFound, ValidationFailed
+from service.http import page_args, read_json, runtime
 from service.model import InboundRecord, Suppression
 from service.phone import to_e164
+from service.usecases.messages import message_view
 
 
 def inbound_view(i: InboundRecord) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from functools import partial
 
 import httpx
-import structlog
 
 from handlers import handler_for
 from service import reconcile
@@ -23,8 +23,7 @@ from service.model import PollDue
 from service.settings import Settings
 from service.store import Store
 from service.transport import execute
-
-_log = structlog.get_logger("smsgw.poller")
+from service.worker import run_passes
 
 
 class Poller:
@@ -41,15 +40,7 @@ class Poller:
         self._client = client
 
     async def run(self, idle: float = 1.0) -> None:
-        while True:
-            try:
-                worked = await self.run_once()
-            except Exception:
-                # A bad pass must not end polling; the schedule is in the store.
-                _log.exception("poller.pass_failed")
-                worked = False
-            if not worked:
-                await asyncio.sleep(idle)
+        await run_passes(self.run_once, partial(asyncio.sleep, idle), "poller.pass_failed")
 
     async def run_once(self) -> bool:
         due = await self._store.due_polls(

@@ -46,6 +46,8 @@ from service.model import (
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
+from service.validation import json_object
+from service.worker import run_passes
 
 _log = structlog.get_logger("smsgw.webhooks")
 
@@ -117,11 +119,7 @@ def retry_delay(attempts: int, base: float, cap: float, asked: float | None) -> 
 
 
 def webhook_from_body(body: Any) -> NewWebhook:
-    if not isinstance(body, dict):
-        raise ValidationFailed("the body must be a JSON object", field="body")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise ValidationFailed(f"unknown field {unknown[0]!r}", field=unknown[0])
+    body = json_object(body, _FIELDS)
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 500:
         raise ValidationFailed(
@@ -206,15 +204,7 @@ class WebhookWorker:
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    more = await self.run_once()
-                except Exception:
-                    # A bad pass must not end deliveries; the store keeps the work.
-                    _log.exception("webhooks.pass_failed")
-                    more = False
-                if not more:
-                    await self._idle()
+            await run_passes(self.run_once, self._idle, "webhooks.pass_failed")
         finally:
             unfinished = list(self._in_flight)
             for task in unfinished:

@@ -1,4 +1,8 @@
-"""The web console (#5): server-rendered pages under /console, signed in with an API token."""
+"""The web console: server-rendered pages under /console, signed in with an API token.
+
+This module only mounts the console's route modules behind its sign-in middleware,
+as service.app mounts the API's.
+"""
 
 from __future__ import annotations
 

@@ -19,10 +19,17 @@ from starlette.responses import RedirectResponse, Response
 from handlers import HANDLERS, handler_for
 from handlers.base import ProviderHandler
 from service.accounts import callback_urls, public_view
-from service.api import add_account, balance_call, change_account, fetch_balance, remove_account
 from service.errors import SmsgwError, ValidationFailed
+from service.http import runtime
 from service.model import Account
-from service.web.render import client_error, form_of, page, runtime
+from service.usecases.accounts import (
+    add_account,
+    balance_call,
+    change_account,
+    fetch_balance,
+    remove_account,
+)
+from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
 COMPANIES = {

@@ -10,17 +10,18 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from service.api import message_filter, message_view, stats_body
 from service.clock import iso
 from service.errors import SmsgwError, ValidationFailed
+from service.http import runtime
 from service.model import MessageFilter, Status
 from service.phone import to_e164
 from service.reconcile import FAILURES, is_final
-from service.web.render import client_error, form_of, page, runtime
+from service.usecases.messages import message_filter, message_view, stats_body
+from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
 HOURS = 24
-# Names of the counters in the order the seed's General page reads them.
+# Names of the counters in the order the General page shows them.
 COUNTERS = ("requests", "accepted", "failed", "delivered", "undelivered", "pending", "unmatched")
 _RESPONSE_SHOWN = 2000
 
@@ -115,7 +116,8 @@ def hourly_chart(rows: list[tuple[str, Status, int]], now: datetime) -> Chart:
 
 
 def _rows_arg(raw: str, default: int) -> int:
-    """The seed's "Maximum Number of Messages", bounded like the API's limit."""
+    """The "Maximum number of messages" box of History and Inbound, bounded like the API's
+    limit."""
     if raw == "":
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= 1000:

@@ -12,7 +12,6 @@ from starlette.responses import HTMLResponse
 
 from service.errors import SmsgwError
 from service.model import Status
-from service.runtime import Runtime
 from service.web.session import CSRF_FIELD, PREFIX, Session
 
 _HERE = Path(__file__).resolve().parent.parent
@@ -53,11 +52,6 @@ ENV.globals.update(
     statuses=[s.value for s in Status],
     asset_version=_asset_version(),
 )
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
 
 
 def session_of(request: Request) -> Session:

@@ -1,5 +1,5 @@
 """Send: recipients and text, or the automation `number|message` box, queued exactly as
-POST /v1/messages queues them (service.api.queue_messages)."""
+POST /v1/messages queues them (service.usecases.messages.queue_messages)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api import idempotency_of, queue_messages
 from service.errors import SmsgwError
-from service.web.render import client_error, form_of, page, runtime, session_of
+from service.http import runtime
+from service.usecases.messages import idempotency_of, queue_messages
+from service.web.render import client_error, form_of, page, session_of
 
 _SPLIT = re.compile(r"[\s,;]+")
 _INDEXED = re.compile(r"to\[(\d+)\]")

@@ -1,0 +1,108 @@
+"""Queueing messages, and the views of messages, events and counters every front door
+shows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from service.clock import iso_ago
+from service.compose import compose
+from service.errors import ValidationFailed
+from service.model import (
+    OPTED_OUT,
+    OPTED_OUT_TEXT,
+    Event,
+    MessageFilter,
+    MessageRecord,
+    NewMessage,
+    Status,
+)
+from service.runtime import Runtime
+
+
+def message_view(m: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "to": m.to,
+        "status": m.status.value,
+        "encoding": m.encoding,
+        "segments": m.segments,
+        "account": m.account,
+        "sender": m.sender,
+        "text": m.text,
+        "client_ref": m.client_ref,
+        "request_id": m.request_id or None,
+        "error": {"code": m.error_code, "message": m.error_text} if m.error_code else None,
+        "http_status": m.http_status,
+        "http_response": m.http_response or None,
+        "attempts": m.attempts,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+    }
+
+
+def event_view(e: Event) -> dict[str, Any]:
+    return {"id": e.id, "ts": e.ts, "event": e.event, **e.data}
+
+
+def queued_view(m: NewMessage) -> dict[str, Any]:
+    """How the answer to a send announces a message; an opted-out recipient's has
+    already failed."""
+    view: dict[str, Any] = {
+        "id": m.id,
+        "to": m.to,
+        "status": Status.QUEUED.value,
+        "encoding": m.encoding,
+        "segments": m.segments,
+        "account": m.account,
+        "client_ref": m.client_ref,
+    }
+    if m.opted_out:
+        view["status"] = Status.FAILED.value
+        view["error"] = {"code": OPTED_OUT, "message": OPTED_OUT_TEXT}
+    return view
+
+
+def idempotency_of(scope: str, key: str, body: Any) -> tuple[str, str]:
+    """The (key, body hash) the store deduplicates a send by; `scope` keeps one
+    client's keys apart from another's."""
+    if not 1 <= len(key) <= 200:
+        raise ValidationFailed("Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return f"{scope}:{key}", hashlib.sha256(canonical).hexdigest()
+
+
+async def queue_messages(
+    rt: Runtime, body: Any, idempotency: tuple[str, str] | None = None
+) -> Mapping[str, Any]:
+    """Validate a send request and put its messages in the outbox: the answer to give.
+
+    The answer is stored with the idempotency key, so a repeated send gets the first
+    answer back, not one built again.
+    """
+    composed = await compose(body, rt.directory, rt.compose_rules)
+    opted_out = await rt.store.suppressed([m.to for m in composed])
+    messages = [replace(m, opted_out=m.to in opted_out) for m in composed]
+    answer = {"messages": [queued_view(m) for m in messages]}
+    given = await rt.store.enqueue(messages, answer, idempotency)
+    rt.wake_dispatcher()
+    return given
+
+
+def message_filter(query: Mapping[str, str]) -> MessageFilter:
+    """History filters from query parameters; an unknown status is refused."""
+    status = query.get("status", "")
+    if status and status not in Status.__members__.values():
+        raise ValidationFailed(f"unknown status {status!r}", field="status")
+    return MessageFilter(status=status, account=query.get("account", ""), to=query.get("to", ""))
+
+
+async def stats_body(rt: Runtime) -> dict[str, Any]:
+    """The counters as /v1/stats, the console and `smsgw stats` show them, with reports
+    unmatched past the TTL."""
+    result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
+    return result.as_body()

@@ -1,0 +1,37 @@
+"""The send answer, built in one place: its exact bytes are what an idempotent repeat
+gets back from the store, so key order and shape are pinned here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from service.model import NewMessage
+from service.usecases.messages import queued_view
+
+MESSAGE = NewMessage(
+    id="m1",
+    account="sandbox",
+    to="+46700000001",
+    text="hi",
+    sender="smsgw",
+    encoding="gsm7",
+    segments=1,
+    client_ref="ref",
+)
+
+
+def test_a_queued_message_is_announced_with_the_fields_of_the_contract() -> None:
+    assert json.dumps(queued_view(MESSAGE)) == (
+        '{"id": "m1", "to": "+46700000001", "status": "queued", "encoding": "gsm7", '
+        '"segments": 1, "account": "sandbox", "client_ref": "ref"}'
+    )
+
+
+def test_an_opted_out_recipient_is_announced_as_failed_in_the_same_place() -> None:
+    assert json.dumps(queued_view(replace(MESSAGE, opted_out=True))) == (
+        '{"id": "m1", "to": "+46700000001", "status": "failed", "encoding": "gsm7", '
+        '"segments": 1, "account": "sandbox", "client_ref": "ref", '
+        '"error": {"code": "opted_out", '
+        '"message": "the recipient opted out (STOP); nothing was sent"}}'
+    )
