@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl
 
 from service.errors import CallbackInvalid
@@ -95,6 +95,28 @@ class CallbackRequest:
         return merged
 
 
+Column = Literal["API key", "Secret key", "Username", "Password"]
+"""The console's Gateways table has these four credential columns, older than the
+providers whose fields have other names; each credential says which one it shows in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One credential an account of the provider needs, as the console and the API show it."""
+
+    name: str
+    label: str
+    column: Column
+    secret: bool = False
+    """Write-only: masked in the API, scrubbed from stored text."""
+
+
+def names_of(credentials: Sequence[Credential], *, secret: bool = False) -> tuple[str, ...]:
+    """The credentials' names, or only the secret ones', for `credential_fields` and
+    `secret_fields`, so that a handler lists its credentials once."""
+    return tuple(c.name for c in credentials if c.secret or not secret)
+
+
 class SendRefused(Exception):
     """Raised by `send_request` when these messages cannot go out on this account
     (a limit of the account's, say): nothing is sent and every message fails."""
@@ -112,11 +134,23 @@ class ProviderHandler(Protocol):
     """
 
     name: ClassVar[str]
+    display_name: ClassVar[str]
+    """The company as the console names it."""
+    docs_url: ClassVar[str]
+    """Where the provider documents the API this handler speaks ("" for the sandbox)."""
     public_base_url: ClassVar[str]
-    """The provider's documented scheme and host; an account's base_url replaces it."""
+    """The provider's documented scheme and host; an account's base_url replaces it.
+
+    Callers pass the account's base_url as stored, "" when it has none, and the handler
+    falls back to this (with `handlers.fields.resolve_base`), so the rule lives in one place.
+    """
+    credentials: ClassVar[tuple[Credential, ...]]
     credential_fields: ClassVar[tuple[str, ...]]
     secret_fields: ClassVar[tuple[str, ...]]
     """Credentials that are write-only: masked in the API, scrubbed from stored text."""
+    example_account: ClassVar[str]
+    """The TOML lines after `credentials` of this provider's account in the example
+    gateways file (config/gateways.example.toml); "" keeps the provider out of it."""
     max_batch: ClassVar[int]
     """Recipients one send request may carry; 1 means loop only."""
     max_text_chars: ClassVar[int]

@@ -58,13 +58,33 @@ Account options:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.base import (
+    CallbackRequest,
+    Credential,
+    ProviderHandler,
+    WireRequest,
+    WireResponse,
+    names_of,
+)
+from handlers.fields import (
+    as_float,
+    as_int,
+    as_text,
+    describe_unreadable,
+    digits_of,
+    for_each,
+    is_blank,
+    json_api_headers,
+    missing_from_answer,
+    resolve_base,
+    retry_after,
+    same_number,
+)
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -181,19 +201,28 @@ _ERROR_CODES: dict[str, Outcome] = {
 # Validation errors on these request properties are about the sender ID.
 _SENDER_PROPERTY = re.compile(r"(^|[.\]])(from|sender)$")
 
-_INTEGER = re.compile(r"[+-]?\d+")
 _PLACEHOLDER = re.compile(r"%(\d+)")
-_TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class InfobipHandler:
     name: ClassVar[str] = "infobip"
+    display_name: ClassVar[str] = "Infobip"
+    docs_url: ClassVar[str] = "https://www.infobip.com/docs/api"
     public_base_url: ClassVar[str] = "https://api.infobip.com"
-    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    credentials: ClassVar[tuple[Credential, ...]] = (
+        Credential("api_key", "API key", "API key", secret=True),
+    )
+    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
+    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
+    example_account: ClassVar[str] = """\
+sender = "InfoSMS"
+fallback_sender = "SMSGW"
+priority = 50
+base_url = "https://xxxxx.api.infobip.com"  # your personal Infobip base URL
+signup_url = "https://www.infobip.com/signup"
+"""
     # Infobip documents no cap on destinations per request; 1000 matches the most
     # the SMS API hands back in one reports or logs call and keeps a request small.
     max_batch: ClassVar[int] = 1000
@@ -208,7 +237,7 @@ class InfobipHandler:
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
-        entry: dict[str, Any] = {"destinations": [{"to": _digits_of(m.to)} for m in batch.messages]}
+        entry: dict[str, Any] = {"destinations": [{"to": digits_of(m.to)} for m in batch.messages]}
         if first.sender:
             entry["from"] = first.sender  # without it Infobip uses the account's default
         entry["text"] = first.text
@@ -222,7 +251,7 @@ class InfobipHandler:
             entry["validityPeriod"] = validity
         return WireRequest(
             "POST",
-            f"{_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
+            f"{resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
             headers=_headers(account, json_body=True),
             json={"messages": [entry]},
         )
@@ -232,13 +261,13 @@ class InfobipHandler:
     ) -> list[RecipientResult]:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
-            return _all(batch, _failure(response, body))
+            return for_each(batch, _failure(response, body))
         if _is_error_body(body):
-            return _all(batch, _failure(response, body))
+            return for_each(batch, _failure(response, body))
         entries = body.get("messages")
         answers = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
         if not answers:
-            return _all(batch, _failure(response, body))
+            return for_each(batch, _failure(response, body))
         return _match(batch, answers, response)
 
     # -- callbacks -----------------------------------------------------------------
@@ -261,7 +290,7 @@ class InfobipHandler:
         results = _results(callback, "inbound message")
         messages = []
         for index, entry in enumerate(results):
-            sender = _text(entry.get("from"))
+            sender = as_text(entry.get("from"))
             text = entry.get("text")
             if not sender or not isinstance(text, str):
                 raise CallbackInvalid(
@@ -271,9 +300,9 @@ class InfobipHandler:
             messages.append(
                 InboundSms(
                     sender=sender,
-                    recipient=_text(entry.get("to")),
+                    recipient=as_text(entry.get("to")),
                     text=text,
-                    provider_id=_text(entry.get("messageId")),
+                    provider_id=as_text(entry.get("messageId")),
                 )
             )
         return messages
@@ -308,7 +337,7 @@ class InfobipHandler:
             return None
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{LOGS_PATH}",
+            f"{resolve_base(base_url, self.public_base_url)}{LOGS_PATH}",
             params=(("messageId", ",".join(chosen)), ("limit", str(len(chosen)))),
             headers=_headers(account, json_body=False),
         )
@@ -336,7 +365,7 @@ class InfobipHandler:
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{BALANCE_PATH}",
+            f"{resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
             headers=_headers(account, json_body=False),
         )
 
@@ -344,42 +373,21 @@ class InfobipHandler:
         body = response.json()
         if not 200 <= response.status_code < 300:
             code, text, _ = _error_details(body) if isinstance(body, dict) else ("", "", [])
-            detail = ": ".join(p for p in (code, text) if p) or _describe_unreadable(response, body)
+            detail = ": ".join(p for p in (code, text) if p) or describe_unreadable(
+                "Infobip", response, body
+            )
             raise ValueError(
                 f"Infobip answered the balance call with HTTP {response.status_code} ({detail})"
             )
         if not isinstance(body, dict):
-            raise ValueError(_describe_unreadable(response, body))
-        amount = _as_float(body.get("balance"))
+            raise ValueError(describe_unreadable("Infobip", response, body))
+        amount = as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Infobip's balance answer has no numeric balance")
-        return Balance(amount=amount, currency=_text(body.get("currency")))
+        return Balance(amount=amount, currency=as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
-
-
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
-    headers = {
-        "Authorization": f"App {account.credentials.get('api_key', '')}",
-        "Accept": "application/json",
-    }
-    if json_body:
-        headers["Content-Type"] = "application/json"
-    return headers
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _same_number(a: str, b: str) -> bool:
-    """Equal as numbers, whether written with '+', '00' or plain digits."""
-    return _digits_of(a).lstrip("0") == _digits_of(b).lstrip("0") != ""
 
 
 def _flag(options: Mapping[str, Any], key: str, *, default: bool) -> bool:
@@ -394,19 +402,15 @@ def _flag(options: Mapping[str, Any], key: str, *, default: bool) -> bool:
 
 
 def _validity_minutes(value: Any) -> int | None:
-    minutes = _as_int(value)
+    minutes = as_int(value)
     if minutes is None or minutes < 1:
         return None
     return min(minutes, MAX_VALIDITY_MINUTES)
 
 
-def _all(batch: SendBatch, result: RecipientResult) -> list[RecipientResult]:
-    return [result for _ in batch.messages]
-
-
 def _number_of(answer: Mapping[str, Any]) -> str:
     # /sms/2 answers say "to"; the /sms/3 family says "destination".
-    return _text(answer.get("to")) or _text(answer.get("destination"))
+    return as_text(answer.get("to")) or as_text(answer.get("destination"))
 
 
 def _match(
@@ -422,14 +426,14 @@ def _match(
     results = []
     for index, message in enumerate(batch.messages):
         answer: dict[str, Any] | None = None
-        if same_length and _same_number(message.to, _number_of(answers[index])):
+        if same_length and same_number(message.to, _number_of(answers[index])):
             answer = answers[index]
         if answer is None or id(answer) in used:
             answer = next(
                 (
                     a
                     for a in answers
-                    if id(a) not in used and _same_number(message.to, _number_of(a))
+                    if id(a) not in used and same_number(message.to, _number_of(a))
                 ),
                 None,
             )
@@ -441,7 +445,9 @@ def _match(
         ):
             answer = answers[index]  # an entry that names no number keeps its place
         if answer is None:
-            results.append(_missing(response))
+            results.append(
+                missing_from_answer(response, "Infobip's answer: no messageId for this recipient")
+            )
             continue
         used.add(id(answer))
         results.append(_answer_result(answer))
@@ -449,7 +455,7 @@ def _match(
 
 
 def _answer_result(answer: Mapping[str, Any]) -> RecipientResult:
-    message_id = _text(answer.get("messageId"))
+    message_id = as_text(answer.get("messageId"))
     raw_status = answer.get("status")
     resolved: _Resolved | None = None
     if isinstance(raw_status, dict):
@@ -475,14 +481,6 @@ def _answer_result(answer: Mapping[str, Any]) -> RecipientResult:
     return RecipientResult(Outcome.ACCEPTED, (message_id,), taken)
 
 
-def _missing(response: WireResponse) -> RecipientResult:
-    return RecipientResult(
-        Outcome.REFUSED,
-        error_code=str(response.status_code),
-        error_text="missing from Infobip's answer: no messageId for this recipient",
-    )
-
-
 def _is_error_body(body: Mapping[str, Any]) -> bool:
     return "requestError" in body or ("errorCode" in body and "messages" not in body)
 
@@ -505,10 +503,10 @@ def _failure(response: WireResponse, body: Any) -> RecipientResult:
     if 200 <= status < 300 and isinstance(body, dict) and not code:
         text = "no messages in Infobip's answer" + (f": {text}" if text else "")
     elif not text:
-        text = _describe_unreadable(response, body)
+        text = describe_unreadable("Infobip", response, body)
     result = RecipientResult(outcome, error_code=code or str(status), error_text=text)
     if outcome is Outcome.TRANSIENT:
-        result = replace(result, retry_after=_retry_after(response.headers))
+        result = replace(result, retry_after=retry_after(response.headers))
     return result
 
 
@@ -522,8 +520,8 @@ def _error_details(body: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         if isinstance(exception, dict):
             return _legacy_error(exception)
         return "", "", []
-    code = _text(body.get("errorCode"))
-    description = _text(body.get("description"))
+    code = as_text(body.get("errorCode"))
+    description = as_text(body.get("description"))
     properties: list[str] = []
     details: list[str] = []
     violations = body.get("violations")
@@ -531,24 +529,24 @@ def _error_details(body: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         for violation in violations:
             if not isinstance(violation, dict):
                 continue
-            prop, what = _text(violation.get("property")), _text(violation.get("violation"))
+            prop, what = as_text(violation.get("property")), as_text(violation.get("violation"))
             if prop:
                 properties.append(prop)
             if what:
                 details.append(f"{prop}: {what}" if prop else what)
     text = description + (f" ({'; '.join(details)})" if details else "")
-    action = _text(body.get("action"))
+    action = as_text(body.get("action"))
     if action:
         text = f"{text}. {action}" if text else action
     return code, text, properties
 
 
 def _legacy_error(exception: Mapping[str, Any]) -> tuple[str, str, list[str]]:
-    code = _text(exception.get("messageId"))
-    text = _text(exception.get("text"))
+    code = as_text(exception.get("messageId"))
+    text = as_text(exception.get("text"))
     variables = exception.get("variables")
     if isinstance(variables, list) and text:
-        values = [_text(v) for v in variables]
+        values = [as_text(v) for v in variables]
 
         def fill(match: re.Match[str]) -> str:
             index = int(match.group(1)) - 1
@@ -562,30 +560,11 @@ def _legacy_error(exception: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         for prop, problems in validation.items():
             properties.append(str(prop))
             listed = problems if isinstance(problems, list) else [problems]
-            described = ", ".join(t for t in (_text(p) for p in listed) if t)
+            described = ", ".join(t for t in (as_text(p) for p in listed) if t)
             details.append(f"{prop}: {described}" if described else str(prop))
     if details:
         text = f"{text} ({'; '.join(details)})" if text else "; ".join(details)
     return code, text, properties
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-    if not snippet:
-        return f"empty answer from Infobip (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Infobip (HTTP {code}): {snippet}"
-    return f"unexpected answer from Infobip (HTTP {code}): {snippet}"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP-date would trust our clock; the dispatcher's backoff is better
-    return seconds if seconds >= 0 else None
 
 
 # -- status and report helpers -----------------------------------------------------
@@ -605,15 +584,15 @@ class _Resolved(NamedTuple):
 
 def _resolve(status: Mapping[str, Any], *, final_at_operator: bool) -> _Resolved:
     raw_group, raw_id = status.get("groupId"), status.get("id")
-    group = _as_int(raw_group)
-    if group is None and not _blank(raw_group):
+    group = as_int(raw_group)
+    if group is None and not is_blank(raw_group):
         raise _Unreadable("status.groupId must be an integer")
-    status_id = _as_int(raw_id)
-    if status_id is None and not _blank(raw_id):
+    status_id = as_int(raw_id)
+    if status_id is None and not is_blank(raw_id):
         raise _Unreadable("status.id must be an integer")
-    name = _text(status.get("name")).upper()
+    name = as_text(status.get("name")).upper()
     if group is None:
-        group = _GROUP_BY_NAME.get(_text(status.get("groupName")).upper())
+        group = _GROUP_BY_NAME.get(as_text(status.get("groupName")).upper())
     if status_id is None:
         status_id = _ID_BY_NAME.get(name)
     known = _STATUSES.get(status_id) if status_id is not None else None
@@ -632,14 +611,14 @@ def _resolve(status: Mapping[str, Any], *, final_at_operator: bool) -> _Resolved
     code = (
         name or (known.name if known else "") or (str(status_id) if status_id is not None else "")
     )
-    text = _text(status.get("description")) or name or _text(status.get("groupName"))
+    text = as_text(status.get("description")) or name or as_text(status.get("groupName"))
     return _Resolved(status_id, code or f"group {group}", text, delivery, submission)
 
 
 def _report(entry: Any, final_at_operator: bool) -> Report:
     if not isinstance(entry, dict):
         raise _Unreadable("a report must be a JSON object")
-    message_id = _text(entry.get("messageId"))
+    message_id = as_text(entry.get("messageId"))
     if not message_id:
         raise _Unreadable("a report needs a messageId")
     status = entry.get("status")
@@ -664,12 +643,12 @@ def _report(entry: Any, final_at_operator: bool) -> Report:
 
 def _error_text(error: Mapping[str, Any]) -> str:
     """The error object as text, or "" for Infobip's NO_ERROR."""
-    error_id = _as_int(error.get("id"))
-    name = _text(error.get("name"))
+    error_id = as_int(error.get("id"))
+    name = as_text(error.get("name"))
     if error_id == 0 or name.upper() == "NO_ERROR" or not (name or error_id):
         return ""
     label = " ".join(p for p in (name, f"({error_id})" if error_id is not None else "") if p)
-    description = _text(error.get("description"))
+    description = as_text(error.get("description"))
     text = f"{label}: {description}" if description else label
     permanent = error.get("permanent")
     # The SDKs' own fixtures send `permanent` as a JSON string as well as a boolean.
@@ -699,47 +678,9 @@ def _results(callback: CallbackRequest, what: str) -> list[dict[str, Any]]:
 # -- value helpers -----------------------------------------------------------------
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    """A finite number sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    number: float
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _text(value: Any) -> str:
-    """A scalar field as text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
 _check: ProviderHandler = InfobipHandler()
+
+
+def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
+    api_key = account.credentials.get("api_key", "")
+    return json_api_headers(f"App {api_key}", json_body=json_body)

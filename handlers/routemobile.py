@@ -43,7 +43,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.base import (
+    CallbackRequest,
+    Credential,
+    ProviderHandler,
+    WireRequest,
+    WireResponse,
+    names_of,
+)
+from handlers.fields import (
+    as_text,
+    digits_of,
+    resolve_base,
+    retry_after,
+    same_number,
+    snippet,
+)
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -133,9 +148,7 @@ HEX_TYPES = frozenset({"2", "6"})
 
 _CODE = re.compile(r"\d{3,6}")
 _AMOUNT = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 # A shorter number is taken as the same destination written without its country code
 # only when it still has this many digits.
 _MIN_SUFFIX_DIGITS = 7
@@ -143,9 +156,20 @@ _MIN_SUFFIX_DIGITS = 7
 
 class RouteMobileHandler:
     name: ClassVar[str] = "routemobile"
+    display_name: ClassVar[str] = "Route Mobile"
+    docs_url: ClassVar[str] = "https://www.routemobile.com"
     public_base_url: ClassVar[str] = "https://api.rmlconnect.net"
-    credential_fields: ClassVar[tuple[str, ...]] = ("username", "password")
-    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+    credentials: ClassVar[tuple[Credential, ...]] = (
+        Credential("username", "Username", "Username"),
+        Credential("password", "Password", "Password", secret=True),
+    )
+    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
+    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
+    example_account: ClassVar[str] = """\
+sender = "SMSGW"
+priority = 20
+base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account was given
+"""
     # The specification sets no limit on comma-separated destinations, but a GET
     # request line has to stay under the 8 KB servers commonly accept: 100 numbers
     # take at most 1.8 KB and leave room for a 1000-character Unicode text (4 KB hex).
@@ -166,15 +190,15 @@ class RouteMobileHandler:
             ("password", account.credentials.get("password", "")),
             ("type", kind),
             ("dlr", "1" if _wants_dlr(account.options) else "0"),
-            ("destination", ",".join(_digits_of(m.to) for m in batch.messages)),
+            ("destination", ",".join(digits_of(m.to) for m in batch.messages)),
             ("source", first.sender),
             ("message", text),
         ]
         for option, parameter in (("entity_id", "entityid"), ("template_id", "tempid")):
-            value = _text(account.options.get(option))
+            value = as_text(account.options.get(option))
             if value:
                 fields.append((parameter, value))
-        url = f"{_base(batch.base_url, self.public_base_url)}{SEND_PATH}"
+        url = f"{resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}"
         if str(account.options.get("method", "GET")).strip().upper() == "POST":
             return WireRequest(
                 "POST",
@@ -193,7 +217,7 @@ class RouteMobileHandler:
                 Outcome.TRANSIENT,
                 error_code=str(status),
                 error_text=_describe(response, "busy or failing"),
-                retry_after=_retry_after(response.headers),
+                retry_after=retry_after(response.headers),
             )
             return [failure for _ in batch.messages]
         entries = parse_answer(response.text)
@@ -277,7 +301,7 @@ class RouteMobileHandler:
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{BALANCE_PATH}",
+            f"{resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
             params=(
                 ("username", account.credentials.get("username", "")),
                 ("password", account.credentials.get("password", "")),
@@ -292,7 +316,7 @@ class RouteMobileHandler:
             raise ValueError("Route Mobile denied the credit check: wrong username or password")
         value = text.rsplit(":", 1)[-1].strip()
         if not _AMOUNT.fullmatch(value):
-            raise ValueError(f"unreadable credit check answer: {_snippet(text)!r}")
+            raise ValueError(f"unreadable credit check answer: {snippet(text)!r}")
         return Balance(float(value))
 
 
@@ -320,7 +344,7 @@ def parse_answer(body: str) -> list[Entry]:
             number, message_id = parts[1], parts[2]
         elif len(parts) == 2:
             number, _, message_id = parts[1].partition(":")
-        if not _digits_of(number):
+        if not digits_of(number):
             number = ""
         entries.append(Entry(parts[0], number.strip(), message_id.strip()))
     return entries
@@ -337,7 +361,7 @@ def _match(messages: Sequence[OutgoingSms], entries: list[Entry]) -> list[Recipi
     numbered = [e for e in entries if e.number]
     claimed: dict[int, Entry] = {}
     free = list(range(len(numbered)))
-    for same in (_same_number, _same_subscriber):
+    for same in (same_number, _same_subscriber):
         for index, message in enumerate(messages):
             if index in claimed:
                 continue
@@ -352,7 +376,7 @@ def _match(messages: Sequence[OutgoingSms], entries: list[Entry]) -> list[Recipi
         # the leftover names another message's number (a repeated answer, not this one).
         leftover = numbered[free[0]].number
         if not any(
-            _same_number(m.to, leftover) or _same_subscriber(m.to, leftover) for m in messages
+            same_number(m.to, leftover) or _same_subscriber(m.to, leftover) for m in messages
         ):
             claimed[unclaimed[0]] = numbered[free[0]]
     fallback = _fallback(entries)
@@ -426,42 +450,17 @@ def _wants_dlr(options: Mapping[str, Any]) -> bool:
     return bool(value)
 
 
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _same_number(a: str, b: str) -> bool:
-    return _digits_of(a).lstrip("0") == _digits_of(b).lstrip("0") != ""
-
-
 def _same_subscriber(a: str, b: str) -> bool:
     """One number is the other without its country code (or with a trunk zero)."""
-    x, y = _digits_of(a).lstrip("0"), _digits_of(b).lstrip("0")
+    x, y = digits_of(a).lstrip("0"), digits_of(b).lstrip("0")
     short, long = sorted((x, y), key=len)
     return len(short) >= _MIN_SUFFIX_DIGITS and long.endswith(short)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _snippet(text: str) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:_SNIPPET_CHARS]
-
-
 def _describe(response: WireResponse, what: str) -> str:
-    snippet = _snippet(response.text)
+    shown = snippet(response.text)
     head = f"Route Mobile answered {what} (HTTP {response.status_code})"
-    return f"{head}: {snippet}" if snippet else f"{head} with an empty body"
+    return f"{head}: {shown}" if shown else f"{head} with an empty body"
 
 
 def _folded(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,15 +476,7 @@ def _scalar(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name.lower())
     if isinstance(value, dict | list | bool):
         raise CallbackInvalid(f"{name} must be text or a number", field=name)
-    return _text(value)
-
-
-def _text(value: Any) -> str:
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
+    return as_text(value)
 
 
 _check: ProviderHandler = RouteMobileHandler()

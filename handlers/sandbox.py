@@ -15,7 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.base import (
+    CallbackRequest,
+    Credential,
+    ProviderHandler,
+    WireRequest,
+    WireResponse,
+    names_of,
+)
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -39,9 +46,13 @@ STATUSES = {
 
 class SandboxHandler:
     name: ClassVar[str] = "sandbox"
+    display_name: ClassVar[str] = "Sandbox (local)"
+    docs_url: ClassVar[str] = ""
     public_base_url: ClassVar[str] = ""
-    credential_fields: ClassVar[tuple[str, ...]] = ()
-    secret_fields: ClassVar[tuple[str, ...]] = ()
+    credentials: ClassVar[tuple[Credential, ...]] = ()
+    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
+    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
+    example_account: ClassVar[str] = ""
     max_batch: ClassVar[int] = 100
     max_text_chars: ClassVar[int] = 1600
     shares_request_ids: ClassVar[bool] = False

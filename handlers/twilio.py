@@ -46,7 +46,23 @@ from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.base import (
+    CallbackRequest,
+    Credential,
+    ProviderHandler,
+    WireRequest,
+    WireResponse,
+    names_of,
+)
+from handlers.fields import (
+    as_int,
+    as_text,
+    describe_unreadable,
+    header,
+    resolve_base,
+    retry_after,
+    snippet,
+)
 from service.errors import CallbackInvalid, Forbidden
 from service.model import (
     Account,
@@ -164,21 +180,30 @@ SEND_ERRORS: dict[int, _Error] = {
     63017: _Error(Outcome.TRANSIENT, "Rate limit exceeded"),
 }
 
-_INTEGER = re.compile(r"[+-]?\d+")
-_TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_SNIPPET_CHARS = 200
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
 _TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
 class TwilioHandler:
     name: ClassVar[str] = "twilio"
+    display_name: ClassVar[str] = "Twilio"
+    docs_url: ClassVar[str] = "https://www.twilio.com/docs/messaging/api"
     public_base_url: ClassVar[str] = "https://api.twilio.com"
-    credential_fields: ClassVar[tuple[str, ...]] = ("account_sid", "auth_token")
-    secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
+    credentials: ClassVar[tuple[Credential, ...]] = (
+        Credential("account_sid", "Account SID", "API key"),
+        Credential("auth_token", "Auth token", "Secret key", secret=True),
+    )
+    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
+    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
+    example_account: ClassVar[str] = """\
+sender = "+15005550006"
+pattern = "loop"                       # Twilio takes one recipient per request
+priority = 70
+active = false
+"""
     max_batch: ClassVar[int] = 1
     max_text_chars: ClassVar[int] = 1600
     shares_request_ids: ClassVar[bool] = False
@@ -191,7 +216,7 @@ class TwilioHandler:
         """The request for the batch's first message: Twilio takes one `To` per request."""
         message = batch.messages[0]
         form: list[tuple[str, str]] = [("To", message.to)]
-        service = _text(account.options.get("messaging_service_sid"))
+        service = as_text(account.options.get("messaging_service_sid"))
         if service:
             form.append(("MessagingServiceSid", service))
         else:
@@ -199,7 +224,7 @@ class TwilioHandler:
         form.append(("Body", message.text))
         if batch.dlr_url:
             form.append(("StatusCallback", batch.dlr_url))
-        validity = _as_int(account.options.get("validity_period"))
+        validity = as_int(account.options.get("validity_period"))
         if validity is not None:
             form.append(("ValidityPeriod", str(validity)))
         return WireRequest(
@@ -230,7 +255,7 @@ class TwilioHandler:
     def authenticate(self, account: Account, callback: CallbackRequest) -> None:
         """Verify `X-Twilio-Signature` as Twilio computes it; Forbidden when it does not."""
         token = account.credentials.get("auth_token", "")
-        given = _header(callback.headers, SIGNATURE_HEADER).strip()
+        given = header(callback.headers, SIGNATURE_HEADER).strip()
         if not token:
             raise Forbidden("the account has no auth_token to verify X-Twilio-Signature")
         if not given:
@@ -317,13 +342,13 @@ class TwilioHandler:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
             return []
-        if _text(body.get("status")).lower() in INBOUND_STATUSES:
+        if as_text(body.get("status")).lower() in INBOUND_STATUSES:
             return []
         asked = request_ids[0].strip() if len(request_ids) == 1 else ""
         try:
             report = _report(
                 request_id=_scalar(body.get("sid")) or asked,
-                status=_text(body.get("status")),
+                status=as_text(body.get("status")),
                 code=_scalar(body.get("error_code")),
                 message=_scalar(body.get("error_message")),
                 recipient=_scalar(body.get("to")),
@@ -349,10 +374,12 @@ class TwilioHandler:
             detail = f"{code}: {text}" if code and text else code or text
             raise ValueError(
                 f"Twilio answered HTTP {response.status_code}"
-                + (f" ({detail})" if detail else f": {_snippet(response) or 'no body'}")
+                + (f" ({detail})" if detail else f": {snippet(response.text) or 'no body'}")
             )
         if not isinstance(body, dict):
-            raise ValueError(f"Twilio's balance answer is not a JSON object: {_snippet(response)}")
+            raise ValueError(
+                f"Twilio's balance answer is not a JSON object: {snippet(response.text)}"
+            )
         raw = body.get("balance")
         try:
             amount = float(raw) if isinstance(raw, str | int | float) else None
@@ -360,7 +387,7 @@ class TwilioHandler:
             amount = None
         if amount is None or isinstance(raw, bool) or not math.isfinite(amount):
             raise ValueError(f"Twilio's balance answer has no numeric balance: {raw!r}")
-        return Balance(amount, _text(body.get("currency")))
+        return Balance(amount, as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -368,7 +395,7 @@ class TwilioHandler:
 
 def _account_url(account: Account, base_url: str, default: str) -> str:
     sid = quote(account.credentials.get("account_sid", "").strip(), safe="")
-    return f"{(base_url or default).rstrip('/')}/{API_VERSION}/Accounts/{sid}"
+    return f"{resolve_base(base_url, default)}/{API_VERSION}/Accounts/{sid}"
 
 
 def _auth_headers(account: Account) -> dict[str, str]:
@@ -395,31 +422,31 @@ def _send_result(response: WireResponse) -> RecipientResult:
         outcome = Outcome.TRANSIENT
     else:
         outcome = Outcome.REFUSED
-    text = message or (known.text if known else "") or _describe_unreadable(response, body)
+    text = message or (known.text if known else "") or describe_unreadable("Twilio", response, body)
     return RecipientResult(
         outcome,
         error_code=code or str(status_code),
         error_text=text,
-        retry_after=_retry_after(response.headers) if outcome is Outcome.TRANSIENT else None,
+        retry_after=retry_after(response.headers) if outcome is Outcome.TRANSIENT else None,
     )
 
 
 def _created(response: WireResponse, body: Any) -> RecipientResult:
     """A 2xx answer: the Message resource, or something that is not one."""
-    sid = _text(body.get("sid")) if isinstance(body, dict) else ""
+    sid = as_text(body.get("sid")) if isinstance(body, dict) else ""
     if not isinstance(body, dict) or not sid:
-        text = _describe_unreadable(response, body)
+        text = describe_unreadable("Twilio", response, body)
         if isinstance(body, dict):
             text = f"no message sid in Twilio's answer: {text}"
         return RecipientResult(
             Outcome.REFUSED, error_code=str(response.status_code), error_text=text
         )
-    status = _text(body.get("status")).lower()
+    status = as_text(body.get("status")).lower()
     if status in _DEAD_AT_BIRTH:
-        number = _as_int(body.get("error_code"))
+        number = as_int(body.get("error_code"))
         known = SEND_ERRORS.get(number) if number is not None else None
         reason = (
-            _text(body.get("error_message"))
+            as_text(body.get("error_message"))
             or (known.text if known else "")
             or DELIVERY_ERRORS.get(number or 0, "")
         )
@@ -442,33 +469,8 @@ def _error_fields(body: Any) -> tuple[str, str]:
     """Twilio's error code (as digits) and message from an error body, where present."""
     if not isinstance(body, dict):
         return "", ""
-    number = _as_int(body.get("code"))
-    return (str(number) if number is not None else "", _text(body.get("message")))
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _snippet(response)
-    if not snippet:
-        return f"empty answer from Twilio (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Twilio (HTTP {code}): {snippet}"
-    return f"unexpected answer from Twilio (HTTP {code}): {snippet}"
-
-
-def _snippet(response: WireResponse) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = _header(headers, "retry-after")
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date is legal too, but a skewed clock makes it misleading; the
-        # dispatcher's own backoff is the better guess then.
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    number = as_int(body.get("code"))
+    return (str(number) if number is not None else "", as_text(body.get("message")))
 
 
 # -- signature helpers -------------------------------------------------------------
@@ -527,13 +529,6 @@ def _url_variants(url: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), "")
-    return value
-
-
 # -- report helpers ----------------------------------------------------------------
 
 
@@ -563,7 +558,7 @@ def _report(
         raise CallbackInvalid(f"{status!r} is not a Twilio message status", field=status_name)
     number: int | None = None
     if code.strip():
-        number = _as_int(code)
+        number = as_int(code)
         if number is None:
             raise CallbackInvalid(f"{code_name} must be a number", field=code_name)
     if number is not None and mapped in (Status.UNDELIVERED, Status.FAILED):
@@ -586,7 +581,7 @@ def _field(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
     if isinstance(value, dict | list):
         raise CallbackInvalid(f"{name} must be text", field=name)
-    return _text(value)
+    return as_text(value)
 
 
 def _first(fields: Mapping[str, Any], *names: str) -> str:
@@ -599,32 +594,10 @@ def _first(fields: Mapping[str, Any], *names: str) -> str:
 
 
 def _scalar(value: Any) -> str:
-    return "" if isinstance(value, dict | list) else _text(value)
+    return "" if isinstance(value, dict | list) else as_text(value)
 
 
 # -- value helpers -----------------------------------------------------------------
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _text(value: Any) -> str:
-    """A scalar as stripped text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
 
 
 _check: ProviderHandler = TwilioHandler()
