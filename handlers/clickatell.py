@@ -37,29 +37,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-from handlers.base import (
-    CallbackRequest,
-    Credential,
-    ProviderHandler,
-    WireRequest,
-    WireResponse,
-    names_of,
-)
-from handlers.fields import (
-    as_float,
-    as_int,
-    as_text,
-    describe_unreadable,
-    digits_of,
-    is_blank,
-    json_api_headers,
-    missing_from_answer,
-    number_key,
-    resolve_base,
-    retry_after,
-)
+from handlers import wire
+from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -163,29 +144,24 @@ _CODE_BY_NAME: dict[str, int] = {
 }
 
 _NON_WORD = re.compile(r"[^A-Z0-9]+")
-_SPACE = re.compile(r"\s+")
 _CODE_BY_TEXT = {_NON_WORD.sub(" ", e.text.upper()).strip(): n for n, e in ERRORS.items()}
 
 
-class ClickatellHandler:
-    name: ClassVar[str] = "clickatell"
-    display_name: ClassVar[str] = "Clickatell"
-    docs_url: ClassVar[str] = "https://docs.clickatell.com"
-    public_base_url: ClassVar[str] = "https://platform.clickatell.com"
-    credentials: ClassVar[tuple[Credential, ...]] = (
-        Credential("api_key", "API key", "API key", secret=True),
-    )
-    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
-    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
-    example_account: ClassVar[str] = """\
+_NOT_IN_ANSWER = "Clickatell's answer: no apiMessageId for this number"
+
+
+class ClickatellHandler(ProviderHandler):
+    name = "clickatell"
+    display_name = "Clickatell"
+    docs_url = "https://docs.clickatell.com"
+    public_base_url = "https://platform.clickatell.com"
+    credentials = API_KEY
+    example_account = """\
 priority = 60
 """
-    max_batch: ClassVar[int] = 200
+    max_batch = 200
     # 35 concatenated parts of 153 GSM-7 characters, Clickatell's documented ceiling.
-    max_text_chars: ClassVar[int] = 5355
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    max_text_chars = 5355
 
     # -- sending -------------------------------------------------------------------
 
@@ -193,19 +169,19 @@ priority = 60
         first = batch.messages[0]
         # `to` is a set at Clickatell: a number repeated in one batch goes once, and
         # parse_send_response asks for the other copies to be sent again.
-        numbers = list(dict.fromkeys(digits_of(m.to) for m in batch.messages))
+        numbers = list(dict.fromkeys(wire.digits_of(m.to) for m in batch.messages))
         body: dict[str, Any] = {"content": first.text, "to": numbers}
         sender = _sender(first.sender)
         if sender:
             body["from"] = sender
         if len(batch.messages) == 1 and account.options.get("client_message_id", True):
             body["clientMessageId"] = first.message_id
-        validity = as_int(account.options.get("validity_period"))
+        validity = wire.as_int(account.options.get("validity_period"))
         if validity is not None and validity > 0:
             body["validityPeriod"] = validity
         return WireRequest(
             "POST",
-            f"{resolve_base(batch.base_url, self.public_base_url)}/messages",
+            f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",
             headers=_headers(account, json_body=True),
             json=body,
         )
@@ -220,35 +196,26 @@ priority = 60
         entries = [e for e in _as_list(body.get("messages")) if isinstance(e, dict)]
         accepting = 200 <= response.status_code < 300
         # One answer per number sent, in the order `send_request` put them in `to`.
-        numbers = list(dict.fromkeys(number_key(m.to) for m in batch.messages))
+        numbers = list(dict.fromkeys(wire.number_key(m.to) for m in batch.messages))
         claimed: set[int] = set()
         by_number: dict[str, RecipientResult] = {}
         for position, number in enumerate(numbers):
             entry = _claim(entries, number, position, len(numbers), claimed)
             by_number[number] = (
-                (
-                    overall
-                    or missing_from_answer(
-                        response, "Clickatell's answer: no apiMessageId for this number"
-                    )
-                )
+                (overall or wire.missing_from_answer(response, _NOT_IN_ANSWER))
                 if entry is None
                 else _entry_result(entry, response, overall, accepting=accepting)
             )
         results: list[RecipientResult] = []
         seen: set[str] = set()
         for message in batch.messages:
-            number = number_key(message.to)
+            number = wire.number_key(message.to)
             result = by_number[number]
             results.append(_duplicate(result) if number in seen else result)
             seen.add(number)
         return results
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        # Clickatell signs nothing; the callback URL's key authenticates it.
-        return None
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         """Status callbacks, in every field set seen in Clickatell's docs and traffic.
@@ -278,23 +245,20 @@ priority = 60
 
     def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
         fields = callback.fields()
-        sender = as_text(_first(fields, "fromNumber", "from"))
+        sender = wire.as_text(_first(fields, "fromNumber", "from"))
         raw_text = fields["text"] if "text" in fields else fields.get("content")
         if not sender or raw_text is None or isinstance(raw_text, dict | list | bool):
             raise CallbackInvalid("a Clickatell reply callback needs fromNumber and text")
         return [
             InboundSms(
                 sender=sender,
-                recipient=as_text(_first(fields, "toNumber", "to")),
-                text=as_text(raw_text, strip=False),
-                provider_id=as_text(_first(fields, "messageId", "moMessageId", "replyMessageId")),
+                recipient=wire.as_text(_first(fields, "toNumber", "to")),
+                text=wire.as_text(raw_text, strip=False),
+                provider_id=wire.as_text(
+                    _first(fields, "messageId", "moMessageId", "replyMessageId")
+                ),
             )
         ]
-
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
 
     # -- polling -------------------------------------------------------------------
 
@@ -306,7 +270,7 @@ priority = 60
             return None
         return WireRequest(
             "GET",
-            f"{resolve_base(base_url, self.public_base_url)}/public-client/message/status",
+            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/message/status",
             params=(("messageId", request_ids[0]),),
             headers=_headers(account, json_body=False),
         )
@@ -314,11 +278,11 @@ priority = 60
     def parse_poll_response(
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
-        body = response.json()
-        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        body = wire.json_object(response)
+        if body is None:
             return []
         fields = dict(body)
-        if not as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId")):
+        if not wire.as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId")):
             if len(request_ids) != 1:
                 return []
             fields["messageId"] = request_ids[0]
@@ -332,7 +296,7 @@ priority = 60
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{resolve_base(base_url, self.public_base_url)}/public-client/balance",
+            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/balance",
             headers=_headers(account, json_body=False),
         )
 
@@ -340,12 +304,12 @@ priority = 60
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
             _, text = _error_of(body) if isinstance(body, dict) else (None, "")
-            detail = text or describe_unreadable("Clickatell", response, body)
+            detail = text or wire.describe_unreadable("Clickatell", response, body)
             raise ValueError(f"Clickatell balance look-up failed: {detail}")
-        amount = as_float(body.get("balance"))
+        amount = wire.as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Clickatell's balance answer has no numeric balance")
-        return Balance(amount, as_text(body.get("currency")))
+        return Balance(amount, wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -364,10 +328,13 @@ def _claim(
 ) -> dict[str, Any] | None:
     """The answer entry for a number: by its `to`, else by position when none has one."""
     for position, entry in enumerate(entries):
-        if position not in claimed and number_key(as_text(entry.get("to"))) == number != "":
+        if (
+            position not in claimed
+            and wire.number_key(wire.as_text(entry.get("to"))) == number != ""
+        ):
             claimed.add(position)
             return entry
-    if len(entries) == size and index not in claimed and not as_text(entries[index].get("to")):
+    if len(entries) == size and index not in claimed and not wire.as_text(entries[index].get("to")):
         claimed.add(index)
         return entries[index]
     return None
@@ -380,9 +347,9 @@ def _entry_result(
     *,
     accepting: bool,
 ) -> RecipientResult:
-    request_id = as_text(entry.get("apiMessageId"))
+    request_id = wire.as_text(entry.get("apiMessageId"))
     accepted = entry.get("accepted")
-    says_accepted = accepted is True or as_text(accepted).lower() == "true"
+    says_accepted = accepted is True or wire.as_text(accepted).lower() == "true"
     code, text = _error_of(entry)
     if accepting and request_id and (says_accepted or (accepted is None and not code and not text)):
         return RecipientResult(Outcome.ACCEPTED, (request_id,), Status.SUBMITTED)
@@ -413,7 +380,7 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
         return RecipientResult(
             _outcome_by_http(response.status_code),
             error_code=str(response.status_code),
-            error_text=describe_unreadable("Clickatell", response, body),
+            error_text=wire.describe_unreadable("Clickatell", response, body),
             retry_after=_retry_after_if_transient(response),
         )
     return None
@@ -422,7 +389,7 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
 def _failure(code: int | None, text: str, response: WireResponse) -> RecipientResult:
     known = ERRORS.get(code) if code is not None else None
     outcome = known.outcome if known else _outcome_by_http(response.status_code)
-    wait = retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
+    wait = wire.retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
     return RecipientResult(
         outcome,
         error_code=f"{code:03d}" if code is not None else str(response.status_code),
@@ -441,7 +408,7 @@ def _outcome_by_http(status_code: int) -> Outcome:
 
 def _retry_after_if_transient(response: WireResponse) -> float | None:
     if _outcome_by_http(response.status_code) is Outcome.TRANSIENT:
-        return retry_after(response.headers)
+        return wire.retry_after(response.headers)
     return None
 
 
@@ -460,8 +427,8 @@ def _error_of(source: Mapping[str, Any]) -> tuple[int | None, str]:
         texts = [error.get("description"), error.get("message"), *texts]
     else:
         texts = [error, *texts]
-    code = as_int(raw_code) or None  # 0 and null both mean no error
-    parts = [t for t in (as_text(t) for t in texts) if t]
+    code = wire.as_int(raw_code) or None  # 0 and null both mean no error
+    parts = [t for t in (wire.as_text(t) for t in texts) if t]
     text = ": ".join(dict.fromkeys(p.rstrip(".") for p in parts))
     if code is None and parts:
         code = _CODE_BY_TEXT.get(_NON_WORD.sub(" ", parts[0].upper()).strip())
@@ -485,7 +452,7 @@ def _unreadable(response: WireResponse, body: Any) -> RecipientResult:
         if not 200 <= response.status_code < 300
         else Outcome.REFUSED,
         error_code=str(response.status_code),
-        error_text=describe_unreadable("Clickatell", response, body),
+        error_text=wire.describe_unreadable("Clickatell", response, body),
         retry_after=_retry_after_if_transient(response),
     )
 
@@ -494,7 +461,7 @@ def _unreadable(response: WireResponse, body: Any) -> RecipientResult:
 
 
 def _report(fields: Mapping[str, Any]) -> Report:
-    request_id = as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId"))
+    request_id = wire.as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId"))
     if not request_id:
         raise CallbackInvalid("a Clickatell status callback needs a messageId")
     code, name, description = _status_fields(fields)
@@ -502,7 +469,7 @@ def _report(fields: Mapping[str, Any]) -> Report:
     return Report(
         request_id=request_id,
         status=status,
-        recipient=as_text(_first(fields, "to", "toNumber")),
+        recipient=wire.as_text(_first(fields, "to", "toNumber")),
         error_code=f"{code:03d}" if code is not None else "",
         error_text=text,
     )
@@ -512,19 +479,19 @@ def _status_fields(fields: Mapping[str, Any]) -> tuple[int | None, str, str]:
     """(code, known name, description) from whichever status fields the callback has."""
     raw_code = fields.get("statusCode")
     code: int | None = None
-    if not is_blank(raw_code):
-        code = as_int(raw_code)
+    if not wire.is_blank(raw_code):
+        code = wire.as_int(raw_code)
         if code is None:
             raise CallbackInvalid("statusCode must be an integer", field="statusCode")
     raw_status = fields.get("status")
     if isinstance(raw_status, dict | list | bool):
         raise CallbackInvalid("status must be a code or a name", field="status")
-    description = as_text(fields.get("statusDescription"))
-    status_text = as_text(raw_status)
+    description = wire.as_text(fields.get("statusDescription"))
+    status_text = wire.as_text(raw_status)
     name = ""
     given_name = ""
     if status_text:
-        as_number = as_int(status_text)
+        as_number = wire.as_int(status_text)
         if as_number is not None:
             code = code if code is not None else as_number
         else:
@@ -572,7 +539,7 @@ def _first(fields: Mapping[str, Any], *keys: str) -> Any:
     """The first of `keys` present with a non-blank value."""
     for key in keys:
         value = fields.get(key)
-        if not is_blank(value):
+        if not wire.is_blank(value):
             return value
     return None
 
@@ -581,9 +548,6 @@ def _as_list(value: Any) -> Iterable[Any]:
     return value if isinstance(value, list) else ()
 
 
-_check: ProviderHandler = ClickatellHandler()
-
-
 def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
     # Clickatell takes the bare key, without a scheme such as "Bearer".
-    return json_api_headers(account.credentials.get("api_key", ""), json_body=json_body)
+    return wire.json_api_headers(account.credentials.get("api_key", ""), json_body=json_body)

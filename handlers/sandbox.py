@@ -12,17 +12,9 @@ Wire format: POST {base}/sandbox/api/messages with JSON
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
-from handlers.base import (
-    CallbackRequest,
-    Credential,
-    ProviderHandler,
-    WireRequest,
-    WireResponse,
-    names_of,
-)
+from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -44,20 +36,15 @@ STATUSES = {
 }
 
 
-class SandboxHandler:
-    name: ClassVar[str] = "sandbox"
-    display_name: ClassVar[str] = "Sandbox (local)"
-    docs_url: ClassVar[str] = ""
-    public_base_url: ClassVar[str] = ""
+class SandboxHandler(ProviderHandler):
+    name = "sandbox"
+    display_name = "Sandbox (local)"
+    docs_url = ""
+    public_base_url = ""
     credentials: ClassVar[tuple[Credential, ...]] = ()
-    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
-    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
-    example_account: ClassVar[str] = ""
-    max_batch: ClassVar[int] = 100
-    max_text_chars: ClassVar[int] = 1600
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    example_account = ""
+    max_batch = 100
+    max_text_chars = 1600
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
@@ -107,9 +94,6 @@ class SandboxHandler:
             )
         return RecipientResult(Outcome.ACCEPTED, request_ids=(str(answer.get("id", "")),))
 
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None
-
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         fields = callback.fields()
         request_id, status = fields.get("id"), fields.get("status")
@@ -132,26 +116,5 @@ class SandboxHandler:
             raise CallbackInvalid("a sandbox inbound message needs from and text")
         return [InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))]
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
-
-    def poll_request(
-        self, account: Account, base_url: str, request_ids: Sequence[str]
-    ) -> WireRequest | None:
-        return None
-
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
-    ) -> list[Report]:
-        return []
-
-    def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return None
-
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         return Balance(0.0)
-
-
-_check: ProviderHandler = SandboxHandler()

@@ -55,22 +55,10 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
-from handlers.base import (
-    CallbackRequest,
-    Credential,
-    ProviderHandler,
-    WireRequest,
-    WireResponse,
-    names_of,
-)
-from handlers.fields import (
-    digits_of,
-    resolve_base,
-    retry_after,
-    snippet,
-)
+from handlers import wire
+from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -89,9 +77,7 @@ SINGLE_SMS_CHARS = 160
 LONG_SMS_CHARS = 459
 
 
-class _Error(NamedTuple):
-    outcome: Outcome
-    text: str
+_Error = wire.ErrorMeaning
 
 
 # Every error code of the page, with what it means for the message.
@@ -154,28 +140,22 @@ _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
 _SPACE = re.compile(r"\s+")
 
 
-class Sms1609Handler:
-    name: ClassVar[str] = "sms1609"
-    display_name: ClassVar[str] = "1609SMS"
-    docs_url: ClassVar[str] = "http://www.1609sms.com/uk/sms-gateway.htm"
-    public_base_url: ClassVar[str] = "http://217.19.227.48"
-    credentials: ClassVar[tuple[Credential, ...]] = (
-        Credential("username", "Username", "Username"),
-        Credential("password", "Password", "Password", secret=True),
-    )
-    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
-    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
-    example_account: ClassVar[str] = """\
+class Sms1609Handler(ProviderHandler):
+    name = "sms1609"
+    display_name = "1609SMS"
+    docs_url = "http://www.1609sms.com/uk/sms-gateway.htm"
+    public_base_url = "http://217.19.227.48"
+    credentials = LOGIN
+    example_account = """\
 sender = "SMSGW"
 pattern = "loop"
 priority = 40
 options = { sha1_password = true, test_mode = false }
 """
-    max_batch: ClassVar[int] = 1
-    max_text_chars: ClassVar[int] = LONG_SMS_CHARS
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = False
-    native_test_mode: ClassVar[bool] = True
+    max_batch = 1
+    max_text_chars = LONG_SMS_CHARS
+    pushes_reports = False
+    native_test_mode = True
 
     # -- sending -------------------------------------------------------------------
 
@@ -189,7 +169,7 @@ options = { sha1_password = true, test_mode = false }
         fields: list[tuple[str, str]] = [
             *_login(account),
             ("message", first.text),
-            ("to", ",".join(digits_of(m.to) for m in batch.messages)),
+            ("to", ",".join(wire.digits_of(m.to) for m in batch.messages)),
             ("sender", first.sender),
         ]
         if _flag(account.options, "logging", default=True):
@@ -199,7 +179,9 @@ options = { sha1_password = true, test_mode = false }
             fields.append(("type", "long"))
         if _flag(account.options, "test_mode"):
             fields.append(("test", "yes"))
-        return _gateway_request(account, resolve_base(batch.base_url, self.public_base_url), fields)
+        return _gateway_request(
+            account, wire.resolve_base(batch.base_url, self.public_base_url), fields
+        )
 
     def parse_send_response(
         self, account: Account, batch: SendBatch, response: WireResponse
@@ -207,9 +189,6 @@ options = { sha1_password = true, test_mode = false }
         return [_send_result(account, response) for _ in batch.messages]
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # 1609SMS calls nothing back; the callback URL's key is all there is
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         raise CallbackInvalid(
@@ -221,11 +200,6 @@ options = { sha1_password = true, test_mode = false }
             "1609SMS documents no format for forwarding inbound SMS from a virtual number"
         )
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
-
     # -- polling -------------------------------------------------------------------
 
     def poll_request(
@@ -236,7 +210,7 @@ options = { sha1_password = true, test_mode = false }
             return None
         return WireRequest(
             "GET",
-            f"{resolve_base(base_url, self.public_base_url)}{STATUS_PATH}",
+            f"{wire.resolve_base(base_url, self.public_base_url)}{STATUS_PATH}",
             params=(("smsid", request_ids[0].strip()),),
             headers={"Accept": "text/plain"},
         )
@@ -272,7 +246,7 @@ options = { sha1_password = true, test_mode = false }
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         fields = [*_login(account), ("action", "credits")]
-        return _gateway_request(account, resolve_base(base_url, self.public_base_url), fields)
+        return _gateway_request(account, wire.resolve_base(base_url, self.public_base_url), fields)
 
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         text = _clean(response.text)
@@ -285,12 +259,12 @@ options = { sha1_password = true, test_mode = false }
         if not 200 <= response.status_code < 300:
             raise ValueError(
                 f"1609SMS answered the credits request with HTTP {response.status_code}: "
-                f"{snippet(response.text) or 'empty body'}"
+                f"{wire.snippet(response.text) or 'empty body'}"
             )
         if not _NUMBER.fullmatch(text):
             raise ValueError(
                 f"1609SMS answered the credits request with no number: "
-                f"{snippet(response.text) or 'empty body'}"
+                f"{wire.snippet(response.text) or 'empty body'}"
             )
         return Balance(float(text.replace(",", ".")), "credits")
 
@@ -352,14 +326,14 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
                 error_text=_with_detail(known.text, error.group("rest")),
             )
             if known.outcome is Outcome.TRANSIENT:
-                result = replace(result, retry_after=retry_after(response.headers))
+                result = replace(result, retry_after=wire.retry_after(response.headers))
             return result
     if status == 429 or status >= 500:
         return RecipientResult(
             Outcome.TRANSIENT,
             error_code=str(status),
             error_text=_describe(response, "1609SMS is unavailable"),
-            retry_after=retry_after(response.headers),
+            retry_after=wire.retry_after(response.headers),
         )
     if status in (401, 403):
         return RecipientResult(
@@ -406,7 +380,7 @@ def _error_code(raw: str | None) -> str:
 
 
 def _with_detail(meaning: str, rest: str | None) -> str:
-    detail = snippet(rest or "")
+    detail = wire.snippet(rest or "")
     return f"{meaning}: {detail}" if detail else meaning
 
 
@@ -415,7 +389,7 @@ def _clean(text: str) -> str:
 
 
 def _describe(response: WireResponse, what: str) -> str:
-    shown = snippet(response.text)
+    shown = wire.snippet(response.text)
     status = response.status_code
     return f"{what} (HTTP {status}): {shown}" if shown else f"{what} (HTTP {status})"
 
@@ -438,6 +412,3 @@ def parse_poll_status(text: str) -> Status | None:
     """The normalized status of a status-page answer; None for NONE or no known code."""
     code = _delivery_code(text)
     return _DELIVERY[code].status if code is not None else None
-
-
-_check: ProviderHandler = Sms1609Handler()

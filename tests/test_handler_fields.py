@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.base import WireResponse
-from handlers.fields import (
+from handlers.wire import (
     SNIPPET_CHARS,
     as_float,
     as_int,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
 
 from handlers import HANDLERS
-from handlers.base import Credential, names_of
+from handlers.base import Credential
 from handlers.sandbox import SandboxHandler
 from service.accounts import declared_accounts, example_gateways
 from service.openapi import spec
@@ -24,17 +23,15 @@ class PigeonHandler(SandboxHandler):
     """A throwaway provider with credential names no real one uses; its wire format
     is the sandbox's, which none of these tests reach."""
 
-    name: ClassVar[str] = "pigeon"
-    display_name: ClassVar[str] = "Pigeon Post"
-    docs_url: ClassVar[str] = "https://pigeon.example/docs"
-    public_base_url: ClassVar[str] = "https://pigeon.example"
-    credentials: ClassVar[tuple[Credential, ...]] = (
+    name = "pigeon"
+    display_name = "Pigeon Post"
+    docs_url = "https://pigeon.example/docs"
+    public_base_url = "https://pigeon.example"
+    credentials = (
         Credential("client_id", "Client ID", "Username"),
         Credential("client_secret", "Client secret", "Secret key", secret=True),
     )
-    credential_fields: ClassVar[tuple[str, ...]] = names_of(credentials)
-    secret_fields: ClassVar[tuple[str, ...]] = names_of(credentials, secret=True)
-    example_account: ClassVar[str] = "priority = 90\n"
+    example_account = "priority = 90\n"
 
 
 @pytest.fixture
@@ -52,7 +49,10 @@ async def console(gateway: Gateway, pigeon: PigeonHandler) -> AsyncIterator[Cons
 
 
 def test_the_committed_example_gateways_file_is_rendered_from_the_registry() -> None:
-    assert Path("config/gateways.example.toml").read_text() == example_gateways()
+    assert Path("config/gateways.example.toml").read_text() == example_gateways(), (
+        "render it again: python -c 'from service.accounts import example_gateways; "
+        'print(example_gateways(), end="")\' > config/gateways.example.toml'
+    )
 
 
 def test_every_registered_provider_names_itself_and_labels_its_credentials() -> None:

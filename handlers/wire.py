@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from handlers.base import WireResponse
 from service.model import Outcome, RecipientResult, SendBatch
@@ -22,6 +22,13 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 SNIPPET_CHARS = 200
 """Enough of an unexpected answer to recognise it in a log, short enough to store."""
+
+
+class ErrorMeaning(NamedTuple):
+    """What a provider's error code means: how the send ends, and a text for the operator."""
+
+    outcome: Outcome
+    text: str
 
 
 def resolve_base(base_url: str, default: str) -> str:
@@ -123,6 +130,15 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
 def snippet(text: str) -> str:
     """An answer's text for an error message: tags dropped, white space folded, cut short."""
     return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:SNIPPET_CHARS]
+
+
+def json_object(response: WireResponse) -> dict[str, Any] | None:
+    """A successful answer's JSON object; None for an error status or any other body,
+    which a poll treats as "nothing learned this time"."""
+    body = response.json()
+    if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        return None
+    return body
 
 
 def describe_unreadable(provider: str, response: WireResponse, body: Any) -> str:
