@@ -250,7 +250,8 @@ _EXAMPLE_HEADER = """\
 
 def example_gateways(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> str:
     """The example gateways file: one account of every provider that has an example,
-    its credentials taken from variables named after the provider and the field."""
+    under a link to the provider's API documentation, its credentials taken from
+    variables named after the provider and the field."""
     blocks = [_EXAMPLE_HEADER]
     for name, handler in handlers.items():
         if not handler.example_account:
@@ -259,6 +260,7 @@ def example_gateways(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> str:
             f'{key} = "env:{name.upper()}_{key.upper()}"' for key in handler.credential_fields
         )
         blocks.append(
+            f"# {handler.display_name}: {handler.docs_url}\n"
             "[[account]]\n"
             f'name = "{handler.display_name.lower()}"\n'
             f'provider = "{name}"\n'
