@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl
 
 from service.errors import CallbackInvalid
@@ -95,6 +95,30 @@ class CallbackRequest:
         return merged
 
 
+Column = Literal["API key", "Secret key", "Username", "Password"]
+"""The console's Gateways table has these four credential columns, older than the
+providers whose fields have other names; each credential says which one it shows in."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """One credential an account of the provider needs, as the console and the API show it."""
+
+    name: str
+    label: str
+    column: Column
+    secret: bool = False
+    """Write-only: masked in the API, scrubbed from stored text."""
+
+
+# The two credentials of the providers that sign in with a username and a password.
+LOGIN = (
+    Credential("username", "Username", "Username"),
+    Credential("password", "Password", "Password", secret=True),
+)
+API_KEY = (Credential("api_key", "API key", "API key", secret=True),)
+
+
 class SendRefused(Exception):
     """Raised by `send_request` when these messages cannot go out on this account
     (a limit of the account's, say): nothing is sent and every message fails."""
@@ -109,24 +133,44 @@ class ProviderHandler(Protocol):
     """One provider's wire format.
 
     The poll and balance methods return None where the provider offers no such call.
+    Handlers subclass this Protocol, so that the defaults below (a provider without
+    signed callbacks, polling or a balance call) are written once.
     """
 
     name: ClassVar[str]
+    display_name: ClassVar[str]
+    """The company as the console names it."""
+    docs_url: ClassVar[str]
+    """Where the provider documents the API this handler speaks ("" for the sandbox)."""
     public_base_url: ClassVar[str]
-    """The provider's documented scheme and host; an account's base_url replaces it."""
-    credential_fields: ClassVar[tuple[str, ...]]
-    secret_fields: ClassVar[tuple[str, ...]]
-    """Credentials that are write-only: masked in the API, scrubbed from stored text."""
+    """The provider's documented scheme and host; an account's base_url replaces it.
+
+    Callers pass the account's base_url as stored, "" when it has none, and the handler
+    falls back to this (with `handlers.wire.resolve_base`), so the rule lives in one place.
+    """
+    credentials: ClassVar[tuple[Credential, ...]]
+    example_account: ClassVar[str]
+    """The TOML lines after `credentials` of this provider's account in the example
+    gateways file (config/gateways.example.toml); "" keeps the provider out of it."""
     max_batch: ClassVar[int]
     """Recipients one send request may carry; 1 means loop only."""
     max_text_chars: ClassVar[int]
-    shares_request_ids: ClassVar[bool]
+    shares_request_ids: ClassVar[bool] = False
     """True when one request ID covers many recipients, so reports match by recipient too."""
-    pushes_reports: ClassVar[bool]
+    pushes_reports: ClassVar[bool] = True
     """False when delivery status can only be polled; the poller then asks for it."""
-    native_test_mode: ClassVar[bool]
+    native_test_mode: ClassVar[bool] = False
     """True when the API itself validates without sending (1609SMS `test=yes`); for
     the others an account in test mode is a dry run that never leaves smsgw."""
+
+    @property
+    def credential_fields(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.credentials)
+
+    @property
+    def secret_fields(self) -> tuple[str, ...]:
+        """Credentials that are write-only: masked in the API, scrubbed from stored text."""
+        return tuple(c.name for c in self.credentials if c.secret)
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         """Raises SendRefused when the batch must not be sent at all."""
@@ -143,7 +187,7 @@ class ProviderHandler(Protocol):
 
         Runs after the URL's key was checked; providers without signatures do nothing.
         """
-        ...
+        return None
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         """Raises CallbackInvalid for a callback the provider would never send."""
@@ -158,19 +202,21 @@ class ProviderHandler(Protocol):
         carrying `reply` when an auto-reply applies, whose delivery status the provider
         then reports to `status_url`); None for a plain JSON acknowledgement, in which
         case an auto-reply goes out through the outbox like any message."""
-        ...
+        return None
 
     def poll_request(
         self, account: Account, base_url: str, request_ids: Sequence[str]
-    ) -> WireRequest | None: ...
+    ) -> WireRequest | None:
+        return None
 
     def parse_poll_response(
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
         """Reports from a poll answer; `request_ids` are the IDs the poll asked about,
         for providers whose answer does not repeat them."""
-        ...
+        return []
 
-    def balance_request(self, account: Account, base_url: str) -> WireRequest | None: ...
+    def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
+        return None
 
     def parse_balance(self, account: Account, response: WireResponse) -> Balance: ...

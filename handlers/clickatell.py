@@ -37,9 +37,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -142,25 +143,25 @@ _CODE_BY_NAME: dict[str, int] = {
     **_NAME_ALIASES,
 }
 
-_INTEGER = re.compile(r"[+-]?\d+")
 _NON_WORD = re.compile(r"[^A-Z0-9]+")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 _CODE_BY_TEXT = {_NON_WORD.sub(" ", e.text.upper()).strip(): n for n, e in ERRORS.items()}
 
 
-class ClickatellHandler:
-    name: ClassVar[str] = "clickatell"
-    public_base_url: ClassVar[str] = "https://platform.clickatell.com"
-    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
-    max_batch: ClassVar[int] = 200
+_NOT_IN_ANSWER = "Clickatell's answer: no apiMessageId for this number"
+
+
+class ClickatellHandler(ProviderHandler):
+    name = "clickatell"
+    display_name = "Clickatell"
+    docs_url = "https://docs.clickatell.com"
+    public_base_url = "https://platform.clickatell.com"
+    credentials = API_KEY
+    example_account = """\
+priority = 60
+"""
+    max_batch = 200
     # 35 concatenated parts of 153 GSM-7 characters, Clickatell's documented ceiling.
-    max_text_chars: ClassVar[int] = 5355
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    max_text_chars = 5355
 
     # -- sending -------------------------------------------------------------------
 
@@ -168,19 +169,19 @@ class ClickatellHandler:
         first = batch.messages[0]
         # `to` is a set at Clickatell: a number repeated in one batch goes once, and
         # parse_send_response asks for the other copies to be sent again.
-        numbers = list(dict.fromkeys(_digits_of(m.to) for m in batch.messages))
+        numbers = list(dict.fromkeys(wire.digits_of(m.to) for m in batch.messages))
         body: dict[str, Any] = {"content": first.text, "to": numbers}
         sender = _sender(first.sender)
         if sender:
             body["from"] = sender
         if len(batch.messages) == 1 and account.options.get("client_message_id", True):
             body["clientMessageId"] = first.message_id
-        validity = _as_int(account.options.get("validity_period"))
+        validity = wire.as_int(account.options.get("validity_period"))
         if validity is not None and validity > 0:
             body["validityPeriod"] = validity
         return WireRequest(
             "POST",
-            f"{_base(batch.base_url, self.public_base_url)}/messages",
+            f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",
             headers=_headers(account, json_body=True),
             json=body,
         )
@@ -195,30 +196,26 @@ class ClickatellHandler:
         entries = [e for e in _as_list(body.get("messages")) if isinstance(e, dict)]
         accepting = 200 <= response.status_code < 300
         # One answer per number sent, in the order `send_request` put them in `to`.
-        numbers = list(dict.fromkeys(_number_key(m.to) for m in batch.messages))
+        numbers = list(dict.fromkeys(wire.number_key(m.to) for m in batch.messages))
         claimed: set[int] = set()
         by_number: dict[str, RecipientResult] = {}
         for position, number in enumerate(numbers):
             entry = _claim(entries, number, position, len(numbers), claimed)
             by_number[number] = (
-                (overall or _missing(response))
+                (overall or wire.missing_from_answer(response, _NOT_IN_ANSWER))
                 if entry is None
                 else _entry_result(entry, response, overall, accepting=accepting)
             )
         results: list[RecipientResult] = []
         seen: set[str] = set()
         for message in batch.messages:
-            number = _number_key(message.to)
+            number = wire.number_key(message.to)
             result = by_number[number]
             results.append(_duplicate(result) if number in seen else result)
             seen.add(number)
         return results
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        # Clickatell signs nothing; the callback URL's key authenticates it.
-        return None
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         """Status callbacks, in every field set seen in Clickatell's docs and traffic.
@@ -248,23 +245,20 @@ class ClickatellHandler:
 
     def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
         fields = callback.fields()
-        sender = _text(_first(fields, "fromNumber", "from"))
+        sender = wire.as_text(_first(fields, "fromNumber", "from"))
         raw_text = fields["text"] if "text" in fields else fields.get("content")
         if not sender or raw_text is None or isinstance(raw_text, dict | list | bool):
             raise CallbackInvalid("a Clickatell reply callback needs fromNumber and text")
         return [
             InboundSms(
                 sender=sender,
-                recipient=_text(_first(fields, "toNumber", "to")),
-                text=_text(raw_text, strip=False),
-                provider_id=_text(_first(fields, "messageId", "moMessageId", "replyMessageId")),
+                recipient=wire.as_text(_first(fields, "toNumber", "to")),
+                text=wire.as_text(raw_text, strip=False),
+                provider_id=wire.as_text(
+                    _first(fields, "messageId", "moMessageId", "replyMessageId")
+                ),
             )
         ]
-
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
 
     # -- polling -------------------------------------------------------------------
 
@@ -276,7 +270,7 @@ class ClickatellHandler:
             return None
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}/public-client/message/status",
+            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/message/status",
             params=(("messageId", request_ids[0]),),
             headers=_headers(account, json_body=False),
         )
@@ -284,11 +278,11 @@ class ClickatellHandler:
     def parse_poll_response(
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
-        body = response.json()
-        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        body = wire.json_object(response)
+        if body is None:
             return []
         fields = dict(body)
-        if not _text(_first(fields, "messageId", "apiMessageId", "apiMsgId")):
+        if not wire.as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId")):
             if len(request_ids) != 1:
                 return []
             fields["messageId"] = request_ids[0]
@@ -302,7 +296,7 @@ class ClickatellHandler:
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}/public-client/balance",
+            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/balance",
             headers=_headers(account, json_body=False),
         )
 
@@ -310,38 +304,15 @@ class ClickatellHandler:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
             _, text = _error_of(body) if isinstance(body, dict) else (None, "")
-            detail = text or _describe_unreadable(response, body)
+            detail = text or wire.describe_unreadable("Clickatell", response, body)
             raise ValueError(f"Clickatell balance look-up failed: {detail}")
-        amount = _as_float(body.get("balance"))
+        amount = wire.as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Clickatell's balance answer has no numeric balance")
-        return Balance(amount, _text(body.get("currency")))
+        return Balance(amount, wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
-
-
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
-    headers = {
-        "Authorization": account.credentials.get("api_key", ""),
-        "Accept": "application/json",
-    }
-    if json_body:
-        headers["Content-Type"] = "application/json"
-    return headers
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _number_key(number: str) -> str:
-    """A number as Clickatell may echo it: digits, without '+', '00' or leading zeros."""
-    return _digits_of(number).lstrip("0")
 
 
 def _sender(sender: str) -> str:
@@ -357,10 +328,13 @@ def _claim(
 ) -> dict[str, Any] | None:
     """The answer entry for a number: by its `to`, else by position when none has one."""
     for position, entry in enumerate(entries):
-        if position not in claimed and _number_key(_text(entry.get("to"))) == number != "":
+        if (
+            position not in claimed
+            and wire.number_key(wire.as_text(entry.get("to"))) == number != ""
+        ):
             claimed.add(position)
             return entry
-    if len(entries) == size and index not in claimed and not _text(entries[index].get("to")):
+    if len(entries) == size and index not in claimed and not wire.as_text(entries[index].get("to")):
         claimed.add(index)
         return entries[index]
     return None
@@ -373,9 +347,9 @@ def _entry_result(
     *,
     accepting: bool,
 ) -> RecipientResult:
-    request_id = _text(entry.get("apiMessageId"))
+    request_id = wire.as_text(entry.get("apiMessageId"))
     accepted = entry.get("accepted")
-    says_accepted = accepted is True or _text(accepted).lower() == "true"
+    says_accepted = accepted is True or wire.as_text(accepted).lower() == "true"
     code, text = _error_of(entry)
     if accepting and request_id and (says_accepted or (accepted is None and not code and not text)):
         return RecipientResult(Outcome.ACCEPTED, (request_id,), Status.SUBMITTED)
@@ -406,7 +380,7 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
         return RecipientResult(
             _outcome_by_http(response.status_code),
             error_code=str(response.status_code),
-            error_text=_describe_unreadable(response, body),
+            error_text=wire.describe_unreadable("Clickatell", response, body),
             retry_after=_retry_after_if_transient(response),
         )
     return None
@@ -415,12 +389,12 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
 def _failure(code: int | None, text: str, response: WireResponse) -> RecipientResult:
     known = ERRORS.get(code) if code is not None else None
     outcome = known.outcome if known else _outcome_by_http(response.status_code)
-    retry_after = _retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
+    wait = wire.retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
     return RecipientResult(
         outcome,
         error_code=f"{code:03d}" if code is not None else str(response.status_code),
         error_text=text or (known.text if known else f"Clickatell error {code}"),
-        retry_after=retry_after,
+        retry_after=wait,
     )
 
 
@@ -434,7 +408,7 @@ def _outcome_by_http(status_code: int) -> Outcome:
 
 def _retry_after_if_transient(response: WireResponse) -> float | None:
     if _outcome_by_http(response.status_code) is Outcome.TRANSIENT:
-        return _retry_after(response.headers)
+        return wire.retry_after(response.headers)
     return None
 
 
@@ -453,8 +427,8 @@ def _error_of(source: Mapping[str, Any]) -> tuple[int | None, str]:
         texts = [error.get("description"), error.get("message"), *texts]
     else:
         texts = [error, *texts]
-    code = _as_int(raw_code) or None  # 0 and null both mean no error
-    parts = [t for t in (_text(t) for t in texts) if t]
+    code = wire.as_int(raw_code) or None  # 0 and null both mean no error
+    parts = [t for t in (wire.as_text(t) for t in texts) if t]
     text = ": ".join(dict.fromkeys(p.rstrip(".") for p in parts))
     if code is None and parts:
         code = _CODE_BY_TEXT.get(_NON_WORD.sub(" ", parts[0].upper()).strip())
@@ -472,50 +446,22 @@ def _duplicate(earlier: RecipientResult) -> RecipientResult:
     )
 
 
-def _missing(response: WireResponse) -> RecipientResult:
-    return RecipientResult(
-        Outcome.REFUSED,
-        error_code=str(response.status_code),
-        error_text="missing from Clickatell's answer: no apiMessageId for this number",
-    )
-
-
 def _unreadable(response: WireResponse, body: Any) -> RecipientResult:
     return RecipientResult(
         _outcome_by_http(response.status_code)
         if not 200 <= response.status_code < 300
         else Outcome.REFUSED,
         error_code=str(response.status_code),
-        error_text=_describe_unreadable(response, body),
+        error_text=wire.describe_unreadable("Clickatell", response, body),
         retry_after=_retry_after_if_transient(response),
     )
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-    if not snippet:
-        return f"empty answer from Clickatell (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Clickatell (HTTP {code}): {snippet}"
-    return f"unexpected answer from Clickatell (HTTP {code}): {snippet}"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date is legal too; the dispatcher's own backoff is the better guess.
-        return None
-    return seconds if 0 <= seconds < float("inf") else None
 
 
 # -- report helpers ----------------------------------------------------------------
 
 
 def _report(fields: Mapping[str, Any]) -> Report:
-    request_id = _text(_first(fields, "messageId", "apiMessageId", "apiMsgId"))
+    request_id = wire.as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId"))
     if not request_id:
         raise CallbackInvalid("a Clickatell status callback needs a messageId")
     code, name, description = _status_fields(fields)
@@ -523,7 +469,7 @@ def _report(fields: Mapping[str, Any]) -> Report:
     return Report(
         request_id=request_id,
         status=status,
-        recipient=_text(_first(fields, "to", "toNumber")),
+        recipient=wire.as_text(_first(fields, "to", "toNumber")),
         error_code=f"{code:03d}" if code is not None else "",
         error_text=text,
     )
@@ -533,19 +479,19 @@ def _status_fields(fields: Mapping[str, Any]) -> tuple[int | None, str, str]:
     """(code, known name, description) from whichever status fields the callback has."""
     raw_code = fields.get("statusCode")
     code: int | None = None
-    if not _blank(raw_code):
-        code = _as_int(raw_code)
+    if not wire.is_blank(raw_code):
+        code = wire.as_int(raw_code)
         if code is None:
             raise CallbackInvalid("statusCode must be an integer", field="statusCode")
     raw_status = fields.get("status")
     if isinstance(raw_status, dict | list | bool):
         raise CallbackInvalid("status must be a code or a name", field="status")
-    description = _text(fields.get("statusDescription"))
-    status_text = _text(raw_status)
+    description = wire.as_text(fields.get("statusDescription"))
+    status_text = wire.as_text(raw_status)
     name = ""
     given_name = ""
     if status_text:
-        as_number = _as_int(status_text)
+        as_number = wire.as_int(status_text)
         if as_number is not None:
             code = code if code is not None else as_number
         else:
@@ -593,7 +539,7 @@ def _first(fields: Mapping[str, Any], *keys: str) -> Any:
     """The first of `keys` present with a non-blank value."""
     for key in keys:
         value = fields.get(key)
-        if not _blank(value):
+        if not wire.is_blank(value):
             return value
     return None
 
@@ -602,41 +548,6 @@ def _as_list(value: Any) -> Iterable[Any]:
     return value if isinstance(value, list) else ()
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text ("004"); anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
-def _text(value: Any, *, strip: bool = True) -> str:
-    """A scalar field as text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    return text.strip() if strip else text
-
-
-_check: ProviderHandler = ClickatellHandler()
+def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
+    # Clickatell takes the bare key, without a scheme such as "Bearer".
+    return wire.json_api_headers(account.credentials.get("api_key", ""), json_body=json_body)

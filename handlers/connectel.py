@@ -21,12 +21,12 @@ other 4xx refused); whatever code and text the body carries is kept for operator
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -71,38 +71,40 @@ _CODE_BY_NAME: dict[str, int] = {
     **dict.fromkeys(_QUEUE_NAMES, 0),
 }
 
-_INTEGER = re.compile(r"[+-]?\d+")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 # Keys under which error answers of HTTP APIs carry a code or a text, best first.
 _CODE_KEYS = ("statusInt", "errorCode", "error_code", "code")
 _TEXT_KEYS = ("statusStr", "statusDesc", "error", "errorMessage", "message", "detail")
 
 
-class ConnectelHandler:
-    name: ClassVar[str] = "connectel"
-    public_base_url: ClassVar[str] = "https://smsapi.connectel.se"
-    credential_fields: ClassVar[tuple[str, ...]] = ("token",)
-    secret_fields: ClassVar[tuple[str, ...]] = ("token",)
-    max_batch: ClassVar[int] = 1000
-    max_text_chars: ClassVar[int] = 1600
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+_NOT_IN_ANSWER = "Connectel's answer: no request ID for this recipient"
+
+
+class ConnectelHandler(ProviderHandler):
+    name = "connectel"
+    display_name = "Connectel"
+    docs_url = "https://www.connectel.se"
+    public_base_url = "https://smsapi.connectel.se"
+    credentials = (Credential("token", "API token", "Secret key", secret=True),)
+    example_account = """\
+sender = "IKEA"
+priority = 10
+options = { format = "json" }          # or "form"; poll = true to poll as well
+"""
+    max_batch = 1000
+    max_text_chars = 1600
 
     # -- sending -------------------------------------------------------------------
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
-        url = f"{_base(batch.base_url, self.public_base_url)}/api/v2/send/"
+        url = f"{wire.resolve_base(batch.base_url, self.public_base_url)}/api/v2/send/"
         recipient: str | list[dict[str, str]]
         if len(batch.messages) == 1:
-            recipient = _digits_of(first.to)
+            recipient = wire.digits_of(first.to)
         else:
             # The batch index is the key: unique within the request by construction,
             # and short, whatever the message IDs look like.
-            recipient = [{str(i): _digits_of(m.to)} for i, m in enumerate(batch.messages)]
+            recipient = [{str(i): wire.digits_of(m.to)} for i, m in enumerate(batch.messages)]
         fields: dict[str, Any] = {
             "authorization": account.credentials.get("token", ""),
             "sender": first.sender,
@@ -140,63 +142,55 @@ class ConnectelHandler:
         code = response.status_code
         body = response.json()
         if code in (401, 403):
-            return _all(batch, _failure(Outcome.ACCOUNT_ERROR, response, body))
+            return wire.for_each(batch, _failure(Outcome.ACCOUNT_ERROR, response, body))
         if code == 429 or code >= 500:
             failure = _failure(Outcome.TRANSIENT, response, body)
-            retry_after = _retry_after(response.headers)
-            return _all(batch, replace(failure, retry_after=retry_after))
+            wait = wire.retry_after(response.headers)
+            return wire.for_each(batch, replace(failure, retry_after=wait))
         if not 200 <= code < 300 or not isinstance(body, dict):
-            return _all(batch, _failure(Outcome.REFUSED, response, body))
+            return wire.for_each(batch, _failure(Outcome.REFUSED, response, body))
         overall = _send_status(body)
         entries = body.get("recipient")
         if isinstance(entries, list) and any(isinstance(e, dict) for e in entries):
             return _match_bulk(batch, entries, overall, response)
-        request_id = _text(body.get("requestid"))
+        request_id = wire.as_text(body.get("requestid"))
         if not request_id:
-            return _all(batch, _failure(Outcome.REFUSED, response, body))
+            return wire.for_each(batch, _failure(Outcome.REFUSED, response, body))
         if len(batch.messages) == 1:
             accepted = RecipientResult(Outcome.ACCEPTED, (request_id,), overall)
             return [accepted]
         # A single-recipient answer to a bulk request: it can only be trusted for the
         # first message to the number it names.
-        named = _text(body.get("recipient"))
-        index = next((i for i, m in enumerate(batch.messages) if _same_number(m.to, named)), -1)
+        named = wire.as_text(body.get("recipient"))
+        index = next((i for i, m in enumerate(batch.messages) if wire.same_number(m.to, named)), -1)
         return [
             RecipientResult(Outcome.ACCEPTED, (request_id,), overall)
             if i == index
-            else _missing(response)
+            else wire.missing_from_answer(response, _NOT_IN_ANSWER)
             for i in range(len(batch.messages))
         ]
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # Connectel signs nothing; the callback URL's key authenticates it
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         return [_report(callback.fields())]
 
     def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
         fields = callback.fields()
-        sender = _text(fields.get("from"))
+        sender = wire.as_text(fields.get("from"))
         message = fields.get("message")
         if not sender or message is None or isinstance(message, dict | list):
             raise CallbackInvalid("a Connectel inbound SMS needs from and message")
         return [
             InboundSms(
                 sender=sender,
-                recipient=_text(fields.get("to")),
-                text=_text(message, strip=False),
-                provider_id=_text(fields.get("requestid")),
+                recipient=wire.as_text(fields.get("to")),
+                text=wire.as_text(message, strip=False),
+                provider_id=wire.as_text(fields.get("requestid")),
             )
         ]
 
     # -- polling -------------------------------------------------------------------
-
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
 
     def poll_request(
         self, account: Account, base_url: str, request_ids: Sequence[str]
@@ -209,7 +203,7 @@ class ConnectelHandler:
             return None
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}/api/v2/delivery/",
+            f"{wire.resolve_base(base_url, self.public_base_url)}/api/v2/delivery/",
             params=(
                 ("authorization", account.credentials.get("token", "")),
                 ("requestid", request_ids[0]),
@@ -220,8 +214,8 @@ class ConnectelHandler:
     def parse_poll_response(
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
-        body = response.json()
-        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        body = wire.json_object(response)
+        if body is None:
             return []
         entries = body.get("recipient")
         candidates = entries if isinstance(entries, list) else [body]
@@ -238,9 +232,6 @@ class ConnectelHandler:
 
     # -- balance -------------------------------------------------------------------
 
-    def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return None
-
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         raise ValueError("Connectel documents no balance call; balance_request returns None")
 
@@ -248,27 +239,10 @@ class ConnectelHandler:
 # -- sending helpers ---------------------------------------------------------------
 
 
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _same_number(a: str, b: str) -> bool:
-    """Equal as numbers, whether written with '+', '00' or plain digits."""
-    return _digits_of(a).lstrip("0") == _digits_of(b).lstrip("0") != ""
-
-
-def _all(batch: SendBatch, result: RecipientResult) -> list[RecipientResult]:
-    return [result for _ in batch.messages]
-
-
 def _send_status(answer: Mapping[str, Any]) -> Status:
     """A send answer's status; it may say queued or en route, never anything final."""
-    code = _as_int(answer.get("statusInt"))
-    name = _text(answer.get("statusStr")).upper()
+    code = wire.as_int(answer.get("statusInt"))
+    name = wire.as_text(answer.get("statusStr")).upper()
     if name in _QUEUE_NAMES:
         return Status.SUBMITTED
     if code == 0 or name == "ENROUTE":
@@ -280,7 +254,7 @@ def _match_bulk(
     batch: SendBatch, entries: list[Any], overall: Status, response: WireResponse
 ) -> list[RecipientResult]:
     answers = [e for e in entries if isinstance(e, dict)]
-    by_key = {_text(a.get("key")): a for a in answers if _text(a.get("key"))}
+    by_key = {wire.as_text(a.get("key")): a for a in answers if wire.as_text(a.get("key"))}
     ours = {str(i) for i in range(len(batch.messages))}
     used: set[int] = set()
     results = []
@@ -289,7 +263,7 @@ def _match_bulk(
         if answer is None or id(answer) in used:
             answer = _by_number(answers, message, used, ours - {str(index)})
         if answer is None:
-            results.append(_missing(response))
+            results.append(wire.missing_from_answer(response, _NOT_IN_ANSWER))
             continue
         used.add(id(answer))
         results.append(_bulk_result(answer, overall, response))
@@ -301,9 +275,9 @@ def _by_number(
 ) -> dict[str, Any] | None:
     """The first unclaimed answer for the message's number not keyed to another message."""
     for answer in answers:
-        if id(answer) in used or _text(answer.get("key")) in other_keys:
+        if id(answer) in used or wire.as_text(answer.get("key")) in other_keys:
             continue
-        if _same_number(message.to, _text(answer.get("recipient"))):
+        if wire.same_number(message.to, wire.as_text(answer.get("recipient"))):
             return answer
     return None
 
@@ -311,7 +285,7 @@ def _by_number(
 def _bulk_result(
     answer: Mapping[str, Any], overall: Status, response: WireResponse
 ) -> RecipientResult:
-    request_id = _text(answer.get("requestid"))
+    request_id = wire.as_text(answer.get("requestid"))
     if not request_id:
         code, text = _error_details(answer)
         return RecipientResult(
@@ -324,14 +298,6 @@ def _bulk_result(
     return RecipientResult(Outcome.ACCEPTED, (request_id,), status)
 
 
-def _missing(response: WireResponse) -> RecipientResult:
-    return RecipientResult(
-        Outcome.REFUSED,
-        error_code=str(response.status_code),
-        error_text="missing from Connectel's answer: no request ID for this recipient",
-    )
-
-
 def _failure(outcome: Outcome, response: WireResponse, body: Any) -> RecipientResult:
     code, text = _error_details(body) if isinstance(body, dict) else ("", "")
     if 200 <= response.status_code < 300 and isinstance(body, dict):
@@ -339,7 +305,7 @@ def _failure(outcome: Outcome, response: WireResponse, body: Any) -> RecipientRe
         # fields (if any) may describe a success, so say what is missing first.
         text = "no request ID in Connectel's answer" + (f": {text}" if text else "")
     elif not text:
-        text = _describe_unreadable(response, body)
+        text = wire.describe_unreadable("Connectel", response, body)
     return RecipientResult(outcome, error_code=code or str(response.status_code), error_text=text)
 
 
@@ -351,52 +317,33 @@ def _error_details(body: Mapping[str, Any]) -> tuple[str, str]:
         sources.insert(0, nested)
     code = text = ""
     for source in sources:
-        code = code or next((v for v in (_text(source.get(k)) for k in _CODE_KEYS) if v), "")
+        code = code or next((v for v in (wire.as_text(source.get(k)) for k in _CODE_KEYS) if v), "")
         if not text:
             texts = [
-                _text(source.get(k)) for k in _TEXT_KEYS if not isinstance(source.get(k), dict)
+                wire.as_text(source.get(k))
+                for k in _TEXT_KEYS
+                if not isinstance(source.get(k), dict)
             ]
             text = ": ".join(dict.fromkeys(t for t in texts if t))
     return code, text
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-    if not snippet:
-        return f"empty answer from Connectel (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Connectel (HTTP {code}): {snippet}"
-    return f"unexpected answer from Connectel (HTTP {code}): {snippet}"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date is legal too, but a wrong clock would make it misleading;
-        # the dispatcher's own backoff is the better guess then.
-        return None
-    return seconds if seconds >= 0 else None
 
 
 # -- report helpers ----------------------------------------------------------------
 
 
 def _report(fields: Mapping[str, Any]) -> Report:
-    request_id = _text(fields.get("requestid"))
+    request_id = wire.as_text(fields.get("requestid"))
     if not request_id:
         raise CallbackInvalid("a Connectel delivery report needs a requestid")
     raw_int, raw_str = fields.get("statusInt"), fields.get("statusStr")
-    given_name = "" if _as_int(raw_str) is not None else _text(raw_str).upper()
-    if not _blank(raw_int):
-        code = _as_int(raw_int)
+    given_name = "" if wire.as_int(raw_str) is not None else wire.as_text(raw_str).upper()
+    if not wire.is_blank(raw_int):
+        code = wire.as_int(raw_int)
         if code is None:
             raise CallbackInvalid("statusInt must be an integer", field="statusInt")
-    elif not _blank(raw_str):
+    elif not wire.is_blank(raw_str):
         # The reference's own example sends statusStr as the code.
-        code = _as_int(raw_str)
+        code = wire.as_int(raw_str)
         if code is None:
             code = _CODE_BY_NAME.get(given_name)
         if code is None:
@@ -404,13 +351,13 @@ def _report(fields: Mapping[str, Any]) -> Report:
     else:
         raise CallbackInvalid("a Connectel delivery report needs statusInt or statusStr")
     status, text = _status_of(code, given_name)
-    description = _text(fields.get("statusDesc"))
+    description = wire.as_text(fields.get("statusDesc"))
     if description and description.upper() != text.upper():
         text = f"{text}: {description}"
     return Report(
         request_id=request_id,
         status=status,
-        recipient=_text(fields.get("recipient")),
+        recipient=wire.as_text(fields.get("recipient")),
         error_code=str(code),
         error_text=text,
     )
@@ -426,36 +373,3 @@ def _status_of(code: int, name: str) -> tuple[Status, str]:
     if code == 0 and name in _QUEUE_NAMES:
         return Status.SUBMITTED, name
     return entry.status, name or entry.name
-
-
-# -- value helpers -----------------------------------------------------------------
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _text(value: Any, *, strip: bool = True) -> str:
-    """A scalar field as text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    return text.strip() if strip else text
-
-
-_check: ProviderHandler = ConnectelHandler()

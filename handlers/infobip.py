@@ -3,7 +3,7 @@
 Every Infobip account has its own base URL, shown on the portal's homepage as
 `xxxxx.api.infobip.com`; the shared `https://api.infobip.com` works too, but the
 personal one is what Infobip asks integrators to use. Put it in the account's
-`base_url` (design.md §3): the documented paths below follow it unchanged.
+`base_url`: the documented paths below follow it unchanged.
 
 Wire format:
 - Authentication: header `Authorization: App <api_key>` on every call.
@@ -37,17 +37,7 @@ Wire format:
 - Balance: GET {base}/account/1/balance -> `{"balance": 47.79, "currency": "EUR"}`.
 - Infobip has no validate-only send, so test mode is smsgw's dry run.
 
-Status mapping: by the status group, refined by the documented status ID (names
-changed over the years, IDs did not). PENDING: PENDING_ACCEPTED is submitted,
-PENDING_ENROUTE and PENDING_WAITING_DELIVERY en route. DELIVERED_TO_HANDSET is
-delivered; DELIVERED_TO_OPERATOR is, by Infobip's own account, intermediate ("a
-further DLR may follow"), so it is en route unless the account option says the
-operator's word is final. UNDELIVERABLE is undelivered, except
-UNDELIVERABLE_REJECTED_OPERATOR, which is the operator's rejection. EXPIRED is
-expired, REJECTED rejected. At submission the REJECTED group is a refusal whose
-kind depends on the ID (see `_STATUSES`): credit, route, coverage and demo-account
-limits are account errors (another account may send it), REJECTED_SOURCE and
-REJECTED_SENDER sender refusals, REJECTED_SYSTEM_ERROR transient, the rest refused.
+Status mapping: see `handlers.infobip_status`.
 
 Account options:
 - `intermediate_report` (default false): ask for PENDING reports as well.
@@ -58,13 +48,14 @@ Account options:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.infobip_status import Resolved, Unreadable, number_of, report_of, resolve
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -86,81 +77,6 @@ MAX_POLL_ID_CHARS = 2048
 MAX_POLL_IDS = 1000
 
 
-class _Known(NamedTuple):
-    name: str
-    group: int
-    delivery: Status
-    """What the status means in a delivery report or a log."""
-    submission: Outcome | None
-    """What it means in a send answer: None when the message was taken."""
-
-
-PENDING, UNDELIVERABLE, DELIVERED, EXPIRED, REJECTED = 1, 2, 3, 4, 5
-
-# Infobip's general (SMS) status codes, by ID. The IDs are stable; some names were
-# changed (14 was REJECTED_DESTINATION, 52 REJECTED_INVALID_DESTINATION).
-_STATUSES: dict[int, _Known] = {
-    26: _Known("PENDING_ACCEPTED", PENDING, Status.SUBMITTED, None),
-    7: _Known("PENDING_ENROUTE", PENDING, Status.ENROUTE, None),
-    3: _Known("PENDING_WAITING_DELIVERY", PENDING, Status.ENROUTE, None),
-    4: _Known("UNDELIVERABLE_REJECTED_OPERATOR", UNDELIVERABLE, Status.REJECTED, Outcome.REFUSED),
-    9: _Known("UNDELIVERABLE_NOT_DELIVERED", UNDELIVERABLE, Status.UNDELIVERED, Outcome.REFUSED),
-    31: _Known("UNDELIVERABLE_NOT_SENT", UNDELIVERABLE, Status.UNDELIVERED, Outcome.REFUSED),
-    2: _Known("DELIVERED_TO_OPERATOR", DELIVERED, Status.ENROUTE, None),
-    5: _Known("DELIVERED_TO_HANDSET", DELIVERED, Status.DELIVERED, None),
-    15: _Known("EXPIRED_EXPIRED", EXPIRED, Status.EXPIRED, Outcome.REFUSED),
-    29: _Known("EXPIRED_DLR_UNKNOWN", EXPIRED, Status.EXPIRED, Outcome.REFUSED),
-    6: _Known("REJECTED_NETWORK", REJECTED, Status.REJECTED, Outcome.ACCOUNT_ERROR),
-    8: _Known("REJECTED_PREFIX_MISSING", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    10: _Known("REJECTED_DND", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    11: _Known("REJECTED_SOURCE", REJECTED, Status.REJECTED, Outcome.SENDER_REJECTED),
-    12: _Known("REJECTED_NOT_ENOUGH_CREDITS", REJECTED, Status.REJECTED, Outcome.ACCOUNT_ERROR),
-    13: _Known("REJECTED_SENDER", REJECTED, Status.REJECTED, Outcome.SENDER_REJECTED),
-    14: _Known("REJECTED_DESTINATION_BLOCKLISTED", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    17: _Known(
-        "REJECTED_PREPAID_PACKAGE_EXPIRED", REJECTED, Status.REJECTED, Outcome.ACCOUNT_ERROR
-    ),
-    18: _Known(
-        "REJECTED_DESTINATION_NOT_REGISTERED", REJECTED, Status.REJECTED, Outcome.ACCOUNT_ERROR
-    ),
-    19: _Known("REJECTED_ROUTE_NOT_AVAILABLE", REJECTED, Status.REJECTED, Outcome.ACCOUNT_ERROR),
-    20: _Known("REJECTED_FLOODING_FILTER", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    21: _Known("REJECTED_SYSTEM_ERROR", REJECTED, Status.REJECTED, Outcome.TRANSIENT),
-    23: _Known("REJECTED_DUPLICATE_MESSAGE_ID", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    24: _Known("REJECTED_INVALID_UDH", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    25: _Known("REJECTED_MESSAGE_TOO_LONG", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    51: _Known("MISSING_TO", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    52: _Known("REJECTED_DESTINATION", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    87: _Known("SIGNALS_BLOCKED", REJECTED, Status.REJECTED, Outcome.REFUSED),
-    100: _Known("UNDELIVERABLE_REJECTED_PLATFORM", REJECTED, Status.REJECTED, Outcome.REFUSED),
-}
-DELIVERED_TO_OPERATOR = 2
-
-# What a status group means when its ID is not one of the above.
-_GROUPS: dict[int, tuple[Status, Outcome | None]] = {
-    0: (Status.SUBMITTED, None),  # ACCEPTED / OK
-    PENDING: (Status.ENROUTE, None),
-    UNDELIVERABLE: (Status.UNDELIVERED, Outcome.REFUSED),
-    DELIVERED: (Status.DELIVERED, None),
-    EXPIRED: (Status.EXPIRED, Outcome.REFUSED),
-    REJECTED: (Status.REJECTED, Outcome.REFUSED),
-}
-_GROUP_BY_NAME = {
-    "ACCEPTED": 0,
-    "OK": 0,
-    "PENDING": PENDING,
-    "UNDELIVERABLE": UNDELIVERABLE,
-    "DELIVERED": DELIVERED,
-    "EXPIRED": EXPIRED,
-    "REJECTED": REJECTED,
-}
-# Names seen for the same IDs in older answers and in the SDKs' fixtures.
-_ID_BY_NAME: dict[str, int] = {
-    **{known.name: status_id for status_id, known in _STATUSES.items()},
-    "MESSAGE_ACCEPTED": 26,
-    "REJECTED_INVALID_DESTINATION": 52,
-}
-
 # Request-level error codes: the legacy serviceException messageId and the newer
 # errorCode. Anything else is classified by the HTTP status.
 _ERROR_CODES: dict[str, Outcome] = {
@@ -181,34 +97,40 @@ _ERROR_CODES: dict[str, Outcome] = {
 # Validation errors on these request properties are about the sender ID.
 _SENDER_PROPERTY = re.compile(r"(^|[.\]])(from|sender)$")
 
-_INTEGER = re.compile(r"[+-]?\d+")
 _PLACEHOLDER = re.compile(r"%(\d+)")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
-class InfobipHandler:
-    name: ClassVar[str] = "infobip"
-    public_base_url: ClassVar[str] = "https://api.infobip.com"
-    credential_fields: ClassVar[tuple[str, ...]] = ("api_key",)
-    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+_NOT_IN_ANSWER = "Infobip's answer: no messageId for this recipient"
+
+
+class InfobipHandler(ProviderHandler):
+    name = "infobip"
+    display_name = "Infobip"
+    docs_url = "https://www.infobip.com/docs/api"
+    public_base_url = "https://api.infobip.com"
+    credentials = API_KEY
+    example_account = """\
+sender = "InfoSMS"
+fallback_sender = "SMSGW"
+priority = 50
+base_url = "https://xxxxx.api.infobip.com"  # your personal Infobip base URL
+signup_url = "https://www.infobip.com/signup"
+"""
     # Infobip documents no cap on destinations per request; 1000 matches the most
     # the SMS API hands back in one reports or logs call and keeps a request small.
-    max_batch: ClassVar[int] = 1000
+    max_batch = 1000
     # Infobip refuses texts over 25 parts (REJECTED_MESSAGE_TOO_LONG); 25 UCS-2 parts
     # hold 1675 characters, and 1600 leaves room for characters that count double.
-    max_text_chars: ClassVar[int] = 1600
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    max_text_chars = 1600
 
     # -- sending -------------------------------------------------------------------
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
-        entry: dict[str, Any] = {"destinations": [{"to": _digits_of(m.to)} for m in batch.messages]}
+        entry: dict[str, Any] = {
+            "destinations": [{"to": wire.digits_of(m.to)} for m in batch.messages]
+        }
         if first.sender:
             entry["from"] = first.sender  # without it Infobip uses the account's default
         entry["text"] = first.text
@@ -222,7 +144,7 @@ class InfobipHandler:
             entry["validityPeriod"] = validity
         return WireRequest(
             "POST",
-            f"{_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
+            f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
             headers=_headers(account, json_body=True),
             json={"messages": [entry]},
         )
@@ -232,19 +154,16 @@ class InfobipHandler:
     ) -> list[RecipientResult]:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
-            return _all(batch, _failure(response, body))
+            return wire.for_each(batch, _failure(response, body))
         if _is_error_body(body):
-            return _all(batch, _failure(response, body))
+            return wire.for_each(batch, _failure(response, body))
         entries = body.get("messages")
         answers = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
         if not answers:
-            return _all(batch, _failure(response, body))
+            return wire.for_each(batch, _failure(response, body))
         return _match(batch, answers, response)
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # Infobip signs nothing; the callback URL's key authenticates it
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         results = _results(callback, "delivery report")
@@ -252,8 +171,8 @@ class InfobipHandler:
         reports = []
         for index, entry in enumerate(results):
             try:
-                reports.append(_report(entry, final_at_operator))
-            except _Unreadable as exc:
+                reports.append(report_of(entry, final_at_operator))
+            except Unreadable as exc:
                 raise CallbackInvalid(f"results[{index}]: {exc}", field="results") from exc
         return reports
 
@@ -261,7 +180,7 @@ class InfobipHandler:
         results = _results(callback, "inbound message")
         messages = []
         for index, entry in enumerate(results):
-            sender = _text(entry.get("from"))
+            sender = wire.as_text(entry.get("from"))
             text = entry.get("text")
             if not sender or not isinstance(text, str):
                 raise CallbackInvalid(
@@ -271,17 +190,12 @@ class InfobipHandler:
             messages.append(
                 InboundSms(
                     sender=sender,
-                    recipient=_text(entry.get("to")),
+                    recipient=wire.as_text(entry.get("to")),
                     text=text,
-                    provider_id=_text(entry.get("messageId")),
+                    provider_id=wire.as_text(entry.get("messageId")),
                 )
             )
         return messages
-
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None  # Infobip only wants a 2xx
 
     # -- polling -------------------------------------------------------------------
 
@@ -308,7 +222,7 @@ class InfobipHandler:
             return None
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{LOGS_PATH}",
+            f"{wire.resolve_base(base_url, self.public_base_url)}{LOGS_PATH}",
             params=(("messageId", ",".join(chosen)), ("limit", str(len(chosen)))),
             headers=_headers(account, json_body=False),
         )
@@ -316,8 +230,8 @@ class InfobipHandler:
     def parse_poll_response(
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
-        body = response.json()
-        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        body = wire.json_object(response)
+        if body is None:
             return []
         results = body.get("results")
         if not isinstance(results, list):
@@ -326,8 +240,8 @@ class InfobipHandler:
         reports = []
         for entry in results:
             try:
-                reports.append(_report(entry, final_at_operator))
-            except _Unreadable:
+                reports.append(report_of(entry, final_at_operator))
+            except Unreadable:
                 continue  # one unreadable log must not hide the readable ones
         return reports
 
@@ -336,7 +250,7 @@ class InfobipHandler:
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{BALANCE_PATH}",
+            f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
             headers=_headers(account, json_body=False),
         )
 
@@ -344,42 +258,21 @@ class InfobipHandler:
         body = response.json()
         if not 200 <= response.status_code < 300:
             code, text, _ = _error_details(body) if isinstance(body, dict) else ("", "", [])
-            detail = ": ".join(p for p in (code, text) if p) or _describe_unreadable(response, body)
+            detail = ": ".join(p for p in (code, text) if p) or wire.describe_unreadable(
+                "Infobip", response, body
+            )
             raise ValueError(
                 f"Infobip answered the balance call with HTTP {response.status_code} ({detail})"
             )
         if not isinstance(body, dict):
-            raise ValueError(_describe_unreadable(response, body))
-        amount = _as_float(body.get("balance"))
+            raise ValueError(wire.describe_unreadable("Infobip", response, body))
+        amount = wire.as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Infobip's balance answer has no numeric balance")
-        return Balance(amount=amount, currency=_text(body.get("currency")))
+        return Balance(amount=amount, currency=wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
-
-
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
-    headers = {
-        "Authorization": f"App {account.credentials.get('api_key', '')}",
-        "Accept": "application/json",
-    }
-    if json_body:
-        headers["Content-Type"] = "application/json"
-    return headers
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _same_number(a: str, b: str) -> bool:
-    """Equal as numbers, whether written with '+', '00' or plain digits."""
-    return _digits_of(a).lstrip("0") == _digits_of(b).lstrip("0") != ""
 
 
 def _flag(options: Mapping[str, Any], key: str, *, default: bool) -> bool:
@@ -394,19 +287,10 @@ def _flag(options: Mapping[str, Any], key: str, *, default: bool) -> bool:
 
 
 def _validity_minutes(value: Any) -> int | None:
-    minutes = _as_int(value)
+    minutes = wire.as_int(value)
     if minutes is None or minutes < 1:
         return None
     return min(minutes, MAX_VALIDITY_MINUTES)
-
-
-def _all(batch: SendBatch, result: RecipientResult) -> list[RecipientResult]:
-    return [result for _ in batch.messages]
-
-
-def _number_of(answer: Mapping[str, Any]) -> str:
-    # /sms/2 answers say "to"; the /sms/3 family says "destination".
-    return _text(answer.get("to")) or _text(answer.get("destination"))
 
 
 def _match(
@@ -422,26 +306,26 @@ def _match(
     results = []
     for index, message in enumerate(batch.messages):
         answer: dict[str, Any] | None = None
-        if same_length and _same_number(message.to, _number_of(answers[index])):
+        if same_length and wire.same_number(message.to, number_of(answers[index])):
             answer = answers[index]
         if answer is None or id(answer) in used:
             answer = next(
                 (
                     a
                     for a in answers
-                    if id(a) not in used and _same_number(message.to, _number_of(a))
+                    if id(a) not in used and wire.same_number(message.to, number_of(a))
                 ),
                 None,
             )
         if (
             answer is None
             and same_length
-            and not _number_of(answers[index])
+            and not number_of(answers[index])
             and id(answers[index]) not in used
         ):
             answer = answers[index]  # an entry that names no number keeps its place
         if answer is None:
-            results.append(_missing(response))
+            results.append(wire.missing_from_answer(response, _NOT_IN_ANSWER))
             continue
         used.add(id(answer))
         results.append(_answer_result(answer))
@@ -449,13 +333,13 @@ def _match(
 
 
 def _answer_result(answer: Mapping[str, Any]) -> RecipientResult:
-    message_id = _text(answer.get("messageId"))
+    message_id = wire.as_text(answer.get("messageId"))
     raw_status = answer.get("status")
-    resolved: _Resolved | None = None
+    resolved: Resolved | None = None
     if isinstance(raw_status, dict):
         try:
-            resolved = _resolve(raw_status, final_at_operator=False)
-        except _Unreadable:
+            resolved = resolve(raw_status, final_at_operator=False)
+        except Unreadable:
             resolved = None
     if resolved is not None and resolved.submission is not None:
         return RecipientResult(
@@ -473,14 +357,6 @@ def _answer_result(answer: Mapping[str, Any]) -> RecipientResult:
     if resolved is not None and resolved.delivery in (Status.ENROUTE, Status.DELIVERED):
         taken = Status.ENROUTE  # a send answer is never final, whatever it says
     return RecipientResult(Outcome.ACCEPTED, (message_id,), taken)
-
-
-def _missing(response: WireResponse) -> RecipientResult:
-    return RecipientResult(
-        Outcome.REFUSED,
-        error_code=str(response.status_code),
-        error_text="missing from Infobip's answer: no messageId for this recipient",
-    )
 
 
 def _is_error_body(body: Mapping[str, Any]) -> bool:
@@ -505,10 +381,10 @@ def _failure(response: WireResponse, body: Any) -> RecipientResult:
     if 200 <= status < 300 and isinstance(body, dict) and not code:
         text = "no messages in Infobip's answer" + (f": {text}" if text else "")
     elif not text:
-        text = _describe_unreadable(response, body)
+        text = wire.describe_unreadable("Infobip", response, body)
     result = RecipientResult(outcome, error_code=code or str(status), error_text=text)
     if outcome is Outcome.TRANSIENT:
-        result = replace(result, retry_after=_retry_after(response.headers))
+        result = replace(result, retry_after=wire.retry_after(response.headers))
     return result
 
 
@@ -522,8 +398,8 @@ def _error_details(body: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         if isinstance(exception, dict):
             return _legacy_error(exception)
         return "", "", []
-    code = _text(body.get("errorCode"))
-    description = _text(body.get("description"))
+    code = wire.as_text(body.get("errorCode"))
+    description = wire.as_text(body.get("description"))
     properties: list[str] = []
     details: list[str] = []
     violations = body.get("violations")
@@ -531,24 +407,27 @@ def _error_details(body: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         for violation in violations:
             if not isinstance(violation, dict):
                 continue
-            prop, what = _text(violation.get("property")), _text(violation.get("violation"))
+            prop, what = (
+                wire.as_text(violation.get("property")),
+                wire.as_text(violation.get("violation")),
+            )
             if prop:
                 properties.append(prop)
             if what:
                 details.append(f"{prop}: {what}" if prop else what)
     text = description + (f" ({'; '.join(details)})" if details else "")
-    action = _text(body.get("action"))
+    action = wire.as_text(body.get("action"))
     if action:
         text = f"{text}. {action}" if text else action
     return code, text, properties
 
 
 def _legacy_error(exception: Mapping[str, Any]) -> tuple[str, str, list[str]]:
-    code = _text(exception.get("messageId"))
-    text = _text(exception.get("text"))
+    code = wire.as_text(exception.get("messageId"))
+    text = wire.as_text(exception.get("text"))
     variables = exception.get("variables")
     if isinstance(variables, list) and text:
-        values = [_text(v) for v in variables]
+        values = [wire.as_text(v) for v in variables]
 
         def fill(match: re.Match[str]) -> str:
             index = int(match.group(1)) - 1
@@ -562,120 +441,11 @@ def _legacy_error(exception: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         for prop, problems in validation.items():
             properties.append(str(prop))
             listed = problems if isinstance(problems, list) else [problems]
-            described = ", ".join(t for t in (_text(p) for p in listed) if t)
+            described = ", ".join(t for t in (wire.as_text(p) for p in listed) if t)
             details.append(f"{prop}: {described}" if described else str(prop))
     if details:
         text = f"{text} ({'; '.join(details)})" if text else "; ".join(details)
     return code, text, properties
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-    if not snippet:
-        return f"empty answer from Infobip (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Infobip (HTTP {code}): {snippet}"
-    return f"unexpected answer from Infobip (HTTP {code}): {snippet}"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP-date would trust our clock; the dispatcher's backoff is better
-    return seconds if seconds >= 0 else None
-
-
-# -- status and report helpers -----------------------------------------------------
-
-
-class _Unreadable(ValueError):
-    """A status, report or log entry Infobip would never send."""
-
-
-class _Resolved(NamedTuple):
-    status_id: int | None
-    code: str
-    text: str
-    delivery: Status
-    submission: Outcome | None
-
-
-def _resolve(status: Mapping[str, Any], *, final_at_operator: bool) -> _Resolved:
-    raw_group, raw_id = status.get("groupId"), status.get("id")
-    group = _as_int(raw_group)
-    if group is None and not _blank(raw_group):
-        raise _Unreadable("status.groupId must be an integer")
-    status_id = _as_int(raw_id)
-    if status_id is None and not _blank(raw_id):
-        raise _Unreadable("status.id must be an integer")
-    name = _text(status.get("name")).upper()
-    if group is None:
-        group = _GROUP_BY_NAME.get(_text(status.get("groupName")).upper())
-    if status_id is None:
-        status_id = _ID_BY_NAME.get(name)
-    known = _STATUSES.get(status_id) if status_id is not None else None
-    if group is None and known is not None:
-        group = known.group
-    if group is None:
-        raise _Unreadable("the status names no Infobip status group")
-    if group not in _GROUPS:
-        raise _Unreadable(f"{group} is not an Infobip status group")
-    if known is not None and known.group == group:
-        delivery, submission = known.delivery, known.submission
-    else:
-        delivery, submission = _GROUPS[group]
-    if status_id == DELIVERED_TO_OPERATOR and group == DELIVERED and final_at_operator:
-        delivery = Status.DELIVERED
-    code = (
-        name or (known.name if known else "") or (str(status_id) if status_id is not None else "")
-    )
-    text = _text(status.get("description")) or name or _text(status.get("groupName"))
-    return _Resolved(status_id, code or f"group {group}", text, delivery, submission)
-
-
-def _report(entry: Any, final_at_operator: bool) -> Report:
-    if not isinstance(entry, dict):
-        raise _Unreadable("a report must be a JSON object")
-    message_id = _text(entry.get("messageId"))
-    if not message_id:
-        raise _Unreadable("a report needs a messageId")
-    status = entry.get("status")
-    if not isinstance(status, dict):
-        raise _Unreadable("a report needs a status object")
-    resolved = _resolve(status, final_at_operator=final_at_operator)
-    error = entry.get("error")
-    if error is not None and not isinstance(error, dict):
-        raise _Unreadable("a report's error must be an object")
-    text = resolved.text
-    detail = _error_text(error) if error else ""
-    if detail:
-        text = f"{text}; {detail}" if text else detail
-    return Report(
-        request_id=message_id,
-        status=resolved.delivery,
-        recipient=_number_of(entry),
-        error_code=resolved.code,
-        error_text=text,
-    )
-
-
-def _error_text(error: Mapping[str, Any]) -> str:
-    """The error object as text, or "" for Infobip's NO_ERROR."""
-    error_id = _as_int(error.get("id"))
-    name = _text(error.get("name"))
-    if error_id == 0 or name.upper() == "NO_ERROR" or not (name or error_id):
-        return ""
-    label = " ".join(p for p in (name, f"({error_id})" if error_id is not None else "") if p)
-    description = _text(error.get("description"))
-    text = f"{label}: {description}" if description else label
-    permanent = error.get("permanent")
-    # The SDKs' own fixtures send `permanent` as a JSON string as well as a boolean.
-    if permanent is True or (isinstance(permanent, str) and permanent.lower() == "true"):
-        text += " [permanent]"
-    return text
 
 
 def _results(callback: CallbackRequest, what: str) -> list[dict[str, Any]]:
@@ -696,50 +466,6 @@ def _results(callback: CallbackRequest, what: str) -> list[dict[str, Any]]:
     return results
 
 
-# -- value helpers -----------------------------------------------------------------
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _as_float(value: Any) -> float | None:
-    """A finite number sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    number: float
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _text(value: Any) -> str:
-    """A scalar field as text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-_check: ProviderHandler = InfobipHandler()
+def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
+    api_key = account.credentials.get("api_key", "")
+    return wire.json_api_headers(f"App {api_key}", json_body=json_body)

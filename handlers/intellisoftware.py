@@ -67,11 +67,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
+from handlers import wire
 from handlers.base import (
+    LOGIN,
     CallbackRequest,
     ProviderHandler,
     SendRefused,
@@ -98,9 +100,7 @@ MAXCONCAT_EXCEEDED = "MAXCONCAT_EXCEEDED"
 MISSING = "missing_from_answer"
 
 
-class _Error(NamedTuple):
-    outcome: Outcome
-    text: str
+_Error = wire.ErrorMeaning
 
 
 # The documented ERR: codes, described in our own words.
@@ -155,26 +155,25 @@ _STATUS_TABLE: dict[int, _Code] = {
     12: _Code(Status.UNDELIVERED, "Rejected By Recipient (Voice-SMS)"),
 }
 
-_INTEGER = re.compile(r"\d+")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _NUMBER_PART = re.compile(r"[+\d][\d ()./-]*")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 _MIN_SUFFIX_DIGITS = 6
 
 
-class IntelliSoftwareHandler:
-    name: ClassVar[str] = "intellisoftware"
-    public_base_url: ClassVar[str] = "https://www.intellisoftware.co.uk"
-    credential_fields: ClassVar[tuple[str, ...]] = ("username", "password")
-    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
-    max_batch: ClassVar[int] = 100
+class IntelliSoftwareHandler(ProviderHandler):
+    name = "intellisoftware"
+    display_name = "IntelliSoftware"
+    docs_url = "https://www.intellisoftware.co.uk"
+    public_base_url = "https://www.intellisoftware.co.uk"
+    credentials = LOGIN
+    example_account = """\
+sender = "SMSGW"
+priority = 30
+"""
+    max_batch = 100
     # Ten GSM-7 parts: the most concatenation public IntelliSMS client code asks for.
-    max_text_chars: ClassVar[int] = 1530
-    shares_request_ids: ClassVar[bool] = True
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    max_text_chars = 1530
+    shares_request_ids = True
 
     # -- sending -------------------------------------------------------------------
 
@@ -188,7 +187,7 @@ class IntelliSoftwareHandler:
                 f"{plan.allowed}",
             )
         # IntelliSoftware drops duplicates itself; sending each number once says so.
-        numbers = dict.fromkeys(_digits_of(m.to) for m in batch.messages)
+        numbers = dict.fromkeys(wire.digits_of(m.to) for m in batch.messages)
         fields: list[tuple[str, str]] = [
             ("username", account.credentials.get("username", "")),
             ("password", account.credentials.get("password", "")),
@@ -206,7 +205,7 @@ class IntelliSoftwareHandler:
         if plan.maxconcat:
             fields.append(("maxconcat", str(plan.maxconcat)))
         return _request(
-            account, f"{_base(batch.base_url, self.public_base_url)}{SEND_PATH}", fields
+            account, f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}", fields
         )
 
     def parse_send_response(
@@ -215,27 +214,26 @@ class IntelliSoftwareHandler:
         code = response.status_code
         answer = _read_answer(response.text)
         if code in (401, 403):
-            return _all(batch, _http_failure(Outcome.ACCOUNT_ERROR, response, answer))
+            return wire.for_each(batch, _http_failure(Outcome.ACCOUNT_ERROR, response, answer))
         if code == 429 or code >= 500:
             failure = _http_failure(Outcome.TRANSIENT, response, answer)
-            return _all(batch, replace(failure, retry_after=_retry_after(response.headers)))
+            return wire.for_each(
+                batch, replace(failure, retry_after=wire.retry_after(response.headers))
+            )
         if not 200 <= code < 300:
             # Only a success status can carry IDs; an error code in the body still counts.
             lines = answer.unnumbered or answer.numbered
             error = next((line.error for line in lines if not line.request_id), None)
             outcome = _error_of(error).outcome if error is not None else Outcome.REFUSED
-            return _all(batch, _http_failure(outcome, response, answer))
+            return wire.for_each(batch, _http_failure(outcome, response, answer))
         if not answer.numbered and not answer.unnumbered:
-            return _all(batch, _unreadable(response))
+            return wire.for_each(batch, _unreadable(response))
         if not answer.numbered:
             # One line for the whole submission: its one ID, or why it all failed.
-            return _all(batch, _result_of(answer.unnumbered[0]))
+            return wire.for_each(batch, _result_of(answer.unnumbered[0]))
         return _match_lines(batch, answer, response)
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # IntelliSoftware signs nothing; the callback URL's key authenticates it
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         return [_report(callback.fields())]
@@ -246,23 +244,6 @@ class IntelliSoftwareHandler:
             return _inbound_json(fields["messages"])
         return [_inbound_form(fields)]
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None  # IntelliSoftware wants HTTP 200 and ignores the content
-
-    # -- polling -------------------------------------------------------------------
-
-    def poll_request(
-        self, account: Account, base_url: str, request_ids: Sequence[str]
-    ) -> WireRequest | None:
-        return None  # the HTTP interface has no status query; reports are pushed
-
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
-    ) -> list[Report]:
-        return []  # never called: poll_request returns None
-
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
@@ -270,7 +251,9 @@ class IntelliSoftwareHandler:
             ("username", account.credentials.get("username", "")),
             ("password", account.credentials.get("password", "")),
         ]
-        return _request(account, f"{_base(base_url, self.public_base_url)}{BALANCE_PATH}", fields)
+        return _request(
+            account, f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}", fields
+        )
 
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         text = response.text.lstrip("\ufeff").strip()
@@ -283,7 +266,7 @@ class IntelliSoftwareHandler:
         if upper.startswith("ERR:"):
             code = text[len("ERR:") :].strip().upper()
             raise ValueError(f"IntelliSoftware answered ERR:{code} ({_error_of(code).text})")
-        raise ValueError(_describe_unreadable(response))
+        raise ValueError(wire.describe_unreadable("IntelliSoftware", response, None))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -346,7 +329,7 @@ def _read_answer(text: str) -> _Answer:
             continue
         number, sep, rest = line.partition(",")
         if sep and _NUMBER_PART.fullmatch(number.strip()):
-            parsed = _line_result(rest, _digits_of(number))
+            parsed = _line_result(rest, wire.digits_of(number))
             if parsed is not None:
                 numbered.append(parsed)
             continue
@@ -396,8 +379,8 @@ def _match_lines(
     """Each message's line, by its number; duplicates of a number share its one line."""
     by_number: dict[str, _Line] = {}
     for line in answer.numbered:
-        by_number.setdefault(_number_key(line.number), line)
-    keys = [_number_key(m.to) for m in batch.messages]
+        by_number.setdefault(wire.number_key(line.number), line)
+    keys = [wire.number_key(m.to) for m in batch.messages]
     rewritten = _by_suffix(
         [key for key in dict.fromkeys(keys) if key not in by_number],
         [key for key in by_number if key not in keys],
@@ -435,7 +418,7 @@ def _missing(response: WireResponse) -> RecipientResult:
         error_code=MISSING,
         error_text=(
             "IntelliSoftware's answer has no line for this number "
-            f"(HTTP {response.status_code}): {_snippet(response.text)}"
+            f"(HTTP {response.status_code}): {wire.snippet(response.text)}"
         ),
     )
 
@@ -448,7 +431,7 @@ def _http_failure(outcome: Outcome, response: WireResponse, answer: _Answer) -> 
     if error is not None:
         text += f": ERR:{error} ({_error_of(error).text})"
     elif response.body.strip():
-        text += f": {_snippet(response.text)}"
+        text += f": {wire.snippet(response.text)}"
     return RecipientResult(outcome, error_code=code or str(response.status_code), error_text=text)
 
 
@@ -456,47 +439,8 @@ def _unreadable(response: WireResponse) -> RecipientResult:
     return RecipientResult(
         Outcome.REFUSED,
         error_code=str(response.status_code),
-        error_text=_describe_unreadable(response),
+        error_text=wire.describe_unreadable("IntelliSoftware", response, None),
     )
-
-
-def _describe_unreadable(response: WireResponse) -> str:
-    code = response.status_code
-    snippet = _snippet(response.text)
-    if not snippet:
-        return f"empty answer from IntelliSoftware (HTTP {code})"
-    return f"unreadable answer from IntelliSoftware (HTTP {code}): {snippet}"
-
-
-def _snippet(text: str) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:_SNIPPET_CHARS]
-
-
-def _all(batch: SendBatch, result: RecipientResult) -> list[RecipientResult]:
-    return [result for _ in batch.messages]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date is legal too; the dispatcher's own backoff is the better guess.
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _number_key(number: str) -> str:
-    """Digits without '+', the '00' prefix or other leading zeros."""
-    return _digits_of(number).lstrip("0")
 
 
 def _positive_int(value: Any, default: int) -> int:
@@ -504,7 +448,7 @@ def _positive_int(value: Any, default: int) -> int:
         return default
     if isinstance(value, int):
         return value if value >= 1 else default
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+    if isinstance(value, str) and wire.UNSIGNED_INTEGER.fullmatch(value.strip()):
         number = int(value.strip())
         return number if number >= 1 else default
     return default
@@ -514,17 +458,17 @@ def _positive_int(value: Any, default: int) -> int:
 
 
 def _report(fields: Mapping[str, Any]) -> Report:
-    msgid = _text(fields.get("msgid"))
+    msgid = wire.as_text(fields.get("msgid"))
     if not msgid:
         raise CallbackInvalid("an IntelliSoftware status report needs a msgid", field="msgid")
     raw = fields.get("status")
-    if _blank(raw):
+    if wire.is_blank(raw):
         raise CallbackInvalid("an IntelliSoftware status report needs a status", field="status")
-    code = _as_int(raw)
+    code = wire.as_int(raw, signed=False)
     if code is None or code < 0:
         raise CallbackInvalid("status is not an IntelliSoftware status code", field="status")
-    recipient = _text(fields.get("toaddr"))
-    if not _digits_of(recipient):
+    recipient = wire.as_text(fields.get("toaddr"))
+    if not wire.digits_of(recipient):
         # The ID covers the whole submission: without the number nothing can match.
         raise CallbackInvalid("an IntelliSoftware status report needs toaddr", field="toaddr")
     entry = _STATUS_TABLE.get(code)
@@ -541,15 +485,15 @@ def _report(fields: Mapping[str, Any]) -> Report:
 
 
 def _inbound_form(fields: Mapping[str, Any]) -> InboundSms:
-    sender = _text(fields.get("from"))
+    sender = wire.as_text(fields.get("from"))
     text = fields.get("text")
     if not sender or not isinstance(text, str | int | float) or isinstance(text, bool):
         raise CallbackInvalid("an IntelliSoftware inbound SMS needs from and text")
     return InboundSms(
         sender=sender,
-        recipient=_text(fields.get("to")),
-        text=_text(text, strip=False),
-        provider_id=_text(fields.get("msgid")) or _text(fields.get("messageid")),
+        recipient=wire.as_text(fields.get("to")),
+        text=wire.as_text(text, strip=False),
+        provider_id=wire.as_text(fields.get("msgid")) or wire.as_text(fields.get("messageid")),
     )
 
 
@@ -560,13 +504,16 @@ def _inbound_json(messages: Any) -> list[InboundSms]:
     for entry in messages:
         if not isinstance(entry, dict):
             raise CallbackInvalid("each message must be an object", field="messages")
-        sender = _text(entry.get("from"))
+        sender = wire.as_text(entry.get("from"))
         content = entry.get("content")
         if not sender or not isinstance(content, dict):
             raise CallbackInvalid("each inbound message needs from and content", field="messages")
         text = content.get("text")
         if text is None:
-            if _text(content.get("ud")) or _text(content.get("msgtype")) not in ("", "text"):
+            if wire.as_text(content.get("ud")) or wire.as_text(content.get("msgtype")) not in (
+                "",
+                "text",
+            ):
                 continue  # binary or other non-text content: acknowledged, not stored
             raise CallbackInvalid("a text message needs content.text", field="messages")
         if not isinstance(text, str):
@@ -574,42 +521,10 @@ def _inbound_json(messages: Any) -> list[InboundSms]:
         received.append(
             InboundSms(
                 sender=sender,
-                recipient=_text(entry.get("to")),
+                recipient=wire.as_text(entry.get("to")),
                 text=text,
-                provider_id=_text(entry.get("messageid")) or _text(entry.get("msgid")),
+                provider_id=wire.as_text(entry.get("messageid"))
+                or wire.as_text(entry.get("msgid")),
             )
         )
     return received
-
-
-# -- value helpers -----------------------------------------------------------------
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _text(value: Any, *, strip: bool = True) -> str:
-    """A scalar field as text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value)
-    return text.strip() if strip else text
-
-
-_check: ProviderHandler = IntelliSoftwareHandler()

@@ -41,9 +41,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -62,9 +63,7 @@ BALANCE_PATH = "/CreditCheck/checkcredits"
 SUCCESS = "1701"
 
 
-class _Code(NamedTuple):
-    outcome: Outcome
-    text: str
+_Code = wire.ErrorMeaning
 
 
 # Every answer code of the Bulk HTTP API. 1701-1710, 1025, 1715, 1032 and 1028 are the
@@ -133,27 +132,27 @@ HEX_TYPES = frozenset({"2", "6"})
 
 _CODE = re.compile(r"\d{3,6}")
 _AMOUNT = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 # A shorter number is taken as the same destination written without its country code
 # only when it still has this many digits.
 _MIN_SUFFIX_DIGITS = 7
 
 
-class RouteMobileHandler:
-    name: ClassVar[str] = "routemobile"
-    public_base_url: ClassVar[str] = "https://api.rmlconnect.net"
-    credential_fields: ClassVar[tuple[str, ...]] = ("username", "password")
-    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
+class RouteMobileHandler(ProviderHandler):
+    name = "routemobile"
+    display_name = "Route Mobile"
+    docs_url = "https://www.routemobile.com"
+    public_base_url = "https://api.rmlconnect.net"
+    credentials = LOGIN
+    example_account = """\
+sender = "SMSGW"
+priority = 20
+base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account was given
+"""
     # The specification sets no limit on comma-separated destinations, but a GET
     # request line has to stay under the 8 KB servers commonly accept: 100 numbers
     # take at most 1.8 KB and leave room for a 1000-character Unicode text (4 KB hex).
-    max_batch: ClassVar[int] = 100
-    max_text_chars: ClassVar[int] = 1000
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+    max_batch = 100
+    max_text_chars = 1000
 
     # -- sending -------------------------------------------------------------------
 
@@ -166,15 +165,15 @@ class RouteMobileHandler:
             ("password", account.credentials.get("password", "")),
             ("type", kind),
             ("dlr", "1" if _wants_dlr(account.options) else "0"),
-            ("destination", ",".join(_digits_of(m.to) for m in batch.messages)),
+            ("destination", ",".join(wire.digits_of(m.to) for m in batch.messages)),
             ("source", first.sender),
             ("message", text),
         ]
         for option, parameter in (("entity_id", "entityid"), ("template_id", "tempid")):
-            value = _text(account.options.get(option))
+            value = wire.as_text(account.options.get(option))
             if value:
                 fields.append((parameter, value))
-        url = f"{_base(batch.base_url, self.public_base_url)}{SEND_PATH}"
+        url = f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}"
         if str(account.options.get("method", "GET")).strip().upper() == "POST":
             return WireRequest(
                 "POST",
@@ -193,7 +192,7 @@ class RouteMobileHandler:
                 Outcome.TRANSIENT,
                 error_code=str(status),
                 error_text=_describe(response, "busy or failing"),
-                retry_after=_retry_after(response.headers),
+                retry_after=wire.retry_after(response.headers),
             )
             return [failure for _ in batch.messages]
         entries = parse_answer(response.text)
@@ -217,9 +216,6 @@ class RouteMobileHandler:
         return _match(batch.messages, entries)
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # Route Mobile signs nothing; the callback URL's key authenticates it
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         fields = _folded(callback.fields())
@@ -255,29 +251,12 @@ class RouteMobileHandler:
             "nothing should post to this account's inbound URL"
         )
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
-
-    # -- polling -------------------------------------------------------------------
-
-    def poll_request(
-        self, account: Account, base_url: str, request_ids: Sequence[str]
-    ) -> WireRequest | None:
-        return None  # no status look-up is documented; reports are pushed
-
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
-    ) -> list[Report]:
-        return []  # never called: poll_request returns None
-
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{BALANCE_PATH}",
+            f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
             params=(
                 ("username", account.credentials.get("username", "")),
                 ("password", account.credentials.get("password", "")),
@@ -292,7 +271,7 @@ class RouteMobileHandler:
             raise ValueError("Route Mobile denied the credit check: wrong username or password")
         value = text.rsplit(":", 1)[-1].strip()
         if not _AMOUNT.fullmatch(value):
-            raise ValueError(f"unreadable credit check answer: {_snippet(text)!r}")
+            raise ValueError(f"unreadable credit check answer: {wire.snippet(text)!r}")
         return Balance(float(value))
 
 
@@ -320,7 +299,7 @@ def parse_answer(body: str) -> list[Entry]:
             number, message_id = parts[1], parts[2]
         elif len(parts) == 2:
             number, _, message_id = parts[1].partition(":")
-        if not _digits_of(number):
+        if not wire.digits_of(number):
             number = ""
         entries.append(Entry(parts[0], number.strip(), message_id.strip()))
     return entries
@@ -337,7 +316,7 @@ def _match(messages: Sequence[OutgoingSms], entries: list[Entry]) -> list[Recipi
     numbered = [e for e in entries if e.number]
     claimed: dict[int, Entry] = {}
     free = list(range(len(numbered)))
-    for same in (_same_number, _same_subscriber):
+    for same in (wire.same_number, _same_subscriber):
         for index, message in enumerate(messages):
             if index in claimed:
                 continue
@@ -352,7 +331,7 @@ def _match(messages: Sequence[OutgoingSms], entries: list[Entry]) -> list[Recipi
         # the leftover names another message's number (a repeated answer, not this one).
         leftover = numbered[free[0]].number
         if not any(
-            _same_number(m.to, leftover) or _same_subscriber(m.to, leftover) for m in messages
+            wire.same_number(m.to, leftover) or _same_subscriber(m.to, leftover) for m in messages
         ):
             claimed[unclaimed[0]] = numbered[free[0]]
     fallback = _fallback(entries)
@@ -426,42 +405,17 @@ def _wants_dlr(options: Mapping[str, Any]) -> bool:
     return bool(value)
 
 
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
-
-
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
-def _same_number(a: str, b: str) -> bool:
-    return _digits_of(a).lstrip("0") == _digits_of(b).lstrip("0") != ""
-
-
 def _same_subscriber(a: str, b: str) -> bool:
     """One number is the other without its country code (or with a trunk zero)."""
-    x, y = _digits_of(a).lstrip("0"), _digits_of(b).lstrip("0")
+    x, y = wire.digits_of(a).lstrip("0"), wire.digits_of(b).lstrip("0")
     short, long = sorted((x, y), key=len)
     return len(short) >= _MIN_SUFFIX_DIGITS and long.endswith(short)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
-def _snippet(text: str) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:_SNIPPET_CHARS]
-
-
 def _describe(response: WireResponse, what: str) -> str:
-    snippet = _snippet(response.text)
+    shown = wire.snippet(response.text)
     head = f"Route Mobile answered {what} (HTTP {response.status_code})"
-    return f"{head}: {snippet}" if snippet else f"{head} with an empty body"
+    return f"{head}: {shown}" if shown else f"{head} with an empty body"
 
 
 def _folded(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -477,15 +431,4 @@ def _scalar(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name.lower())
     if isinstance(value, dict | list | bool):
         raise CallbackInvalid(f"{name} must be text or a number", field=name)
-    return _text(value)
-
-
-def _text(value: Any) -> str:
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-_check: ProviderHandler = RouteMobileHandler()
+    return wire.as_text(value)

@@ -12,10 +12,9 @@ Wire format: POST {base}/sandbox/api/messages with JSON
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import ClassVar
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -37,16 +36,15 @@ STATUSES = {
 }
 
 
-class SandboxHandler:
-    name: ClassVar[str] = "sandbox"
-    public_base_url: ClassVar[str] = ""
-    credential_fields: ClassVar[tuple[str, ...]] = ()
-    secret_fields: ClassVar[tuple[str, ...]] = ()
-    max_batch: ClassVar[int] = 100
-    max_text_chars: ClassVar[int] = 1600
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+class SandboxHandler(ProviderHandler):
+    name = "sandbox"
+    display_name = "Sandbox (local)"
+    docs_url = ""
+    public_base_url = ""
+    credentials: ClassVar[tuple[Credential, ...]] = ()
+    example_account = ""
+    max_batch = 100
+    max_text_chars = 1600
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         first = batch.messages[0]
@@ -96,9 +94,6 @@ class SandboxHandler:
             )
         return RecipientResult(Outcome.ACCEPTED, request_ids=(str(answer.get("id", "")),))
 
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None
-
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         fields = callback.fields()
         request_id, status = fields.get("id"), fields.get("status")
@@ -121,26 +116,5 @@ class SandboxHandler:
             raise CallbackInvalid("a sandbox inbound message needs from and text")
         return [InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))]
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
-
-    def poll_request(
-        self, account: Account, base_url: str, request_ids: Sequence[str]
-    ) -> WireRequest | None:
-        return None
-
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
-    ) -> list[Report]:
-        return []
-
-    def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return None
-
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         return Balance(0.0)
-
-
-_check: ProviderHandler = SandboxHandler()

@@ -55,9 +55,10 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
 from service.model import (
     Account,
@@ -76,9 +77,7 @@ SINGLE_SMS_CHARS = 160
 LONG_SMS_CHARS = 459
 
 
-class _Error(NamedTuple):
-    outcome: Outcome
-    text: str
+_Error = wire.ErrorMeaning
 
 
 # Every error code of the page, with what it means for the message.
@@ -138,21 +137,25 @@ _ERROR = re.compile(
     r"ERROR\b[\s:;,=#-]*(?P<code>\d+(?:\.\d+)*)?[\s:;,.=-]*(?P<rest>.*)", re.I | re.S
 )
 _NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
-_TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_SNIPPET_CHARS = 200
 
 
-class Sms1609Handler:
-    name: ClassVar[str] = "sms1609"
-    public_base_url: ClassVar[str] = "http://217.19.227.48"
-    credential_fields: ClassVar[tuple[str, ...]] = ("username", "password")
-    secret_fields: ClassVar[tuple[str, ...]] = ("password",)
-    max_batch: ClassVar[int] = 1
-    max_text_chars: ClassVar[int] = LONG_SMS_CHARS
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = False
-    native_test_mode: ClassVar[bool] = True
+class Sms1609Handler(ProviderHandler):
+    name = "sms1609"
+    display_name = "1609SMS"
+    docs_url = "http://www.1609sms.com/uk/sms-gateway.htm"
+    public_base_url = "http://217.19.227.48"
+    credentials = LOGIN
+    example_account = """\
+sender = "SMSGW"
+pattern = "loop"
+priority = 40
+options = { sha1_password = true, test_mode = false }
+"""
+    max_batch = 1
+    max_text_chars = LONG_SMS_CHARS
+    pushes_reports = False
+    native_test_mode = True
 
     # -- sending -------------------------------------------------------------------
 
@@ -166,7 +169,7 @@ class Sms1609Handler:
         fields: list[tuple[str, str]] = [
             *_login(account),
             ("message", first.text),
-            ("to", ",".join(_digits_of(m.to) for m in batch.messages)),
+            ("to", ",".join(wire.digits_of(m.to) for m in batch.messages)),
             ("sender", first.sender),
         ]
         if _flag(account.options, "logging", default=True):
@@ -176,7 +179,9 @@ class Sms1609Handler:
             fields.append(("type", "long"))
         if _flag(account.options, "test_mode"):
             fields.append(("test", "yes"))
-        return _gateway_request(account, batch.base_url or self.public_base_url, fields)
+        return _gateway_request(
+            account, wire.resolve_base(batch.base_url, self.public_base_url), fields
+        )
 
     def parse_send_response(
         self, account: Account, batch: SendBatch, response: WireResponse
@@ -184,9 +189,6 @@ class Sms1609Handler:
         return [_send_result(account, response) for _ in batch.messages]
 
     # -- callbacks -----------------------------------------------------------------
-
-    def authenticate(self, account: Account, callback: CallbackRequest) -> None:
-        return None  # 1609SMS calls nothing back; the callback URL's key is all there is
 
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         raise CallbackInvalid(
@@ -198,11 +200,6 @@ class Sms1609Handler:
             "1609SMS documents no format for forwarding inbound SMS from a virtual number"
         )
 
-    def inbound_answer(
-        self, account: Account, reply: str | None, status_url: str = ""
-    ) -> WireResponse | None:
-        return None
-
     # -- polling -------------------------------------------------------------------
 
     def poll_request(
@@ -213,7 +210,7 @@ class Sms1609Handler:
             return None
         return WireRequest(
             "GET",
-            f"{_base(base_url, self.public_base_url)}{STATUS_PATH}",
+            f"{wire.resolve_base(base_url, self.public_base_url)}{STATUS_PATH}",
             params=(("smsid", request_ids[0].strip()),),
             headers={"Accept": "text/plain"},
         )
@@ -249,7 +246,7 @@ class Sms1609Handler:
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
         fields = [*_login(account), ("action", "credits")]
-        return _gateway_request(account, base_url or self.public_base_url, fields)
+        return _gateway_request(account, wire.resolve_base(base_url, self.public_base_url), fields)
 
     def parse_balance(self, account: Account, response: WireResponse) -> Balance:
         text = _clean(response.text)
@@ -262,21 +259,17 @@ class Sms1609Handler:
         if not 200 <= response.status_code < 300:
             raise ValueError(
                 f"1609SMS answered the credits request with HTTP {response.status_code}: "
-                f"{_snippet(response) or 'empty body'}"
+                f"{wire.snippet(response.text) or 'empty body'}"
             )
         if not _NUMBER.fullmatch(text):
             raise ValueError(
                 f"1609SMS answered the credits request with no number: "
-                f"{_snippet(response) or 'empty body'}"
+                f"{wire.snippet(response.text) or 'empty body'}"
             )
         return Balance(float(text.replace(",", ".")), "credits")
 
 
 # -- request helpers ---------------------------------------------------------------
-
-
-def _base(base_url: str, default: str) -> str:
-    return (base_url or default).rstrip("/")
 
 
 def _login(account: Account) -> list[tuple[str, str]]:
@@ -296,7 +289,7 @@ def _client_password(account: Account) -> str:
 
 
 def _gateway_request(account: Account, base_url: str, fields: list[tuple[str, str]]) -> WireRequest:
-    url = f"{_base(base_url, '')}{SEND_PATH}"
+    url = f"{base_url}{SEND_PATH}"
     headers = {"Accept": "text/plain"}
     if str(account.options.get("method", "GET")).strip().upper() == "POST":
         return WireRequest(
@@ -316,10 +309,6 @@ def _flag(options: Mapping[str, object], key: str, *, default: bool = False) -> 
     return bool(value)
 
 
-def _digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
-
-
 # -- answer helpers ----------------------------------------------------------------
 
 
@@ -337,14 +326,14 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
                 error_text=_with_detail(known.text, error.group("rest")),
             )
             if known.outcome is Outcome.TRANSIENT:
-                result = replace(result, retry_after=_retry_after(response.headers))
+                result = replace(result, retry_after=wire.retry_after(response.headers))
             return result
     if status == 429 or status >= 500:
         return RecipientResult(
             Outcome.TRANSIENT,
             error_code=str(status),
             error_text=_describe(response, "1609SMS is unavailable"),
-            retry_after=_retry_after(response.headers),
+            retry_after=wire.retry_after(response.headers),
         )
     if status in (401, 403):
         return RecipientResult(
@@ -391,7 +380,7 @@ def _error_code(raw: str | None) -> str:
 
 
 def _with_detail(meaning: str, rest: str | None) -> str:
-    detail = _SPACE.sub(" ", _TAG.sub(" ", rest or "")).strip()[:_SNIPPET_CHARS]
+    detail = wire.snippet(rest or "")
     return f"{meaning}: {detail}" if detail else meaning
 
 
@@ -399,23 +388,10 @@ def _clean(text: str) -> str:
     return text.replace("\ufeff", "").strip()
 
 
-def _snippet(response: WireResponse) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-
-
 def _describe(response: WireResponse, what: str) -> str:
-    snippet = _snippet(response)
+    shown = wire.snippet(response.text)
     status = response.status_code
-    return f"{what} (HTTP {status}): {snippet}" if snippet else f"{what} (HTTP {status})"
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP-date, or nothing: the dispatcher's backoff decides
-    return seconds if seconds >= 0 else None
+    return f"{what} (HTTP {status}): {shown}" if shown else f"{what} (HTTP {status})"
 
 
 # -- status helpers ----------------------------------------------------------------
@@ -436,6 +412,3 @@ def parse_poll_status(text: str) -> Status | None:
     """The normalized status of a status-page answer; None for NONE or no known code."""
     code = _delivery_code(text)
     return _DELIVERY[code].status if code is not None else None
-
-
-_check: ProviderHandler = Sms1609Handler()

@@ -42,11 +42,12 @@ import hmac
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from handlers import wire
+from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid, Forbidden
 from service.model import (
     Account,
@@ -112,9 +113,7 @@ DELIVERY_ERRORS: dict[int, str] = {
 }
 
 
-class _Error(NamedTuple):
-    outcome: Outcome
-    text: str
+_Error = wire.ErrorMeaning
 
 
 # Twilio's error codes for creating a message, by what they mean for the message.
@@ -164,26 +163,29 @@ SEND_ERRORS: dict[int, _Error] = {
     63017: _Error(Outcome.TRANSIENT, "Rate limit exceeded"),
 }
 
-_INTEGER = re.compile(r"[+-]?\d+")
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_SNIPPET_CHARS = 200
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
 _TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
 
-class TwilioHandler:
-    name: ClassVar[str] = "twilio"
-    public_base_url: ClassVar[str] = "https://api.twilio.com"
-    credential_fields: ClassVar[tuple[str, ...]] = ("account_sid", "auth_token")
-    secret_fields: ClassVar[tuple[str, ...]] = ("auth_token",)
-    max_batch: ClassVar[int] = 1
-    max_text_chars: ClassVar[int] = 1600
-    shares_request_ids: ClassVar[bool] = False
-    pushes_reports: ClassVar[bool] = True
-    native_test_mode: ClassVar[bool] = False
+class TwilioHandler(ProviderHandler):
+    name = "twilio"
+    display_name = "Twilio"
+    docs_url = "https://www.twilio.com/docs/messaging/api"
+    public_base_url = "https://api.twilio.com"
+    credentials = (
+        Credential("account_sid", "Account SID", "API key"),
+        Credential("auth_token", "Auth token", "Secret key", secret=True),
+    )
+    example_account = """\
+sender = "+15005550006"
+pattern = "loop"                       # Twilio takes one recipient per request
+priority = 70
+active = false
+"""
+    max_batch = 1
+    max_text_chars = 1600
 
     # -- sending -------------------------------------------------------------------
 
@@ -191,7 +193,7 @@ class TwilioHandler:
         """The request for the batch's first message: Twilio takes one `To` per request."""
         message = batch.messages[0]
         form: list[tuple[str, str]] = [("To", message.to)]
-        service = _text(account.options.get("messaging_service_sid"))
+        service = wire.as_text(account.options.get("messaging_service_sid"))
         if service:
             form.append(("MessagingServiceSid", service))
         else:
@@ -199,7 +201,7 @@ class TwilioHandler:
         form.append(("Body", message.text))
         if batch.dlr_url:
             form.append(("StatusCallback", batch.dlr_url))
-        validity = _as_int(account.options.get("validity_period"))
+        validity = wire.as_int(account.options.get("validity_period"))
         if validity is not None:
             form.append(("ValidityPeriod", str(validity)))
         return WireRequest(
@@ -230,7 +232,7 @@ class TwilioHandler:
     def authenticate(self, account: Account, callback: CallbackRequest) -> None:
         """Verify `X-Twilio-Signature` as Twilio computes it; Forbidden when it does not."""
         token = account.credentials.get("auth_token", "")
-        given = _header(callback.headers, SIGNATURE_HEADER).strip()
+        given = wire.header(callback.headers, SIGNATURE_HEADER).strip()
         if not token:
             raise Forbidden("the account has no auth_token to verify X-Twilio-Signature")
         if not given:
@@ -314,16 +316,16 @@ class TwilioHandler:
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
         """The fetched Message resource as a report; nothing for an error or a non-resource."""
-        body = response.json()
-        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        body = wire.json_object(response)
+        if body is None:
             return []
-        if _text(body.get("status")).lower() in INBOUND_STATUSES:
+        if wire.as_text(body.get("status")).lower() in INBOUND_STATUSES:
             return []
         asked = request_ids[0].strip() if len(request_ids) == 1 else ""
         try:
             report = _report(
                 request_id=_scalar(body.get("sid")) or asked,
-                status=_text(body.get("status")),
+                status=wire.as_text(body.get("status")),
                 code=_scalar(body.get("error_code")),
                 message=_scalar(body.get("error_message")),
                 recipient=_scalar(body.get("to")),
@@ -349,10 +351,12 @@ class TwilioHandler:
             detail = f"{code}: {text}" if code and text else code or text
             raise ValueError(
                 f"Twilio answered HTTP {response.status_code}"
-                + (f" ({detail})" if detail else f": {_snippet(response) or 'no body'}")
+                + (f" ({detail})" if detail else f": {wire.snippet(response.text) or 'no body'}")
             )
         if not isinstance(body, dict):
-            raise ValueError(f"Twilio's balance answer is not a JSON object: {_snippet(response)}")
+            raise ValueError(
+                f"Twilio's balance answer is not a JSON object: {wire.snippet(response.text)}"
+            )
         raw = body.get("balance")
         try:
             amount = float(raw) if isinstance(raw, str | int | float) else None
@@ -360,7 +364,7 @@ class TwilioHandler:
             amount = None
         if amount is None or isinstance(raw, bool) or not math.isfinite(amount):
             raise ValueError(f"Twilio's balance answer has no numeric balance: {raw!r}")
-        return Balance(amount, _text(body.get("currency")))
+        return Balance(amount, wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -368,7 +372,7 @@ class TwilioHandler:
 
 def _account_url(account: Account, base_url: str, default: str) -> str:
     sid = quote(account.credentials.get("account_sid", "").strip(), safe="")
-    return f"{(base_url or default).rstrip('/')}/{API_VERSION}/Accounts/{sid}"
+    return f"{wire.resolve_base(base_url, default)}/{API_VERSION}/Accounts/{sid}"
 
 
 def _auth_headers(account: Account) -> dict[str, str]:
@@ -395,31 +399,35 @@ def _send_result(response: WireResponse) -> RecipientResult:
         outcome = Outcome.TRANSIENT
     else:
         outcome = Outcome.REFUSED
-    text = message or (known.text if known else "") or _describe_unreadable(response, body)
+    text = (
+        message
+        or (known.text if known else "")
+        or wire.describe_unreadable("Twilio", response, body)
+    )
     return RecipientResult(
         outcome,
         error_code=code or str(status_code),
         error_text=text,
-        retry_after=_retry_after(response.headers) if outcome is Outcome.TRANSIENT else None,
+        retry_after=wire.retry_after(response.headers) if outcome is Outcome.TRANSIENT else None,
     )
 
 
 def _created(response: WireResponse, body: Any) -> RecipientResult:
     """A 2xx answer: the Message resource, or something that is not one."""
-    sid = _text(body.get("sid")) if isinstance(body, dict) else ""
+    sid = wire.as_text(body.get("sid")) if isinstance(body, dict) else ""
     if not isinstance(body, dict) or not sid:
-        text = _describe_unreadable(response, body)
+        text = wire.describe_unreadable("Twilio", response, body)
         if isinstance(body, dict):
             text = f"no message sid in Twilio's answer: {text}"
         return RecipientResult(
             Outcome.REFUSED, error_code=str(response.status_code), error_text=text
         )
-    status = _text(body.get("status")).lower()
+    status = wire.as_text(body.get("status")).lower()
     if status in _DEAD_AT_BIRTH:
-        number = _as_int(body.get("error_code"))
+        number = wire.as_int(body.get("error_code"))
         known = SEND_ERRORS.get(number) if number is not None else None
         reason = (
-            _text(body.get("error_message"))
+            wire.as_text(body.get("error_message"))
             or (known.text if known else "")
             or DELIVERY_ERRORS.get(number or 0, "")
         )
@@ -442,33 +450,8 @@ def _error_fields(body: Any) -> tuple[str, str]:
     """Twilio's error code (as digits) and message from an error body, where present."""
     if not isinstance(body, dict):
         return "", ""
-    number = _as_int(body.get("code"))
-    return (str(number) if number is not None else "", _text(body.get("message")))
-
-
-def _describe_unreadable(response: WireResponse, body: Any) -> str:
-    code = response.status_code
-    snippet = _snippet(response)
-    if not snippet:
-        return f"empty answer from Twilio (HTTP {code})"
-    if body is None:
-        return f"unreadable answer from Twilio (HTTP {code}): {snippet}"
-    return f"unexpected answer from Twilio (HTTP {code}): {snippet}"
-
-
-def _snippet(response: WireResponse) -> str:
-    return _SPACE.sub(" ", _TAG.sub(" ", response.text)).strip()[:_SNIPPET_CHARS]
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = _header(headers, "retry-after")
-    try:
-        seconds = float(value)
-    except ValueError:
-        # An HTTP-date is legal too, but a skewed clock makes it misleading; the
-        # dispatcher's own backoff is the better guess then.
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    number = wire.as_int(body.get("code"))
+    return (str(number) if number is not None else "", wire.as_text(body.get("message")))
 
 
 # -- signature helpers -------------------------------------------------------------
@@ -527,13 +510,6 @@ def _url_variants(url: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if k.lower() == name), "")
-    return value
-
-
 # -- report helpers ----------------------------------------------------------------
 
 
@@ -563,7 +539,7 @@ def _report(
         raise CallbackInvalid(f"{status!r} is not a Twilio message status", field=status_name)
     number: int | None = None
     if code.strip():
-        number = _as_int(code)
+        number = wire.as_int(code)
         if number is None:
             raise CallbackInvalid(f"{code_name} must be a number", field=code_name)
     if number is not None and mapped in (Status.UNDELIVERED, Status.FAILED):
@@ -586,7 +562,7 @@ def _field(fields: Mapping[str, Any], name: str) -> str:
     value = fields.get(name)
     if isinstance(value, dict | list):
         raise CallbackInvalid(f"{name} must be text", field=name)
-    return _text(value)
+    return wire.as_text(value)
 
 
 def _first(fields: Mapping[str, Any], *names: str) -> str:
@@ -599,32 +575,4 @@ def _first(fields: Mapping[str, Any], *names: str) -> str:
 
 
 def _scalar(value: Any) -> str:
-    return "" if isinstance(value, dict | list) else _text(value)
-
-
-# -- value helpers -----------------------------------------------------------------
-
-
-def _as_int(value: Any) -> int | None:
-    """An integer sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _text(value: Any) -> str:
-    """A scalar as stripped text; JSON numbers become their digits, containers nothing."""
-    if value is None or isinstance(value, dict | list | bool):
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-_check: ProviderHandler = TwilioHandler()
+    return "" if isinstance(value, dict | list) else wire.as_text(value)

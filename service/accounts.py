@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from handlers import HANDLERS, handler_for
+from handlers.base import ProviderHandler
 from service.errors import Conflict, NotFound, SettingsError, ValidationFailed
 from service.model import Account
 from service.store import Store
@@ -232,6 +233,38 @@ def declared_accounts(path: Path, environ: Mapping[str, str]) -> list[Account]:
         except ValidationFailed as exc:
             raise SettingsError(f"{path}: account {name!r}: {exc.message} ({exc.field})") from exc
     return accounts
+
+
+_EXAMPLE_HEADER = """\
+# Accounts declared here are created or updated when smsgw starts (SMSGW_GATEWAYS=path).
+# The file wins over edits made through the API; an account keeps its callback secret.
+# A credential written "env:NAME" is read from the environment variable NAME.
+# Fields: name, provider, credentials, sender, fallback_sender, active, pattern
+# ("batch" | "loop"), priority (lower sends first), base_url (replaces the provider's
+# scheme, host and port), options, description, logo_url, signup_url.
+"""
+
+
+def example_gateways(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> str:
+    """The example gateways file: one account of every provider that has an example,
+    under a link to the provider's API documentation, its credentials taken from
+    variables named after the provider and the field."""
+    blocks = [_EXAMPLE_HEADER]
+    for name, handler in handlers.items():
+        if not handler.example_account:
+            continue
+        credentials = ", ".join(
+            f'{key} = "env:{name.upper()}_{key.upper()}"' for key in handler.credential_fields
+        )
+        blocks.append(
+            f"# {handler.display_name}: {handler.docs_url}\n"
+            "[[account]]\n"
+            f'name = "{handler.display_name.lower()}"\n'
+            f'provider = "{name}"\n'
+            f"credentials = {{ {credentials} }}\n"
+            f"{handler.example_account}"
+        )
+    return "\n".join(blocks)
 
 
 class AccountDirectory:

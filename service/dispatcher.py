@@ -231,7 +231,8 @@ class Dispatcher:
             messages=tuple(
                 OutgoingSms(m.id, m.to, m.text, m.sender, m.encoding, m.segments) for m in messages
             ),
-            base_url=account.base_url or handler.public_base_url or self._settings.base_url,
+            base_url=account.base_url
+            or ("" if handler.public_base_url else self._settings.base_url),
             dlr_url=callback_urls(account, self._settings.base_url)["dlr"],
         )
         try:

@@ -59,7 +59,7 @@ class Poller:
         ):
             await self._store.reschedule_poll(due.message_id, None)
             return
-        base_url = account.base_url or handler.public_base_url
+        base_url = account.base_url
         for request_id in due.request_ids:
             request = handler.poll_request(account, base_url, [request_id])
             if request is None:

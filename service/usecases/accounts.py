@@ -39,7 +39,7 @@ async def remove_account(rt: Runtime, name: str) -> None:
 def balance_call(acct: Account) -> WireRequest | None:
     """The provider's balance request for this account; None where it has none."""
     handler = handler_for(acct.provider)
-    return handler.balance_request(acct, acct.base_url or handler.public_base_url)
+    return handler.balance_request(acct, acct.base_url)
 
 
 async def fetch_balance(rt: Runtime, acct: Account) -> Balance:

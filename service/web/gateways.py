@@ -1,4 +1,4 @@
-"""Gateways: the accounts table of seed 004, with add, edit, delete, on/off and balance.
+"""Gateways: the accounts table, with add, edit, delete, on/off and balance.
 
 Validation, the mask rule and storage are the API's (service.api, service.accounts);
 this module only turns forms into API bodies and accounts into table rows. A secret
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from handlers import HANDLERS, handler_for
-from handlers.base import ProviderHandler
+from handlers.base import Column, ProviderHandler
 from service.accounts import callback_urls, public_view
 from service.errors import SmsgwError, ValidationFailed
 from service.http import runtime
@@ -32,34 +32,12 @@ from service.usecases.accounts import (
 from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
-COMPANIES = {
-    "sandbox": "Sandbox (local)",
-    "connectel": "Connectel",
-    "routemobile": "Route Mobile",
-    "intellisoftware": "IntelliSoftware",
-    "sms1609": "1609SMS",
-    "infobip": "Infobip",
-    "clickatell": "Clickatell",
-    "twilio": "Twilio",
+COLUMNS: tuple[Column, ...] = get_args(Column)
+COLUMN_OF: dict[str, Column] = {
+    c.name: c.column for handler in HANDLERS.values() for c in handler.credentials
 }
-# Seed 004's four credential columns, and which provider field each one shows.
-COLUMNS = ("API key", "Secret key", "Username", "Password")
-COLUMN_OF = {
-    "api_key": "API key",
-    "account_sid": "API key",
-    "token": "Secret key",
-    "auth_token": "Secret key",
-    "username": "Username",
-    "password": "Password",
-}
-LABELS = {
-    "api_key": "API key",
-    "account_sid": "Account SID",
-    "token": "API token",
-    "auth_token": "Auth token",
-    "username": "Username",
-    "password": "Password",
-}
+"""Every registered credential's column; the pages ask the account's handler instead, so
+that a provider registered later shows as well."""
 _TEXT_FIELDS = ("sender", "fallback_sender", "base_url", "description", "signup_url", "logo_url")
 
 
@@ -74,16 +52,26 @@ class Row:
 
 def _row(serial: int, account: Account, public_url: str) -> Row:
     view = public_view(account, public_url)
-    columns = dict.fromkeys(COLUMNS, "")
-    for key, value in view["credentials"].items():
-        columns[COLUMN_OF[key]] = value
+    columns: dict[str, str] = dict.fromkeys(COLUMNS, "")
+    for credential in handler_for(account.provider).credentials:
+        if credential.name in view["credentials"]:
+            columns[credential.column] = view["credentials"][credential.name]
     return Row(
         serial,
-        COMPANIES.get(account.provider, account.provider),
+        _company(account.provider),
         view,
         columns,
         balance_call(account) is not None,
     )
+
+
+def _company(provider: str) -> str:
+    handler = HANDLERS.get(provider)
+    return handler.display_name if handler else provider
+
+
+def _companies() -> dict[str, str]:
+    return {name: handler.display_name for name, handler in HANDLERS.items()}
 
 
 def _path(name: str) -> str:
@@ -128,8 +116,8 @@ def _form_page(
         "gateway_form.html",
         status=error.status if error else 200,
         handler=handler,
-        company=COMPANIES.get(handler.name, handler.name),
-        labels=LABELS,
+        company=handler.display_name,
+        labels={c.name: c.label for c in handler.credentials},
         values=values,
         account=account,
         row=_row(0, account, rt.settings.base_url) if account else None,
@@ -179,7 +167,7 @@ async def gateways(request: Request) -> Response:
 async def new_gateway(request: Request) -> Response:
     provider = request.query_params.get("provider", "")
     if provider not in HANDLERS:
-        return page(request, "gateway_pick.html", companies=COMPANIES, handlers=HANDLERS)
+        return page(request, "gateway_pick.html", companies=_companies(), handlers=HANDLERS)
     handler = handler_for(provider)
     defaults = {"active": True, "priority": "100", "pattern": ""}
     return _form_page(request, handler, defaults, account=None)
@@ -190,7 +178,7 @@ async def create_gateway(request: Request) -> Response:
     form = form_of(request)
     provider = form.get("provider", "")
     if provider not in HANDLERS:
-        return page(request, "gateway_pick.html", companies=COMPANIES, handlers=HANDLERS)
+        return page(request, "gateway_pick.html", companies=_companies(), handlers=HANDLERS)
     handler = handler_for(provider)
     try:
         body = body_of(form, handler)
@@ -251,7 +239,7 @@ async def delete_gateway(request: Request) -> Response:
             request,
             "gateway_delete.html",
             account=account,
-            company=COMPANIES.get(account.provider, account.provider),
+            company=_company(account.provider),
         )
     await remove_account(runtime(request), account.name)
     return RedirectResponse(f"{PREFIX}/gateways?done=deleted", status_code=303)

@@ -1,0 +1,175 @@
+"""Reading values out of provider answers and callbacks, the same way for every provider.
+
+Providers send numbers as JSON numbers or as text, pad fields with spaces, write phone
+numbers with '+', '00' or neither, and answer errors with HTML pages. These helpers
+turn such values into what a handler compares and stores. Where a provider's wire
+format needs a stricter reading, it is a parameter here, not a private copy there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from handlers.base import WireResponse
+from service.model import Outcome, RecipientResult, SendBatch
+
+SIGNED_INTEGER = re.compile(r"[+-]?\d+")
+UNSIGNED_INTEGER = re.compile(r"\d+")
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+SNIPPET_CHARS = 200
+"""Enough of an unexpected answer to recognise it in a log, short enough to store."""
+
+
+class ErrorMeaning(NamedTuple):
+    """What a provider's error code means: how the send ends, and a text for the operator."""
+
+    outcome: Outcome
+    text: str
+
+
+def resolve_base(base_url: str, default: str) -> str:
+    """The account's base URL, or the provider's public one when the account has none;
+    without a trailing slash, so that paths are simply appended."""
+    return (base_url or default).rstrip("/")
+
+
+def is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def as_int(value: Any, *, signed: bool = True) -> int | None:
+    """An integer sent as a JSON number or as text ("004"); anything else is None.
+
+    `signed=False` refuses text with a sign, for wire formats whose codes never carry
+    one (IntelliSoftware), so that "+5" is not mistaken for status 5.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    pattern = SIGNED_INTEGER if signed else UNSIGNED_INTEGER
+    if isinstance(value, str) and pattern.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def as_float(value: Any) -> float | None:
+    """A finite number sent as a JSON number or as text; anything else is None."""
+    if isinstance(value, bool):
+        return None
+    number: float
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def as_text(value: Any, *, strip: bool = True) -> str:
+    """A scalar field as text; JSON numbers become their digits, containers nothing.
+
+    `strip=False` is for message bodies, whose leading and trailing spaces are the
+    sender's and must reach an auto-reply rule or the inbox unchanged.
+    """
+    if value is None or isinstance(value, dict | list | bool):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value)
+    return text.strip() if strip else text
+
+
+def digits_of(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+def number_key(number: str) -> str:
+    """A number as providers echo it: digits, without '+', the '00' prefix or other
+    leading zeros, so that every way of writing one number gives one key."""
+    return digits_of(number).lstrip("0")
+
+
+def same_number(a: str, b: str) -> bool:
+    """Equal as numbers, whether written with '+', '00' or plain digits; a number
+    without digits equals nothing."""
+    return number_key(a) == number_key(b) != ""
+
+
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A header by its lower-case name, whatever case the mapping keeps it in."""
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if k.lower() == name), "")
+    return value
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Retry-After in seconds, when it is a finite, non-negative number.
+
+    An HTTP-date is legal too, but a skewed clock makes it misleading; the dispatcher's
+    own backoff is the better guess then, as it is for a value that never ends.
+    """
+    try:
+        seconds = float(header(headers, "retry-after"))
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def snippet(text: str) -> str:
+    """An answer's text for an error message: tags dropped, white space folded, cut short."""
+    return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:SNIPPET_CHARS]
+
+
+def json_object(response: WireResponse) -> dict[str, Any] | None:
+    """A successful answer's JSON object; None for an error status or any other body,
+    which a poll treats as "nothing learned this time"."""
+    body = response.json()
+    if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+        return None
+    return body
+
+
+def describe_unreadable(provider: str, response: WireResponse, body: Any) -> str:
+    """Why an answer could not be used: empty, not parseable (`body` None) or of an
+    unexpected shape, with a snippet of it for the operator."""
+    code = response.status_code
+    shown = snippet(response.text)
+    if not shown:
+        return f"empty answer from {provider} (HTTP {code})"
+    if body is None:
+        return f"unreadable answer from {provider} (HTTP {code}): {shown}"
+    return f"unexpected answer from {provider} (HTTP {code}): {shown}"
+
+
+def missing_from_answer(response: WireResponse, what: str) -> RecipientResult:
+    """A recipient the provider's answer says nothing about: refused rather than guessed,
+    since nothing identifies the message if it went out after all."""
+    return RecipientResult(
+        Outcome.REFUSED,
+        error_code=str(response.status_code),
+        error_text=f"missing from {what}",
+    )
+
+
+def for_each(batch: SendBatch, result: RecipientResult) -> list[RecipientResult]:
+    """One result standing for every message of the batch (the answer was about all)."""
+    return [result for _ in batch.messages]
+
+
+def json_api_headers(authorization: str, *, json_body: bool) -> dict[str, str]:
+    headers = {"Authorization": authorization, "Accept": "application/json"}
+    if json_body:
+        headers["Content-Type"] = "application/json"
+    return headers
