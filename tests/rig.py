@@ -170,6 +170,14 @@ async def account_counters(gateway: Gateway, account: str) -> dict[str, int]:
     return counters
 
 
+def account_fields(
+    name: str, provider: str, credentials: dict[str, str], sender: str, **more: Any
+) -> dict[str, Any]:
+    """An account to create through the accounts API (`more`: its other fields)."""
+    fields = {"name": name, "provider": provider, "credentials": credentials, "sender": sender}
+    return fields | more
+
+
 CONNECTEL_TOKEN = "conn-token-7f3a"
 
 
@@ -182,14 +190,14 @@ def connectel_setup(
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeConnectel]]:
     """smsgw with account "conn" on a fake Connectel: the provider the tests of the
     dispatcher, metrics and breaker run against, as any would do."""
-    account = {
-        "name": "conn",
-        "provider": "connectel",
-        "credentials": {"token": CONNECTEL_TOKEN},
-        "sender": "IKEA",
-        "pattern": pattern,
-        "options": options or {},
-    }
+    account = account_fields(
+        "conn",
+        "connectel",
+        {"token": CONNECTEL_TOKEN},
+        "IKEA",
+        pattern=pattern,
+        options=options or {},
+    )
     return provider_loop(tmp_path, FakeConnectel(CONNECTEL_TOKEN), account, **settings)
 
 

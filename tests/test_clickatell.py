@@ -27,7 +27,16 @@ from service.transport import execute
 from tests import wire
 from tests.conftest import Gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
-from tests.rig import Receiver, Wiring, account_counters, provider_loop, settle, tally, wired
+from tests.rig import (
+    Receiver,
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_loop,
+    settle,
+    tally,
+    wired,
+)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -937,12 +946,7 @@ async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
 
 # -- the whole loop: smsgw against the fake ----------------------------------------
 
-CLICKATELL = {
-    "name": "click",
-    "provider": "clickatell",
-    "credentials": {"api_key": API_KEY},
-    "sender": "ACME",
-}
+CLICKATELL = account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
 
 
 def clickatell_setup(

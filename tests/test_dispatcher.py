@@ -22,6 +22,7 @@ from tests.fake_routemobile import FakeRouteMobile
 from tests.rig import (
     CONNECTEL_TOKEN,
     account_counters,
+    account_fields,
     connectel_setup,
     provider_gateway,
     settle,
@@ -314,13 +315,13 @@ async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) ->
         assert fake.requests_seen == 0 and detail["http_status"] is None
 
 
-BRANDED = {
-    "name": "rm",
-    "provider": "routemobile",
-    "sender": "BRAND",
-    "fallback_sender": "SMSGW",
-    "credentials": {"username": "rm-user", "password": "rm-pass"},
-}
+BRANDED = account_fields(
+    "rm",
+    "routemobile",
+    {"username": "rm-user", "password": "rm-pass"},
+    "BRAND",
+    fallback_sender="SMSGW",
+)
 """A Route Mobile account whose sender ID may be refused, with a fallback to retry with."""
 
 

@@ -29,7 +29,7 @@ from service.transport import execute
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.rig import Wiring, account_counters, provider_loop, settle, tally, wired
+from tests.rig import Wiring, account_counters, account_fields, provider_loop, settle, tally, wired
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -1286,14 +1286,9 @@ def infobip_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeInfobip]]:
-    account = {
-        "name": "ib",
-        "provider": "infobip",
-        "credentials": {"api_key": API_KEY},
-        "sender": "InfoSMS",
-        "pattern": pattern,
-        "options": options or {},
-    }
+    account = account_fields(
+        "ib", "infobip", {"api_key": API_KEY}, "InfoSMS", pattern=pattern, options=options or {}
+    )
     return provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
 
 

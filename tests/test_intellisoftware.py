@@ -30,7 +30,7 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.rig import Wiring, provider_loop, settle, tally, wired
+from tests.rig import Wiring, account_fields, provider_loop, settle, tally, wired
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -876,13 +876,13 @@ async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Accoun
 def intelli_setup(
     tmp_path: Path, **options: Any
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeIntelliSoftware]]:
-    account = {
-        "name": "intelli",
-        "provider": "intellisoftware",
-        "credentials": {"username": USERNAME, "password": PASSWORD},
-        "sender": "ACME",
-        "options": options,
-    }
+    account = account_fields(
+        "intelli",
+        "intellisoftware",
+        {"username": USERNAME, "password": PASSWORD},
+        "ACME",
+        options=options,
+    )
     return provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
 
 

@@ -32,7 +32,15 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_routemobile import FakeRouteMobile
-from tests.rig import Wiring, account_counters, provider_gateway, settle, tally, wired
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settle,
+    tally,
+    wired,
+)
 from tests.wire import (
     UNAUTHORIZED,
     Refusal,
@@ -846,13 +854,13 @@ async def routemobile_setup(
     tmp_path: Path, *, options: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[Gateway, FakeRouteMobile]]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    account = {
-        "name": "rm",
-        "provider": "routemobile",
-        "credentials": {"username": USERNAME, "password": PASSWORD},
-        "sender": "ACME",
-        "options": options or {},
-    }
+    account = account_fields(
+        "rm",
+        "routemobile",
+        {"username": USERNAME, "password": PASSWORD},
+        "ACME",
+        options=options or {},
+    )
     async with provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (gateway, created):
         assert created["credentials"]["password"] != PASSWORD
         yield gateway, fake

@@ -26,7 +26,15 @@ from service.errors import CallbackInvalid
 from service.model import Account, Balance, Outcome, OutgoingSms, SendBatch, Status
 from tests.conftest import Gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
-from tests.rig import Wiring, account_counters, provider_gateway, settled_messages, tally, wired
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settled_messages,
+    tally,
+    wired,
+)
 from tests.wire import answer
 
 USER = "acme"
@@ -697,13 +705,9 @@ async def sms1609_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeSms1609]]:
-    account = {
-        "name": "s1609",
-        "provider": "sms1609",
-        "credentials": {"username": USER, "password": password},
-        "sender": "IKEA",
-        "options": options or {},
-    }
+    account = account_fields(
+        "s1609", "sms1609", {"username": USER, "password": password}, "IKEA", options=options or {}
+    )
     fake = FakeSms1609(USER, PASSWORD)
     settings = {"poll_first_after": 0.05, **settings}
     async with provider_gateway(tmp_path, fake, account, callbacks=(), **settings) as (

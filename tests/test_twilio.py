@@ -34,7 +34,15 @@ from tests import wire
 from tests.conftest import Gateway, eventually
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature
-from tests.rig import Wiring, account_counters, provider_gateway, settle, tally, wired
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settle,
+    tally,
+    wired,
+)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -1161,14 +1169,14 @@ async def twilio_setup(
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeTwilio, dict[str, Any]]]:
     fake = FakeTwilio(SID, TOKEN)
-    account = {
-        "name": "tw",
-        "provider": "twilio",
-        "credentials": {"account_sid": SID, "auth_token": TOKEN},
-        "sender": sender,
-        "fallback_sender": fallback_sender,
-        "options": options or {},
-    }
+    account = account_fields(
+        "tw",
+        "twilio",
+        {"account_sid": SID, "auth_token": TOKEN},
+        sender,
+        fallback_sender=fallback_sender,
+        options=options or {},
+    )
     async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
         yield gateway, fake, created
 
