@@ -8,19 +8,17 @@ the fake, as Clickatell pushes them to the URLs configured on the integration.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer
 
 # Code -> (name in `status`, text in `statusDescription`), as Clickatell documents them.
 STATUS_NAMES: dict[int, tuple[str, str]] = {
@@ -80,7 +78,7 @@ ERRORS: dict[int, tuple[str, str, int]] = {
 MAX_RECIPIENTS = 200
 
 
-class FakeClickatell:
+class FakeClickatell(FakeServer):
     """Clickatell's Platform API on loopback: `async with serve(fake.app) as base_url`.
 
     Endpoints (all take the API key as the raw `Authorization` header; a missing or
@@ -131,7 +129,6 @@ class FakeClickatell:
         self.api_key = api_key
         self.integration_name = "smsgw"
         self.sent: list[dict[str, Any]] = []
-        self.requests_seen = 0
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.error_next: list[int] = []
@@ -139,25 +136,17 @@ class FakeClickatell:
         self.sender_ids: set[str] | None = None
         self.balance = 1234.5
         self.currency = "USD"
-        self.dlr_url: str | None = None
         self.dlr_format = "json"
         self.dlr_fields = "current"
         self.dlr_plan: list[int] = [3, 4]
         self.dlr_plan_for: Callable[[str], list[int]] | None = None
-        self.dlr_before_response = False
-        self.duplicates = 0
-        self.dlr_acks: list[int] = []
-        self.inbound_url: str | None = None
         self._ids = random.Random(f"ids-{seed}")
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/messages", self._send, methods=["POST"]),
                 Route("/public-client/message/status", self._status, methods=["GET"]),
                 Route("/public-client/balance", self._balance, methods=["GET"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -194,11 +183,6 @@ class FakeClickatell:
             "keyword": text.split()[0].upper() if text.split() else "",
         }
         return await self._deliver(self.inbound_url, "json", fields)
-
-    async def drain(self) -> None:
-        """Wait until every background callback push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -261,10 +245,7 @@ class FakeClickatell:
             plan = self.dlr_plan_for(number) if self.dlr_plan_for else self.dlr_plan
             for code in plan:
                 pushes.extend([(message_id, number, code)] * (1 + self.duplicates))
-        if self.dlr_before_response:
-            await self._push_all(pushes)
-        else:
-            self._spawn(self._push_all(pushes))
+        await self._answer_after(self._push_all(pushes))
         answer = {"messages": entries, "errorCode": None, "error": None, "errorDescription": None}
         return JSONResponse(answer, status_code=202)
 
@@ -344,37 +325,6 @@ class FakeClickatell:
     async def _push_all(self, pushes: list[tuple[str, str, int]]) -> None:
         for push in pushes:
             await self.push_dlr(*push)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, url: str, fmt: str, fields: dict[str, Any]) -> int:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
-        try:
-            if fmt == "json":
-                response = await self._client.post(url, json=fields)
-            elif fmt == "get":
-                flat = {k: str(v) for k, v in fields.items()}
-                # Appended to the callback URL's own query, which carries its secret.
-                response = await self._client.get(httpx.URL(url).copy_merge_params(flat))
-            else:
-                raise ValueError(f"unknown callback format {fmt!r}")
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                await self.drain()
-                self._client = None
 
 
 def _problem(body: dict[str, Any]) -> tuple[int, str] | None:

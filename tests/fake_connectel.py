@@ -7,21 +7,19 @@ Connectel does: configured per token, not per request.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import string
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer
 
 Plan = list[tuple[int, str]]
 
@@ -30,7 +28,7 @@ _FINAL_CODES = frozenset({1, 2, 5, 8, 9})
 _MAX_MESSAGE_CHARS = 1600
 
 
-class FakeConnectel:
+class FakeConnectel(FakeServer):
     """Connectel's API on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints: POST /api/v2/send/ (JSON or form; one recipient, or bulk with
@@ -79,34 +77,22 @@ class FakeConnectel:
         self.token = token
         self.token_id = "4711"
         self.sent: list[dict[str, Any]] = []
-        self.requests_seen = 0
         self.messages: dict[str, dict[str, Any]] = {}
         self.bulks: dict[str, list[str]] = {}
         self.fail_next: list[int] = []
-        self.hang_next = 0
-        self.hang_seconds = 5.0
-        self.dlr_url: str | None = None
         self.dlr_format = "json"
         self.dlr_plan: Plan = [(0, "ENROUTE"), (1, "DELIVRD")]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
-        self.dlr_before_response = False
         self.early_dlrs = 0.0
-        self.duplicates = 0
         self.shuffle = False
         self.random = random.Random(seed)
-        self.dlr_acks: list[int] = []
-        self.inbound_url: str | None = None
         self.inbound_format = "json"
         self._ids = random.Random(f"ids-{seed}")
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self._release = asyncio.Event()
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/api/v2/send/", self._send, methods=["POST"]),
                 Route("/api/v2/delivery/", self._delivery, methods=["GET"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -145,16 +131,6 @@ class FakeConnectel:
         }
         return await self._deliver(self.inbound_url, self.inbound_format, fields)
 
-    async def drain(self) -> None:
-        """Wait until every background DLR push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
-
-    def release_hung(self) -> None:
-        """Answer the send requests hanging now; later ones hang as usual."""
-        self._release.set()
-        self._release = asyncio.Event()
-
     # -- endpoints -----------------------------------------------------------------
 
     async def _send(self, request: Request) -> JSONResponse:
@@ -177,14 +153,7 @@ class FakeConnectel:
         else:
             answer, pushes = self._accept_single(fields, base)
         early = self.early_dlrs > 0 and self.random.random() < self.early_dlrs
-        if self.dlr_before_response or early:
-            await self._push_all(pushes)
-        else:
-            self._spawn(self._push_all(pushes))
-        if self.hang_next > 0:
-            self.hang_next -= 1
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._release.wait(), self.hang_seconds)
+        await self._answer_after(self._push_all(pushes), race=early)
         return JSONResponse(answer)
 
     async def _delivery(self, request: Request) -> JSONResponse:
@@ -313,40 +282,6 @@ class FakeConnectel:
     async def _push_all(self, pushes: list[tuple[str, str, int, str]]) -> None:
         for push in pushes:
             await self.push_dlr(*push)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, url: str, fmt: str, fields: dict[str, Any]) -> int:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
-        flat = {k: str(v) for k, v in fields.items()}
-        try:
-            if fmt == "json":
-                response = await self._client.post(url, json=fields)
-            elif fmt == "form":
-                response = await self._client.post(url, data=flat)
-            elif fmt == "get":
-                # Appended to the callback URL's own query, which carries its secret.
-                response = await self._client.get(httpx.URL(url).copy_merge_params(flat))
-            else:
-                raise ValueError(f"unknown callback format {fmt!r}")
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                self.release_hung()
-                await self.drain()
-                self._client = None
 
 
 def _advance(known: dict[str, Any], status_int: int, status_str: str) -> None:

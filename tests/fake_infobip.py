@@ -8,18 +8,16 @@ pushes delivery reports to the `notifyUrl` each message named, batched under
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer
 
 Step = int | tuple[int, int]
 """A status ID, or (status ID, error ID), pushed as one delivery report."""
@@ -121,7 +119,7 @@ _REQUEST_ERRORS: dict[int, tuple[str, str, str, str]] = {
 }
 
 
-class FakeInfobip:
+class FakeInfobip(FakeServer):
     """Infobip's SMS API on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints: POST /sms/2/text/advanced (JSON; any number of messages, each with
@@ -181,7 +179,6 @@ class FakeInfobip:
     def __init__(self, api_key: str, *, seed: int = 0) -> None:
         self.api_key = api_key
         self.sent: list[dict[str, Any]] = []
-        self.requests_seen = 0
         self.log_queries: list[list[str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.bulks: dict[str, list[str]] = {}
@@ -193,32 +190,21 @@ class FakeInfobip:
         self.credit = 1000.0
         self.currency = "EUR"
         self.price = 0.01
-        self.hang_next = 0
-        self.hang_seconds = 5.0
         self.dlr_plan: Plan = [5]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
         self.report_rejected = False
         self.push_reports = True
-        self.dlr_url: str | None = None
         self.dlr_batch_size = 100
-        self.dlr_before_response = False
-        self.duplicates = 0
         self.shuffle = False
         self.random = random.Random(seed)
-        self.dlr_acks: list[int] = []
-        self.inbound_url: str | None = None
         self._ids = random.Random(f"ids-{seed}")
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self._release = asyncio.Event()
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/sms/2/text/advanced", self._send, methods=["POST"]),
                 Route("/sms/3/logs", self._logs_v3, methods=["GET"]),
                 Route("/sms/1/logs", self._logs_v1, methods=["GET"]),
                 Route("/account/1/balance", self._balance, methods=["GET"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -253,17 +239,7 @@ class FakeInfobip:
             "callbackData": None,
         }
         body = {"results": [result], "messageCount": 1, "pendingMessageCount": 0}
-        return await self._post(self.inbound_url, body)
-
-    async def drain(self) -> None:
-        """Wait until every background push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
-
-    def release_hung(self) -> None:
-        """Answer the send requests hanging now; later ones hang as usual."""
-        self._release.set()
-        self._release = asyncio.Event()
+        return await self._deliver(self.inbound_url, "json", body)
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -284,14 +260,7 @@ class FakeInfobip:
             return self._error(400, validation=problems)
         answers, pushes = self._accept(body)
         self.sent.append(body)
-        if self.dlr_before_response:
-            await self._push_all(pushes)
-        else:
-            self._spawn(self._push_all(pushes))
-        if self.hang_next > 0:
-            self.hang_next -= 1
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._release.wait(), self.hang_seconds)
+        await self._answer_after(self._push_all(pushes))
         return JSONResponse(answers)
 
     async def _logs_v3(self, request: Request) -> JSONResponse:
@@ -490,23 +459,9 @@ class FakeInfobip:
             await self._post_results(target, results)
 
     async def _post_results(self, target: str, results: list[dict[str, Any]]) -> int:
-        status = await self._post(target, {"results": results})
+        status = await self._deliver(target, "json", {"results": results})
         self.dlr_acks.append(status)
         return status
-
-    async def _post(self, url: str, body: dict[str, Any]) -> int:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
-        try:
-            response = await self._client.post(url, json=body)
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- errors --------------------------------------------------------------------
 
@@ -546,17 +501,6 @@ class FakeInfobip:
             body = {"requestError": {"serviceException": exception}}
         return JSONResponse(body, status_code=status, headers=headers)
 
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                self.release_hung()
-                await self.drain()
-                self._client = None
-
 
 def _problems(body: Any) -> dict[str, list[str]]:
     """Infobip-style validationErrors for a malformed send request ({} when fine)."""
@@ -595,27 +539,24 @@ def _problems(body: Any) -> dict[str, list[str]]:
     return problems
 
 
-def _status(status_id: int) -> dict[str, Any]:
-    code = STATUSES[status_id]
+def _described(code: _Code | _Error, code_id: int) -> dict[str, Any]:
+    """A status or error code as Infobip's answers and reports spell it out."""
     return {
         "groupId": code.group_id,
         "groupName": code.group_name,
-        "id": status_id,
+        "id": code_id,
         "name": code.name,
         "description": code.description,
     }
 
 
+def _status(status_id: int) -> dict[str, Any]:
+    return _described(STATUSES[status_id], status_id)
+
+
 def _error_object(error_id: int) -> dict[str, Any]:
     error = ERRORS[error_id]
-    return {
-        "groupId": error.group_id,
-        "groupName": error.group_name,
-        "id": error_id,
-        "name": error.name,
-        "description": error.description,
-        "permanent": error.permanent,
-    }
+    return {**_described(error, error_id), "permanent": error.permanent}
 
 
 def _stamp() -> str:

@@ -8,20 +8,16 @@ Forwarding tab), never per request.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from service.segments import segment
+from tests.fake_server import FakeServer, query_and_form
 
 Plan = list[int]
 Push = tuple[str, str, int]
@@ -34,7 +30,7 @@ _BAD_GATEWAY_PAGE = (
 )
 
 
-class FakeIntelliSoftware:
+class FakeIntelliSoftware(FakeServer):
     """IntelliSoftware on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints, GET query or POST form alike (fields are read from both, like
@@ -89,32 +85,23 @@ class FakeIntelliSoftware:
         self.credits = credits
         self.country_code = "44"
         self.sent: list[dict[str, str]] = []
-        self.requests_seen = 0
         self.balance_requests = 0
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.submissions: dict[str, list[str]] = {}
         self.fail_next: list[int] = []
         self.error_next: list[str] = []
         self.number_errors: dict[str, str] = {}
-        self.dlr_url: str | None = None
         self.dlr_format = "form"
         self.dlr_plan: Plan = [3, 4]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
-        self.dlr_before_response = False
-        self.duplicates = 0
-        self.dlr_acks: list[int] = []
-        self.inbound_url: str | None = None
         self.inbound_format = "form"
         self._next_id = 10011000000000000001
         self._next_inbound = 20022000000000000001
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/smsgateway/sendmsg.aspx", self._send, methods=["GET", "POST"]),
                 Route("/smsgateway/getbalance.aspx", self._balance, methods=["GET", "POST"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -156,18 +143,13 @@ class FakeIntelliSoftware:
         fields = {"from": frm, "text": text, "msgid": msgid, "sent": sent}
         return await self._deliver(self.inbound_url, "form", fields)
 
-    async def drain(self) -> None:
-        """Wait until every background push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
-
     # -- endpoints -----------------------------------------------------------------
 
     async def _send(self, request: Request) -> Response:
         self.requests_seen += 1
         if self.fail_next:
             return _failure(self.fail_next.pop(0))
-        fields = await _read_fields(request)
+        fields = await query_and_form(request)
         refusal = self._login(fields)
         if refusal:
             return _text(f"ERR:{refusal}")
@@ -214,15 +196,12 @@ class FakeIntelliSoftware:
                 f"{n},ERR:{verdicts[n]}" if verdicts[n] else f"{n},ID:{msgid}" for n in numbers
             )
         pushes = self._plan_pushes(msgid, accepted)
-        if self.dlr_before_response:
-            await self._push_all(pushes)
-        else:
-            self._spawn(self._push_all(pushes))
+        await self._answer_after(self._push_all(pushes))
         return _text(body)
 
     async def _balance(self, request: Request) -> Response:
         self.balance_requests += 1
-        fields = await _read_fields(request)
+        fields = await query_and_form(request)
         refusal = self._login(fields)
         if refusal:
             return _text(f"ERR:{refusal}")
@@ -280,38 +259,6 @@ class FakeIntelliSoftware:
         for push in pushes:
             await self.push_dlr(*push)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, url: str, fmt: str, body: dict[str, Any]) -> int:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
-        try:
-            if fmt == "form":
-                response = await self._client.post(url, data=body)
-            elif fmt == "get":
-                # Appended to the callback URL's own query, which carries its secret.
-                response = await self._client.get(httpx.URL(url).copy_merge_params(body))
-            elif fmt == "json":
-                response = await self._client.post(url, json=body)
-            else:
-                raise ValueError(f"unknown callback format {fmt!r}")
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                await self.drain()
-                self._client = None
-
 
 def _content(fields: dict[str, str]) -> tuple[int, str] | str:
     """(type, text) of a send request, or the ERR code that refuses it."""
@@ -331,14 +278,6 @@ def _content(fields: dict[str, str]) -> tuple[int, str] | str:
     if not text:
         return "NO_TEXT"
     return message_type, text
-
-
-async def _read_fields(request: Request) -> dict[str, str]:
-    fields = dict(request.query_params)
-    if request.method == "POST":
-        body = (await request.body()).decode("utf-8", errors="replace")
-        fields.update(parse_qsl(body, keep_blank_values=True))
-    return fields
 
 
 def _text(body: str) -> Response:

@@ -8,21 +8,18 @@ POST form) with Route Mobile's field names.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
-import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer, query_and_form
 
 Plan = list[tuple[str, str]]
 """(sStatus, iErrCode) steps pushed for one destination."""
@@ -37,7 +34,7 @@ _NUMERIC_SENDER = re.compile(r"\+?\d{1,18}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{4})+")
 
 
-class FakeRouteMobile:
+class FakeRouteMobile(FakeServer):
     """Route Mobile on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints: GET or POST (form) /bulksms/bulksms, and GET /CreditCheck/checkcredits.
@@ -87,7 +84,6 @@ class FakeRouteMobile:
         self.username = username
         self.password = password
         self.sent: list[dict[str, str]] = []
-        self.requests_seen = 0
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.answer_next: list[str] = []
@@ -96,28 +92,18 @@ class FakeRouteMobile:
         self.blocked_senders: set[str] = set()
         self.id_style = "pipe"
         self.echo_number: Callable[[str], str] = lambda number: number
-        self.hang_next = 0
-        self.hang_seconds = 5.0
-        self.dlr_url: str | None = None
         self.dlr_method = "GET"
         self.dlr_plan: Plan = [("DELIVRD", "000")]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
-        self.dlr_before_response = False
-        self.duplicates = 0
         self.shuffle = False
         self.random = random.Random(seed)
-        self.dlr_acks: list[int] = []
         self.balance = 1250.75
         self._ids = random.Random(f"ids-{seed}")
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self._release = asyncio.Event()
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/bulksms/bulksms", self._send, methods=["GET", "POST"]),
                 Route("/CreditCheck/checkcredits", self._credits, methods=["GET", "POST"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -145,19 +131,10 @@ class FakeRouteMobile:
         }
         if self.dlr_url is None:
             return 0
-        status_code = await self._deliver(self.dlr_url, fields)
+        fmt = "form" if self.dlr_method.upper() == "POST" else "get"
+        status_code = await self._deliver(self.dlr_url, fmt, fields)
         self.dlr_acks.append(status_code)
         return status_code
-
-    async def drain(self) -> None:
-        """Wait until every background report push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
-
-    def release_hung(self) -> None:
-        """Answer the send requests hanging now; later ones hang as usual."""
-        self._release.set()
-        self._release = asyncio.Event()
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -167,7 +144,7 @@ class FakeRouteMobile:
             status = self.fail_next.pop(0)
             headers = {"Retry-After": "1"} if status == 429 else None
             return PlainTextResponse(f"HTTP {status}", status_code=status, headers=headers)
-        fields = await _read_fields(request)
+        fields = await query_and_form(request)
         problem = self._whole_request_problem(fields)
         if problem:
             return PlainTextResponse(problem)
@@ -175,18 +152,11 @@ class FakeRouteMobile:
             return PlainTextResponse(self.answer_next.pop(0))
         self.sent.append({**fields, "method": request.method})
         items, pushes = self._accept(fields)
-        if self.dlr_before_response:
-            await self._push_all(pushes)
-        else:
-            self._spawn(self._push_all(pushes))
-        if self.hang_next > 0:
-            self.hang_next -= 1
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._release.wait(), self.hang_seconds)
+        await self._answer_after(self._push_all(pushes))
         return PlainTextResponse(",".join(items))
 
     async def _credits(self, request: Request) -> PlainTextResponse:
-        fields = await _read_fields(request)
+        fields = await query_and_form(request)
         if (fields.get("username"), fields.get("password")) != (self.username, self.password):
             return PlainTextResponse("PERMISSION DENIED")
         return PlainTextResponse(f"BALANCE:{self.balance}")
@@ -260,44 +230,6 @@ class FakeRouteMobile:
             self.random.shuffle(steps)
         for message_id, status, err in steps:
             await self.push_dlr(message_id, status, err)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, url: str, fields: dict[str, str]) -> int:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
-        try:
-            if self.dlr_method.upper() == "POST":
-                response = await self._client.post(url, data=fields)
-            else:
-                # Appended to the callback URL's own query, which carries its secret.
-                response = await self._client.get(httpx.URL(url).copy_merge_params(fields))
-        except httpx.HTTPError:
-            return 0
-        return response.status_code
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                self.release_hung()
-                await self.drain()
-                self._client = None
-
-
-async def _read_fields(request: Request) -> dict[str, str]:
-    """Query parameters, with a form body's fields over them (a servlet reads both)."""
-    fields = dict(request.query_params)
-    if request.method == "POST":
-        body = (await request.body()).decode("utf-8", errors="replace")
-        fields.update(parse_qsl(body, keep_blank_values=True))
-    return fields
 
 
 def _decoded(kind: str, message: str) -> str:

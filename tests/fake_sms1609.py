@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer
 
 DELIVERY_CODES = ("DELIVERED", "NOT DELIVERED", "BUFFERED", "SUBMITTED", "REJECTED", "NONE")
 ERROR_CODES = (
@@ -34,7 +35,7 @@ _NUMBER = re.compile(r"[1-9]\d{7,14}")
 _YES = frozenset({"yes", "ja"})
 
 
-class FakeSms1609:
+class FakeSms1609(FakeServer):
     """1609SMS on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints: GET or POST (form) /module/gateway.php (send, or `action=credits`) and
@@ -94,7 +95,6 @@ class FakeSms1609:
         self.error_next: list[str] = []
         self.fail_next: list[int] = []
         self.echo_url_on_failure = False
-        self.requests_seen = 0
         self.sent: list[dict[str, str]] = []
         self.tested: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
@@ -103,8 +103,8 @@ class FakeSms1609:
         self.polls: list[str] = []
         self.answer_suffix = ""
         self._next_id = 1234567
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route("/module/gateway.php", self._gateway, methods=["GET", "POST"]),
                 Route("/module/gatewayrapport.php", self._report, methods=["GET"]),
             ]
@@ -116,9 +116,6 @@ class FakeSms1609:
         if code not in DELIVERY_CODES:
             raise ValueError(f"{code!r} is not a 1609SMS delivery code")
         self.messages[smsid]["plan"] = [code]
-
-    async def drain(self) -> None:
-        return None
 
     # -- endpoints -----------------------------------------------------------------
 

@@ -8,25 +8,24 @@ back the way Twilio does: a form POST to each message's `StatusCallback`, signed
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
 import httpx
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tests.fake_server import FakeServer
 
 Plan = list[tuple[str, int | None]]
 """Status callback steps: (MessageStatus, ErrorCode or None)."""
@@ -92,7 +91,7 @@ def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
     return base64.b64encode(mac.digest()).decode("ascii")
 
 
-class FakeTwilio:
+class FakeTwilio(FakeServer):
     """Twilio's Messaging API on loopback: `async with serve(fake.app) as base_url: ...`.
 
     Endpoints (basic auth `account_sid:auth_token`; another SID in the path, or a wrong
@@ -144,37 +143,28 @@ class FakeTwilio:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.sent: list[dict[str, str]] = []
-        self.requests_seen = 0
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.error_for: dict[str, int] = {}
         self.status_plan: Plan = [("sent", None), ("delivered", None)]
         self.status_plan_for: Callable[[str], Plan] | None = None
         self.push_reports = True
-        self.dlr_url: str | None = None
-        self.dlr_before_response = False
-        self.duplicates = 0
         self.sign = True
         self.signing_token: str | None = None
         self.tamper: dict[str, str] = {}
-        self.dlr_acks: list[int] = []
         self.callbacks: list[tuple[str, str, dict[str, str], dict[str, str]]] = []
-        self.inbound_url: str | None = None
         self.inbound_method = "POST"
         self.inbound_answers: list[tuple[int, str, bytes]] = []
         self.twiml_sent: list[dict[str, str]] = []
         self.balance = "12.50"
         self.currency = "USD"
         self._ids = random.Random(f"twilio-{seed}")
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
-        self.app = Starlette(
-            routes=[
+        super().__init__(
+            [
                 Route(f"{API}/Messages.json", self._create, methods=["POST"]),
                 Route(f"{API}/Messages/{{sid}}.json", self._fetch, methods=["GET"]),
                 Route(f"{API}/Balance.json", self._balance, methods=["GET"]),
-            ],
-            lifespan=self._lifespan,
+            ]
         )
 
     # -- test controls -------------------------------------------------------------
@@ -203,7 +193,7 @@ class FakeTwilio:
             params["ErrorCode"] = str(error_code)
         if status in ("delivered", "undelivered"):
             params["RawDlrDoneDate"] = "2611220810"
-        answer = await self._deliver("POST", url, params)
+        answer = await self._call_back("POST", url, params)
         self.dlr_acks.append(answer.status_code if answer else 0)
         return answer.status_code if answer else 0
 
@@ -239,7 +229,7 @@ class FakeTwilio:
                 f"https://api.twilio.com{API.format(account_sid=self.account_sid)}"
                 f"/Messages/{sid}/Media/ME{n:032d}"
             )
-        answer = await self._deliver(self.inbound_method, self.inbound_url, params)
+        answer = await self._call_back(self.inbound_method, self.inbound_url, params)
         if answer is None:
             return 0
         self.inbound_answers.append(
@@ -260,11 +250,6 @@ class FakeTwilio:
             self.twiml_sent.append(fields)
             self.messages[sid] = self._resource(sid, fields)
             self._spawn(self._plan(sid, fields["To"]))
-
-    async def drain(self) -> None:
-        """Wait until every background status push has been answered."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
 
     # -- endpoints -----------------------------------------------------------------
 
@@ -287,10 +272,7 @@ class FakeTwilio:
         self.sent.append(fields)
         self.messages[sid] = self._resource(sid, fields)
         pushes = self._plan(sid, to)
-        if self.dlr_before_response:
-            await pushes
-        else:
-            self._spawn(pushes)
+        await self._answer_after(pushes)
         return JSONResponse(_public(self.messages[sid]), status_code=201)
 
     async def _fetch(self, request: Request) -> JSONResponse:
@@ -368,16 +350,9 @@ class FakeTwilio:
 
     # -- pushing -------------------------------------------------------------------
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(
+    async def _call_back(
         self, method: str, url: str, params: dict[str, str]
     ) -> httpx.Response | None:
-        if self._client is None:
-            raise RuntimeError("serve fake.app (its lifespan opens the HTTP client) first")
         if method == "GET":
             # The parameters join the URL's own query (which carries smsgw's key), and
             # Twilio signs that whole URL with no POST parameters.
@@ -398,20 +373,10 @@ class FakeTwilio:
             if method == "GET":
                 if self.tamper:
                     target = str(httpx.URL(url).copy_merge_params(sent))
-                return await self._client.get(target, headers=headers)
-            return await self._client.post(target, data=sent, headers=headers)
+                return await self._http.get(target, headers=headers)
+            return await self._http.post(target, data=sent, headers=headers)
         except httpx.HTTPError:
             return None
-
-    @asynccontextmanager
-    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10) as client:
-            self._client = client
-            try:
-                yield
-            finally:
-                await self.drain()
-                self._client = None
 
 
 def _form(content_type: str, body: bytes) -> dict[str, str]:

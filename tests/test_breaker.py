@@ -8,8 +8,8 @@ from typing import Any
 from service.breaker import CircuitBreaker
 from tests.conftest import Gateway, eventually
 from tests.fake_connectel import FakeConnectel
+from tests.rig import CONNECTEL_TOKEN, connectel_setup, settle
 from tests.servers import serve
-from tests.test_dispatcher import TOKEN, connectel_setup, settle
 
 
 async def events_of(gateway: Gateway, ids: list[str]) -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def test_an_answer_closes_the_circuit() -> None:
 
 
 async def test_an_outage_opens_the_circuit_and_routed_messages_fail_over(tmp_path: Path) -> None:
-    backup = FakeConnectel(TOKEN)
+    backup = FakeConnectel(CONNECTEL_TOKEN)
     async with (
         connectel_setup(
             tmp_path,
@@ -60,7 +60,7 @@ async def test_an_outage_opens_the_circuit_and_routed_messages_fail_over(tmp_pat
         await gateway.add_account(
             name="backup",
             provider="connectel",
-            credentials={"token": TOKEN},
+            credentials={"token": CONNECTEL_TOKEN},
             sender="IKEA",
             base_url=backup_url,
             pattern="loop",

@@ -10,28 +10,45 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests import wire
+from tests.conftest import Gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
-from tests.servers import serve
+from tests.rig import (
+    Receiver,
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_loop,
+    settle,
+    tally,
+    wired,
+)
+from tests.wire import (
+    BAD_GATEWAY_PAGE,
+    HTML_PAGE,
+    INTERNAL_ERROR,
+    NOT_FOUND_PAGE,
+    OK_BUT_EMPTY,
+    RETRY_AFTER_DATE_IGNORED,
+    Refusal,
+    answer,
+    assert_accepted_only_on_2xx,
+    refused,
+)
 
 API_KEY = "kVz3-Qm9pL2xA8wT0bYc1g=="
 BASE = "http://clickatell.test"
@@ -48,12 +65,6 @@ def batch(
         OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
     )
     return SendBatch(messages, base_url, dlr_url="")
-
-
-def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
-    return WireResponse(status, body, dict(headers or {}))
 
 
 def entry(to: str, message_id: str | None = None, code: int | None = None) -> dict[str, Any]:
@@ -89,15 +100,11 @@ def send_answer(*entries: dict[str, Any], code: int | None = None) -> dict[str, 
 
 
 def json_callback(body: Any, kind: str = "dlr") -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return CallbackRequest(
-        "POST", f"http://gw/callbacks/click/{kind}", (), {"content-type": "application/json"}, raw
-    )
+    return wire.json_callback(f"http://gw/callbacks/click/{kind}", body)
 
 
 def get_callback(fields: Mapping[str, Any], kind: str = "dlr") -> CallbackRequest:
-    query = tuple((k, str(v)) for k, v in fields.items())
-    return CallbackRequest("GET", f"http://gw/callbacks/click/{kind}?...", query, {}, b"")
+    return wire.get_callback(f"http://gw/callbacks/click/{kind}", fields)
 
 
 CALLBACK_FORMS = {"json": json_callback, "get": get_callback}
@@ -120,20 +127,6 @@ def status_callback(**changes: Any) -> dict[str, Any]:
     }
     fields.update(changes)
     return {k: v for k, v in fields.items() if v is not None}
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_clickatells_limits_and_credentials() -> None:
-    assert handler.name == "clickatell"
-    assert handler.public_base_url == "https://platform.clickatell.com"
-    assert handler.credential_fields == ("api_key",)
-    assert handler.secret_fields == ("api_key",)
-    assert (handler.max_batch, handler.max_text_chars) == (200, 5355)
-    assert handler.shares_request_ids is False
-    assert handler.pushes_reports is True
-    assert handler.native_test_mode is False
 
 
 def test_clickatell_signs_nothing_and_expects_no_particular_callback_answer() -> None:
@@ -370,99 +363,61 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
     assert result.outcome is Outcome.ACCEPTED
 
 
-HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
-
-
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(401, b"", {}, Outcome.ACCOUNT_ERROR, "401", "empty answer", None, id="401"),
-        pytest.param(
-            402, {"messages": []}, {}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", None, id="402"
-        ),
-        pytest.param(
+        refused(401, b"", Outcome.ACCOUNT_ERROR, "401", "empty answer", id="401"),
+        refused(402, {"messages": []}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", id="402"),
+        refused(
             429,
             {"error": "Too many requests"},
-            {"retry-after": "7"},
             Outcome.TRANSIENT,
             "429",
             "Too many requests",
-            7.0,
+            headers={"retry-after": "7"},
+            retry_after=7.0,
             id="429-retry-after",
         ),
-        pytest.param(
-            429,
-            b"",
-            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            Outcome.TRANSIENT,
-            "429",
-            "empty answer",
-            None,
-            id="429-retry-after-date-ignored",
-        ),
-        pytest.param(
-            500, "Internal error", {}, Outcome.TRANSIENT, "500", "Internal error", None, id="500"
-        ),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "Oops", None, id="404-html"),
-        pytest.param(
+        RETRY_AFTER_DATE_IGNORED,
+        INTERNAL_ERROR,
+        BAD_GATEWAY_PAGE,
+        NOT_FOUND_PAGE,
+        refused(
             400,
             {"messages": [], "errorCode": 999, "error": "Something new"},
-            {},
             Outcome.REFUSED,
             "999",
             "Something new",
-            None,
             id="400-undocumented-code",
         ),
-        pytest.param(
+        refused(
             503,
             {"messages": [], "errorCode": 777},
-            {"Retry-After": "3"},
             Outcome.TRANSIENT,
             "777",
             "Clickatell error 777",
-            3.0,
+            headers={"Retry-After": "3"},
+            retry_after=3.0,
             id="503-undocumented-code",
         ),
-        pytest.param(200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty"),
-        pytest.param(
-            202, HTML_PAGE, {}, Outcome.REFUSED, "202", "unreadable", None, id="202-html-page"
-        ),
-        pytest.param(
-            202, [1, 2], {}, Outcome.REFUSED, "202", "unexpected answer", None, id="202-list"
-        ),
-        pytest.param(
+        OK_BUT_EMPTY,
+        refused(202, HTML_PAGE, Outcome.REFUSED, "202", "unreadable", id="202-html-page"),
+        refused(202, [1, 2], Outcome.REFUSED, "202", "unexpected answer", id="202-list"),
+        refused(
             202,
             {"messages": "none"},
-            {},
             Outcome.REFUSED,
             "202",
             "missing",
-            None,
             id="202-messages-not-a-list",
         ),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
-) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
     sent = batch("+27999000001", "+27999000002")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(status, body, headers))
+    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
     assert len(results) == 2
-    for result in results:
-        assert result.outcome is outcome
-        assert result.request_ids == ()
-        assert result.error_code == code
-        assert text in result.error_text
-        assert "<" not in result.error_text
-        assert result.retry_after == retry_after
+    case.check(results)
 
 
 def test_acceptance_in_an_error_answer_is_not_trusted() -> None:
@@ -502,12 +457,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     sent = batch(*numbers)
     results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
     assert len(results) == len(numbers)
-    for result in results:
-        if result.outcome is Outcome.ACCEPTED:
-            assert 200 <= status < 300
-            assert all(result.request_ids)
-        else:
-            assert result.request_ids == ()
+    assert_accepted_only_on_2xx(results, status)
 
 
 # -- status callbacks --------------------------------------------------------------
@@ -815,42 +765,12 @@ def test_a_failed_balance_call_raises_with_the_reason(response: WireResponse, te
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple((k, v) for k, v in request.query_params.multi_items() if k != "key"),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
-    @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-
-@dataclass
-class Rig:
-    fake: FakeClickatell
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-
+class Rig(Wiring[FakeClickatell]):
     def batch(self, *numbers: str, sender: str = "ACME") -> SendBatch:
         return batch(*numbers, sender=sender, base_url=self.base_url)
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
-        return await execute(self.client, handler.send_request(account, sent))
+        return await self.execute(handler.send_request(account, sent))
 
     async def results(self, *numbers: str, account: Account = ACCOUNT) -> list[Any]:
         sent = self.batch(*numbers)
@@ -863,16 +783,9 @@ class Rig:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeClickatell(API_KEY), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.dlr_url = f"{receiver_url}/dlr?key=s3cret"
-        fake.inbound_url = f"{receiver_url}/inbound?key=s3cret"
-        yield Rig(fake, receiver, client, base_url)
-        await fake.drain()
+    fake, receiver = FakeClickatell(API_KEY), Receiver(hidden={"key"})
+    async with wired(Rig, fake, query="?key=s3cret", receiver=receiver) as rig:
+        yield rig
 
 
 async def test_a_single_send_is_accepted_by_the_fake_with_its_api_message_id(rig: Rig) -> None:
@@ -1033,44 +946,13 @@ async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
 
 # -- the whole loop: smsgw against the fake ----------------------------------------
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
+CLICKATELL = account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
 
 
-@asynccontextmanager
-async def clickatell_setup(
+def clickatell_setup(
     tmp_path: Path, **settings: Any
-) -> AsyncIterator[tuple[Gateway, FakeClickatell]]:
-    fake = FakeClickatell(API_KEY)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
-        account = await gateway.add_account(
-            name="click",
-            provider="clickatell",
-            credentials={"api_key": API_KEY},
-            sender="ACME",
-            base_url=fake_url,
-            priority=1,
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
-        fake.inbound_url = account["callback_urls"]["inbound"]
-        try:
-            yield gateway, fake
-        finally:
-            await fake.drain()
-
-
-async def settle(gateway: Gateway, fake: FakeClickatell, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
-
-
-async def click_counters(gateway: Gateway) -> dict[str, int]:
-    counters: dict[str, int] = (await gateway.stats())["accounts"]["click"]
-    counters.pop("unmatched")
-    return counters
+) -> AbstractAsyncContextManager[tuple[Gateway, FakeClickatell]]:
+    return provider_loop(tmp_path, FakeClickatell(API_KEY), CLICKATELL, **settings)
 
 
 async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_reports(
@@ -1092,14 +974,9 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_repo
         }
         refused = await gateway.message(sent[2]["id"])
         assert refused["error"]["code"] == "121" and refused["http_status"] == 202
-        assert await click_counters(gateway) == {
-            "requests": 3,
-            "accepted": 2,
-            "failed": 1,
-            "delivered": 1,
-            "undelivered": 1,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "click") == tally(
+            requests=3, accepted=2, failed=1, delivered=1, undelivered=1
+        )
 
 
 async def test_reports_pushed_as_get_queries_keep_the_callback_key(tmp_path: Path) -> None:
@@ -1127,7 +1004,7 @@ async def test_a_wrong_key_fails_the_message_as_an_account_error(tmp_path: Path)
         assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
         detail = await gateway.message(message["id"])
         assert detail["http_status"] == 401 and detail["error"]["code"] == "001"
-        assert (await click_counters(gateway))["failed"] == 1
+        assert (await account_counters(gateway, "click"))["failed"] == 1
 
 
 async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(

@@ -9,25 +9,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireRequest, WireResponse
 from handlers.connectel import ConnectelHandler
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from tests import wire
 from tests.fake_connectel import FakeConnectel
-from tests.servers import serve
+from tests.rig import Wiring, wired
+from tests.wire import (
+    BAD_GATEWAY_PAGE,
+    HTML_PAGE,
+    INTERNAL_ERROR,
+    NOT_FOUND_PAGE,
+    OK_WITH_A_PAGE,
+    RETRY_AFTER_DATE_IGNORED,
+    Refusal,
+    answer,
+    assert_accepted_only_on_2xx,
+    refused,
+)
 
 TOKEN = "tok-123"
 BASE = "http://connectel.test"
@@ -43,28 +51,19 @@ def batch(*numbers: str, text: str = "Hello", base_url: str = BASE) -> SendBatch
     return SendBatch(messages, base_url, dlr_url="")
 
 
-def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
-    return WireResponse(status, body, dict(headers or {}))
+DLR_URL = "http://gw/callbacks/con/dlr"
 
 
 def json_callback(body: Any) -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return CallbackRequest(
-        "POST", "http://gw/callbacks/con/dlr", (), {"content-type": "application/json"}, raw
-    )
+    return wire.json_callback(DLR_URL, body)
 
 
 def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    body = urlencode({k: str(v) for k, v in fields.items()}).encode()
-    headers = {"content-type": "application/x-www-form-urlencoded"}
-    return CallbackRequest("POST", "http://gw/callbacks/con/dlr", (), headers, body)
+    return wire.form_callback(DLR_URL, fields)
 
 
 def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    query = tuple((k, str(v)) for k, v in fields.items())
-    return CallbackRequest("GET", "http://gw/callbacks/con/dlr?...", query, {}, b"")
+    return wire.get_callback(DLR_URL, fields)
 
 
 CALLBACK_FORMS = {"json": json_callback, "form": form_callback, "get": get_callback}
@@ -82,31 +81,6 @@ def dlr(status_int: Any = 1, status_str: Any = "DELIVRD", **extra: Any) -> dict[
     }
     fields.update(extra)
     return {k: v for k, v in fields.items() if v is not None}
-
-
-async def perform(client: httpx.AsyncClient, request: WireRequest) -> WireResponse:
-    """Send a handler's request for real and hand the answer back as the handler sees it."""
-    response = await client.request(
-        request.method,
-        request.url,
-        params=list(request.params) or None,
-        headers=dict(request.headers),
-        json=request.json,
-        data=dict(request.form) if request.form is not None else None,
-    )
-    return WireResponse(response.status_code, response.content, dict(response.headers))
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_connectels_limits_and_credentials() -> None:
-    assert handler.name == "connectel"
-    assert handler.public_base_url == "https://smsapi.connectel.se"
-    assert handler.credential_fields == ("token",)
-    assert handler.secret_fields == ("token",)
-    assert (handler.max_batch, handler.max_text_chars) == (1000, 1600)
-    assert handler.shares_request_ids is False
 
 
 # -- send requests -----------------------------------------------------------------
@@ -271,130 +245,84 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
     assert "invalid number" in results[1].error_text
 
 
-HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
-
-
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(
+        refused(
             401,
             {"error": "Unauthorized", "message": "invalid token"},
-            {},
             Outcome.ACCOUNT_ERROR,
             "401",
             "Unauthorized: invalid token",
-            None,
             id="401-bad-token",
         ),
-        pytest.param(
-            403, b"", {}, Outcome.ACCOUNT_ERROR, "403", "empty answer", None, id="403-blocked"
-        ),
-        pytest.param(
+        refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-blocked"),
+        refused(
             429,
             {"error": "Too Many Requests"},
-            {"retry-after": "7"},
             Outcome.TRANSIENT,
             "429",
             "Too Many Requests",
-            7.0,
+            headers={"retry-after": "7"},
+            retry_after=7.0,
             id="429-retry-after-seconds",
         ),
-        pytest.param(
-            429,
-            b"",
-            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            Outcome.TRANSIENT,
-            "429",
-            "empty answer",
-            None,
-            id="429-retry-after-date-ignored",
-        ),
-        pytest.param(
-            500, "Internal error", {}, Outcome.TRANSIENT, "500", "Internal error", None, id="500"
-        ),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(
+        RETRY_AFTER_DATE_IGNORED,
+        INTERNAL_ERROR,
+        BAD_GATEWAY_PAGE,
+        refused(
             503,
             {"error": "Unavailable"},
-            {"Retry-After": "1"},
             Outcome.TRANSIENT,
             "503",
             "Unavailable",
-            1.0,
+            headers={"Retry-After": "1"},
+            retry_after=1.0,
             id="503",
         ),
-        pytest.param(
+        refused(
             400,
             {"statusInt": 5, "statusStr": "UNDELIV", "message": "invalid recipient"},
-            {},
             Outcome.REFUSED,
             "5",
             "UNDELIV: invalid recipient",
-            None,
             id="400-json-status-fields",
         ),
-        pytest.param(
+        refused(
             400,
             {"error": {"code": "E12", "message": "sender too long"}},
-            {},
             Outcome.REFUSED,
             "E12",
             "sender too long",
-            None,
             id="400-json-nested-error",
         ),
-        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "Oops", None, id="404-html"),
-        pytest.param(
-            200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty-body"
-        ),
-        pytest.param(
-            200, HTML_PAGE, {}, Outcome.REFUSED, "200", "unreadable", None, id="200-html-page"
-        ),
-        pytest.param(
+        NOT_FOUND_PAGE,
+        refused(200, b"", Outcome.REFUSED, "200", "empty answer", id="200-empty-body"),
+        OK_WITH_A_PAGE,
+        refused(
             200,
             {"statusInt": 0, "statusStr": "ENROUTE"},
-            {},
             Outcome.REFUSED,
             "0",
             "no request ID",
-            None,
             id="200-without-requestid",
         ),
-        pytest.param(
+        refused(
             200,
             {"error": "authorization failed"},
-            {},
             Outcome.REFUSED,
             "200",
             "authorization failed",
-            None,
             id="200-json-error",
         ),
-        pytest.param(
-            200, [1, 2], {}, Outcome.REFUSED, "200", "unexpected answer", None, id="200-json-list"
-        ),
+        refused(200, [1, 2], Outcome.REFUSED, "200", "unexpected answer", id="200-json-list"),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
-) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
     sent = batch("+46700000000", "+46700000001")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(status, body, headers))
+    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
     assert len(results) == 2
-    for result in results:
-        assert result.outcome is outcome
-        assert result.request_ids == ()
-        assert result.error_code == code
-        assert text in result.error_text
-        assert "<" not in result.error_text
-        assert result.retry_after == retry_after
+    case.check(results)
 
 
 @given(
@@ -422,12 +350,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     sent = batch(*(f"+4670000000{i}" for i in range(size)))
     results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
     assert len(results) == size
-    for result in results:
-        if result.outcome is Outcome.ACCEPTED:
-            assert 200 <= status < 300
-            assert all(result.request_ids)
-        else:
-            assert result.request_ids == ()
+    assert_accepted_only_on_2xx(results, status)
 
 
 # -- delivery reports --------------------------------------------------------------
@@ -676,57 +599,18 @@ def test_connectel_has_no_balance_call() -> None:
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple(request.query_params.multi_items()),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
-    @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-
-@dataclass
-class Rig:
-    fake: FakeConnectel
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-
+class Rig(Wiring[FakeConnectel]):
     def batch(self, *numbers: str) -> SendBatch:
         return batch(*numbers, base_url=self.base_url)
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
-        return await perform(self.client, handler.send_request(account, sent))
+        return await self.execute(handler.send_request(account, sent))
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeConnectel(token=TOKEN), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.dlr_url = f"{receiver_url}/dlr"
-        fake.inbound_url = f"{receiver_url}/inbound"
-        yield Rig(fake, receiver, client, base_url)
-        fake.release_hung()
-        await fake.drain()
+    async with wired(Rig, FakeConnectel(token=TOKEN)) as rig:
+        yield rig
 
 
 @pytest.mark.parametrize("account", [ACCOUNT, FORM_ACCOUNT], ids=["json", "form"])
@@ -852,15 +736,15 @@ async def test_polls_reflect_the_pushed_statuses_for_request_and_bulk_ids(rig: R
     results = handler.parse_send_response(ACCOUNT, sent, await rig.send(sent))
     await rig.fake.drain()
     [bulkid] = rig.fake.bulks
-    by_bulk = await perform(rig.client, _poll(rig, bulkid))
+    by_bulk = await rig.execute(_poll(rig, bulkid))
     assert [r.status for r in handler.parse_poll_response(ACCOUNT, (), by_bulk)] == [
         Status.DELIVERED,
         Status.EXPIRED,
     ]
-    by_request = await perform(rig.client, _poll(rig, results[1].request_ids[0]))
+    by_request = await rig.execute(_poll(rig, results[1].request_ids[0]))
     [report] = handler.parse_poll_response(ACCOUNT, (), by_request)
     assert (report.request_id, report.status) == (results[1].request_ids[0], Status.EXPIRED)
-    unknown = await perform(rig.client, _poll(rig, "RNOPE.1"))
+    unknown = await rig.execute(_poll(rig, "RNOPE.1"))
     assert unknown.status_code == 404
     assert handler.parse_poll_response(ACCOUNT, (), unknown) == []
 

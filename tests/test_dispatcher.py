@@ -19,39 +19,16 @@ from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_count, db_dump, db_rows
 from tests.fake_connectel import FakeConnectel
 from tests.fake_routemobile import FakeRouteMobile
+from tests.rig import (
+    CONNECTEL_TOKEN,
+    account_counters,
+    account_fields,
+    connectel_setup,
+    provider_gateway,
+    settle,
+    tally,
+)
 from tests.servers import serve
-
-TOKEN = "conn-token-7f3a"
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
-
-
-@asynccontextmanager
-async def connectel_setup(
-    tmp_path: Path,
-    *,
-    pattern: str = "batch",
-    options: dict[str, Any] | None = None,
-    **settings: Any,
-) -> AsyncIterator[tuple[Gateway, FakeConnectel]]:
-    fake = FakeConnectel(TOKEN)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
-        account = await gateway.add_account(
-            name="conn",
-            provider="connectel",
-            credentials={"token": TOKEN},
-            sender="IKEA",
-            base_url=fake_url,
-            pattern=pattern,
-            priority=1,
-            options=options or {},
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
-        fake.inbound_url = account["callback_urls"]["inbound"]
-        try:
-            yield gateway, fake
-        finally:
-            fake.release_hung()
-            await fake.drain()
 
 
 async def table_counters(gateway: Gateway) -> dict[str, int]:
@@ -67,18 +44,8 @@ async def parked_reports(gateway: Gateway) -> int:
     return await db_count(gateway.settings, "SELECT COUNT(*) FROM reports WHERE message_id IS NULL")
 
 
-async def settle(gateway: Gateway, fake: FakeConnectel, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
-
-
 async def conn_counters(gateway: Gateway) -> dict[str, int]:
-    counters: dict[str, int] = (await gateway.stats())["accounts"]["conn"]
-    counters.pop("unmatched")
+    counters = await account_counters(gateway, "conn")
     assert counters == await table_counters(gateway)
     return counters
 
@@ -90,14 +57,7 @@ async def test_a_batch_account_sends_alike_messages_in_one_bulk_request(tmp_path
         )
         await settle(gateway, fake, [m["id"] for m in sent])
         assert len(fake.sent) == 1 and fake.sent[0]["bulk"] is True
-        assert await conn_counters(gateway) == {
-            "requests": 3,
-            "accepted": 3,
-            "failed": 0,
-            "delivered": 3,
-            "undelivered": 0,
-            "pending": 0,
-        }
+        assert await conn_counters(gateway) == tally(requests=3, accepted=3, delivered=3)
 
 
 async def test_a_loop_account_sends_one_request_per_message(tmp_path: Path) -> None:
@@ -130,14 +90,9 @@ async def test_duplicated_and_shuffled_reports_give_exact_counters(tmp_path: Pat
         statuses = await settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
         assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
-        assert await conn_counters(gateway) == {
-            "requests": 20,
-            "accepted": 20,
-            "failed": 0,
-            "delivered": 5,
-            "undelivered": 15,
-            "pending": 0,
-        }
+        assert await conn_counters(gateway) == tally(
+            requests=20, accepted=20, delivered=5, undelivered=15
+        )
         rejected = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("4")))
         assert rejected["error"] == {"code": "2", "message": "REJECTD"}
 
@@ -238,9 +193,9 @@ async def test_the_stored_provider_response_never_holds_the_token(tmp_path: Path
         [message] = await gateway.send(to="+46700000001", text="secret?", account="conn")
         await settle(gateway, fake, [message["id"]])
         detail = await gateway.message(message["id"])
-        assert detail["http_response"] and TOKEN not in str(detail)
+        assert detail["http_response"] and CONNECTEL_TOKEN not in str(detail)
         # Not even the accounts table holds it: credentials are sealed at rest.
-        assert TOKEN not in await db_dump(gateway.settings)
+        assert CONNECTEL_TOKEN not in await db_dump(gateway.settings)
 
 
 async def test_the_account_rate_limit_spaces_requests(tmp_path: Path) -> None:
@@ -360,21 +315,22 @@ async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) ->
         assert fake.requests_seen == 0 and detail["http_status"] is None
 
 
+BRANDED = account_fields(
+    "rm",
+    "routemobile",
+    {"username": "rm-user", "password": "rm-pass"},
+    "BRAND",
+    fallback_sender="SMSGW",
+)
+"""A Route Mobile account whose sender ID may be refused, with a fallback to retry with."""
+
+
 async def test_a_refused_sender_id_is_retried_once_with_the_fallback_sender(
     tmp_path: Path,
 ) -> None:
     fake = FakeRouteMobile("rm-user", "rm-pass")
     fake.blocked_senders = {"BRAND"}
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
-        account = await gateway.add_account(
-            name="rm",
-            provider="routemobile",
-            base_url=fake_url,
-            sender="BRAND",
-            fallback_sender="SMSGW",
-            credentials={"username": "rm-user", "password": "rm-pass"},
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
+    async with provider_gateway(tmp_path, fake, BRANDED, callbacks=("dlr",)) as (gateway, _):
         [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
 
         async def delivered() -> dict[str, Any]:
@@ -392,15 +348,7 @@ async def test_a_refused_sender_id_is_retried_once_with_the_fallback_sender(
 async def test_a_refused_fallback_sender_fails_the_message(tmp_path: Path) -> None:
     fake = FakeRouteMobile("rm-user", "rm-pass")
     fake.blocked_senders = {"BRAND", "SMSGW"}
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
-        await gateway.add_account(
-            name="rm",
-            provider="routemobile",
-            base_url=fake_url,
-            sender="BRAND",
-            fallback_sender="SMSGW",
-            credentials={"username": "rm-user", "password": "rm-pass"},
-        )
+    async with provider_gateway(tmp_path, fake, BRANDED, callbacks=()) as (gateway, _):
         [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
 
         async def failed() -> dict[str, Any]:

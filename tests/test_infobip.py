@@ -10,9 +10,9 @@ to the fake, which pushes its reports to the notifyUrl smsgw gave it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +20,26 @@ import httpx
 import pytest
 from hypothesis import given as for_all
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.servers import serve
+from tests.rig import Wiring, account_counters, account_fields, provider_loop, settle, tally, wired
+from tests.wire import (
+    BAD_GATEWAY_PAGE,
+    HTML_PAGE,
+    OK_BUT_EMPTY,
+    Refusal,
+    answer,
+    assert_covers,
+    json_callback,
+    refused,
+)
 
 API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9"
 BASE = "https://xyz12.api.infobip.com"
@@ -55,17 +61,8 @@ def batch(
     return SendBatch(messages, base_url, dlr_url=dlr_url)
 
 
-def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
-    return WireResponse(status, body, dict(headers or {}))
-
-
 def callback(body: Any, content_type: str = "application/json") -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return CallbackRequest(
-        "POST", "http://gw/callbacks/ib/dlr?key=s3cret", (), {"content-type": content_type}, raw
-    )
+    return json_callback("http://gw/callbacks/ib/dlr?key=s3cret", body, content_type)
 
 
 def status(group: int, group_name: str, status_id: int, name: str, text: str) -> dict[str, Any]:
@@ -90,20 +87,6 @@ NO_ERROR = {
     "description": "No Error",
     "permanent": False,
 }
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_infobips_host_limits_and_secret_api_key() -> None:
-    assert handler.name == "infobip"
-    assert handler.public_base_url == "https://api.infobip.com"
-    assert handler.credential_fields == ("api_key",)
-    assert handler.secret_fields == ("api_key",)
-    assert (handler.max_batch, handler.max_text_chars) == (1000, 1600)
-    assert handler.shares_request_ids is False
-    assert handler.pushes_reports is True
-    assert handler.native_test_mode is False
 
 
 # -- send requests -----------------------------------------------------------------
@@ -309,7 +292,7 @@ SUBMISSION_TABLE = [
 
 
 def test_the_submission_table_covers_every_status_the_fake_knows() -> None:
-    assert {status_id for status_id, _ in SUBMISSION_TABLE} == set(STATUSES)
+    assert_covers(SUBMISSION_TABLE, STATUSES)
 
 
 def fake_status(status_id: int) -> dict[str, Any]:
@@ -361,9 +344,6 @@ def test_unknown_ids_fall_back_to_their_group_and_names_or_text_ids_are_read(
     assert result.outcome is outcome
 
 
-HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
-
-
 def legacy(code: str, text: str, **extra: Any) -> dict[str, Any]:
     return {"requestError": {"serviceException": {"messageId": code, "text": text, **extra}}}
 
@@ -379,244 +359,198 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
 
 
 @pytest.mark.parametrize(
-    ("http", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(
+        refused(
             400,
             legacy(
                 "BAD_REQUEST",
                 "Bad request",
                 validationErrors={"messages[0].text": ["invalid text"]},
             ),
-            {},
             Outcome.REFUSED,
             "BAD_REQUEST",
             "Bad request (messages[0].text: invalid text)",
-            None,
             id="400-BAD_REQUEST-validation",
         ),
-        pytest.param(
+        refused(
             400,
             legacy(
                 "BAD_REQUEST", "Bad request", validationErrors={"messages[0].from": ["invalid"]}
             ),
-            {},
             Outcome.SENDER_REJECTED,
             "BAD_REQUEST",
             "messages[0].from: invalid",
-            None,
             id="400-BAD_REQUEST-on-sender",
         ),
-        pytest.param(
+        refused(
             400,
             api_error(
                 "E400", "Request cannot be processed.", ("messages[0].text", "Must not be null.")
             ),
-            {},
             Outcome.REFUSED,
             "E400",
             "Request cannot be processed. (messages[0].text: Must not be null.)",
-            None,
             id="400-E400-violations",
         ),
-        pytest.param(
+        refused(
             400,
             api_error("E400", "Request cannot be processed.", ("messages[0].sender", "Invalid.")),
-            {},
             Outcome.SENDER_REJECTED,
             "E400",
             "messages[0].sender: Invalid.",
-            None,
             id="400-E400-on-sender",
         ),
-        pytest.param(
+        refused(
             400,
             legacy("INVALID_ARGUMENT", "Invalid argument"),
-            {},
             Outcome.REFUSED,
             "INVALID_ARGUMENT",
             "Invalid argument",
-            None,
             id="400-INVALID_ARGUMENT-2015",
         ),
-        pytest.param(
+        refused(
             400,
             legacy(
                 "SVC0004",
                 "No valid addresses provided in message part %1",
                 variables=["Invalid recipient address: tel:+2250747"],
             ),
-            {},
             Outcome.REFUSED,
             "SVC0004",
             "No valid addresses provided in message part Invalid recipient address",
-            None,
             id="400-oneapi-variables",
         ),
-        pytest.param(
+        refused(
             401,
             legacy("UNAUTHORIZED", "Invalid login details"),
-            {},
             Outcome.ACCOUNT_ERROR,
             "UNAUTHORIZED",
             "Invalid login details",
-            None,
             id="401-UNAUTHORIZED",
         ),
-        pytest.param(
+        refused(
             401,
             api_error("E401", "The request lacks valid authentication credentials."),
-            {},
             Outcome.ACCOUNT_ERROR,
             "E401",
             "lacks valid authentication",
-            None,
             id="401-E401",
         ),
-        pytest.param(
+        refused(
             403,
             legacy("FORBIDDEN", "Forbidden"),
-            {},
             Outcome.ACCOUNT_ERROR,
             "FORBIDDEN",
             "Forbidden",
-            None,
             id="403-FORBIDDEN",
         ),
-        pytest.param(
+        refused(
             403,
             api_error("E403", "Insufficient permissions to access the requested resource."),
-            {},
             Outcome.ACCOUNT_ERROR,
             "E403",
             "Insufficient permissions",
-            None,
             id="403-E403",
         ),
-        pytest.param(
+        refused(
             404,
             legacy("NOT_FOUND", "Not found"),
-            {},
             Outcome.ACCOUNT_ERROR,
             "NOT_FOUND",
             "Not found",
-            None,
             id="404-NOT_FOUND-wrong-base-url",
         ),
-        pytest.param(404, HTML_PAGE, {}, Outcome.ACCOUNT_ERROR, "404", "Oops", None, id="404-html"),
-        pytest.param(
+        refused(404, HTML_PAGE, Outcome.ACCOUNT_ERROR, "404", "Oops", id="404-html"),
+        refused(
             429,
             legacy("TOO_MANY_REQUESTS", "Too many requests"),
-            {"Retry-After": "7"},
             Outcome.TRANSIENT,
             "TOO_MANY_REQUESTS",
             "Too many requests",
-            7.0,
+            headers={"Retry-After": "7"},
+            retry_after=7.0,
             id="429-TOO_MANY_REQUESTS",
         ),
-        pytest.param(
+        refused(
             429,
             api_error("E429", "Too many requests sent."),
-            {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
             Outcome.TRANSIENT,
             "E429",
             "Too many requests sent.",
-            None,
+            headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
             id="429-E429-date-ignored",
         ),
-        pytest.param(
+        refused(
             500,
             legacy("GENERAL_ERROR", "Something went wrong. Please contact support."),
-            {},
             Outcome.TRANSIENT,
             "GENERAL_ERROR",
             "Something went wrong",
-            None,
             id="500-GENERAL_ERROR",
         ),
-        pytest.param(
+        refused(
             500,
             api_error("E500", "Something went wrong."),
-            {},
             Outcome.TRANSIENT,
             "E500",
             "Something went wrong.",
-            None,
             id="500-E500",
         ),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(
-            503, b"", {"Retry-After": "2"}, Outcome.TRANSIENT, "503", "empty", 2.0, id="503"
+        BAD_GATEWAY_PAGE,
+        refused(
+            503,
+            b"",
+            Outcome.TRANSIENT,
+            "503",
+            "empty",
+            headers={"Retry-After": "2"},
+            retry_after=2.0,
+            id="503",
         ),
-        pytest.param(
+        refused(
             200,
             legacy("UNAUTHORIZED", "Invalid login details"),
-            {},
             Outcome.ACCOUNT_ERROR,
             "UNAUTHORIZED",
             "Invalid login details",
-            None,
             id="200-with-requestError",
         ),
-        pytest.param(
+        refused(
             200,
             legacy("TOO_MANY_REQUESTS", "Too many requests"),
-            {},
             Outcome.TRANSIENT,
             "TOO_MANY_REQUESTS",
             "Too many requests",
-            None,
             id="200-with-throttling",
         ),
-        pytest.param(
-            418, {"weird": True}, {}, Outcome.REFUSED, "418", "unexpected answer", None, id="418"
-        ),
-        pytest.param(200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty"),
-        pytest.param(200, HTML_PAGE, {}, Outcome.REFUSED, "200", "unreadable", None, id="200-html"),
-        pytest.param(
+        refused(418, {"weird": True}, Outcome.REFUSED, "418", "unexpected answer", id="418"),
+        OK_BUT_EMPTY,
+        refused(200, HTML_PAGE, Outcome.REFUSED, "200", "unreadable", id="200-html"),
+        refused(
             200,
             {"bulkId": "B1"},
-            {},
             Outcome.REFUSED,
             "200",
             "no messages in Infobip's answer",
-            None,
             id="200-without-messages",
         ),
-        pytest.param(
+        refused(
             200,
             {"bulkId": "B1", "messages": []},
-            {},
             Outcome.REFUSED,
             "200",
             "no messages",
-            None,
             id="200-empty-messages",
         ),
-        pytest.param(
-            200, [1, 2], {}, Outcome.REFUSED, "200", "unexpected answer", None, id="200-list"
-        ),
+        refused(200, [1, 2], Outcome.REFUSED, "200", "unexpected answer", id="200-list"),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(
-    http: int,
-    body: Any,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
-) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
     sent = batch("+41793026727", "+41793026834")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(http, body, headers))
+    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
     assert len(results) == 2
-    for result in results:
-        assert result.outcome is outcome
-        assert result.request_ids == ()
-        assert result.error_code == code
-        assert text in result.error_text
-        assert "<" not in result.error_text
-        assert result.retry_after == retry_after
+    case.check(results)
 
 
 def test_an_error_answers_action_is_kept_with_its_description() -> None:
@@ -718,7 +652,7 @@ DELIVERY_TABLE = [
 
 
 def test_the_delivery_table_covers_every_status_the_fake_knows() -> None:
-    assert {status_id for status_id, _ in DELIVERY_TABLE} == set(STATUSES)
+    assert_covers(DELIVERY_TABLE, STATUSES)
 
 
 @pytest.mark.parametrize(("status_id", "expected"), DELIVERY_TABLE)
@@ -1049,43 +983,17 @@ def test_a_balance_answer_without_a_balance_raises_a_clear_error(
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple(request.query_params.multi_items()),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
+class Rig(Wiring[FakeInfobip]):
     @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-
-@dataclass
-class Rig:
-    fake: FakeInfobip
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-    dlr_url: str
+    def dlr_url(self) -> str:
+        """Infobip takes the report URL per message (`notifyUrl`), not from the fake."""
+        return f"{self.receiver_url}/dlr?key=s3cret"
 
     def batch(self, *numbers: str, sender: str = "InfoSMS") -> SendBatch:
         return batch(*numbers, sender=sender, base_url=self.base_url, dlr_url=self.dlr_url)
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
-        return await execute(self.client, handler.send_request(account, sent))
+        return await self.execute(handler.send_request(account, sent))
 
     async def results(self, sent: SendBatch, account: Account = ACCOUNT) -> list[Any]:
         return handler.parse_send_response(account, sent, await self.send(sent, account))
@@ -1096,16 +1004,8 @@ class Rig:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeInfobip(API_KEY), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.inbound_url = f"{receiver_url}/inbound"
-        yield Rig(fake, receiver, client, base_url, f"{receiver_url}/dlr?key=s3cret")
-        fake.release_hung()
-        await fake.drain()
+    async with wired(Rig, FakeInfobip(API_KEY), callbacks=("inbound",)) as rig:
+        yield rig
 
 
 async def test_a_send_is_accepted_with_infobips_message_id_and_recorded_as_sent(rig: Rig) -> None:
@@ -1378,51 +1278,18 @@ async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig) ->
 
 # -- the whole loop through a running smsgw ----------------------------------------
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
 
-
-@asynccontextmanager
-async def infobip_setup(
+def infobip_setup(
     tmp_path: Path,
     *,
     pattern: str = "batch",
     options: dict[str, Any] | None = None,
     **settings: Any,
-) -> AsyncIterator[tuple[Gateway, FakeInfobip]]:
-    fake = FakeInfobip(API_KEY)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
-        account = await gateway.add_account(
-            name="ib",
-            provider="infobip",
-            credentials={"api_key": API_KEY},
-            sender="InfoSMS",
-            base_url=fake_url,
-            pattern=pattern,
-            priority=1,
-            options=options or {},
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
-        fake.inbound_url = account["callback_urls"]["inbound"]
-        try:
-            yield gateway, fake
-        finally:
-            fake.release_hung()
-            await fake.drain()
-
-
-async def settle(gateway: Gateway, fake: FakeInfobip, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
-
-
-async def ib_counters(gateway: Gateway) -> dict[str, int]:
-    counters: dict[str, int] = (await gateway.stats())["accounts"]["ib"]
-    counters.pop("unmatched")
-    return counters
+) -> AbstractAsyncContextManager[tuple[Gateway, FakeInfobip]]:
+    account = account_fields(
+        "ib", "infobip", {"api_key": API_KEY}, "InfoSMS", pattern=pattern, options=options or {}
+    )
+    return provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
 
 
 async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
@@ -1438,14 +1305,7 @@ async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
         [entry] = request["messages"]
         assert len(entry["destinations"]) == 3
         assert entry["notifyUrl"].startswith(gateway.url) and "key=" in entry["notifyUrl"]
-        assert await ib_counters(gateway) == {
-            "requests": 3,
-            "accepted": 3,
-            "failed": 0,
-            "delivered": 3,
-            "undelivered": 0,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "ib") == tally(requests=3, accepted=3, delivered=3)
         detail = await gateway.message(sent[0]["id"])
         assert detail["request_id"] in fake.messages
 
@@ -1460,14 +1320,9 @@ async def test_undelivered_expired_and_rejected_reports_keep_infobips_codes(tmp_
         statuses = await settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "undelivered", "2": "expired", "3": "rejected", "4": "delivered"}
         assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
-        assert await ib_counters(gateway) == {
-            "requests": 12,
-            "accepted": 12,
-            "failed": 0,
-            "delivered": 3,
-            "undelivered": 9,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "ib") == tally(
+            requests=12, accepted=12, delivered=3, undelivered=9
+        )
         expired = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("2")))
         assert expired["error"]["code"] == "EXPIRED_EXPIRED"
         assert "EC_ABSENT_SUBSCRIBER" in expired["error"]["message"]
@@ -1482,7 +1337,7 @@ async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Pat
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "REJECTED_DESTINATION"
         assert refused["http_status"] == 200
-        counters = await ib_counters(gateway)
+        counters = await account_counters(gateway, "ib")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
@@ -1494,7 +1349,7 @@ async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: P
         detail = await gateway.message(message["id"])
         assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
         assert detail["error"]["code"] == "UNAUTHORIZED"
-        assert (await ib_counters(gateway))["failed"] == 1
+        assert (await account_counters(gateway, "ib"))["failed"] == 1
 
 
 async def test_a_429_is_retried_after_its_retry_after_then_delivered(tmp_path: Path) -> None:

@@ -11,20 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
@@ -32,10 +26,23 @@ from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests import wire
+from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.servers import serve
+from tests.rig import Wiring, account_fields, provider_loop, settle, tally, wired
+from tests.wire import (
+    BAD_GATEWAY_PAGE,
+    HTML_PAGE,
+    NOT_FOUND_PAGE,
+    OK_BUT_EMPTY,
+    OK_WITH_A_PAGE,
+    UNAUTHORIZED,
+    Refusal,
+    answer,
+    assert_accepted_only_on_2xx,
+    refused,
+)
 
 USERNAME = "acme-user"
 PASSWORD = "s3cret-pa55word"
@@ -62,45 +69,22 @@ def batch(
     return SendBatch(messages, base_url, dlr_url="http://gw/callbacks/intelli/dlr?key=k")
 
 
-def answer(
-    status: int, body: str | bytes = b"", headers: Mapping[str, str] | None = None
-) -> WireResponse:
-    raw = body.encode() if isinstance(body, str) else body
-    return WireResponse(status, raw, dict(headers or {}))
+DLR_URL = "http://gw/callbacks/intelli/dlr"
 
 
 def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    body = urlencode({k: str(v) for k, v in fields.items()}).encode()
-    headers = {"content-type": "application/x-www-form-urlencoded"}
-    return CallbackRequest("POST", "http://gw/callbacks/intelli/dlr", (), headers, body)
+    return wire.form_callback(DLR_URL, fields)
 
 
 def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    query = tuple((k, str(v)) for k, v in fields.items())
-    return CallbackRequest("GET", "http://gw/callbacks/intelli/dlr?...", query, {}, b"")
+    return wire.get_callback(DLR_URL, fields)
 
 
 def json_callback(body: Any) -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"content-type": "application/json"}
-    return CallbackRequest("POST", "http://gw/callbacks/intelli/inbound", (), headers, raw)
+    return wire.json_callback("http://gw/callbacks/intelli/inbound", body)
 
 
 CALLBACK_FORMS = {"form": form_callback, "get": get_callback, "json": json_callback}
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_intellisoftwares_limits_credentials_and_shared_ids() -> None:
-    assert handler.name == "intellisoftware"
-    assert handler.public_base_url == "https://www.intellisoftware.co.uk"
-    assert handler.credential_fields == ("username", "password")
-    assert handler.secret_fields == ("password",)
-    assert (handler.max_batch, handler.max_text_chars) == (100, 1530)
-    assert handler.shares_request_ids is True
-    assert handler.pushes_reports is True
-    assert handler.native_test_mode is False
 
 
 # -- send requests -----------------------------------------------------------------
@@ -343,97 +327,65 @@ def test_every_err_code_is_classified_on_a_recipient_line(
     assert second.outcome is Outcome.ACCEPTED
 
 
-HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
-
-
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(
-            401, "Unauthorized", {}, Outcome.ACCOUNT_ERROR, "401", "Unauthorized", None, id="401"
-        ),
-        pytest.param(
+        UNAUTHORIZED,
+        refused(
             403,
             "ERR:LOGIN_INVALID",
-            {},
             Outcome.ACCOUNT_ERROR,
             "LOGIN_INVALID",
             "HTTP 403",
-            None,
             id="403-with-err",
         ),
-        pytest.param(
+        refused(
             429,
             "Too Many Requests",
-            {"retry-after": "7"},
             Outcome.TRANSIENT,
             "429",
             "Too Many Requests",
-            7.0,
+            headers={"retry-after": "7"},
+            retry_after=7.0,
             id="429-retry-after",
         ),
-        pytest.param(
+        refused(
             429,
             b"",
-            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
             Outcome.TRANSIENT,
             "429",
             "HTTP 429",
-            None,
+            headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
             id="429-retry-after-date-ignored",
         ),
-        pytest.param(500, "boom", {}, Outcome.TRANSIENT, "500", "boom", None, id="500"),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(
+        refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
+        BAD_GATEWAY_PAGE,
+        refused(
             503,
             f"ID:{ID}",
-            {"Retry-After": "1"},
             Outcome.TRANSIENT,
             "503",
             "HTTP 503",
-            1.0,
+            headers={"Retry-After": "1"},
+            retry_after=1.0,
             id="503-even-with-an-id",
         ),
-        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "Oops", None, id="404-html"),
-        pytest.param(
-            400, "ERR:INVALID_REQUEST", {}, Outcome.REFUSED, "INVALID_REQUEST", "", None, id="400"
-        ),
-        pytest.param(200, b"", {}, Outcome.REFUSED, "200", "empty answer", None, id="200-empty"),
-        pytest.param(
-            200, HTML_PAGE, {}, Outcome.REFUSED, "200", "unreadable", None, id="200-html-page"
-        ),
-        pytest.param(
-            200, '{"id": 1}', {}, Outcome.REFUSED, "200", "unreadable", None, id="200-json"
-        ),
-        pytest.param(
-            200, "ID:", {}, Outcome.REFUSED, "200", "unreadable", None, id="200-id-without-value"
-        ),
-        pytest.param(
-            200, "OK", {}, Outcome.REFUSED, "200", "unreadable", None, id="200-unknown-word"
-        ),
+        NOT_FOUND_PAGE,
+        refused(400, "ERR:INVALID_REQUEST", Outcome.REFUSED, "INVALID_REQUEST", "", id="400"),
+        OK_BUT_EMPTY,
+        OK_WITH_A_PAGE,
+        refused(200, '{"id": 1}', Outcome.REFUSED, "200", "unreadable", id="200-json"),
+        refused(200, "ID:", Outcome.REFUSED, "200", "unreadable", id="200-id-without-value"),
+        refused(200, "OK", Outcome.REFUSED, "200", "unreadable", id="200-unknown-word"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_each_message(
-    status: int,
-    body: str | bytes,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
+    case: Refusal,
 ) -> None:
     sent = batch("+447700900001", "+447700900002")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(status, body, headers))
+    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
     assert len(results) == 2
-    for result in results:
-        assert (result.outcome, result.error_code, result.retry_after) == (
-            outcome,
-            code,
-            retry_after,
-        )
-        assert result.request_ids == ()
-        assert text in result.error_text
-        assert "<" not in result.error_text
+    case.check(results)
 
 
 SEND_TOKENS = [
@@ -476,11 +428,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_an_id(
     sent = batch(*numbers, text=text)
     results = handler.parse_send_response(account, sent, WireResponse(status, body, {}))
     assert len(results) == len(numbers)
-    for result in results:
-        if result.outcome is Outcome.ACCEPTED:
-            assert 200 <= status < 300 and result.request_ids
-        else:
-            assert result.request_ids == () and result.error_code
+    assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- status reports ----------------------------------------------------------------
@@ -720,42 +668,12 @@ def test_a_balance_error_or_nonsense_raises_value_error(body: str, message: str)
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple(request.query_params.multi_items()),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
-    @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-
-@dataclass
-class Rig:
-    fake: FakeIntelliSoftware
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-
+class Rig(Wiring[FakeIntelliSoftware]):
     def batch(self, *numbers: str, text: str = "Hello") -> SendBatch:
         return batch(*numbers, text=text, base_url=self.base_url)
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
-        return await execute(self.client, handler.send_request(account, sent))
+        return await self.execute(handler.send_request(account, sent))
 
     async def results(self, sent: SendBatch, account: Account = ACCOUNT) -> list[Any]:
         return handler.parse_send_response(account, sent, await self.send(sent, account))
@@ -763,16 +681,8 @@ class Rig:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeIntelliSoftware(USERNAME, PASSWORD), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.dlr_url = f"{receiver_url}/dlr"
-        fake.inbound_url = f"{receiver_url}/inbound"
-        yield Rig(fake, receiver, client, base_url)
-        await fake.drain()
+    async with wired(Rig, FakeIntelliSoftware(USERNAME, PASSWORD)) as rig:
+        yield rig
 
 
 @pytest.mark.parametrize("account", [ACCOUNT, GET_ACCOUNT], ids=["post", "get"])
@@ -962,45 +872,24 @@ async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Accoun
 
 # -- the whole loop through smsgw --------------------------------------------------
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
 
-
-@asynccontextmanager
-async def intelli_setup(
+def intelli_setup(
     tmp_path: Path, **options: Any
-) -> AsyncIterator[tuple[Gateway, FakeIntelliSoftware]]:
-    fake = FakeIntelliSoftware(USERNAME, PASSWORD)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
-        account = await gateway.add_account(
-            name="intelli",
-            provider="intellisoftware",
-            credentials={"username": USERNAME, "password": PASSWORD},
-            sender="ACME",
-            base_url=fake_url,
-            priority=1,
-            options=options,
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
-        fake.inbound_url = account["callback_urls"]["inbound"]
-        try:
-            yield gateway, fake
-        finally:
-            await fake.drain()
-
-
-async def settle(gateway: Gateway, fake: FakeIntelliSoftware, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
+) -> AbstractAsyncContextManager[tuple[Gateway, FakeIntelliSoftware]]:
+    account = account_fields(
+        "intelli",
+        "intellisoftware",
+        {"username": USERNAME, "password": PASSWORD},
+        "ACME",
+        options=options,
+    )
+    return provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
 
 
 async def counters(gateway: Gateway) -> dict[str, int]:
-    stats = await gateway.stats()
-    account: dict[str, int] = stats["accounts"]["intelli"]
-    return account
+    """With `unmatched`: these tests count the reports that match nothing too."""
+    found: dict[str, int] = (await gateway.stats())["accounts"]["intelli"]
+    return found
 
 
 async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counters(
@@ -1025,15 +914,9 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
         undelivered = await gateway.message(by_to["+447911123002"])
         assert undelivered["request_id"] == ID
         assert undelivered["error"] == {"code": "6", "message": "Unable To Deliver"}
-        assert await counters(gateway) == {
-            "requests": 3,
-            "accepted": 2,
-            "failed": 1,
-            "delivered": 1,
-            "undelivered": 1,
-            "pending": 0,
-            "unmatched": 0,
-        }
+        assert await counters(gateway) == tally(
+            requests=3, accepted=2, failed=1, delivered=1, undelivered=1, unmatched=0
+        )
         total = (await gateway.stats())["total"]
         assert (total["delivered"], total["undelivered"], total["failed"]) == (1, 1, 1)
 

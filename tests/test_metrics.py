@@ -21,11 +21,10 @@ from prometheus_client.samples import Sample
 from service.model import Status
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_rows, writes_blocked
+from tests.rig import FINAL, connectel_setup, settle, settled_messages
 from tests.servers import free_socket
 from tests.test_callbacks import REPORT, callback_urls
-from tests.test_dispatcher import connectel_setup, settle
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
 DELIVERY_FINAL = FINAL - {"failed"}  # `failed` is a refusal at submission, not a report
 
 # Family name (as the parser names it) -> type, and the labels of its samples.
@@ -61,14 +60,6 @@ async def scrape(gateway: Gateway) -> Scrape:
     assert response.status_code == 200, response.text
     families = {f.name: f for f in text_string_to_metric_families(response.text)}
     return Scrape(families, [s for f in families.values() for s in f.samples])
-
-
-async def all_final(gateway: Gateway, ids: list[str]) -> dict[str, str]:
-    async def check() -> dict[str, str]:
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(check)
 
 
 async def listed(gateway: Gateway) -> list[dict[str, Any]]:
@@ -107,7 +98,7 @@ async def test_every_metric_is_there_from_the_start_with_its_type_and_help(
 async def test_the_message_gauge_equals_the_statuses_the_api_lists(gateway: Gateway) -> None:
     numbers = ["+46700000001", "+46700000002", "+46700000003", "+46700000009"]
     sent = await gateway.send(to=numbers, text="count me")
-    await all_final(gateway, [m["id"] for m in sent])
+    await settled_messages(gateway, [m["id"] for m in sent])
 
     scraped = await scrape(gateway)
     expected = Counter((m["account"], m["status"]) for m in await listed(gateway))
@@ -127,7 +118,7 @@ async def test_the_message_gauge_equals_the_statuses_the_api_lists(gateway: Gate
 
 async def test_the_counter_gauge_equals_v1_stats(gateway: Gateway) -> None:
     sent = await gateway.send(to=["+46700000001", "+46700000003", "+46700000009"], text="x")
-    await all_final(gateway, [m["id"] for m in sent])
+    await settled_messages(gateway, [m["id"] for m in sent])
 
     scraped = await scrape(gateway)
     stats = (await gateway.stats())["accounts"]
@@ -143,7 +134,7 @@ async def test_dlr_latency_is_observed_once_per_final_delivery_status(gateway: G
     # delivered, undelivered, expired, rejected, and one refused at submission
     numbers = ["+46700000001", "+46700000003", "+46700000004", "+46700000005", "+46700000009"]
     sent = await gateway.send(to=numbers, text="how long?")
-    await all_final(gateway, [m["id"] for m in sent])
+    await settled_messages(gateway, [m["id"] for m in sent])
 
     scraped = await scrape(gateway)
     reported = [m for m in await listed(gateway) if m["status"] in DELIVERY_FINAL]
@@ -198,7 +189,7 @@ async def test_a_callback_the_store_cannot_commit_counts_as_failed(tmp_path: Pat
 async def test_every_provider_request_is_timed(gateway: Gateway) -> None:
     for n in (1, 2):
         [message] = await gateway.send(to=f"+4670000000{n}", text="tick")
-        await all_final(gateway, [message["id"]])
+        await settled_messages(gateway, [message["id"]])
         scraped = await scrape(gateway)
         assert scraped.total("smsgw_provider_request_seconds_count", provider="sandbox") == n
     assert scraped.total("smsgw_provider_request_seconds_sum", provider="sandbox") > 0
@@ -232,7 +223,7 @@ async def test_a_refused_connection_is_counted_for_each_attempt(tmp_path: Path) 
             )
             assert patched.status_code == 200
             [message] = await gateway.send(to="+46700000001", text="anyone?", account="conn")
-            await all_final(gateway, [message["id"]])
+            await settled_messages(gateway, [message["id"]])
             attempts = (await gateway.message(message["id"]))["attempts"]
 
             scraped = await scrape(gateway)
@@ -307,7 +298,7 @@ async def test_every_sample_carries_the_documented_labels(tmp_path: Path) -> Non
             )
             down = await gateway.send(to="+46700000001", text="x", account="conn")
             up = await gateway.send(to="+46700000001", text="x", account="sandbox")
-            await all_final(gateway, [m["id"] for m in down + up])
+            await settled_messages(gateway, [m["id"] for m in down + up])
             scraped = await scrape(gateway)
     finally:
         closed.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,20 +22,32 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests import wire
+from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_routemobile import FakeRouteMobile
-from tests.servers import serve
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settle,
+    tally,
+    wired,
+)
+from tests.wire import (
+    UNAUTHORIZED,
+    Refusal,
+    assert_accepted_only_on_2xx,
+    assert_covers,
+    refused,
+)
 
 USERNAME = "acme-http"
 PASSWORD = "Pw[9x!q&z"  # characters that change when URL-encoded
@@ -65,25 +77,23 @@ def batch(
 def answer(
     body: str | bytes, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> WireResponse:
-    raw = body.encode() if isinstance(body, str) else body
-    return WireResponse(status, raw, dict(headers or {}))
+    """Route Mobile answers 200 with a text body, so the body comes first here."""
+    return wire.answer(status, body, headers)
+
+
+DLR_URL = "http://gw/callbacks/rm/dlr"
 
 
 def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    query = tuple((k, str(v)) for k, v in fields.items())
-    return CallbackRequest("GET", "http://gw/callbacks/rm/dlr?...", query, {}, b"")
+    return wire.get_callback(DLR_URL, fields)
 
 
 def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    body = urlencode({k: str(v) for k, v in fields.items()}).encode()
-    headers = {"content-type": "application/x-www-form-urlencoded"}
-    return CallbackRequest("POST", "http://gw/callbacks/rm/dlr", (), headers, body)
+    return wire.form_callback(DLR_URL, fields)
 
 
 def json_callback(body: Any) -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = {"content-type": "application/json"}
-    return CallbackRequest("POST", "http://gw/callbacks/rm/dlr", (), headers, raw)
+    return wire.json_callback(DLR_URL, body)
 
 
 CALLBACK_FORMS = {"get": get_callback, "form": form_callback, "json": json_callback}
@@ -108,20 +118,6 @@ def dlr(status: Any = "DELIVRD", **changes: Any) -> dict[str, Any]:
     }
     fields.update(changes)
     return {k: v for k, v in fields.items() if v is not None}
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_route_mobiles_host_limits_and_credentials() -> None:
-    assert handler.name == "routemobile"
-    assert handler.public_base_url == "https://api.rmlconnect.net"
-    assert handler.credential_fields == ("username", "password")
-    assert handler.secret_fields == ("password",)
-    assert (handler.max_batch, handler.max_text_chars) == (100, 1000)
-    assert handler.shares_request_ids is False
-    assert handler.pushes_reports is True
-    assert handler.native_test_mode is False
 
 
 # -- send requests -----------------------------------------------------------------
@@ -401,7 +397,7 @@ CODE_TABLE = [
 
 
 def test_the_code_table_covers_every_documented_error_code() -> None:
-    assert {code for code, _ in CODE_TABLE} == set(CODES)
+    assert_covers(CODE_TABLE, CODES)
 
 
 @pytest.mark.parametrize(("code", "outcome"), CODE_TABLE)
@@ -435,66 +431,57 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(500, "", {}, Outcome.TRANSIENT, "500", "empty body", None, id="500"),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(
-            503, "busy", {"Retry-After": "4"}, Outcome.TRANSIENT, "503", "busy", 4.0, id="503"
+        refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
+        refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
+        refused(
+            503,
+            "busy",
+            Outcome.TRANSIENT,
+            "503",
+            "busy",
+            headers={"Retry-After": "4"},
+            retry_after=4.0,
+            id="503",
         ),
-        pytest.param(
-            429, "", {"retry-after": "2"}, Outcome.TRANSIENT, "429", "HTTP 429", 2.0, id="429"
-        ),
-        pytest.param(
+        refused(
             429,
             "",
-            {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
             Outcome.TRANSIENT,
             "429",
             "HTTP 429",
-            None,
+            headers={"retry-after": "2"},
+            retry_after=2.0,
+            id="429",
+        ),
+        refused(
+            429,
+            "",
+            Outcome.TRANSIENT,
+            "429",
+            "HTTP 429",
+            headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
             id="429-date-ignored",
         ),
-        pytest.param(
-            401, "Unauthorized", {}, Outcome.ACCOUNT_ERROR, "401", "Unauthorized", None, id="401"
-        ),
-        pytest.param(403, "", {}, Outcome.ACCOUNT_ERROR, "403", "empty body", None, id="403"),
-        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "nginx", None, id="404-html"),
-        pytest.param(
-            400, "1702", {}, Outcome.ACCOUNT_ERROR, "1702", "missing", None, id="400-bare-code"
-        ),
-        pytest.param(
-            400, "1701|919800000001|x", {}, Outcome.REFUSED, "400", "1701", None, id="400-success"
-        ),
-        pytest.param(200, "", {}, Outcome.REFUSED, "200", "empty body", None, id="200-empty"),
-        pytest.param(200, HTML_PAGE, {}, Outcome.REFUSED, "200", "nginx", None, id="200-html"),
-        pytest.param(
-            200, '{"status": "ok"}', {}, Outcome.REFUSED, "200", "no answer code", None, id="json"
-        ),
+        UNAUTHORIZED,
+        refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
+        refused(404, HTML_PAGE, Outcome.REFUSED, "404", "nginx", id="404-html"),
+        refused(400, "1702", Outcome.ACCOUNT_ERROR, "1702", "missing", id="400-bare-code"),
+        refused(400, "1701|919800000001|x", Outcome.REFUSED, "400", "1701", id="400-success"),
+        refused(200, "", Outcome.REFUSED, "200", "empty body", id="200-empty"),
+        refused(200, HTML_PAGE, Outcome.REFUSED, "200", "nginx", id="200-html"),
+        refused(200, '{"status": "ok"}', Outcome.REFUSED, "200", "no answer code", id="json"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
-    status: int,
-    body: str,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
+    case: Refusal,
 ) -> None:
     results = handler.parse_send_response(
-        ACCOUNT, batch("+919800000001", "+919800000002"), answer(body, status, headers)
+        ACCOUNT, batch("+919800000001", "+919800000002"), case.answer()
     )
     assert len(results) == 2
-    for result in results:
-        assert (result.outcome, result.error_code, result.retry_after) == (
-            outcome,
-            code,
-            retry_after,
-        )
-        assert text in result.error_text
-        assert "<" not in result.error_text
-        assert result.request_ids == ()
+    case.check(results)
 
 
 ANSWER_TEXT = st.text(alphabet="0123456789|,: \n17ab-", max_size=80)
@@ -522,13 +509,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_ids_on_2
     sent = batch(*(f"+91980000000{i}" for i in range(1, size + 1)))
     results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
     assert len(results) == size
-    for result in results:
-        if result.outcome is Outcome.ACCEPTED:
-            assert 200 <= status < 300
-            assert result.request_ids and all(result.request_ids)
-        else:
-            assert result.request_ids == ()
-            assert result.error_code
+    assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- delivery reports --------------------------------------------------------------
@@ -553,7 +534,7 @@ STATUS_TABLE = [
 
 
 def test_the_status_table_covers_every_status_the_handler_knows() -> None:
-    assert {name for name, _ in STATUS_TABLE} == set(DLR_STATUSES)
+    assert_covers(STATUS_TABLE, DLR_STATUSES)
 
 
 @pytest.mark.parametrize("form", CALLBACK_FORMS)
@@ -682,61 +663,24 @@ def test_a_failed_credit_check_raises_a_clear_error(status: int, body: str, matc
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple(request.query_params.multi_items()),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
-    @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-    def reports(self) -> list[tuple[str, Status, str]]:
-        found = [r for call in self.calls for r in handler.parse_dlr(ACCOUNT, call)]
-        return [(r.request_id, r.status, r.recipient) for r in found]
-
-
-@dataclass
-class Rig:
-    fake: FakeRouteMobile
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-
+class Rig(Wiring[FakeRouteMobile]):
     async def send(
         self, *numbers: str, text: str = "Hello", encoding: str = "GSM-7", acct: Account = ACCOUNT
     ) -> list[Any]:
         sent = batch(*numbers, text=text, encoding=encoding, base_url=self.base_url)
-        response = await execute(self.client, handler.send_request(acct, sent))
+        response = await self.execute(handler.send_request(acct, sent))
         return handler.parse_send_response(acct, sent, response)
+
+    def reports(self) -> list[tuple[str, Status, str]]:
+        found = [r for call in self.receiver.calls for r in handler.parse_dlr(ACCOUNT, call)]
+        return [(r.request_id, r.status, r.recipient) for r in found]
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeRouteMobile(USERNAME, PASSWORD), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.dlr_url = f"{receiver_url}/dlr?key=secret"
-        yield Rig(fake, receiver, client, base_url)
-        fake.release_hung()
-        await fake.drain()
+    fake = FakeRouteMobile(USERNAME, PASSWORD)
+    async with wired(Rig, fake, callbacks=("dlr",), query="?key=secret") as rig:
+        yield rig
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -840,7 +784,7 @@ async def test_pushed_reports_reach_the_callback_and_parse(rig: Rig, method: str
     [result] = await rig.send("+919800000001")
     await rig.fake.drain()
     message_id = result.request_ids[0]
-    assert rig.receiver.reports() == [
+    assert rig.reports() == [
         (message_id, Status.ENROUTE, "919800000001"),
         (message_id, Status.DELIVERED, "919800000001"),
     ]
@@ -859,7 +803,7 @@ async def test_no_reports_are_pushed_when_the_account_asks_for_none(rig: Rig) ->
 async def test_reports_can_race_ahead_of_the_send_answer(rig: Rig) -> None:
     rig.fake.dlr_before_response = True
     results = await rig.send("+919800000001", "+919800000002")
-    arrived_first = [report[0] for report in rig.receiver.reports()]
+    arrived_first = [report[0] for report in rig.reports()]
     assert arrived_first == [r.request_ids[0] for r in results]
 
 
@@ -870,7 +814,7 @@ async def test_duplicates_shuffling_and_per_number_plans_shape_the_pushes(rig: R
     )
     first, second = await rig.send("+919800000001", "+919800000002")
     await rig.fake.drain()
-    pushed = rig.receiver.reports()
+    pushed = rig.reports()
     a, b = first.request_ids[0], second.request_ids[0]
     in_plan_order = [(a, Status.DELIVERED)] * 2 + [(b, Status.ENROUTE)] * 2
     in_plan_order += [(b, Status.UNDELIVERED)] * 2
@@ -904,46 +848,22 @@ async def test_the_credit_check_answers_the_balance_or_denies_wrong_credentials(
 
 # -- the whole loop through smsgw --------------------------------------------------
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
-
 
 @asynccontextmanager
 async def routemobile_setup(
     tmp_path: Path, *, options: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[Gateway, FakeRouteMobile]]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path) as gateway:
-        created = await gateway.add_account(
-            name="rm",
-            provider="routemobile",
-            credentials={"username": USERNAME, "password": PASSWORD},
-            sender="ACME",
-            base_url=fake_url,
-            priority=1,
-            options=options or {},
-        )
+    account = account_fields(
+        "rm",
+        "routemobile",
+        {"username": USERNAME, "password": PASSWORD},
+        "ACME",
+        options=options or {},
+    )
+    async with provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (gateway, created):
         assert created["credentials"]["password"] != PASSWORD
-        fake.dlr_url = created["callback_urls"]["dlr"]
-        try:
-            yield gateway, fake
-        finally:
-            fake.release_hung()
-            await fake.drain()
-
-
-async def settle(gateway: Gateway, fake: FakeRouteMobile, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
-
-
-async def rm_counters(gateway: Gateway) -> dict[str, int]:
-    counters: dict[str, int] = (await gateway.stats())["accounts"]["rm"]
-    counters.pop("unmatched", None)
-    return counters
+        yield gateway, fake
 
 
 async def test_a_batch_is_one_request_and_ends_delivered_by_pushed_reports(tmp_path: Path) -> None:
@@ -955,14 +875,7 @@ async def test_a_batch_is_one_request_and_ends_delivered_by_pushed_reports(tmp_p
         assert set(statuses.values()) == {"delivered"}
         [request] = fake.sent
         assert sorted(request["destination"].split(",")) == [n[1:] for n in numbers]
-        assert await rm_counters(gateway) == {
-            "requests": 3,
-            "accepted": 3,
-            "failed": 0,
-            "delivered": 3,
-            "undelivered": 0,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "rm") == tally(requests=3, accepted=3, delivered=3)
 
 
 async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
@@ -983,7 +896,7 @@ async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
         assert {m["to"][-1]: statuses[m["id"]] for m in sent} == expected
         undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "2"))
         assert undelivered["error"] == {"code": "001", "message": "UNDELIV"}
-        counters = await rm_counters(gateway)
+        counters = await account_counters(gateway, "rm")
         assert (counters["delivered"], counters["undelivered"], counters["pending"]) == (1, 3, 0)
 
 
@@ -996,7 +909,7 @@ async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) ->
         assert by_number == {"+919800000001": "delivered", "+919800000002": "failed"}
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "1706"
-        counters = await rm_counters(gateway)
+        counters = await account_counters(gateway, "rm")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
@@ -1008,7 +921,7 @@ async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: 
         detail = await gateway.message(message["id"])
         assert detail["status"] == "failed" and detail["error"]["code"] == "1703"
         assert (detail["http_status"], detail["http_response"]) == (200, "1703")
-        assert (await rm_counters(gateway))["failed"] == 1
+        assert (await account_counters(gateway, "rm"))["failed"] == 1
 
 
 async def test_the_automation_box_sends_through_route_mobile(tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests import (
+    rig,
     test_clickatell,
-    test_dispatcher,
     test_infobip,
     test_intellisoftware,
     test_routemobile,
@@ -53,10 +53,10 @@ def gateway_of(setup: Callable[..., AbstractAsyncContextManager[Any]]) -> Any:
 
 PROVIDERS = {
     "connectel": Provider(
-        gateway_of(test_dispatcher.connectel_setup),
+        gateway_of(rig.connectel_setup),
         "conn",
         "token",
-        test_dispatcher.TOKEN,
+        rig.CONNECTEL_TOKEN,
     ),
     "routemobile": Provider(
         gateway_of(test_routemobile.routemobile_setup),

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,10 +24,18 @@ from handlers.base import CallbackRequest, WireResponse
 from handlers.sms1609 import Sms1609Handler, parse_poll_status
 from service.errors import CallbackInvalid
 from service.model import Account, Balance, Outcome, OutgoingSms, SendBatch, Status
-from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests.conftest import Gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
-from tests.servers import serve
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settled_messages,
+    tally,
+    wired,
+)
+from tests.wire import answer
 
 USER = "acme"
 PASSWORD = "pw-s3cret!"
@@ -43,7 +50,6 @@ ACCOUNT = Account(
 POST_ACCOUNT = replace(ACCOUNT, options={"method": "POST"})
 SHA1_ACCOUNT = replace(ACCOUNT, options={"sha1_password": True})
 TEST_ACCOUNT = replace(ACCOUNT, options={"test_mode": True})
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
 
 
 def batch(*numbers: str, text: str = "Hello", segments: int = 1, base_url: str = BASE) -> SendBatch:
@@ -54,30 +60,9 @@ def batch(*numbers: str, text: str = "Hello", segments: int = 1, base_url: str =
     return SendBatch(messages, base_url, dlr_url="")
 
 
-def answer(
-    status: int, body: str | bytes = b"", headers: Mapping[str, str] | None = None
-) -> WireResponse:
-    raw = body.encode() if isinstance(body, str) else body
-    return WireResponse(status, raw, dict(headers or {}))
-
-
 def one(response: WireResponse, account: Account = ACCOUNT) -> Any:
     [result] = handler.parse_send_response(account, batch("+447012345678"), response)
     return result
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_1609sms_limits_credentials_and_polling() -> None:
-    assert handler.name == "sms1609"
-    assert handler.public_base_url == "http://217.19.227.48"
-    assert handler.credential_fields == ("username", "password")
-    assert handler.secret_fields == ("password",)
-    assert (handler.max_batch, handler.max_text_chars) == (1, 459)
-    assert handler.shares_request_ids is False
-    assert handler.pushes_reports is False
-    assert handler.native_test_mode is True
 
 
 # -- send requests -----------------------------------------------------------------
@@ -506,36 +491,31 @@ def test_anything_but_a_number_is_no_balance(response: WireResponse, match: str)
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Rig:
-    fake: FakeSms1609
-    client: httpx.AsyncClient
-    base_url: str
-
+class Rig(Wiring[FakeSms1609]):
     def batch(self, *numbers: str, text: str = "Hello", segments: int = 1) -> SendBatch:
         return batch(*numbers, text=text, segments=segments, base_url=self.base_url)
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> Any:
-        response = await execute(self.client, handler.send_request(account, sent))
+        response = await self.execute(handler.send_request(account, sent))
         [result] = handler.parse_send_response(account, sent, response)
         return result
 
     async def poll(self, sms_id: str) -> list[Any]:
         request = handler.poll_request(ACCOUNT, self.base_url, [sms_id])
         assert request is not None
-        return handler.parse_poll_response(ACCOUNT, [sms_id], await execute(self.client, request))
+        return handler.parse_poll_response(ACCOUNT, [sms_id], await self.execute(request))
 
     async def balance(self, account: Account = ACCOUNT) -> Balance:
         request = handler.balance_request(account, self.base_url)
         assert request is not None
-        return handler.parse_balance(account, await execute(self.client, request))
+        return handler.parse_balance(account, await self.execute(request))
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake = FakeSms1609(USER, PASSWORD)
-    async with serve(fake.app) as base_url, httpx.AsyncClient(timeout=5) as client:
-        yield Rig(fake, client, base_url)
+    """1609SMS makes no callbacks: the receiver stays idle."""
+    async with wired(Rig, FakeSms1609(USER, PASSWORD), callbacks=()) as rig:
+        yield rig
 
 
 @pytest.mark.parametrize(
@@ -725,37 +705,23 @@ async def sms1609_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeSms1609]]:
+    account = account_fields(
+        "s1609", "sms1609", {"username": USER, "password": password}, "IKEA", options=options or {}
+    )
     fake = FakeSms1609(USER, PASSWORD)
-    async with (
-        serve(fake.app) as fake_url,
-        running_gateway(tmp_path, **{"poll_first_after": 0.05, **settings}) as gateway,
+    settings = {"poll_first_after": 0.05, **settings}
+    async with provider_gateway(tmp_path, fake, account, callbacks=(), **settings) as (
+        gateway,
+        created,
     ):
-        account = await gateway.add_account(
-            name="s1609",
-            provider="sms1609",
-            credentials={"username": USER, "password": password},
-            sender="IKEA",
-            base_url=fake_url,
-            priority=1,
-            options=options or {},
-        )
-        assert account["pattern"] == "loop"
-        assert account["credentials"]["password"] != password
+        assert created["pattern"] == "loop"
+        assert created["credentials"]["password"] != password
         yield gateway, fake
 
 
 async def settle(gateway: Gateway, ids: list[str]) -> dict[str, dict[str, Any]]:
-    async def all_final() -> dict[str, dict[str, Any]]:
-        messages = {i: await gateway.message(i) for i in ids}
-        return messages if {m["status"] for m in messages.values()} <= FINAL else {}
-
-    return await eventually(all_final)
-
-
-async def counters(gateway: Gateway) -> dict[str, int]:
-    found: dict[str, int] = (await gateway.stats())["accounts"]["s1609"]
-    found.pop("unmatched", None)
-    return found
+    """1609SMS is polled, so there are no pushes to wait for."""
+    return await settled_messages(gateway, ids)
 
 
 async def test_sends_end_delivered_through_polling_one_request_each(tmp_path: Path) -> None:
@@ -766,14 +732,9 @@ async def test_sends_end_delivered_through_polling_one_request_each(tmp_path: Pa
         assert sorted(f["to"] for f in fake.sent) == ["447012345671", "447012345672"]
         assert {m["request_id"] for m in messages.values()} == set(fake.messages)
         assert set(fake.polls) == set(fake.messages)
-        assert await counters(gateway) == {
-            "requests": 2,
-            "accepted": 2,
-            "failed": 0,
-            "delivered": 2,
-            "undelivered": 0,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "s1609") == tally(
+            requests=2, accepted=2, delivered=2
+        )
 
 
 async def test_undelivered_and_rejected_statuses_come_through_polling(tmp_path: Path) -> None:
@@ -792,7 +753,7 @@ async def test_undelivered_and_rejected_statuses_come_through_polling(tmp_path: 
             "message": "not delivered",
         }
         assert by_number["+447012345673"]["status"] == "rejected"
-        found = await counters(gateway)
+        found = await account_counters(gateway, "s1609")
         assert (found["delivered"], found["undelivered"], found["pending"]) == (1, 2, 0)
 
 
@@ -810,7 +771,7 @@ async def test_a_refused_number_and_a_wrong_password_fail_with_the_providers_cod
         [done] = (await settle(gateway, [locked["id"]])).values()
         assert done["status"] == "failed" and done["error"]["code"] == "104"
         assert fake.sent == []
-        found = await counters(gateway)
+        found = await account_counters(gateway, "s1609")
         assert (found["requests"], found["accepted"], found["failed"]) == (2, 0, 2)
 
 

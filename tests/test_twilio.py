@@ -15,29 +15,44 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import pytest
+from _pytest.mark import ParameterSet
 from hypothesis import given
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
 from service.errors import CallbackInvalid, Forbidden
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
-from tests.conftest import Gateway, eventually, running_gateway
+from tests import wire
+from tests.conftest import Gateway, eventually
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature
-from tests.servers import serve
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_gateway,
+    settle,
+    tally,
+    wired,
+)
+from tests.wire import (
+    BAD_GATEWAY_PAGE,
+    HTML_PAGE,
+    NOT_FOUND_PAGE,
+    OK_WITH_A_PAGE,
+    Refusal,
+    answer,
+    assert_accepted_only_on_2xx,
+    refused,
+)
 
 SID = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 TOKEN = "tw-auth-7f3a9c2e1d"
@@ -66,27 +81,13 @@ def batch(
     return SendBatch(messages, base_url, dlr_url=dlr_url)
 
 
-def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
-    if not isinstance(body, bytes):
-        body = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
-    return WireResponse(status, body, dict(headers or {}))
-
-
 def form_callback(
     fields: Mapping[str, Any] | list[tuple[str, str]],
     *,
     url: str = DLR_URL,
     headers: Mapping[str, str] | None = None,
 ) -> CallbackRequest:
-    pairs = list(fields.items()) if isinstance(fields, Mapping) else fields
-    body = urlencode([(k, str(v)) for k, v in pairs]).encode()
-    return CallbackRequest(
-        "POST",
-        url,
-        (),
-        {"content-type": "application/x-www-form-urlencoded", **(headers or {})},
-        body,
-    )
+    return wire.form_callback(url, fields, headers)
 
 
 def signed_form(
@@ -98,28 +99,13 @@ def signed_form(
 
 
 def json_callback(body: Any, *, url: str = DLR_URL) -> CallbackRequest:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return CallbackRequest("POST", url, (), {"content-type": "application/json"}, raw)
+    return wire.json_callback(url, body)
 
 
 def get_callback(fields: Mapping[str, Any], *, url: str = DLR_URL) -> CallbackRequest:
     query = tuple((k, str(v)) for k, v in fields.items())
     full = f"{url}&{urlencode(query)}"
     return CallbackRequest("GET", full, query, {}, b"")
-
-
-# -- the handler's identity --------------------------------------------------------
-
-
-def test_the_handler_declares_twilios_limits_and_credentials() -> None:
-    assert handler.name == "twilio"
-    assert handler.public_base_url == "https://api.twilio.com"
-    assert handler.credential_fields == ("account_sid", "auth_token")
-    assert handler.secret_fields == ("auth_token",)
-    assert (handler.max_batch, handler.max_text_chars) == (1, 1600)
-    assert handler.shares_request_ids is False
-    assert handler.pushes_reports is True
-    assert handler.native_test_mode is False
 
 
 # -- send requests -----------------------------------------------------------------
@@ -265,6 +251,13 @@ def twilio_error(code: int, message: str, status: int) -> dict[str, Any]:
     }
 
 
+def twilio_refused(
+    status: int, code: int, message: str, outcome: Outcome, *, id: str
+) -> ParameterSet:
+    """Twilio's error answer for `code`, classified under that code with its message."""
+    return refused(status, twilio_error(code, message, status), outcome, str(code), message, id=id)
+
+
 # Every error code the handler knows for a message create, with its HTTP status.
 ERROR_TABLE = [
     (10001, 401, Outcome.ACCOUNT_ERROR),
@@ -337,13 +330,10 @@ def test_a_code_without_a_message_gets_the_tables_description(
     assert result.error_text == SEND_ERRORS[code].text
 
 
-HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
-
-
 @pytest.mark.parametrize(
-    ("status", "body", "headers", "outcome", "code", "text", "retry_after"),
+    "case",
     [
-        pytest.param(
+        refused(
             401,
             {
                 "code": 20003,
@@ -352,128 +342,66 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1
                 "more_info": "https://www.twilio.com/docs/errors/20003",
                 "status": 401,
             },
-            {},
             Outcome.ACCOUNT_ERROR,
             "20003",
             "Authentication Error - invalid username",
-            None,
             id="401-current-auth-error",
         ),
-        pytest.param(
-            401,
-            twilio_error(20003, "Authenticate", 401),
-            {},
-            Outcome.ACCOUNT_ERROR,
-            "20003",
-            "Authenticate",
-            None,
-            id="401-legacy-authenticate",
+        twilio_refused(
+            401, 20003, "Authenticate", Outcome.ACCOUNT_ERROR, id="401-legacy-authenticate"
         ),
-        pytest.param(
-            403, b"", {}, Outcome.ACCOUNT_ERROR, "403", "empty answer", None, id="403-empty"
-        ),
-        pytest.param(
+        refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-empty"),
+        refused(
             429,
             twilio_error(20429, "Too Many Requests", 429),
-            {"Retry-After": "7"},
             Outcome.TRANSIENT,
             "20429",
             "Too Many Requests",
-            7.0,
+            headers={"Retry-After": "7"},
+            retry_after=7.0,
             id="429-retry-after-seconds",
         ),
-        pytest.param(
+        refused(
             429,
             b"",
-            {"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
             Outcome.TRANSIENT,
             "429",
             "empty answer",
-            None,
+            headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
             id="429-retry-after-date-ignored",
         ),
-        pytest.param(
+        refused(
             400,
             twilio_error(21611, "queue full", 400),
-            {"Retry-After": "30"},
             Outcome.TRANSIENT,
             "21611",
             "queue full",
-            30.0,
+            headers={"Retry-After": "30"},
+            retry_after=30.0,
             id="transient-code-keeps-retry-after",
         ),
-        pytest.param(
-            500, "Internal error", {}, Outcome.TRANSIENT, "500", "Internal", None, id="500"
-        ),
-        pytest.param(502, HTML_PAGE, {}, Outcome.TRANSIENT, "502", "Bad Gateway", None, id="502"),
-        pytest.param(404, HTML_PAGE, {}, Outcome.REFUSED, "404", "Oops", None, id="404-html"),
-        pytest.param(
-            400,
-            twilio_error(99999, "something new", 400),
-            {},
-            Outcome.REFUSED,
-            "99999",
-            "something new",
-            None,
-            id="unknown-code-4xx",
-        ),
-        pytest.param(
-            503,
-            twilio_error(99998, "something new", 503),
-            {},
-            Outcome.TRANSIENT,
-            "99998",
-            "something new",
-            None,
-            id="unknown-code-5xx",
-        ),
-        pytest.param(
-            403,
-            twilio_error(99997, "forbidden thing", 403),
-            {},
-            Outcome.ACCOUNT_ERROR,
-            "99997",
-            "forbidden thing",
-            None,
-            id="unknown-code-403",
-        ),
-        pytest.param(201, b"", {}, Outcome.REFUSED, "201", "empty answer", None, id="201-empty"),
-        pytest.param(
-            200, HTML_PAGE, {}, Outcome.REFUSED, "200", "unreadable", None, id="200-html-page"
-        ),
-        pytest.param(
+        refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
+        BAD_GATEWAY_PAGE,
+        NOT_FOUND_PAGE,
+        twilio_refused(400, 99999, "something new", Outcome.REFUSED, id="unknown-code-4xx"),
+        twilio_refused(503, 99998, "something new", Outcome.TRANSIENT, id="unknown-code-5xx"),
+        twilio_refused(403, 99997, "forbidden thing", Outcome.ACCOUNT_ERROR, id="unknown-code-403"),
+        refused(201, b"", Outcome.REFUSED, "201", "empty answer", id="201-empty"),
+        OK_WITH_A_PAGE,
+        refused(
             201,
             {**CREATED, "sid": ""},
-            {},
             Outcome.REFUSED,
             "201",
             "no message sid",
-            None,
             id="201-without-sid",
         ),
-        pytest.param(
-            201, [1, 2], {}, Outcome.REFUSED, "201", "unexpected answer", None, id="201-json-list"
-        ),
+        refused(201, [1, 2], Outcome.REFUSED, "201", "unexpected answer", id="201-json-list"),
     ],
 )
-def test_every_error_answer_is_classified_without_raising(
-    status: int,
-    body: Any,
-    headers: dict[str, str],
-    outcome: Outcome,
-    code: str,
-    text: str,
-    retry_after: float | None,
-) -> None:
-    [result] = handler.parse_send_response(
-        ACCOUNT, batch("+46700000001"), answer(status, body, headers)
-    )
-    assert result.outcome is outcome
-    assert result.request_ids == ()
-    assert result.error_code == code
-    assert text in result.error_text
-    assert "<" not in result.error_text
-    assert result.retry_after == retry_after
+def test_every_error_answer_is_classified_without_raising(case: Refusal) -> None:
+    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000001"), case.answer())
+    case.check([result])
 
 
 def test_messages_beyond_the_first_are_never_sent_and_say_so() -> None:
@@ -511,13 +439,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     sent = batch(*(f"+4670000000{i}" for i in range(size)))
     results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body, headers))
     assert len(results) == size
-    for result in results:
-        if result.outcome is Outcome.ACCEPTED:
-            assert 200 <= status < 300
-            assert all(result.request_ids)
-        else:
-            assert result.request_ids == ()
-            assert result.error_code
+    assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- signatures --------------------------------------------------------------------
@@ -1025,38 +947,7 @@ def test_an_unreadable_balance_raises_a_value_error_saying_why(
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    """A callback endpoint that keeps what arrived, as smsgw's callback route would."""
-
-    status: int = 200
-    calls: list[CallbackRequest] = field(default_factory=list)
-
-    async def receive(self, request: Request) -> Response:
-        self.calls.append(
-            CallbackRequest(
-                request.method,
-                str(request.url),
-                tuple(request.query_params.multi_items()),
-                dict(request.headers.items()),
-                await request.body(),
-            )
-        )
-        return Response(status_code=self.status)
-
-    @property
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
-
-
-@dataclass
-class Rig:
-    fake: FakeTwilio
-    receiver: Receiver
-    client: httpx.AsyncClient
-    base_url: str
-    receiver_url: str
-
+class Rig(Wiring[FakeTwilio]):
     def batch(self, *numbers: str, sender: str = SENDER) -> SendBatch:
         return batch(
             *numbers,
@@ -1066,20 +957,13 @@ class Rig:
         )
 
     async def send(self, sent: SendBatch, account: Account = ACCOUNT) -> WireResponse:
-        return await execute(self.client, handler.send_request(account, sent))
+        return await self.execute(handler.send_request(account, sent))
 
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeTwilio(SID, TOKEN), Receiver()
-    async with (
-        serve(fake.app) as base_url,
-        serve(receiver.app) as receiver_url,
-        httpx.AsyncClient(timeout=5) as client,
-    ):
-        fake.inbound_url = f"{receiver_url}/inbound?key=k"
-        yield Rig(fake, receiver, client, base_url, receiver_url)
-        await fake.drain()
+    async with wired(Rig, FakeTwilio(SID, TOKEN), callbacks=("inbound",), query="?key=k") as rig:
+        yield rig
 
 
 async def test_a_message_is_created_by_the_fake_with_an_sm_sid(rig: Rig) -> None:
@@ -1274,8 +1158,6 @@ async def test_a_pushed_inbound_sms_is_signed_and_parses(rig: Rig, method: str) 
 
 # -- end to end through a running smsgw --------------------------------------------
 
-FINAL = {"delivered", "undelivered", "expired", "rejected", "failed"}
-
 
 @asynccontextmanager
 async def twilio_setup(
@@ -1287,38 +1169,16 @@ async def twilio_setup(
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeTwilio, dict[str, Any]]]:
     fake = FakeTwilio(SID, TOKEN)
-    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
-        account = await gateway.add_account(
-            name="tw",
-            provider="twilio",
-            credentials={"account_sid": SID, "auth_token": TOKEN},
-            sender=sender,
-            fallback_sender=fallback_sender,
-            base_url=fake_url,
-            priority=1,
-            options=options or {},
-        )
-        fake.dlr_url = account["callback_urls"]["dlr"]
-        fake.inbound_url = account["callback_urls"]["inbound"]
-        try:
-            yield gateway, fake, account
-        finally:
-            await fake.drain()
-
-
-async def settle(gateway: Gateway, fake: FakeTwilio, ids: list[str]) -> dict[str, str]:
-    async def all_final() -> dict[str, str]:
-        await fake.drain()
-        statuses = {i: (await gateway.message(i))["status"] for i in ids}
-        return statuses if set(statuses.values()) <= FINAL else {}
-
-    return await eventually(all_final)
-
-
-async def tw_counters(gateway: Gateway) -> dict[str, int]:
-    counters: dict[str, int] = (await gateway.stats())["accounts"]["tw"]
-    counters.pop("unmatched", None)
-    return counters
+    account = account_fields(
+        "tw",
+        "twilio",
+        {"account_sid": SID, "auth_token": TOKEN},
+        sender,
+        fallback_sender=fallback_sender,
+        options=options or {},
+    )
+    async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
+        yield gateway, fake, created
 
 
 async def count_rows(gateway: Gateway, table: str) -> int:
@@ -1337,14 +1197,7 @@ async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: 
         assert all("X-Twilio-Signature" in headers for *_, headers in fake.callbacks)
         detail = await gateway.message(message["id"])
         assert detail["request_id"] in fake.messages and detail["http_status"] == 201
-        assert await tw_counters(gateway) == {
-            "requests": 1,
-            "accepted": 1,
-            "failed": 0,
-            "delivered": 1,
-            "undelivered": 0,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "tw") == tally(requests=1, accepted=1, delivered=1)
 
 
 async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_path: Path) -> None:
@@ -1367,14 +1220,9 @@ async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_
             "code": "30003",
             "message": "undelivered: Unreachable destination handset",
         }
-        assert await tw_counters(gateway) == {
-            "requests": 4,
-            "accepted": 4,
-            "failed": 0,
-            "delivered": 1,
-            "undelivered": 3,
-            "pending": 0,
-        }
+        assert await account_counters(gateway, "tw") == tally(
+            requests=4, accepted=4, delivered=1, undelivered=3
+        )
 
 
 async def test_a_refused_number_fails_with_twilios_code_and_is_never_retried(
@@ -1387,7 +1235,7 @@ async def test_a_refused_number_fails_with_twilios_code_and_is_never_retried(
         assert statuses[message["id"]] == "failed"
         assert detail["http_status"] == 400 and detail["error"]["code"] == "21211"
         assert fake.requests_seen == 1 and fake.sent == []
-        assert (await tw_counters(gateway))["failed"] == 1
+        assert (await account_counters(gateway, "tw"))["failed"] == 1
 
 
 async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_shown(
@@ -1400,7 +1248,7 @@ async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_show
         detail = await gateway.message(message["id"])
         assert statuses[message["id"]] == "failed"
         assert detail["http_status"] == 401 and detail["error"]["code"] == "20003"
-        assert (await tw_counters(gateway))["failed"] == 1
+        assert (await account_counters(gateway, "tw"))["failed"] == 1
         listed = (await gateway.api.get("/v1/accounts/tw")).json()
         assert TOKEN not in json.dumps(listed) and listed["credentials"]["account_sid"] == SID
 
@@ -1458,7 +1306,7 @@ async def test_an_unsigned_forged_or_tampered_callback_is_refused_and_stores_not
         detail = await eventually(recorded)
         assert detail["status"] == "submitted"
         assert await count_rows(gateway, "reports") == 0
-        assert (await tw_counters(gateway))["pending"] == 1
+        assert (await account_counters(gateway, "tw"))["pending"] == 1
         # The genuine article still gets through.
         setattr(fake, knob, GENUINE[knob])
         assert await fake.push_status(detail["request_id"], "delivered") == 200
@@ -1508,7 +1356,7 @@ async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_deliver
         assert statuses[reply_id] == "delivered"
         reply = await gateway.message(reply_id)
         assert reply["request_id"].startswith("SM") and reply["text"] == twiml["Body"]
-        assert (await tw_counters(gateway))["delivered"] == 1
+        assert (await account_counters(gateway, "tw"))["delivered"] == 1
         assert await count_rows(gateway, "outbox") == 0
 
 

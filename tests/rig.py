@@ -1,0 +1,223 @@
+"""One rig for every provider's tests, at two levels.
+
+- The handler against its fake: `wired` serves the fake and a `Receiver` that stands in
+  for smsgw's callback route, and gives a client to perform the handler's requests with
+  (through `service.transport.execute`, as the dispatcher does).
+- The whole loop: `provider_gateway` runs smsgw with one account whose base URL is the
+  fake, and points the fake's pushes at that account's callback URLs; `settle` waits
+  until messages reach a final status.
+
+A plain module rather than conftest fixtures: each provider builds its own fake with
+its own credentials and knobs, so the tests call these with what differs and keep
+their own small `rig` fixture or `<provider>_setup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from handlers.base import CallbackRequest, WireRequest, WireResponse
+from service.transport import execute
+from tests.conftest import Gateway, eventually, running_gateway
+from tests.fake_connectel import FakeConnectel
+from tests.fake_server import FakeServer
+from tests.servers import serve
+
+FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed"})
+CALLBACKS = ("dlr", "inbound")
+
+F = TypeVar("F", bound=FakeServer)
+W = TypeVar("W", bound="Wiring[Any]")
+
+
+@dataclass
+class Receiver:
+    """A callback endpoint that keeps what arrived, as smsgw's callback route would.
+
+    `hidden`: query parameters left out of what it keeps, like the secret smsgw's own
+    route consumes before a handler sees the request.
+    """
+
+    status: int = 200
+    hidden: Collection[str] = ()
+    calls: list[CallbackRequest] = field(default_factory=list)
+
+    async def receive(self, request: Request) -> Response:
+        query = request.query_params.multi_items()
+        self.calls.append(
+            CallbackRequest(
+                request.method,
+                str(request.url),
+                tuple((k, v) for k, v in query if k not in self.hidden),
+                dict(request.headers.items()),
+                await request.body(),
+            )
+        )
+        return Response(status_code=self.status)
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{kind}", self.receive, methods=["GET", "POST"])])
+
+
+@dataclass
+class Wiring(Generic[F]):
+    """A served fake, a served receiver and a client for the handler's requests."""
+
+    fake: F
+    receiver: Receiver
+    client: httpx.AsyncClient
+    base_url: str
+    """The fake's."""
+    receiver_url: str
+
+    async def execute(self, request: WireRequest) -> WireResponse:
+        return await execute(self.client, request)
+
+
+@asynccontextmanager
+async def wired(
+    rig: type[W],
+    fake: F,
+    *,
+    callbacks: Collection[str] = CALLBACKS,
+    query: str = "",
+    receiver: Receiver | None = None,
+) -> AsyncIterator[W]:
+    """Serve `fake`, pushing its `callbacks` to a receiver at /<kind><query>; afterwards
+    let the fake's pushes finish."""
+    receiver = receiver or Receiver()
+    async with (
+        serve(fake.app) as base_url,
+        serve(receiver.app) as receiver_url,
+        httpx.AsyncClient(timeout=5) as client,
+    ):
+        for kind in callbacks:
+            setattr(fake, f"{kind}_url", f"{receiver_url}/{kind}{query}")
+        yield rig(fake, receiver, client, base_url, receiver_url)
+        fake.release_hung()
+        await fake.drain()
+
+
+@asynccontextmanager
+async def provider_gateway(
+    tmp_path: Path,
+    fake: FakeServer,
+    account: dict[str, Any],
+    *,
+    callbacks: Collection[str] = CALLBACKS,
+    **settings: Any,
+) -> AsyncIterator[tuple[Gateway, dict[str, Any]]]:
+    """smsgw with `account` (priority 1) on `fake`, which pushes to its `callbacks` URLs.
+
+    Yields the gateway and the account as smsgw created it.
+    """
+    async with serve(fake.app) as fake_url, running_gateway(tmp_path, **settings) as gateway:
+        created = await gateway.add_account(**account, base_url=fake_url, priority=1)
+        for kind in callbacks:
+            setattr(fake, f"{kind}_url", created["callback_urls"][kind])
+        try:
+            yield gateway, created
+        finally:
+            fake.release_hung()
+            await fake.drain()
+
+
+@asynccontextmanager
+async def provider_loop(
+    tmp_path: Path, fake: F, account: dict[str, Any], **settings: Any
+) -> AsyncIterator[tuple[Gateway, F]]:
+    """`provider_gateway` for tests that need the fake rather than the created account."""
+    async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, _):
+        yield gateway, fake
+
+
+async def settled_messages(
+    gateway: Gateway, ids: list[str], fake: FakeServer | None = None
+) -> dict[str, dict[str, Any]]:
+    """The messages `ids` once all are final, letting `fake` finish its pushes each time."""
+
+    async def all_final() -> dict[str, dict[str, Any]]:
+        if fake is not None:
+            await fake.drain()
+        messages = {i: await gateway.message(i) for i in ids}
+        return messages if {m["status"] for m in messages.values()} <= FINAL else {}
+
+    return await eventually(all_final)
+
+
+async def settle(gateway: Gateway, fake: FakeServer, ids: list[str]) -> dict[str, str]:
+    """The final status of each message of `ids`."""
+    messages = await settled_messages(gateway, ids, fake)
+    return {i: m["status"] for i, m in messages.items()}
+
+
+async def account_counters(gateway: Gateway, account: str) -> dict[str, int]:
+    """An account's exact counters from /v1/stats, less `unmatched` (reports that found
+    no message), which these tests leave aside."""
+    counters: dict[str, int] = (await gateway.stats())["accounts"][account]
+    counters.pop("unmatched")
+    return counters
+
+
+def account_fields(
+    name: str, provider: str, credentials: dict[str, str], sender: str, **more: Any
+) -> dict[str, Any]:
+    """An account to create through the accounts API (`more`: its other fields)."""
+    fields = {"name": name, "provider": provider, "credentials": credentials, "sender": sender}
+    return fields | more
+
+
+CONNECTEL_TOKEN = "conn-token-7f3a"
+
+
+def connectel_setup(
+    tmp_path: Path,
+    *,
+    pattern: str = "batch",
+    options: dict[str, Any] | None = None,
+    **settings: Any,
+) -> AbstractAsyncContextManager[tuple[Gateway, FakeConnectel]]:
+    """smsgw with account "conn" on a fake Connectel: the provider the tests of the
+    dispatcher, metrics and breaker run against, as any would do."""
+    account = account_fields(
+        "conn",
+        "connectel",
+        {"token": CONNECTEL_TOKEN},
+        "IKEA",
+        pattern=pattern,
+        options=options or {},
+    )
+    return provider_loop(tmp_path, FakeConnectel(CONNECTEL_TOKEN), account, **settings)
+
+
+def tally(
+    *,
+    requests: int = 0,
+    accepted: int = 0,
+    failed: int = 0,
+    delivered: int = 0,
+    undelivered: int = 0,
+    pending: int = 0,
+    **more: int,
+) -> dict[str, int]:
+    """An account's full set of counters, those not named at zero, to compare exactly."""
+    counted = {
+        "requests": requests,
+        "accepted": accepted,
+        "failed": failed,
+        "delivered": delivered,
+        "undelivered": undelivered,
+        "pending": pending,
+    }
+    return {**counted, **more}

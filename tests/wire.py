@@ -1,0 +1,146 @@
+"""What a handler parses, built by hand, and the checks every provider's handler shares.
+
+The provider test files feed their handler answers and callbacks in the provider's
+documented shapes with no server at all; these build the envelopes around those shapes
+so that each file keeps only what is its provider's own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import urlencode
+
+import pytest
+from _pytest.mark import ParameterSet
+
+from handlers.base import CallbackRequest, WireResponse
+from service.model import Outcome, RecipientResult
+
+Fields = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+
+def _encoded(body: Any) -> bytes:
+    """Bytes as they are, text as UTF-8, anything else as JSON."""
+    if isinstance(body, bytes):
+        return body
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
+def answer(status: int, body: Any = b"", headers: Mapping[str, str] | None = None) -> WireResponse:
+    """A provider's answer to a request; `body` as for `_encoded`."""
+    return WireResponse(status, _encoded(body), dict(headers or {}))
+
+
+def json_callback(url: str, body: Any, content_type: str = "application/json") -> CallbackRequest:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return CallbackRequest("POST", url, (), {"content-type": content_type}, raw)
+
+
+def form_callback(
+    url: str, fields: Fields, headers: Mapping[str, str] | None = None
+) -> CallbackRequest:
+    pairs = fields.items() if isinstance(fields, Mapping) else fields
+    body = urlencode([(k, str(v)) for k, v in pairs]).encode()
+    sent = {"content-type": "application/x-www-form-urlencoded", **(headers or {})}
+    return CallbackRequest("POST", url, (), sent, body)
+
+
+def get_callback(url: str, fields: Mapping[str, Any]) -> CallbackRequest:
+    """`fields` in the query; the URL shown is elided, as the handler reads the query."""
+    query = tuple((k, str(v)) for k, v in fields.items())
+    return CallbackRequest("GET", f"{url}?...", query, {}, b"")
+
+
+def assert_all_refused(
+    results: Sequence[RecipientResult],
+    outcome: Outcome,
+    code: str,
+    text: str,
+    retry_after: float | None,
+) -> None:
+    """Every result carries the answer's classification and no request ID; the error
+    text is readable (no markup from an HTML error page)."""
+    for result in results:
+        assert result.outcome is outcome
+        assert result.request_ids == ()
+        assert result.error_code == code
+        assert text in result.error_text
+        assert "<" not in result.error_text
+        assert result.retry_after == retry_after
+
+
+class Refusal(NamedTuple):
+    """An answer that accepts nothing, and how the handler must classify each message."""
+
+    status: int
+    body: Any
+    outcome: Outcome
+    code: str
+    text: str
+    headers: Mapping[str, str] | None = None
+    retry_after: float | None = None
+
+    def answer(self) -> WireResponse:
+        return answer(self.status, self.body, self.headers)
+
+    def check(self, results: Sequence[RecipientResult]) -> None:
+        assert_all_refused(results, self.outcome, self.code, self.text, self.retry_after)
+
+
+def refused(
+    status: int,
+    body: Any,
+    outcome: Outcome,
+    code: str,
+    text: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
+    id: str,
+) -> ParameterSet:
+    """A `Refusal` as a test case named `id`."""
+    return pytest.param(Refusal(status, body, outcome, code, text, headers, retry_after), id=id)
+
+
+HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
+"""A proxy's error page: what a handler reports of it must carry no markup."""
+
+# Answers that several providers' handlers classify alike.
+BAD_GATEWAY_PAGE = refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502")
+NOT_FOUND_PAGE = refused(404, HTML_PAGE, Outcome.REFUSED, "404", "Oops", id="404-html")
+OK_WITH_A_PAGE = refused(200, HTML_PAGE, Outcome.REFUSED, "200", "unreadable", id="200-html-page")
+OK_BUT_EMPTY = refused(200, b"", Outcome.REFUSED, "200", "empty answer", id="200-empty")
+INTERNAL_ERROR = refused(
+    500, "Internal error", Outcome.TRANSIENT, "500", "Internal error", id="500"
+)
+UNAUTHORIZED = refused(401, "Unauthorized", Outcome.ACCOUNT_ERROR, "401", "Unauthorized", id="401")
+RETRY_AFTER_DATE_IGNORED = refused(
+    429,
+    b"",
+    Outcome.TRANSIENT,
+    "429",
+    "empty answer",
+    headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+    id="429-retry-after-date-ignored",
+)
+
+
+def assert_accepted_only_on_2xx(
+    results: Sequence[RecipientResult], status: int, *, says_why: bool = False
+) -> None:
+    """Whatever the answer, a message is accepted only on 2xx and with request IDs;
+    otherwise it carries none (and, with `says_why`, an error code)."""
+    for result in results:
+        if result.outcome is Outcome.ACCEPTED:
+            assert 200 <= status < 300
+            assert result.request_ids and all(result.request_ids)
+        else:
+            assert result.request_ids == ()
+            assert result.error_code or not says_why
+
+
+def assert_covers(table: Iterable[tuple[Any, Any]], known: Iterable[Any]) -> None:
+    """A table of cases names every code the provider documents, and no other."""
+    assert {code for code, _ in table} == set(known)
