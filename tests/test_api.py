@@ -1,4 +1,4 @@
-"""The /v1 API of design.md §3, over real HTTP."""
+"""The /v1 API, over real HTTP."""
 
 from __future__ import annotations
 

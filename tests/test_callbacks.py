@@ -1,4 +1,4 @@
-"""Provider callbacks of design.md §4: authenticated, bounded, durable before 2xx."""
+"""Provider callbacks: authenticated, bounded, durable before 2xx."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET /metrics (issue #4): Prometheus text, behind the API token, over real HTTP.
+"""GET /metrics: Prometheus text, behind the API token, over real HTTP.
 
 Message and counter gauges are read from the store when scraped, so they must equal
 what /v1/messages and /v1/stats say; the rest count what happened in this process:

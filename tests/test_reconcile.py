@@ -1,4 +1,4 @@
-"""The status rules of design.md §2, as pure functions."""
+"""The status rules of service.reconcile, as pure functions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Outbound event webhooks (#4): Standard Webhooks signatures, filters, durable retries.
+"""Outbound event webhooks: Standard Webhooks signatures, filters, durable retries.
 
 smsgw runs on loopback and sends through the sandbox account, which posts real DLRs
 back; a receiver app on loopback records every delivery and answers as planned.
