@@ -132,15 +132,6 @@ def snippet(text: str) -> str:
     return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:SNIPPET_CHARS]
 
 
-def json_object(response: WireResponse) -> dict[str, Any] | None:
-    """A successful answer's JSON object; None for an error status or any other body,
-    which a poll treats as "nothing learned this time"."""
-    body = response.json()
-    if not 200 <= response.status_code < 300 or not isinstance(body, dict):
-        return None
-    return body
-
-
 def describe_unreadable(provider: str, response: WireResponse, body: Any) -> str:
     """Why an answer could not be used: empty, not parseable (`body` None) or of an
     unexpected shape, with a snippet of it for the operator."""
