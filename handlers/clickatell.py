@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid
@@ -174,7 +174,7 @@ priority = 60
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",
-            headers=_headers(account, json_body=True),
+            headers=wire.json_api_headers(_authorization(account), json_body=True),
             json=body,
         )
 
@@ -260,11 +260,10 @@ priority = 60
         """The status of the first ID: the look-up takes one `messageId` per request."""
         if not request_ids:
             return None
-        return WireRequest(
-            "GET",
+        return wire.json_api_get(
             f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/message/status",
+            _authorization(account),
             params=(("messageId", request_ids[0]),),
-            headers=_headers(account, json_body=False),
         )
 
     def poll_reports(
@@ -283,11 +282,8 @@ priority = 60
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return WireRequest(
-            "GET",
-            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/balance",
-            headers=_headers(account, json_body=False),
-        )
+        base = wire.resolve_base(base_url, self.public_base_url)
+        return wire.json_api_get(f"{base}/public-client/balance", _authorization(account))
 
     def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         body = response.json()
@@ -537,6 +533,6 @@ def _as_list(value: Any) -> Iterable[Any]:
     return value if isinstance(value, list) else ()
 
 
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
+def _authorization(account: Account) -> str:
     # Clickatell takes the bare key, without a scheme such as "Bearer".
-    return wire.json_api_headers(account.credentials.get("api_key", ""), json_body=json_body)
+    return account.credentials.get("api_key", "")

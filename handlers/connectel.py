@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid

@@ -53,7 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from handlers.infobip_status import Resolved, Unreadable, number_of, report_of, resolve
 from service import model
@@ -137,7 +137,7 @@ signup_url = "https://www.infobip.com/signup"
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
-            headers=_headers(account, json_body=True),
+            headers=wire.json_api_headers(_authorization(account), json_body=True),
             json={"messages": [entry]},
         )
 
@@ -212,11 +212,10 @@ signup_url = "https://www.infobip.com/signup"
             length += 1 + len(request_id)
         if not chosen:
             return None
-        return WireRequest(
-            "GET",
+        return wire.json_api_get(
             f"{wire.resolve_base(base_url, self.public_base_url)}{LOGS_PATH}",
+            _authorization(account),
             params=(("messageId", ",".join(chosen)), ("limit", str(len(chosen)))),
-            headers=_headers(account, json_body=False),
         )
 
     def poll_reports(
@@ -237,11 +236,8 @@ signup_url = "https://www.infobip.com/signup"
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return WireRequest(
-            "GET",
-            f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
-            headers=_headers(account, json_body=False),
-        )
+        base = wire.resolve_base(base_url, self.public_base_url)
+        return wire.json_api_get(f"{base}{BALANCE_PATH}", _authorization(account))
 
     def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         body = response.json()
@@ -455,6 +451,5 @@ def _results(callback: CallbackRequest, what: str) -> list[dict[str, Any]]:
     return results
 
 
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
-    api_key = account.credentials.get("api_key", "")
-    return wire.json_api_headers(f"App {api_key}", json_body=json_body)
+def _authorization(account: Account) -> str:
+    return f"App {account.credentials.get('api_key', '')}"

@@ -71,7 +71,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import (
     LOGIN,
     CallbackRequest,

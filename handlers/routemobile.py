@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid

@@ -57,7 +57,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid

@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid, Forbidden

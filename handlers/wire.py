@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from handlers.base import WireResponse
+from handlers.base import WireRequest, WireResponse
 from service.model import Outcome, RecipientResult, SendBatch
 
 SIGNED_INTEGER = re.compile(r"[+-]?\d+")
@@ -164,3 +164,12 @@ def json_api_headers(authorization: str, *, json_body: bool) -> dict[str, str]:
     if json_body:
         headers["Content-Type"] = "application/json"
     return headers
+
+
+def json_api_get(
+    url: str, authorization: str, params: Sequence[tuple[str, str]] = ()
+) -> WireRequest:
+    """A look-up (status, balance) on a JSON API that authorizes every call by header."""
+    return WireRequest(
+        "GET", url, params=params, headers=json_api_headers(authorization, json_body=False)
+    )
