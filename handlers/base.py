@@ -213,7 +213,21 @@ class ProviderHandler(Protocol):
         self, account: Account, request_ids: Sequence[str], response: WireResponse
     ) -> list[Report]:
         """Reports from a poll answer; `request_ids` are the IDs the poll asked about,
-        for providers whose answer does not repeat them."""
+        for providers whose answer does not repeat them.
+
+        An error status or an answer that is not a JSON object teaches nothing this
+        time, so it gives no report and the poller asks again later. Providers that
+        answer polls in JSON read the object in `poll_reports`; the others override this.
+        """
+        body = response.json()
+        if not 200 <= response.status_code < 300 or not isinstance(body, dict):
+            return []
+        return self.poll_reports(account, request_ids, body)
+
+    def poll_reports(
+        self, account: Account, request_ids: Sequence[str], body: dict[str, Any]
+    ) -> list[Report]:
+        """Reports from a successful poll answer's JSON object."""
         return []
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:

@@ -39,19 +39,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 
 class _Error(NamedTuple):
@@ -165,7 +157,7 @@ priority = 60
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         # `to` is a set at Clickatell: a number repeated in one batch goes once, and
         # parse_send_response asks for the other copies to be sent again.
@@ -182,12 +174,12 @@ priority = 60
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",
-            headers=_headers(account, json_body=True),
+            headers=wire.json_api_headers(_authorization(account), json_body=True),
             json=body,
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         body = response.json()
         if not isinstance(body, dict):
@@ -243,14 +235,14 @@ priority = 60
             )
         return [_report(fields)]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         fields = callback.fields()
         sender = wire.as_text(_first(fields, "fromNumber", "from"))
         raw_text = fields["text"] if "text" in fields else fields.get("content")
         if not sender or raw_text is None or isinstance(raw_text, dict | list | bool):
             raise CallbackInvalid("a Clickatell reply callback needs fromNumber and text")
         return [
-            InboundSms(
+            model.InboundSms(
                 sender=sender,
                 recipient=wire.as_text(_first(fields, "toNumber", "to")),
                 text=wire.as_text(raw_text, strip=False),
@@ -268,19 +260,15 @@ priority = 60
         """The status of the first ID: the look-up takes one `messageId` per request."""
         if not request_ids:
             return None
-        return WireRequest(
-            "GET",
+        return wire.json_api_get(
             f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/message/status",
+            _authorization(account),
             params=(("messageId", request_ids[0]),),
-            headers=_headers(account, json_body=False),
         )
 
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    def poll_reports(
+        self, account: Account, request_ids: Sequence[str], body: dict[str, Any]
     ) -> list[Report]:
-        body = wire.json_object(response)
-        if body is None:
-            return []
         fields = dict(body)
         if not wire.as_text(_first(fields, "messageId", "apiMessageId", "apiMsgId")):
             if len(request_ids) != 1:
@@ -294,13 +282,10 @@ priority = 60
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return WireRequest(
-            "GET",
-            f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/balance",
-            headers=_headers(account, json_body=False),
-        )
+        base = wire.resolve_base(base_url, self.public_base_url)
+        return wire.json_api_get(f"{base}/public-client/balance", _authorization(account))
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
             _, text = _error_of(body) if isinstance(body, dict) else (None, "")
@@ -309,7 +294,7 @@ priority = 60
         amount = wire.as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Clickatell's balance answer has no numeric balance")
-        return Balance(amount, wire.as_text(body.get("currency")))
+        return model.Balance(amount, wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -548,6 +533,6 @@ def _as_list(value: Any) -> Iterable[Any]:
     return value if isinstance(value, list) else ()
 
 
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
+def _authorization(account: Account) -> str:
     # Clickatell takes the bare key, without a scheme such as "Bearer".
-    return wire.json_api_headers(account.credentials.get("api_key", ""), json_body=json_body)
+    return account.credentials.get("api_key", "")

@@ -25,20 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    OutgoingSms,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 
 class _Code(NamedTuple):
@@ -95,7 +86,7 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         url = f"{wire.resolve_base(batch.base_url, self.public_base_url)}/api/v2/send/"
         recipient: str | list[dict[str, str]]
@@ -137,7 +128,7 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         code = response.status_code
         body = response.json()
@@ -175,14 +166,14 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         return [_report(callback.fields())]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         fields = callback.fields()
         sender = wire.as_text(fields.get("from"))
         message = fields.get("message")
         if not sender or message is None or isinstance(message, dict | list):
             raise CallbackInvalid("a Connectel inbound SMS needs from and message")
         return [
-            InboundSms(
+            model.InboundSms(
                 sender=sender,
                 recipient=wire.as_text(fields.get("to")),
                 text=wire.as_text(message, strip=False),
@@ -211,12 +202,9 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
             headers={"Accept": "application/json"},
         )
 
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    def poll_reports(
+        self, account: Account, request_ids: Sequence[str], body: dict[str, Any]
     ) -> list[Report]:
-        body = wire.json_object(response)
-        if body is None:
-            return []
         entries = body.get("recipient")
         candidates = entries if isinstance(entries, list) else [body]
         reports = []
@@ -232,7 +220,7 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
 
     # -- balance -------------------------------------------------------------------
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         raise ValueError("Connectel documents no balance call; balance_request returns None")
 
 
@@ -251,7 +239,7 @@ def _send_status(answer: Mapping[str, Any]) -> Status:
 
 
 def _match_bulk(
-    batch: SendBatch, entries: list[Any], overall: Status, response: WireResponse
+    batch: model.SendBatch, entries: list[Any], overall: Status, response: WireResponse
 ) -> list[RecipientResult]:
     answers = [e for e in entries if isinstance(e, dict)]
     by_key = {wire.as_text(a.get("key")): a for a in answers if wire.as_text(a.get("key"))}
@@ -271,7 +259,7 @@ def _match_bulk(
 
 
 def _by_number(
-    answers: list[dict[str, Any]], message: OutgoingSms, used: set[int], other_keys: set[str]
+    answers: list[dict[str, Any]], message: model.OutgoingSms, used: set[int], other_keys: set[str]
 ) -> dict[str, Any] | None:
     """The first unclaimed answer for the message's number not keyed to another message."""
     for answer in answers:

@@ -53,20 +53,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from handlers.infobip_status import Resolved, Unreadable, number_of, report_of, resolve
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 SEND_PATH = "/sms/2/text/advanced"
 LOGS_PATH = "/sms/3/logs"
@@ -126,7 +118,7 @@ signup_url = "https://www.infobip.com/signup"
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         entry: dict[str, Any] = {
             "destinations": [{"to": wire.digits_of(m.to)} for m in batch.messages]
@@ -145,12 +137,12 @@ signup_url = "https://www.infobip.com/signup"
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
-            headers=_headers(account, json_body=True),
+            headers=wire.json_api_headers(_authorization(account), json_body=True),
             json={"messages": [entry]},
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         body = response.json()
         if not 200 <= response.status_code < 300 or not isinstance(body, dict):
@@ -176,7 +168,7 @@ signup_url = "https://www.infobip.com/signup"
                 raise CallbackInvalid(f"results[{index}]: {exc}", field="results") from exc
         return reports
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         results = _results(callback, "inbound message")
         messages = []
         for index, entry in enumerate(results):
@@ -188,7 +180,7 @@ signup_url = "https://www.infobip.com/signup"
                     field="results",
                 )
             messages.append(
-                InboundSms(
+                model.InboundSms(
                     sender=sender,
                     recipient=wire.as_text(entry.get("to")),
                     text=text,
@@ -220,19 +212,15 @@ signup_url = "https://www.infobip.com/signup"
             length += 1 + len(request_id)
         if not chosen:
             return None
-        return WireRequest(
-            "GET",
+        return wire.json_api_get(
             f"{wire.resolve_base(base_url, self.public_base_url)}{LOGS_PATH}",
+            _authorization(account),
             params=(("messageId", ",".join(chosen)), ("limit", str(len(chosen)))),
-            headers=_headers(account, json_body=False),
         )
 
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    def poll_reports(
+        self, account: Account, request_ids: Sequence[str], body: dict[str, Any]
     ) -> list[Report]:
-        body = wire.json_object(response)
-        if body is None:
-            return []
         results = body.get("results")
         if not isinstance(results, list):
             return []
@@ -248,13 +236,10 @@ signup_url = "https://www.infobip.com/signup"
     # -- balance -------------------------------------------------------------------
 
     def balance_request(self, account: Account, base_url: str) -> WireRequest | None:
-        return WireRequest(
-            "GET",
-            f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}",
-            headers=_headers(account, json_body=False),
-        )
+        base = wire.resolve_base(base_url, self.public_base_url)
+        return wire.json_api_get(f"{base}{BALANCE_PATH}", _authorization(account))
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         body = response.json()
         if not 200 <= response.status_code < 300:
             code, text, _ = _error_details(body) if isinstance(body, dict) else ("", "", [])
@@ -269,7 +254,7 @@ signup_url = "https://www.infobip.com/signup"
         amount = wire.as_float(body.get("balance"))
         if amount is None:
             raise ValueError("Infobip's balance answer has no numeric balance")
-        return Balance(amount=amount, currency=wire.as_text(body.get("currency")))
+        return model.Balance(amount=amount, currency=wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------
@@ -294,7 +279,7 @@ def _validity_minutes(value: Any) -> int | None:
 
 
 def _match(
-    batch: SendBatch, answers: list[dict[str, Any]], response: WireResponse
+    batch: model.SendBatch, answers: list[dict[str, Any]], response: WireResponse
 ) -> list[RecipientResult]:
     """Each message's answer: at its own position when the numbers agree, else by number.
 
@@ -466,6 +451,5 @@ def _results(callback: CallbackRequest, what: str) -> list[dict[str, Any]]:
     return results
 
 
-def _headers(account: Account, *, json_body: bool) -> dict[str, str]:
-    api_key = account.credentials.get("api_key", "")
-    return wire.json_api_headers(f"App {api_key}", json_body=json_body)
+def _authorization(account: Account) -> str:
+    return f"App {account.credentials.get('api_key', '')}"

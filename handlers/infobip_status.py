@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from service.model import Outcome, Report, Status
 
 

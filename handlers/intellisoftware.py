@@ -71,7 +71,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import (
     LOGIN,
     CallbackRequest,
@@ -80,17 +80,9 @@ from handlers.base import (
     WireRequest,
     WireResponse,
 )
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 SEND_PATH = "/smsgateway/sendmsg.aspx"
 BALANCE_PATH = "/smsgateway/getbalance.aspx"
@@ -177,7 +169,7 @@ priority = 30
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         plan = _plan(account, batch)
         if plan.parts > plan.allowed:
@@ -209,7 +201,7 @@ priority = 30
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         code = response.status_code
         answer = _read_answer(response.text)
@@ -238,7 +230,7 @@ priority = 30
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         return [_report(callback.fields())]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         fields = callback.fields()
         if "messages" in fields:
             return _inbound_json(fields["messages"])
@@ -255,13 +247,13 @@ priority = 30
             account, f"{wire.resolve_base(base_url, self.public_base_url)}{BALANCE_PATH}", fields
         )
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         text = response.text.lstrip("\ufeff").strip()
         upper = text.upper()
         if upper.startswith("BALANCE:"):
             value = text[len("BALANCE:") :].strip()
             if _DECIMAL.fullmatch(value) and math.isfinite(float(value)):
-                return Balance(float(value), "credits")
+                return model.Balance(float(value), "credits")
             raise ValueError(f"IntelliSoftware's balance is not a number: {value[:40]!r}")
         if upper.startswith("ERR:"):
             code = text[len("ERR:") :].strip().upper()
@@ -285,7 +277,7 @@ class _Plan:
         return self.parts
 
 
-def _plan(account: Account, batch: SendBatch) -> _Plan:
+def _plan(account: Account, batch: model.SendBatch) -> _Plan:
     first = batch.messages[0]
     allowed = _positive_int(account.options.get("maxconcat"), DEFAULT_MAXCONCAT)
     if _positive_int(account.options.get("type"), TYPE_TEXT) == TYPE_VOICE:
@@ -374,7 +366,7 @@ def _error_of(code: str) -> _Error:
 
 
 def _match_lines(
-    batch: SendBatch, answer: _Answer, response: WireResponse
+    batch: model.SendBatch, answer: _Answer, response: WireResponse
 ) -> list[RecipientResult]:
     """Each message's line, by its number; duplicates of a number share its one line."""
     by_number: dict[str, _Line] = {}
@@ -484,12 +476,12 @@ def _report(fields: Mapping[str, Any]) -> Report:
     )
 
 
-def _inbound_form(fields: Mapping[str, Any]) -> InboundSms:
+def _inbound_form(fields: Mapping[str, Any]) -> model.InboundSms:
     sender = wire.as_text(fields.get("from"))
     text = fields.get("text")
     if not sender or not isinstance(text, str | int | float) or isinstance(text, bool):
         raise CallbackInvalid("an IntelliSoftware inbound SMS needs from and text")
-    return InboundSms(
+    return model.InboundSms(
         sender=sender,
         recipient=wire.as_text(fields.get("to")),
         text=wire.as_text(text, strip=False),
@@ -497,7 +489,7 @@ def _inbound_form(fields: Mapping[str, Any]) -> InboundSms:
     )
 
 
-def _inbound_json(messages: Any) -> list[InboundSms]:
+def _inbound_json(messages: Any) -> list[model.InboundSms]:
     if not isinstance(messages, list) or not messages:
         raise CallbackInvalid("messages must be a non-empty list", field="messages")
     received = []
@@ -519,7 +511,7 @@ def _inbound_json(messages: Any) -> list[InboundSms]:
         if not isinstance(text, str):
             raise CallbackInvalid("content.text must be text", field="messages")
         received.append(
-            InboundSms(
+            model.InboundSms(
                 sender=sender,
                 recipient=wire.as_text(entry.get("to")),
                 text=text,

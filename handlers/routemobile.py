@@ -43,20 +43,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    OutgoingSms,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 SEND_PATH = "/bulksms/bulksms"
 BALANCE_PATH = "/CreditCheck/checkcredits"
@@ -156,7 +147,7 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         kind = message_type(account.options, first.encoding)
         text = unicode_hex(first.text) if kind in HEX_TYPES else first.text
@@ -184,7 +175,7 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
         return WireRequest("GET", url, params=fields)
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         status = response.status_code
         if status == 429 or status >= 500:
@@ -245,7 +236,7 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
             )
         ]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         raise CallbackInvalid(
             "Route Mobile's Bulk HTTP API has no inbound SMS callback; "
             "nothing should post to this account's inbound URL"
@@ -263,7 +254,7 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
             ),
         )
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         text = response.text.strip()
         if not 200 <= response.status_code < 300:
             raise ValueError(f"Route Mobile answered HTTP {response.status_code}")
@@ -272,7 +263,7 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
         value = text.rsplit(":", 1)[-1].strip()
         if not _AMOUNT.fullmatch(value):
             raise ValueError(f"unreadable credit check answer: {wire.snippet(text)!r}")
-        return Balance(float(value))
+        return model.Balance(float(value))
 
 
 # -- the send answer ---------------------------------------------------------------
@@ -305,7 +296,7 @@ def parse_answer(body: str) -> list[Entry]:
     return entries
 
 
-def _match(messages: Sequence[OutgoingSms], entries: list[Entry]) -> list[RecipientResult]:
+def _match(messages: Sequence[model.OutgoingSms], entries: list[Entry]) -> list[RecipientResult]:
     """Each message's result, found by its number in the answer.
 
     Exact numbers are matched first (in order, so a number sent twice gets its answers

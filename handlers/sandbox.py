@@ -15,17 +15,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 STATUSES = {
     "ENROUTE": Status.ENROUTE,
@@ -46,7 +38,7 @@ class SandboxHandler(ProviderHandler):
     max_batch = 100
     max_text_chars = 1600
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         first = batch.messages[0]
         return WireRequest(
             "POST",
@@ -60,7 +52,7 @@ class SandboxHandler(ProviderHandler):
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         body = response.json()
         if response.status_code >= 500 or response.status_code == 429:
@@ -97,24 +89,28 @@ class SandboxHandler(ProviderHandler):
     def parse_dlr(self, account: Account, callback: CallbackRequest) -> list[Report]:
         fields = callback.fields()
         request_id, status = fields.get("id"), fields.get("status")
-        if not isinstance(request_id, str) or not request_id or status not in STATUSES:
+        # A JSON body may carry a list or an object as status, which no table lookup takes.
+        known = STATUSES.get(status) if isinstance(status, str) else None
+        if not isinstance(request_id, str) or not request_id or known is None:
             raise CallbackInvalid("a sandbox report needs id and a known status")
         return [
             Report(
                 request_id,
-                STATUSES[str(status)],
+                known,
                 str(fields.get("to", "")),
                 str(fields.get("error_code", "")),
                 str(status),
             )
         ]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         fields = callback.fields()
         sender, text = fields.get("from"), fields.get("text")
         if not isinstance(sender, str) or not isinstance(text, str) or not sender:
             raise CallbackInvalid("a sandbox inbound message needs from and text")
-        return [InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))]
+        return [
+            model.InboundSms(sender, str(fields.get("to", "")), text, str(fields.get("id", "")))
+        ]
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
-        return Balance(0.0)
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
+        return model.Balance(0.0)

@@ -57,19 +57,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import LOGIN, CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 SEND_PATH = "/module/gateway.php"
 STATUS_PATH = "/module/gatewayrapport.php"
@@ -159,7 +151,7 @@ options = { sha1_password = true, test_mode = false }
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         """The send request for the batch (one message: `max_batch` is 1).
 
         Were it ever given more, the numbers go comma-separated in one request as the
@@ -184,7 +176,7 @@ options = { sha1_password = true, test_mode = false }
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         return [_send_result(account, response) for _ in batch.messages]
 
@@ -195,7 +187,7 @@ options = { sha1_password = true, test_mode = false }
             f"1609SMS pushes no delivery reports: their status is polled from {STATUS_PATH}"
         )
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         raise CallbackInvalid(
             "1609SMS documents no format for forwarding inbound SMS from a virtual number"
         )
@@ -248,7 +240,7 @@ options = { sha1_password = true, test_mode = false }
         fields = [*_login(account), ("action", "credits")]
         return _gateway_request(account, wire.resolve_base(base_url, self.public_base_url), fields)
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         text = _clean(response.text)
         error = _ERROR.fullmatch(text)
         if error:
@@ -266,7 +258,7 @@ options = { sha1_password = true, test_mode = false }
                 f"1609SMS answered the credits request with no number: "
                 f"{wire.snippet(response.text) or 'empty body'}"
             )
-        return Balance(float(text.replace(",", ".")), "credits")
+        return model.Balance(float(text.replace(",", ".")), "credits")
 
 
 # -- request helpers ---------------------------------------------------------------

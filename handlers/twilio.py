@@ -46,19 +46,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
-from handlers import wire
+import handlers.wire as wire
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
+from service import model
 from service.errors import CallbackInvalid, Forbidden
-from service.model import (
-    Account,
-    Balance,
-    InboundSms,
-    Outcome,
-    RecipientResult,
-    Report,
-    SendBatch,
-    Status,
-)
+from service.model import Account, Outcome, RecipientResult, Report, Status
 
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
@@ -189,7 +181,7 @@ active = false
 
     # -- sending -------------------------------------------------------------------
 
-    def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
+    def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:
         """The request for the batch's first message: Twilio takes one `To` per request."""
         message = batch.messages[0]
         form: list[tuple[str, str]] = [("To", message.to)]
@@ -215,7 +207,7 @@ active = false
         )
 
     def parse_send_response(
-        self, account: Account, batch: SendBatch, response: WireResponse
+        self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         first = _send_result(response)
         # Only the first message went out (see send_request); an account cannot be
@@ -253,7 +245,7 @@ active = false
             )
         ]
 
-    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[InboundSms]:
+    def parse_inbound(self, account: Account, callback: CallbackRequest) -> list[model.InboundSms]:
         fields = callback.fields()
         sid = _first(fields, "MessageSid", "SmsMessageSid", "SmsSid")
         sender = _field(fields, "From")
@@ -267,7 +259,7 @@ active = false
                 field="SmsStatus",
             )
         return [
-            InboundSms(
+            model.InboundSms(
                 sender=sender,
                 recipient=_field(fields, "To"),
                 text=body,
@@ -312,13 +304,10 @@ active = false
             headers=_auth_headers(account),
         )
 
-    def parse_poll_response(
-        self, account: Account, request_ids: Sequence[str], response: WireResponse
+    def poll_reports(
+        self, account: Account, request_ids: Sequence[str], body: dict[str, Any]
     ) -> list[Report]:
         """The fetched Message resource as a report; nothing for an error or a non-resource."""
-        body = wire.json_object(response)
-        if body is None:
-            return []
         if wire.as_text(body.get("status")).lower() in INBOUND_STATUSES:
             return []
         asked = request_ids[0].strip() if len(request_ids) == 1 else ""
@@ -344,7 +333,7 @@ active = false
             headers=_auth_headers(account),
         )
 
-    def parse_balance(self, account: Account, response: WireResponse) -> Balance:
+    def parse_balance(self, account: Account, response: WireResponse) -> model.Balance:
         body = response.json()
         if not 200 <= response.status_code < 300:
             code, text = _error_fields(body)
@@ -364,7 +353,7 @@ active = false
             amount = None
         if amount is None or isinstance(raw, bool) or not math.isfinite(amount):
             raise ValueError(f"Twilio's balance answer has no numeric balance: {raw!r}")
-        return Balance(amount, wire.as_text(body.get("currency")))
+        return model.Balance(amount, wire.as_text(body.get("currency")))
 
 
 # -- sending helpers ---------------------------------------------------------------

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from handlers.base import WireResponse
+from handlers.base import WireRequest, WireResponse
 from service.model import Outcome, RecipientResult, SendBatch
 
 SIGNED_INTEGER = re.compile(r"[+-]?\d+")
@@ -132,15 +132,6 @@ def snippet(text: str) -> str:
     return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:SNIPPET_CHARS]
 
 
-def json_object(response: WireResponse) -> dict[str, Any] | None:
-    """A successful answer's JSON object; None for an error status or any other body,
-    which a poll treats as "nothing learned this time"."""
-    body = response.json()
-    if not 200 <= response.status_code < 300 or not isinstance(body, dict):
-        return None
-    return body
-
-
 def describe_unreadable(provider: str, response: WireResponse, body: Any) -> str:
     """Why an answer could not be used: empty, not parseable (`body` None) or of an
     unexpected shape, with a snippet of it for the operator."""
@@ -173,3 +164,12 @@ def json_api_headers(authorization: str, *, json_body: bool) -> dict[str, str]:
     if json_body:
         headers["Content-Type"] = "application/json"
     return headers
+
+
+def json_api_get(
+    url: str, authorization: str, params: Sequence[tuple[str, str]] = ()
+) -> WireRequest:
+    """A look-up (status, balance) on a JSON API that authorizes every call by header."""
+    return WireRequest(
+        "GET", url, params=params, headers=json_api_headers(authorization, json_body=False)
+    )

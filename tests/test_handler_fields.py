@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.base import WireResponse
+from handlers.base import WireRequest, WireResponse
 from handlers.wire import (
     SNIPPET_CHARS,
     as_float,
@@ -15,6 +15,7 @@ from handlers.wire import (
     for_each,
     header,
     is_blank,
+    json_api_get,
     json_api_headers,
     missing_from_answer,
     number_key,
@@ -144,3 +145,12 @@ def test_json_api_headers_carry_the_authorization_and_a_content_type_for_a_body(
         "Accept": "application/json",
     }
     assert json_api_headers("k", json_body=True)["Content-Type"] == "application/json"
+
+
+def test_a_json_api_look_up_is_a_get_with_the_authorization_and_no_body_type() -> None:
+    assert json_api_get("https://h/x", "App k", params=(("id", "1"),)) == WireRequest(
+        "GET",
+        "https://h/x",
+        params=(("id", "1"),),
+        headers={"Authorization": "App k", "Accept": "application/json"},
+    )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import Gateway, eventually
+from tests.databases import db_count
 
 
 async def final_status(gateway: Gateway, message_id: str) -> str:
@@ -59,3 +62,14 @@ async def test_the_sandbox_refuses_to_post_reports_anywhere_but_home(gateway: Ga
         json={"to": ["46700000001"], "text": "x", "callback_url": "http://127.0.0.1:1/evil"},
     )
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("status", [["DELIVERED"], {"name": "DELIVERED"}])
+async def test_a_report_whose_status_is_not_text_is_4xx_and_stores_nothing(
+    gateway: Gateway, status: object
+) -> None:
+    account = (await gateway.api.get("/v1/accounts/sandbox")).json()
+    report = {"id": "sbx-1", "to": "46700000001", "status": status}
+    response = await gateway.raw.post(account["callback_urls"]["dlr"], json=report)
+    assert 400 <= response.status_code < 500, response.text
+    assert await db_count(gateway.settings, "SELECT COUNT(*) FROM reports") == 0

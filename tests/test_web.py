@@ -18,7 +18,7 @@ from service.model import Status
 from service.reconcile import is_final
 from service.segments import segment
 from service.store import open_store
-from service.web.gateways import COLUMN_OF
+from service.web.gateways import COLUMNS
 from service.web.pages import delivery_rate, hourly_chart
 from service.web.session import COOKIE, SessionSigner
 from tests.conftest import TOKEN, Gateway, eventually, make_settings, running_gateway
@@ -467,7 +467,10 @@ async def test_a_bad_gateway_form_is_shown_again_with_its_error(
 
 def test_every_providers_credentials_have_a_column_of_the_gateways_table() -> None:
     for handler in HANDLERS.values():
-        assert set(handler.credential_fields) <= set(COLUMN_OF), handler.name
+        columns = [credential.column for credential in handler.credentials]
+        assert set(columns) <= set(COLUMNS), handler.name
+        # A row has one cell a column: two credentials in one would hide one of them.
+        assert len(set(columns)) == len(columns), handler.name
 
 
 # -- the pieces ----------------------------------------------------------------------------

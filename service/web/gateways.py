@@ -1,9 +1,9 @@
 """Gateways: the accounts table, with add, edit, delete, on/off and balance.
 
-Validation, the mask rule and storage are the API's (service.api, service.accounts);
-this module only turns forms into API bodies and accounts into table rows. A secret
-is never put in a page: its column shows the mask, its input starts empty, and an
-empty secret input keeps the stored value.
+Validation, the mask rule and storage are the account use cases' (service.usecases.accounts,
+service.accounts), shared with the JSON API; this module only turns forms into their
+bodies and accounts into table rows. A secret is never put in a page: its column shows
+the mask, its input starts empty, and an empty secret input keeps the stored value.
 """
 
 from __future__ import annotations
@@ -33,11 +33,6 @@ from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
 
 COLUMNS: tuple[Column, ...] = get_args(Column)
-COLUMN_OF: dict[str, Column] = {
-    c.name: c.column for handler in HANDLERS.values() for c in handler.credentials
-}
-"""Every registered credential's column; the pages ask the account's handler instead, so
-that a provider registered later shows as well."""
 _TEXT_FIELDS = ("sender", "fallback_sender", "base_url", "description", "signup_url", "logo_url")
 
 
