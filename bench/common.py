@@ -7,6 +7,7 @@ one run: the machines are noisy, the ratios are not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -151,12 +152,24 @@ def serving(
         log.close()
 
 
-def smsgw_serve(data_dir: Path, port: int) -> list[str]:
+def _smsgw_serve(port: int) -> list[str]:
     exe = shutil.which("smsgw", path=str(ROOT / ".venv" / "bin")) or "smsgw"
     return [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def bare_serve(port: int) -> list[str]:
+def serving_smsgw(data_dir: Path) -> contextlib.AbstractContextManager[Server]:
+    """`smsgw serve` on a free loopback port over `data_dir`, until the block ends."""
+    port = free_port()
+    return serving(_smsgw_serve(port), settings_env(data_dir), port)
+
+
+def serving_bare(data_dir: Path) -> contextlib.AbstractContextManager[Server]:
+    """The bare Starlette app on a free loopback port, with smsgw's environment."""
+    port = free_port()
+    return serving(_bare_serve(port), settings_env(data_dir), port)
+
+
+def _bare_serve(port: int) -> list[str]:
     return [
         sys.executable,
         "-m",

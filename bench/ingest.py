@@ -17,18 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (
-    TOKEN,
-    bare_serve,
-    dlr_url,
-    free_port,
-    preload,
-    serving,
-    settings_env,
-    smsgw_serve,
-    write_result,
-    wrk,
-)
+from bench.common import TOKEN, dlr_url, preload, serving_bare, serving_smsgw, write_result, wrk
 
 
 def main() -> None:
@@ -41,13 +30,11 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="smsgw-bench-ingest-"))
     asyncio.run(preload(data, args.messages))
 
-    port = free_port()
-    with serving(bare_serve(port), settings_env(data), port) as bare:
+    with serving_bare(data) as bare:
         wrk(dlr_url(bare.url), seconds=2, connections=args.connections)  # warm-up
         baseline = wrk(dlr_url(bare.url), seconds=args.seconds, connections=args.connections)
 
-    port = free_port()
-    with serving(smsgw_serve(data, port), settings_env(data), port) as smsgw:
+    with serving_smsgw(data) as smsgw:
         # Warm-up on the last IDs, so the measured run still finds every ID undelivered.
         wrk(
             dlr_url(smsgw.url),

@@ -22,16 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (
-    ACCOUNT,
-    TOKEN,
-    free_port,
-    preload,
-    serving,
-    settings_env,
-    smsgw_serve,
-    write_result,
-)
+from bench.common import ACCOUNT, TOKEN, preload, serving_smsgw, settings_env, write_result
 from service.model import InboundDecision, InboundSms, Report, Status
 from service.reconcile import match_key
 from service.settings import load_settings
@@ -124,8 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="smsgw-bench-pages-") as tmp:
         data = Path(tmp)
         asyncio.run(fill(data, args.messages))
-        port = free_port()
-        with serving(smsgw_serve(data, port), settings_env(data), port) as server:
+        with serving_smsgw(data) as server:
             figures = measure(server.url, args.requests)
     path = write_result(
         "pages", {"messages": args.messages, "requests": args.requests, "pages": figures}

@@ -19,17 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import (
-    TOKEN,
-    dlr_url,
-    free_port,
-    preload,
-    serving,
-    settings_env,
-    smsgw_serve,
-    write_result,
-    wrk,
-)
+from bench.common import TOKEN, dlr_url, preload, serving_smsgw, write_result, wrk
 
 WARM_UP = 20_000
 
@@ -45,9 +35,8 @@ def main() -> None:
     started = time.perf_counter()
     asyncio.run(preload(data, total))
     print(f"preloaded {total} messages in {time.perf_counter() - started:.0f} s")
-    port = free_port()
     samples: list[tuple[float, float]] = []
-    with serving(smsgw_serve(data, port), settings_env(data), port) as smsgw:
+    with serving_smsgw(data) as smsgw:
         url = dlr_url(smsgw.url)
 
         def delivered() -> int:
