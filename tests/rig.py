@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from handlers.base import CallbackRequest, WireRequest, WireResponse
+from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service.model import Account, Balance
 from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_connectel import FakeConnectel
@@ -221,3 +222,21 @@ def tally(
         "pending": pending,
     }
     return {**counted, **more}
+
+
+async def balance_over_http(
+    wiring: Wiring[Any], handler: ProviderHandler, account: Account
+) -> Balance:
+    """The handler's balance call performed against the served fake, and its reading."""
+    request = handler.balance_request(account, wiring.base_url)
+    assert request is not None
+    return handler.parse_balance(account, await execute(wiring.client, request))
+
+
+async def send_one(
+    gateway: Gateway, fake: FakeServer, account: str, to: str, text: str
+) -> tuple[str, dict[str, Any]]:
+    """One message sent through `account` and settled: its final status and its detail."""
+    [message] = await gateway.send(to=to, text=text, account=account)
+    statuses = await settle(gateway, fake, [message["id"]])
+    return statuses[message["id"]], await gateway.message(message["id"])

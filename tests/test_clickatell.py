@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import wire
@@ -32,7 +31,9 @@ from tests.rig import (
     Wiring,
     account_counters,
     account_fields,
+    balance_over_http,
     provider_loop,
+    send_one,
     settle,
     tally,
     wired,
@@ -47,6 +48,9 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    assert_balance_invalid,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
     refused,
 )
 
@@ -621,8 +625,7 @@ ONE_API_EVENT = {
     ],
 )
 def test_a_callback_clickatell_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- reply (inbound) callbacks -----------------------------------------------------
@@ -680,8 +683,7 @@ def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 )
 def test_a_reply_without_sender_or_text_is_invalid(changes: dict[str, Any]) -> None:
     body = {k: v for k, v in {**REPLY, **changes}.items() if v is not None}
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, json_callback(body, "inbound"))
+    assert_inbound_invalid(handler, ACCOUNT, json_callback(body, "inbound"))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -758,8 +760,7 @@ def test_the_balance_is_read_with_its_currency(amount: Any) -> None:
     ],
 )
 def test_a_failed_balance_call_raises_with_the_reason(response: WireResponse, text: str) -> None:
-    with pytest.raises(ValueError, match=text):
-        handler.parse_balance(ACCOUNT, response)
+    assert_balance_invalid(handler, ACCOUNT, response, text)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -925,15 +926,11 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
 
 async def test_the_balance_comes_from_the_fake_and_needs_the_key(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = 99.25, "ZAR"
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    balance = await balance_over_http(rig, handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (99.25, "ZAR")
     wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
-    denied = handler.balance_request(wrong, rig.base_url)
-    assert denied is not None
     with pytest.raises(ValueError, match="Authentication failed"):
-        handler.parse_balance(wrong, await execute(rig.client, denied))
+        await balance_over_http(rig, handler, wrong)
 
 
 async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
@@ -1023,9 +1020,7 @@ async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with clickatell_setup(tmp_path) as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="secret?", account="click")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "click", "+46700000001", "secret?")
         assert "apiMessageId" in detail["http_response"]
         assert API_KEY not in json.dumps(detail)
         listed = (await gateway.api.get("/v1/accounts/click")).json()

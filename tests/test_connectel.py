@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireRequest, WireResponse
 from handlers.connectel import ConnectelHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from tests import wire
 from tests.fake_connectel import FakeConnectel
@@ -34,6 +33,9 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
+    malformed,
     refused,
 )
 
@@ -455,14 +457,11 @@ def test_query_parameters_and_a_json_body_are_read_together() -> None:
         pytest.param(json_callback(dlr(None, None)), id="no-status-at-all"),
         pytest.param(json_callback(dlr(None, "")), id="blank-status-str-only"),
         pytest.param(json_callback(dlr(None, "GONE")), id="unknown-status-name-only"),
-        pytest.param(json_callback([dlr()]), id="json-array"),
-        pytest.param(json_callback(b'{"requestid": "R1", "statusInt": '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
+        *malformed(dlr(), b'{"requestid": "R1", "statusInt": ', json_callback, get_callback),
     ],
 )
 def test_a_callback_connectel_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -500,8 +499,7 @@ def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 @pytest.mark.parametrize("missing", ["from", "message"])
 def test_an_inbound_sms_without_sender_or_message_is_invalid(missing: str) -> None:
     body = {k: v for k, v in INBOUND.items() if k != missing}
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, json_callback(body))
+    assert_inbound_invalid(handler, ACCOUNT, json_callback(body))
 
 
 # -- polling and balance -----------------------------------------------------------

@@ -25,6 +25,7 @@ from tests.rig import (
     account_fields,
     connectel_setup,
     provider_gateway,
+    send_one,
     settle,
     tally,
 )
@@ -108,9 +109,7 @@ async def test_reports_may_arrive_as_form_posts_or_get_queries(tmp_path: Path) -
 async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: Path) -> None:
     async with connectel_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [503, 500]
-        [message] = await gateway.send(to="+46700000001", text="retry", account="conn")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "conn", "+46700000001", "retry")
         assert detail["status"] == "delivered" and detail["attempts"] == 3
         retries = [e for e in detail["events"] if e["event"] == "message.retry"]
         assert [e["http_status"] for e in retries] == [503, 500]
@@ -181,18 +180,14 @@ async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> Non
 async def test_a_wrong_token_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with connectel_setup(tmp_path) as (gateway, fake):
         fake.token = "rotated"
-        [message] = await gateway.send(to="+46700000001", text="denied", account="conn")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        status, detail = await send_one(gateway, fake, "conn", "+46700000001", "denied")
+        assert status == "failed" and detail["http_status"] == 401
         assert (await conn_counters(gateway))["failed"] == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_token(tmp_path: Path) -> None:
     async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="secret?", account="conn")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "conn", "+46700000001", "secret?")
         assert detail["http_response"] and CONNECTEL_TOKEN not in str(detail)
         # Not even the accounts table holds it: credentials are sealed at rest.
         assert CONNECTEL_TOKEN not in await db_dump(gateway.settings)
@@ -308,10 +303,8 @@ async def test_real_traffic_never_fails_over_to_the_sandbox(tmp_path: Path) -> N
 
 async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) -> None:
     async with connectel_setup(tmp_path, options={"test_mode": True}) as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="dry", account="conn")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["error"]["code"] == "test_mode"
+        status, detail = await send_one(gateway, fake, "conn", "+46700000001", "dry")
+        assert status == "failed" and detail["error"]["code"] == "test_mode"
         assert fake.requests_seen == 0 and detail["http_status"] is None
 
 

@@ -23,20 +23,31 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.rig import Wiring, account_counters, account_fields, provider_loop, settle, tally, wired
+from tests.rig import (
+    Wiring,
+    account_counters,
+    account_fields,
+    provider_loop,
+    send_one,
+    settle,
+    tally,
+    wired,
+)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
     OK_BUT_EMPTY,
     Refusal,
     answer,
+    assert_balance_invalid,
     assert_covers,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
     json_callback,
     refused,
 )
@@ -795,14 +806,12 @@ def test_numeric_message_ids_and_a_missing_error_object_are_fine() -> None:
     ],
 )
 def test_a_report_infobip_would_never_send_is_invalid(body: Any) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback(body))
+    assert_dlr_invalid(handler, ACCOUNT, callback(body))
 
 
 def test_an_xml_report_is_invalid_because_smsgw_asks_for_json() -> None:
     xml = b"<DeliveryReports><results><result><messageId>M</messageId></result></results>"
-    with pytest.raises(CallbackInvalid, match="XML"):
-        handler.parse_dlr(ACCOUNT, callback(xml, "application/xml"))
+    assert_dlr_invalid(handler, ACCOUNT, callback(xml, "application/xml"), match="XML")
 
 
 def test_infobip_callbacks_are_not_signed_and_want_no_body_back() -> None:
@@ -858,8 +867,7 @@ def test_an_inbound_push_of_many_results_gives_each_with_text_kept_exactly() -> 
     ],
 )
 def test_an_inbound_push_infobip_would_never_send_is_invalid(body: Any) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, callback(body))
+    assert_inbound_invalid(handler, ACCOUNT, callback(body))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -976,8 +984,7 @@ def test_the_balance_call_and_its_documented_answer() -> None:
 def test_a_balance_answer_without_a_balance_raises_a_clear_error(
     response: WireResponse, message: str
 ) -> None:
-    with pytest.raises(ValueError, match=message):
-        handler.parse_balance(ACCOUNT, response)
+    assert_balance_invalid(handler, ACCOUNT, response, message)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -1344,10 +1351,8 @@ async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Pat
 async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.api_key = "rotated"
-        [message] = await gateway.send(to="+41793026727", text="denied", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        status, detail = await send_one(gateway, fake, "ib", "+41793026727", "denied")
+        assert status == "failed" and detail["http_status"] == 401
         assert detail["error"]["code"] == "UNAUTHORIZED"
         assert (await account_counters(gateway, "ib"))["failed"] == 1
 
@@ -1355,18 +1360,14 @@ async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: P
 async def test_a_429_is_retried_after_its_retry_after_then_delivered(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [429]
-        [message] = await gateway.send(to="+41793026727", text="slow down", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "delivered" and detail["attempts"] == 2
+        status, detail = await send_one(gateway, fake, "ib", "+41793026727", "slow down")
+        assert status == "delivered" and detail["attempts"] == 2
         assert fake.requests_seen == 2 and len(fake.sent) == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path, pattern="loop") as (gateway, fake):
-        [message] = await gateway.send(to="+41793026727", text="secret?", account="ib")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "ib", "+41793026727", "secret?")
         assert detail["http_response"] and "bulkId" in detail["http_response"]
         assert API_KEY not in str(detail)
         account = (await gateway.api.get("/v1/accounts/ib")).json()

@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
@@ -30,7 +29,16 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.rig import Wiring, account_fields, provider_loop, settle, tally, wired
+from tests.rig import (
+    Wiring,
+    account_fields,
+    balance_over_http,
+    provider_loop,
+    send_one,
+    settle,
+    tally,
+    wired,
+)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -41,6 +49,10 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    assert_balance_invalid,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
+    malformed,
     refused,
 )
 
@@ -498,9 +510,7 @@ def test_a_status_report_with_spaces_around_its_values_still_reads() -> None:
         pytest.param(form_callback(status_report(toaddr=None)), id="no-toaddr"),
         pytest.param(form_callback(status_report(toaddr="unknown")), id="toaddr-without-digits"),
         pytest.param(json_callback(status_report(msgid={"id": 1})), id="msgid-object"),
-        pytest.param(json_callback([status_report()]), id="json-array"),
-        pytest.param(json_callback(b'{"msgid": "1", "status": '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
+        *malformed(status_report(), b'{"msgid": "1", "status": ', json_callback, get_callback),
         pytest.param(
             CallbackRequest("POST", "http://gw/x", (), {"content-type": "text/plain"}, b"\xff\xfe"),
             id="not-utf8",
@@ -510,8 +520,7 @@ def test_a_status_report_with_spaces_around_its_values_still_reads() -> None:
 def test_a_status_report_intellisoftware_would_never_send_is_invalid(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -607,8 +616,7 @@ def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 def test_an_inbound_callback_intellisoftware_would_never_send_is_invalid(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, callback)
+    assert_inbound_invalid(handler, ACCOUNT, callback)
 
 
 def test_callbacks_need_no_signature_and_inbound_needs_no_special_answer() -> None:
@@ -661,8 +669,7 @@ def test_a_balance_answer_gives_the_remaining_credits(body: str, amount: float) 
     ],
 )
 def test_a_balance_error_or_nonsense_raises_value_error(body: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        handler.parse_balance(ACCOUNT, answer(200, body))
+    assert_balance_invalid(handler, ACCOUNT, answer(200, body), message)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -859,15 +866,11 @@ async def test_a_forwarded_inbound_sms_reaches_the_callback_and_parses(rig: Rig,
 @pytest.mark.parametrize("account", [ACCOUNT, GET_ACCOUNT], ids=["post", "get"])
 async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Account) -> None:
     rig.fake.credits = 42
-    request = handler.balance_request(account, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(account, await execute(rig.client, request))
+    balance = await balance_over_http(rig, handler, account)
     assert (balance.amount, balance.currency) == (42.0, "credits")
     wrong = replace(account, credentials={"username": USERNAME, "password": "x"})
-    bad = handler.balance_request(wrong, rig.base_url)
-    assert bad is not None
     with pytest.raises(ValueError, match="LOGIN_INVALID"):
-        handler.parse_balance(wrong, await execute(rig.client, bad))
+        await balance_over_http(rig, handler, wrong)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -924,19 +927,15 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
 async def test_a_wrong_password_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        [message] = await gateway.send(to="+447911123001", text="denied", account="intelli")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await send_one(gateway, fake, "intelli", "+447911123001", "denied")
+        assert status == "failed"
         assert detail["error"]["code"] == "LOGIN_INVALID"
         assert (await counters(gateway))["failed"] == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_password(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path, method="GET") as (gateway, fake):
-        [message] = await gateway.send(to="+447911123001", text="secret?", account="intelli")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "intelli", "+447911123001", "secret?")
         assert detail["http_response"] == f"ID:{ID}"
         assert PASSWORD not in json.dumps(detail)
         account = (await gateway.api.get("/v1/accounts/intelli")).json()

@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import wire
@@ -36,7 +35,9 @@ from tests.rig import (
     Wiring,
     account_counters,
     account_fields,
+    balance_over_http,
     provider_gateway,
+    send_one,
     settle,
     tally,
     wired,
@@ -45,7 +46,11 @@ from tests.wire import (
     UNAUTHORIZED,
     Refusal,
     assert_accepted_only_on_2xx,
+    assert_balance_invalid,
     assert_covers,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
+    malformed,
     refused,
 )
 
@@ -603,14 +608,11 @@ def test_the_query_and_a_form_body_are_read_together() -> None:
         pytest.param(json_callback(dlr(True)), id="status-boolean"),
         pytest.param(json_callback(dlr(sMessageId={"id": 1})), id="message-id-object"),
         pytest.param(json_callback(dlr(iErrCode=[0])), id="error-code-list"),
-        pytest.param(json_callback([dlr()]), id="json-array"),
-        pytest.param(json_callback(b'{"sMessageId": "x", "sStatus": '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
+        *malformed(dlr(), b'{"sMessageId": "x", "sStatus": ', json_callback, get_callback),
     ],
 )
 def test_a_callback_route_mobile_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 def test_callbacks_carry_no_signature_to_check() -> None:
@@ -621,8 +623,9 @@ def test_callbacks_carry_no_signature_to_check() -> None:
 
 
 def test_route_mobile_has_no_inbound_callback() -> None:
-    with pytest.raises(CallbackInvalid, match="no inbound"):
-        handler.parse_inbound(ACCOUNT, get_callback({"from": "9198", "text": "hi"}))
+    assert_inbound_invalid(
+        handler, ACCOUNT, get_callback({"from": "9198", "text": "hi"}), "no inbound"
+    )
     assert handler.inbound_answer(ACCOUNT, "reply") is None
 
 
@@ -656,8 +659,7 @@ def test_a_credit_check_answer_gives_the_balance(body: str, amount: float) -> No
     ],
 )
 def test_a_failed_credit_check_raises_a_clear_error(status: int, body: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        handler.parse_balance(ACCOUNT, answer(body, status))
+    assert_balance_invalid(handler, ACCOUNT, answer(body, status), match)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -838,12 +840,10 @@ async def test_a_hung_send_is_accepted_although_the_client_times_out(rig: Rig) -
 
 
 async def test_the_credit_check_answers_the_balance_or_denies_wrong_credentials(rig: Rig) -> None:
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    assert handler.parse_balance(ACCOUNT, await execute(rig.client, request)).amount == 1250.75
+    assert (await balance_over_http(rig, handler, ACCOUNT)).amount == 1250.75
     rig.fake.password = "rotated"
     with pytest.raises(ValueError, match="denied"):
-        handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+        await balance_over_http(rig, handler, ACCOUNT)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -916,9 +916,7 @@ async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) ->
 async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with routemobile_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        [message] = await gateway.send(to="+919800000001", text="denied", account="rm")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "rm", "+919800000001", "denied")
         assert detail["status"] == "failed" and detail["error"]["code"] == "1703"
         assert (detail["http_status"], detail["http_response"]) == (200, "1703")
         assert (await account_counters(gateway, "rm"))["failed"] == 1
@@ -938,9 +936,7 @@ async def test_the_stored_provider_response_never_holds_the_password(tmp_path: P
         gateway,
         fake,
     ):
-        [message] = await gateway.send(to="+919800000001", text="secret?", account="rm")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await send_one(gateway, fake, "rm", "+919800000001", "secret?")
         assert detail["http_response"].startswith("1701|919800000001|")
         assert PASSWORD not in str(detail) and urlencode({"p": PASSWORD})[2:] not in str(detail)
         account_view = (await gateway.api.get("/v1/accounts/rm")).json()

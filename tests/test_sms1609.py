@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.sms1609 import Sms1609Handler, parse_poll_status
-from service.errors import CallbackInvalid
 from service.model import Account, Balance, Outcome, OutgoingSms, SendBatch, Status
 from tests.conftest import Gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
@@ -35,7 +34,7 @@ from tests.rig import (
     tally,
     wired,
 )
-from tests.wire import answer
+from tests.wire import answer, assert_balance_invalid, assert_dlr_invalid, assert_inbound_invalid
 
 USER = "acme"
 PASSWORD = "pw-s3cret!"
@@ -345,16 +344,14 @@ CALLBACKS = [
 def test_every_delivery_report_callback_is_invalid_as_1609sms_pushes_none(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid, match="polled"):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback, match="polled")
 
 
 @pytest.mark.parametrize("callback", CALLBACKS, ids=["get", "form", "json"])
 def test_every_inbound_callback_is_invalid_as_its_format_is_undocumented(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid, match="no format"):
-        handler.parse_inbound(ACCOUNT, callback)
+    assert_inbound_invalid(handler, ACCOUNT, callback, match="no format")
 
 
 def test_nothing_is_signed_and_no_inbound_answer_is_expected() -> None:
@@ -484,8 +481,7 @@ def test_a_bare_number_is_the_balance_in_credits(body: str, amount: float) -> No
     ],
 )
 def test_anything_but_a_number_is_no_balance(response: WireResponse, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        handler.parse_balance(ACCOUNT, response)
+    assert_balance_invalid(handler, ACCOUNT, response, match)
 
 
 # -- the fake over real HTTP -------------------------------------------------------

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
-from service.errors import CallbackInvalid, Forbidden
+from service.errors import Forbidden
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import wire
@@ -38,7 +38,9 @@ from tests.rig import (
     Wiring,
     account_counters,
     account_fields,
+    balance_over_http,
     provider_gateway,
+    send_one,
     settle,
     tally,
     wired,
@@ -51,6 +53,10 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    assert_balance_invalid,
+    assert_dlr_invalid,
+    assert_inbound_invalid,
+    malformed,
     refused,
 )
 
@@ -730,8 +736,7 @@ def test_status_words_are_read_in_any_case_and_padding() -> None:
 
 @pytest.mark.parametrize("word", ["received", "receiving"])
 def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> None:
-    with pytest.raises(CallbackInvalid, match="inbound"):
-        handler.parse_dlr(ACCOUNT, form_callback(dlr(word)))
+    assert_dlr_invalid(handler, ACCOUNT, form_callback(dlr(word)), match="inbound")
 
 
 @pytest.mark.parametrize(
@@ -746,14 +751,11 @@ def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> 
         pytest.param(json_callback(dlr(MessageStatus=["delivered"])), id="status-list"),
         pytest.param(json_callback(dlr(MessageSid={"sid": "SM1"})), id="sid-object"),
         pytest.param(json_callback(dlr(ErrorCode=[30003])), id="code-list"),
-        pytest.param(json_callback([dlr()]), id="json-array"),
-        pytest.param(json_callback(b'{"MessageSid": "SM1", '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
+        *malformed(dlr(), b'{"MessageSid": "SM1", ', json_callback, get_callback),
     ],
 )
 def test_a_callback_twilio_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+    assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -820,13 +822,11 @@ def test_an_inbound_sms_with_only_the_legacy_sid_is_read() -> None:
     ],
 )
 def test_an_inbound_callback_twilio_would_never_send_is_invalid(fields: dict[str, Any]) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, form_callback(fields))
+    assert_inbound_invalid(handler, ACCOUNT, form_callback(fields))
 
 
 def test_an_inbound_json_body_that_is_not_text_is_invalid() -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
+    assert_inbound_invalid(handler, ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
 
 
 def test_the_inbound_answer_is_empty_twiml_without_a_reply() -> None:
@@ -940,8 +940,7 @@ def test_the_balance_is_fetched_and_read_from_the_sdk_fixture() -> None:
 def test_an_unreadable_balance_raises_a_value_error_saying_why(
     response: WireResponse, says: str
 ) -> None:
-    with pytest.raises(ValueError, match=says):
-        handler.parse_balance(ACCOUNT, response)
+    assert_balance_invalid(handler, ACCOUNT, response, says)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -1134,15 +1133,11 @@ async def test_polls_follow_the_status_and_unknown_sids_give_nothing(rig: Rig) -
 
 async def test_the_balance_comes_from_the_fake(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = "3.25", "EUR"
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    balance = await balance_over_http(rig, handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (3.25, "EUR")
     wrong = replace(ACCOUNT, credentials={"account_sid": SID, "auth_token": "nope"})
-    bad = handler.balance_request(wrong, rig.base_url)
-    assert bad is not None
     with pytest.raises(ValueError, match="20003"):
-        handler.parse_balance(wrong, await execute(rig.client, bad))
+        await balance_over_http(rig, handler, wrong)
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -1229,10 +1224,8 @@ async def test_a_refused_number_fails_with_twilios_code_and_is_never_retried(
     tmp_path: Path,
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
-        [message] = await gateway.send(to="+15005550001", text="nobody", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await send_one(gateway, fake, "tw", "+15005550001", "nobody")
+        assert status == "failed"
         assert detail["http_status"] == 400 and detail["error"]["code"] == "21211"
         assert fake.requests_seen == 1 and fake.sent == []
         assert (await account_counters(gateway, "tw"))["failed"] == 1
@@ -1243,10 +1236,8 @@ async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_show
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
         fake.auth_token = "rotated-token"
-        [message] = await gateway.send(to="+46700000001", text="denied", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await send_one(gateway, fake, "tw", "+46700000001", "denied")
+        assert status == "failed"
         assert detail["http_status"] == 401 and detail["error"]["code"] == "20003"
         assert (await account_counters(gateway, "tw"))["failed"] == 1
         listed = (await gateway.api.get("/v1/accounts/tw")).json()
