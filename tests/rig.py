@@ -85,6 +85,12 @@ class Wiring(Generic[F]):
     async def execute(self, request: WireRequest) -> WireResponse:
         return await execute(self.client, request)
 
+    async def read_balance(self, handler: ProviderHandler, account: Account) -> Balance:
+        """The handler's balance call performed against the fake, and its reading."""
+        request = handler.balance_request(account, self.base_url)
+        assert request is not None
+        return handler.parse_balance(account, await self.execute(request))
+
 
 @asynccontextmanager
 async def wired(
@@ -222,15 +228,6 @@ def tally(
         "pending": pending,
     }
     return {**counted, **more}
-
-
-async def balance_over_http(
-    wiring: Wiring[Any], handler: ProviderHandler, account: Account
-) -> Balance:
-    """The handler's balance call performed against the served fake, and its reading."""
-    request = handler.balance_request(account, wiring.base_url)
-    assert request is not None
-    return handler.parse_balance(account, await execute(wiring.client, request))
 
 
 async def send_one(

@@ -23,21 +23,10 @@ from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
-from tests.rig import (
-    Receiver,
-    Wiring,
-    account_counters,
-    account_fields,
-    balance_over_http,
-    provider_loop,
-    send_one,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -48,9 +37,6 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
-    assert_balance_invalid,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
     refused,
 )
 
@@ -625,7 +611,7 @@ ONE_API_EVENT = {
     ],
 )
 def test_a_callback_clickatell_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- reply (inbound) callbacks -----------------------------------------------------
@@ -683,7 +669,7 @@ def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 )
 def test_a_reply_without_sender_or_text_is_invalid(changes: dict[str, Any]) -> None:
     body = {k: v for k, v in {**REPLY, **changes}.items() if v is not None}
-    assert_inbound_invalid(handler, ACCOUNT, json_callback(body, "inbound"))
+    wire.assert_inbound_invalid(handler, ACCOUNT, json_callback(body, "inbound"))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -760,13 +746,13 @@ def test_the_balance_is_read_with_its_currency(amount: Any) -> None:
     ],
 )
 def test_a_failed_balance_call_raises_with_the_reason(response: WireResponse, text: str) -> None:
-    assert_balance_invalid(handler, ACCOUNT, response, text)
+    wire.assert_balance_invalid(handler, ACCOUNT, response, text)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeClickatell]):
+class Rig(rigging.Wiring[FakeClickatell]):
     def batch(self, *numbers: str, sender: str = "ACME") -> SendBatch:
         return batch(*numbers, sender=sender, base_url=self.base_url)
 
@@ -784,8 +770,8 @@ class Rig(Wiring[FakeClickatell]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeClickatell(API_KEY), Receiver(hidden={"key"})
-    async with wired(Rig, fake, query="?key=s3cret", receiver=receiver) as rig:
+    fake, receiver = FakeClickatell(API_KEY), rigging.Receiver(hidden={"key"})
+    async with rigging.wired(Rig, fake, query="?key=s3cret", receiver=receiver) as rig:
         yield rig
 
 
@@ -926,11 +912,11 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
 
 async def test_the_balance_comes_from_the_fake_and_needs_the_key(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = 99.25, "ZAR"
-    balance = await balance_over_http(rig, handler, ACCOUNT)
+    balance = await rig.read_balance(handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (99.25, "ZAR")
     wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
     with pytest.raises(ValueError, match="Authentication failed"):
-        await balance_over_http(rig, handler, wrong)
+        await rig.read_balance(handler, wrong)
 
 
 async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
@@ -943,13 +929,13 @@ async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
 
 # -- the whole loop: smsgw against the fake ----------------------------------------
 
-CLICKATELL = account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
+CLICKATELL = rigging.account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
 
 
 def clickatell_setup(
     tmp_path: Path, **settings: Any
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeClickatell]]:
-    return provider_loop(tmp_path, FakeClickatell(API_KEY), CLICKATELL, **settings)
+    return rigging.provider_loop(tmp_path, FakeClickatell(API_KEY), CLICKATELL, **settings)
 
 
 async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_reports(
@@ -961,7 +947,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_repo
         sent = await gateway.send(
             to=["+46700000001", "+46700000002", "+46700000003"], text="hi", account="click"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert [statuses[m["id"]] for m in sent] == ["delivered", "undelivered", "failed"]
         assert len(fake.sent) == 1 and len(fake.sent[0]["to"]) == 3
         undelivered = await gateway.message(sent[1]["id"])
@@ -971,7 +957,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_repo
         }
         refused = await gateway.message(sent[2]["id"])
         assert refused["error"]["code"] == "121" and refused["http_status"] == 202
-        assert await account_counters(gateway, "click") == tally(
+        assert await rigging.account_counters(gateway, "click") == rigging.tally(
             requests=3, accepted=2, failed=1, delivered=1, undelivered=1
         )
 
@@ -980,7 +966,7 @@ async def test_reports_pushed_as_get_queries_keep_the_callback_key(tmp_path: Pat
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.dlr_format, fake.dlr_fields = "get", "names"
         [message] = await gateway.send(to="+46700000001", text="get", account="click")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
         assert fake.dlr_acks == [200, 200]
 
 
@@ -989,7 +975,7 @@ async def test_a_number_twice_in_one_send_is_delivered_twice(tmp_path: Path) -> 
         sent = await gateway.send(
             to=["+46700000001", "+46700000001"], text="twice", account="click"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         assert [body["to"] for body in fake.sent] == [["46700000001"], ["46700000001"]]
 
@@ -998,10 +984,10 @@ async def test_a_wrong_key_fails_the_message_as_an_account_error(tmp_path: Path)
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.api_key = "rotated"
         [message] = await gateway.send(to="+46700000001", text="denied", account="click")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
         detail = await gateway.message(message["id"])
         assert detail["http_status"] == 401 and detail["error"]["code"] == "001"
-        assert (await account_counters(gateway, "click"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "click"))["failed"] == 1
 
 
 async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
@@ -1010,17 +996,17 @@ async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.error_next = [301]
         [broke] = await gateway.send(to="+46700000001", text="broke", account="click")
-        assert (await settle(gateway, fake, [broke["id"]]))[broke["id"]] == "failed"
+        assert (await rigging.settle(gateway, fake, [broke["id"]]))[broke["id"]] == "failed"
         assert (await gateway.message(broke["id"]))["error"]["code"] == "301"
         fake.error_next = [901]
         [retried] = await gateway.send(to="+46700000002", text="again", account="click")
-        assert (await settle(gateway, fake, [retried["id"]]))[retried["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [retried["id"]]))[retried["id"]] == "delivered"
         assert (await gateway.message(retried["id"]))["attempts"] == 2
 
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with clickatell_setup(tmp_path) as (gateway, fake):
-        _, detail = await send_one(gateway, fake, "click", "+46700000001", "secret?")
+        _, detail = await rigging.send_one(gateway, fake, "click", "+46700000001", "secret?")
         assert "apiMessageId" in detail["http_response"]
         assert API_KEY not in json.dumps(detail)
         listed = (await gateway.api.get("/v1/accounts/click")).json()

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireRequest, WireResponse
 from handlers.connectel import ConnectelHandler
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from tests import rig as rigging
 from tests import wire
 from tests.fake_connectel import FakeConnectel
-from tests.rig import Wiring, wired
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -33,9 +33,6 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
-    malformed,
     refused,
 )
 
@@ -457,11 +454,11 @@ def test_query_parameters_and_a_json_body_are_read_together() -> None:
         pytest.param(json_callback(dlr(None, None)), id="no-status-at-all"),
         pytest.param(json_callback(dlr(None, "")), id="blank-status-str-only"),
         pytest.param(json_callback(dlr(None, "GONE")), id="unknown-status-name-only"),
-        *malformed(dlr(), b'{"requestid": "R1", "statusInt": ', json_callback, get_callback),
+        *wire.malformed(dlr(), b'{"requestid": "R1", "statusInt": ', json_callback, get_callback),
     ],
 )
 def test_a_callback_connectel_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -499,7 +496,7 @@ def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 @pytest.mark.parametrize("missing", ["from", "message"])
 def test_an_inbound_sms_without_sender_or_message_is_invalid(missing: str) -> None:
     body = {k: v for k, v in INBOUND.items() if k != missing}
-    assert_inbound_invalid(handler, ACCOUNT, json_callback(body))
+    wire.assert_inbound_invalid(handler, ACCOUNT, json_callback(body))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -597,7 +594,7 @@ def test_connectel_has_no_balance_call() -> None:
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeConnectel]):
+class Rig(rigging.Wiring[FakeConnectel]):
     def batch(self, *numbers: str) -> SendBatch:
         return batch(*numbers, base_url=self.base_url)
 
@@ -607,7 +604,7 @@ class Rig(Wiring[FakeConnectel]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeConnectel(token=TOKEN)) as rig:
+    async with rigging.wired(Rig, FakeConnectel(token=TOKEN)) as rig:
         yield rig
 
 

@@ -25,29 +25,18 @@ from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
+from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    provider_loop,
-    send_one,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
     OK_BUT_EMPTY,
     Refusal,
     answer,
-    assert_balance_invalid,
     assert_covers,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
     json_callback,
     refused,
 )
@@ -806,12 +795,12 @@ def test_numeric_message_ids_and_a_missing_error_object_are_fine() -> None:
     ],
 )
 def test_a_report_infobip_would_never_send_is_invalid(body: Any) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback(body))
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback(body))
 
 
 def test_an_xml_report_is_invalid_because_smsgw_asks_for_json() -> None:
     xml = b"<DeliveryReports><results><result><messageId>M</messageId></result></results>"
-    assert_dlr_invalid(handler, ACCOUNT, callback(xml, "application/xml"), match="XML")
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback(xml, "application/xml"), match="XML")
 
 
 def test_infobip_callbacks_are_not_signed_and_want_no_body_back() -> None:
@@ -867,7 +856,7 @@ def test_an_inbound_push_of_many_results_gives_each_with_text_kept_exactly() -> 
     ],
 )
 def test_an_inbound_push_infobip_would_never_send_is_invalid(body: Any) -> None:
-    assert_inbound_invalid(handler, ACCOUNT, callback(body))
+    wire.assert_inbound_invalid(handler, ACCOUNT, callback(body))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -984,13 +973,13 @@ def test_the_balance_call_and_its_documented_answer() -> None:
 def test_a_balance_answer_without_a_balance_raises_a_clear_error(
     response: WireResponse, message: str
 ) -> None:
-    assert_balance_invalid(handler, ACCOUNT, response, message)
+    wire.assert_balance_invalid(handler, ACCOUNT, response, message)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeInfobip]):
+class Rig(rigging.Wiring[FakeInfobip]):
     @property
     def dlr_url(self) -> str:
         """Infobip takes the report URL per message (`notifyUrl`), not from the fake."""
@@ -1011,7 +1000,7 @@ class Rig(Wiring[FakeInfobip]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeInfobip(API_KEY), callbacks=("inbound",)) as rig:
+    async with rigging.wired(Rig, FakeInfobip(API_KEY), callbacks=("inbound",)) as rig:
         yield rig
 
 
@@ -1293,10 +1282,10 @@ def infobip_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeInfobip]]:
-    account = account_fields(
+    account = rigging.account_fields(
         "ib", "infobip", {"api_key": API_KEY}, "InfoSMS", pattern=pattern, options=options or {}
     )
-    return provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
+    return rigging.provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
 
 
 async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
@@ -1306,13 +1295,15 @@ async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
         sent = await gateway.send(
             to=["+41793026727", "+41793026834", "+41793026999"], text="bulk", account="ib"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         [request] = fake.sent
         [entry] = request["messages"]
         assert len(entry["destinations"]) == 3
         assert entry["notifyUrl"].startswith(gateway.url) and "key=" in entry["notifyUrl"]
-        assert await account_counters(gateway, "ib") == tally(requests=3, accepted=3, delivered=3)
+        assert await rigging.account_counters(gateway, "ib") == rigging.tally(
+            requests=3, accepted=3, delivered=3
+        )
         detail = await gateway.message(sent[0]["id"])
         assert detail["request_id"] in fake.messages
 
@@ -1324,10 +1315,10 @@ async def test_undelivered_expired_and_rejected_reports_keep_infobips_codes(tmp_
         fake.duplicates, fake.shuffle = 1, True
         numbers = [f"+4179302{n:03d}{d}" for n in range(3) for d in "1234"]
         sent = await gateway.send(to=numbers, text="mixed", account="ib")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "undelivered", "2": "expired", "3": "rejected", "4": "delivered"}
         assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
-        assert await account_counters(gateway, "ib") == tally(
+        assert await rigging.account_counters(gateway, "ib") == rigging.tally(
             requests=12, accepted=12, delivered=3, undelivered=9
         )
         expired = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("2")))
@@ -1339,35 +1330,35 @@ async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Pat
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.status_for = lambda number: 52 if number.endswith("9") else None
         sent = await gateway.send(to=["+41793026727", "+41793026729"], text="hi", account="ib")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert [statuses[m["id"]] for m in sent] == ["delivered", "failed"]
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "REJECTED_DESTINATION"
         assert refused["http_status"] == 200
-        counters = await account_counters(gateway, "ib")
+        counters = await rigging.account_counters(gateway, "ib")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
 async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.api_key = "rotated"
-        status, detail = await send_one(gateway, fake, "ib", "+41793026727", "denied")
+        status, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "denied")
         assert status == "failed" and detail["http_status"] == 401
         assert detail["error"]["code"] == "UNAUTHORIZED"
-        assert (await account_counters(gateway, "ib"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "ib"))["failed"] == 1
 
 
 async def test_a_429_is_retried_after_its_retry_after_then_delivered(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [429]
-        status, detail = await send_one(gateway, fake, "ib", "+41793026727", "slow down")
+        status, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "slow down")
         assert status == "delivered" and detail["attempts"] == 2
         assert fake.requests_seen == 2 and len(fake.sent) == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path, pattern="loop") as (gateway, fake):
-        _, detail = await send_one(gateway, fake, "ib", "+41793026727", "secret?")
+        _, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "secret?")
         assert detail["http_response"] and "bulkId" in detail["http_response"]
         assert API_KEY not in str(detail)
         account = (await gateway.api.get("/v1/accounts/ib")).json()
@@ -1383,7 +1374,7 @@ async def test_an_account_that_polls_reaches_delivered_through_the_logs(tmp_path
     ):
         fake.push_reports = False
         [message] = await gateway.send(to="+41793026727", text="poll me", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         detail = await gateway.message(message["id"])
         assert fake.log_queries and fake.log_queries[0] == [detail["request_id"]]

@@ -25,20 +25,11 @@ from handlers.intellisoftware import IntelliSoftwareHandler
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.rig import (
-    Wiring,
-    account_fields,
-    balance_over_http,
-    provider_loop,
-    send_one,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -49,10 +40,6 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
-    assert_balance_invalid,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
-    malformed,
     refused,
 )
 
@@ -510,7 +497,7 @@ def test_a_status_report_with_spaces_around_its_values_still_reads() -> None:
         pytest.param(form_callback(status_report(toaddr=None)), id="no-toaddr"),
         pytest.param(form_callback(status_report(toaddr="unknown")), id="toaddr-without-digits"),
         pytest.param(json_callback(status_report(msgid={"id": 1})), id="msgid-object"),
-        *malformed(status_report(), b'{"msgid": "1", "status": ', json_callback, get_callback),
+        *wire.malformed(status_report(), b'{"msgid": "1", "status": ', json_callback, get_callback),
         pytest.param(
             CallbackRequest("POST", "http://gw/x", (), {"content-type": "text/plain"}, b"\xff\xfe"),
             id="not-utf8",
@@ -520,7 +507,7 @@ def test_a_status_report_with_spaces_around_its_values_still_reads() -> None:
 def test_a_status_report_intellisoftware_would_never_send_is_invalid(
     callback: CallbackRequest,
 ) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -616,7 +603,7 @@ def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 def test_an_inbound_callback_intellisoftware_would_never_send_is_invalid(
     callback: CallbackRequest,
 ) -> None:
-    assert_inbound_invalid(handler, ACCOUNT, callback)
+    wire.assert_inbound_invalid(handler, ACCOUNT, callback)
 
 
 def test_callbacks_need_no_signature_and_inbound_needs_no_special_answer() -> None:
@@ -669,13 +656,13 @@ def test_a_balance_answer_gives_the_remaining_credits(body: str, amount: float) 
     ],
 )
 def test_a_balance_error_or_nonsense_raises_value_error(body: str, message: str) -> None:
-    assert_balance_invalid(handler, ACCOUNT, answer(200, body), message)
+    wire.assert_balance_invalid(handler, ACCOUNT, answer(200, body), message)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeIntelliSoftware]):
+class Rig(rigging.Wiring[FakeIntelliSoftware]):
     def batch(self, *numbers: str, text: str = "Hello") -> SendBatch:
         return batch(*numbers, text=text, base_url=self.base_url)
 
@@ -688,7 +675,7 @@ class Rig(Wiring[FakeIntelliSoftware]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeIntelliSoftware(USERNAME, PASSWORD)) as rig:
+    async with rigging.wired(Rig, FakeIntelliSoftware(USERNAME, PASSWORD)) as rig:
         yield rig
 
 
@@ -866,11 +853,11 @@ async def test_a_forwarded_inbound_sms_reaches_the_callback_and_parses(rig: Rig,
 @pytest.mark.parametrize("account", [ACCOUNT, GET_ACCOUNT], ids=["post", "get"])
 async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Account) -> None:
     rig.fake.credits = 42
-    balance = await balance_over_http(rig, handler, account)
+    balance = await rig.read_balance(handler, account)
     assert (balance.amount, balance.currency) == (42.0, "credits")
     wrong = replace(account, credentials={"username": USERNAME, "password": "x"})
     with pytest.raises(ValueError, match="LOGIN_INVALID"):
-        await balance_over_http(rig, handler, wrong)
+        await rig.read_balance(handler, wrong)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -879,14 +866,14 @@ async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Accoun
 def intelli_setup(
     tmp_path: Path, **options: Any
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeIntelliSoftware]]:
-    account = account_fields(
+    account = rigging.account_fields(
         "intelli",
         "intellisoftware",
         {"username": USERNAME, "password": PASSWORD},
         "ACME",
         options=options,
     )
-    return provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
+    return rigging.provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
 
 
 async def counters(gateway: Gateway) -> dict[str, int]:
@@ -905,7 +892,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
             to=["+447911123001", "+447911123002", "+447911123003"], text="hello", account="intelli"
         )
         by_to = {m["to"]: m["id"] for m in sent}
-        statuses = await settle(gateway, fake, list(by_to.values()))
+        statuses = await rigging.settle(gateway, fake, list(by_to.values()))
         assert [statuses[by_to[n]] for n in sorted(by_to)] == [
             "delivered",
             "undelivered",
@@ -917,7 +904,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
         undelivered = await gateway.message(by_to["+447911123002"])
         assert undelivered["request_id"] == ID
         assert undelivered["error"] == {"code": "6", "message": "Unable To Deliver"}
-        assert await counters(gateway) == tally(
+        assert await counters(gateway) == rigging.tally(
             requests=3, accepted=2, failed=1, delivered=1, undelivered=1, unmatched=0
         )
         total = (await gateway.stats())["total"]
@@ -927,7 +914,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
 async def test_a_wrong_password_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        status, detail = await send_one(gateway, fake, "intelli", "+447911123001", "denied")
+        status, detail = await rigging.send_one(gateway, fake, "intelli", "+447911123001", "denied")
         assert status == "failed"
         assert detail["error"]["code"] == "LOGIN_INVALID"
         assert (await counters(gateway))["failed"] == 1
@@ -935,7 +922,7 @@ async def test_a_wrong_password_fails_the_message_as_an_account_error(tmp_path: 
 
 async def test_the_stored_provider_response_never_holds_the_password(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path, method="GET") as (gateway, fake):
-        _, detail = await send_one(gateway, fake, "intelli", "+447911123001", "secret?")
+        _, detail = await rigging.send_one(gateway, fake, "intelli", "+447911123001", "secret?")
         assert detail["http_response"] == f"ID:{ID}"
         assert PASSWORD not in json.dumps(detail)
         account = (await gateway.api.get("/v1/accounts/intelli")).json()
@@ -947,7 +934,7 @@ async def test_the_stored_provider_response_never_holds_the_password(tmp_path: P
 async def test_a_too_long_text_is_refused_without_reaching_anyone(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path, maxconcat=2) as (gateway, fake):
         [message] = await gateway.send(to="+447911123001", text="q" * 400, account="intelli")
-        await settle(gateway, fake, [message["id"]])
+        await rigging.settle(gateway, fake, [message["id"]])
         detail = await gateway.message(message["id"])
         assert detail["status"] == "failed"
         assert detail["error"]["code"] == "MAXCONCAT_EXCEEDED"

@@ -27,30 +27,16 @@ from handlers.base import CallbackRequest, WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_routemobile import FakeRouteMobile
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    balance_over_http,
-    provider_gateway,
-    send_one,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     UNAUTHORIZED,
     Refusal,
     assert_accepted_only_on_2xx,
-    assert_balance_invalid,
     assert_covers,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
-    malformed,
     refused,
 )
 
@@ -608,11 +594,11 @@ def test_the_query_and_a_form_body_are_read_together() -> None:
         pytest.param(json_callback(dlr(True)), id="status-boolean"),
         pytest.param(json_callback(dlr(sMessageId={"id": 1})), id="message-id-object"),
         pytest.param(json_callback(dlr(iErrCode=[0])), id="error-code-list"),
-        *malformed(dlr(), b'{"sMessageId": "x", "sStatus": ', json_callback, get_callback),
+        *wire.malformed(dlr(), b'{"sMessageId": "x", "sStatus": ', json_callback, get_callback),
     ],
 )
 def test_a_callback_route_mobile_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 def test_callbacks_carry_no_signature_to_check() -> None:
@@ -623,7 +609,7 @@ def test_callbacks_carry_no_signature_to_check() -> None:
 
 
 def test_route_mobile_has_no_inbound_callback() -> None:
-    assert_inbound_invalid(
+    wire.assert_inbound_invalid(
         handler, ACCOUNT, get_callback({"from": "9198", "text": "hi"}), "no inbound"
     )
     assert handler.inbound_answer(ACCOUNT, "reply") is None
@@ -659,13 +645,13 @@ def test_a_credit_check_answer_gives_the_balance(body: str, amount: float) -> No
     ],
 )
 def test_a_failed_credit_check_raises_a_clear_error(status: int, body: str, match: str) -> None:
-    assert_balance_invalid(handler, ACCOUNT, answer(body, status), match)
+    wire.assert_balance_invalid(handler, ACCOUNT, answer(body, status), match)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeRouteMobile]):
+class Rig(rigging.Wiring[FakeRouteMobile]):
     async def send(
         self, *numbers: str, text: str = "Hello", encoding: str = "GSM-7", acct: Account = ACCOUNT
     ) -> list[Any]:
@@ -681,7 +667,7 @@ class Rig(Wiring[FakeRouteMobile]):
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    async with wired(Rig, fake, callbacks=("dlr",), query="?key=secret") as rig:
+    async with rigging.wired(Rig, fake, callbacks=("dlr",), query="?key=secret") as rig:
         yield rig
 
 
@@ -840,10 +826,10 @@ async def test_a_hung_send_is_accepted_although_the_client_times_out(rig: Rig) -
 
 
 async def test_the_credit_check_answers_the_balance_or_denies_wrong_credentials(rig: Rig) -> None:
-    assert (await balance_over_http(rig, handler, ACCOUNT)).amount == 1250.75
+    assert (await rig.read_balance(handler, ACCOUNT)).amount == 1250.75
     rig.fake.password = "rotated"
     with pytest.raises(ValueError, match="denied"):
-        await balance_over_http(rig, handler, ACCOUNT)
+        await rig.read_balance(handler, ACCOUNT)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -854,14 +840,17 @@ async def routemobile_setup(
     tmp_path: Path, *, options: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[Gateway, FakeRouteMobile]]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    account = account_fields(
+    account = rigging.account_fields(
         "rm",
         "routemobile",
         {"username": USERNAME, "password": PASSWORD},
         "ACME",
         options=options or {},
     )
-    async with provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (gateway, created):
+    async with rigging.provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (
+        gateway,
+        created,
+    ):
         assert created["credentials"]["password"] != PASSWORD
         yield gateway, fake
 
@@ -871,11 +860,13 @@ async def test_a_batch_is_one_request_and_ends_delivered_by_pushed_reports(tmp_p
         fake.dlr_plan = [("ACKED", "000"), ("DELIVRD", "000")]
         numbers = ["+919800000001", "+919800000002", "+919800000003"]
         sent = await gateway.send(to=numbers, text="bulk", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         [request] = fake.sent
         assert sorted(request["destination"].split(",")) == [n[1:] for n in numbers]
-        assert await account_counters(gateway, "rm") == tally(requests=3, accepted=3, delivered=3)
+        assert await rigging.account_counters(gateway, "rm") == rigging.tally(
+            requests=3, accepted=3, delivered=3
+        )
 
 
 async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
@@ -891,12 +882,12 @@ async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
         fake.dlr_plan_for = lambda number: plans[number[-1]]
         fake.duplicates, fake.shuffle = 1, True
         sent = await gateway.send(to=[f"+91980000000{d}" for d in "1234"], text="x", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
         assert {m["to"][-1]: statuses[m["id"]] for m in sent} == expected
         undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "2"))
         assert undelivered["error"] == {"code": "001", "message": "UNDELIV"}
-        counters = await account_counters(gateway, "rm")
+        counters = await rigging.account_counters(gateway, "rm")
         assert (counters["delivered"], counters["undelivered"], counters["pending"]) == (1, 3, 0)
 
 
@@ -904,29 +895,29 @@ async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) ->
     async with routemobile_setup(tmp_path) as (gateway, fake):
         fake.codes_for = {"919800000002": "1706"}
         sent = await gateway.send(to=["+919800000001", "+919800000002"], text="x", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         by_number = {m["to"]: statuses[m["id"]] for m in sent}
         assert by_number == {"+919800000001": "delivered", "+919800000002": "failed"}
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "1706"
-        counters = await account_counters(gateway, "rm")
+        counters = await rigging.account_counters(gateway, "rm")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
 async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with routemobile_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        _, detail = await send_one(gateway, fake, "rm", "+919800000001", "denied")
+        _, detail = await rigging.send_one(gateway, fake, "rm", "+919800000001", "denied")
         assert detail["status"] == "failed" and detail["error"]["code"] == "1703"
         assert (detail["http_status"], detail["http_response"]) == (200, "1703")
-        assert (await account_counters(gateway, "rm"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "rm"))["failed"] == 1
 
 
 async def test_the_automation_box_sends_through_route_mobile(tmp_path: Path) -> None:
     async with routemobile_setup(tmp_path) as (gateway, fake):
         [message] = await gateway.send(automation="919800000001|Привет from automation")
         assert (message["account"], message["encoding"]) == ("rm", "UCS-2")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
         [known] = fake.messages.values()
         assert (known["type"], known["text"]) == ("2", "Привет from automation")
 
@@ -936,7 +927,7 @@ async def test_the_stored_provider_response_never_holds_the_password(tmp_path: P
         gateway,
         fake,
     ):
-        _, detail = await send_one(gateway, fake, "rm", "+919800000001", "secret?")
+        _, detail = await rigging.send_one(gateway, fake, "rm", "+919800000001", "secret?")
         assert detail["http_response"].startswith("1701|919800000001|")
         assert PASSWORD not in str(detail) and urlencode({"p": PASSWORD})[2:] not in str(detail)
         account_view = (await gateway.api.get("/v1/accounts/rm")).json()

@@ -30,21 +30,11 @@ from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
 from service.errors import Forbidden
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway, eventually
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    balance_over_http,
-    provider_gateway,
-    send_one,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -53,10 +43,6 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
-    assert_balance_invalid,
-    assert_dlr_invalid,
-    assert_inbound_invalid,
-    malformed,
     refused,
 )
 
@@ -736,7 +722,7 @@ def test_status_words_are_read_in_any_case_and_padding() -> None:
 
 @pytest.mark.parametrize("word", ["received", "receiving"])
 def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, form_callback(dlr(word)), match="inbound")
+    wire.assert_dlr_invalid(handler, ACCOUNT, form_callback(dlr(word)), match="inbound")
 
 
 @pytest.mark.parametrize(
@@ -751,11 +737,11 @@ def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> 
         pytest.param(json_callback(dlr(MessageStatus=["delivered"])), id="status-list"),
         pytest.param(json_callback(dlr(MessageSid={"sid": "SM1"})), id="sid-object"),
         pytest.param(json_callback(dlr(ErrorCode=[30003])), id="code-list"),
-        *malformed(dlr(), b'{"MessageSid": "SM1", ', json_callback, get_callback),
+        *wire.malformed(dlr(), b'{"MessageSid": "SM1", ', json_callback, get_callback),
     ],
 )
 def test_a_callback_twilio_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    assert_dlr_invalid(handler, ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -822,11 +808,11 @@ def test_an_inbound_sms_with_only_the_legacy_sid_is_read() -> None:
     ],
 )
 def test_an_inbound_callback_twilio_would_never_send_is_invalid(fields: dict[str, Any]) -> None:
-    assert_inbound_invalid(handler, ACCOUNT, form_callback(fields))
+    wire.assert_inbound_invalid(handler, ACCOUNT, form_callback(fields))
 
 
 def test_an_inbound_json_body_that_is_not_text_is_invalid() -> None:
-    assert_inbound_invalid(handler, ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
+    wire.assert_inbound_invalid(handler, ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
 
 
 def test_the_inbound_answer_is_empty_twiml_without_a_reply() -> None:
@@ -940,13 +926,13 @@ def test_the_balance_is_fetched_and_read_from_the_sdk_fixture() -> None:
 def test_an_unreadable_balance_raises_a_value_error_saying_why(
     response: WireResponse, says: str
 ) -> None:
-    assert_balance_invalid(handler, ACCOUNT, response, says)
+    wire.assert_balance_invalid(handler, ACCOUNT, response, says)
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeTwilio]):
+class Rig(rigging.Wiring[FakeTwilio]):
     def batch(self, *numbers: str, sender: str = SENDER) -> SendBatch:
         return batch(
             *numbers,
@@ -961,7 +947,9 @@ class Rig(Wiring[FakeTwilio]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeTwilio(SID, TOKEN), callbacks=("inbound",), query="?key=k") as rig:
+    async with rigging.wired(
+        Rig, FakeTwilio(SID, TOKEN), callbacks=("inbound",), query="?key=k"
+    ) as rig:
         yield rig
 
 
@@ -1133,11 +1121,11 @@ async def test_polls_follow_the_status_and_unknown_sids_give_nothing(rig: Rig) -
 
 async def test_the_balance_comes_from_the_fake(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = "3.25", "EUR"
-    balance = await balance_over_http(rig, handler, ACCOUNT)
+    balance = await rig.read_balance(handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (3.25, "EUR")
     wrong = replace(ACCOUNT, credentials={"account_sid": SID, "auth_token": "nope"})
     with pytest.raises(ValueError, match="20003"):
-        await balance_over_http(rig, handler, wrong)
+        await rig.read_balance(handler, wrong)
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -1164,7 +1152,7 @@ async def twilio_setup(
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeTwilio, dict[str, Any]]]:
     fake = FakeTwilio(SID, TOKEN)
-    account = account_fields(
+    account = rigging.account_fields(
         "tw",
         "twilio",
         {"account_sid": SID, "auth_token": TOKEN},
@@ -1172,7 +1160,7 @@ async def twilio_setup(
         fallback_sender=fallback_sender,
         options=options or {},
     )
-    async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
+    async with rigging.provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
         yield gateway, fake, created
 
 
@@ -1183,7 +1171,7 @@ async def count_rows(gateway: Gateway, table: str) -> int:
 async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: Path) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, account):
         [message] = await gateway.send(to="+46700000001", text="hello", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         [sent] = fake.sent
         assert sent["StatusCallback"] == account["callback_urls"]["dlr"]
@@ -1192,7 +1180,9 @@ async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: 
         assert all("X-Twilio-Signature" in headers for *_, headers in fake.callbacks)
         detail = await gateway.message(message["id"])
         assert detail["request_id"] in fake.messages and detail["http_status"] == 201
-        assert await account_counters(gateway, "tw") == tally(requests=1, accepted=1, delivered=1)
+        assert await rigging.account_counters(gateway, "tw") == rigging.tally(
+            requests=1, accepted=1, delivered=1
+        )
 
 
 async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_path: Path) -> None:
@@ -1207,7 +1197,7 @@ async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_
         sent = await gateway.send(
             to=[f"+4670000000{n}" for n in "1234"], text="mixed", account="tw"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         by_end = {m["to"][-1]: statuses[m["id"]] for m in sent}
         assert by_end == {"1": "undelivered", "2": "rejected", "3": "expired", "4": "delivered"}
         undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "1"))
@@ -1215,7 +1205,7 @@ async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_
             "code": "30003",
             "message": "undelivered: Unreachable destination handset",
         }
-        assert await account_counters(gateway, "tw") == tally(
+        assert await rigging.account_counters(gateway, "tw") == rigging.tally(
             requests=4, accepted=4, delivered=1, undelivered=3
         )
 
@@ -1224,11 +1214,11 @@ async def test_a_refused_number_fails_with_twilios_code_and_is_never_retried(
     tmp_path: Path,
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
-        status, detail = await send_one(gateway, fake, "tw", "+15005550001", "nobody")
+        status, detail = await rigging.send_one(gateway, fake, "tw", "+15005550001", "nobody")
         assert status == "failed"
         assert detail["http_status"] == 400 and detail["error"]["code"] == "21211"
         assert fake.requests_seen == 1 and fake.sent == []
-        assert (await account_counters(gateway, "tw"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["failed"] == 1
 
 
 async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_shown(
@@ -1236,10 +1226,10 @@ async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_show
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
         fake.auth_token = "rotated-token"
-        status, detail = await send_one(gateway, fake, "tw", "+46700000001", "denied")
+        status, detail = await rigging.send_one(gateway, fake, "tw", "+46700000001", "denied")
         assert status == "failed"
         assert detail["http_status"] == 401 and detail["error"]["code"] == "20003"
-        assert (await account_counters(gateway, "tw"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["failed"] == 1
         listed = (await gateway.api.get("/v1/accounts/tw")).json()
         assert TOKEN not in json.dumps(listed) and listed["credentials"]["account_sid"] == SID
 
@@ -1249,7 +1239,7 @@ async def test_the_stored_provider_response_never_holds_the_auth_token(tmp_path:
         fake.error_for["+46700000001"] = 21211
         [refused] = await gateway.send(to="+46700000001", text="echo", account="tw")
         [ok] = await gateway.send(to="+46700000002", text="fine", account="tw")
-        await settle(gateway, fake, [refused["id"], ok["id"]])
+        await rigging.settle(gateway, fake, [refused["id"], ok["id"]])
         for message in (refused, ok):
             detail = await gateway.message(message["id"])
             assert detail["http_response"] and TOKEN not in json.dumps(detail)
@@ -1262,7 +1252,7 @@ async def test_a_sender_twilio_rejects_is_retried_with_the_fallback_sender(tmp_p
         _,
     ):
         [message] = await gateway.send(to="+46700000001", text="fallback", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         assert fake.requests_seen == 2 and [s["From"] for s in fake.sent] == [SENDER]
 
@@ -1297,7 +1287,7 @@ async def test_an_unsigned_forged_or_tampered_callback_is_refused_and_stores_not
         detail = await eventually(recorded)
         assert detail["status"] == "submitted"
         assert await count_rows(gateway, "reports") == 0
-        assert (await account_counters(gateway, "tw"))["pending"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["pending"] == 1
         # The genuine article still gets through.
         setattr(fake, knob, GENUINE[knob])
         assert await fake.push_status(detail["request_id"], "delivered") == 200
@@ -1343,11 +1333,11 @@ async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_deliver
         assert (twiml["To"], twiml["From"]) == ("+46700000009", SENDER)
         [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         reply_id = inbound["reply"]["id"]
-        statuses = await settle(gateway, fake, [reply_id])
+        statuses = await rigging.settle(gateway, fake, [reply_id])
         assert statuses[reply_id] == "delivered"
         reply = await gateway.message(reply_id)
         assert reply["request_id"].startswith("SM") and reply["text"] == twiml["Body"]
-        assert (await account_counters(gateway, "tw"))["delivered"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["delivered"] == 1
         assert await count_rows(gateway, "outbox") == 0
 
 
@@ -1372,7 +1362,7 @@ async def test_a_polled_account_reaches_its_final_status_without_callbacks(tmp_p
         fake.push_reports = False
         fake.status_plan = [("sent", None), ("delivered", None)]
         [message] = await gateway.send(to="+46700000001", text="poll me", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered" and fake.dlr_acks == []
 
 
