@@ -441,24 +441,19 @@ def test_query_parameters_and_a_json_body_are_read_together() -> None:
     assert report.status is Status.DELIVERED
 
 
-@pytest.mark.parametrize(
-    "callback",
-    [
-        pytest.param(json_callback(dlr(requestid=None)), id="missing-requestid"),
-        pytest.param(json_callback(dlr(requestid="  ")), id="blank-requestid"),
-        pytest.param(json_callback(dlr("abc", "DELIVRD")), id="status-int-text"),
-        pytest.param(json_callback(dlr(1.5, "DELIVRD")), id="status-int-fraction"),
-        pytest.param(json_callback(dlr(True, "DELIVRD")), id="status-int-boolean"),
-        pytest.param(json_callback(dlr([1], "DELIVRD")), id="status-int-list"),
-        pytest.param(form_callback(dlr("x1", "DELIVRD")), id="form-status-int-text"),
-        pytest.param(json_callback(dlr(None, None)), id="no-status-at-all"),
-        pytest.param(json_callback(dlr(None, "")), id="blank-status-str-only"),
-        pytest.param(json_callback(dlr(None, "GONE")), id="unknown-status-name-only"),
-        *wire.malformed(dlr(), b'{"requestid": "R1", "statusInt": ', json_callback, get_callback),
-    ],
-)
-def test_a_callback_connectel_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    wire.assert_dlr_invalid(handler, ACCOUNT, callback)
+INVALID_DLRS = [
+    pytest.param(json_callback(dlr(requestid=None)), id="missing-requestid"),
+    pytest.param(json_callback(dlr(requestid="  ")), id="blank-requestid"),
+    pytest.param(json_callback(dlr("abc", "DELIVRD")), id="status-int-text"),
+    pytest.param(json_callback(dlr(1.5, "DELIVRD")), id="status-int-fraction"),
+    pytest.param(json_callback(dlr(True, "DELIVRD")), id="status-int-boolean"),
+    pytest.param(json_callback(dlr([1], "DELIVRD")), id="status-int-list"),
+    pytest.param(form_callback(dlr("x1", "DELIVRD")), id="form-status-int-text"),
+    pytest.param(json_callback(dlr(None, None)), id="no-status-at-all"),
+    pytest.param(json_callback(dlr(None, "")), id="blank-status-str-only"),
+    pytest.param(json_callback(dlr(None, "GONE")), id="unknown-status-name-only"),
+    *wire.malformed(dlr(), b'{"requestid": "R1", "statusInt": ', json_callback, get_callback),
+]
 
 
 # -- inbound SMS -------------------------------------------------------------------
