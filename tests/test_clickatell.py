@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -630,11 +630,8 @@ REPLY = {
 @pytest.mark.parametrize("form", CALLBACK_FORMS)
 def test_a_reply_callback_is_read_as_json_or_get(form: str) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, CALLBACK_FORMS[form](REPLY, "inbound"))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "27999000001",
-        "27820000000",
-        "Yes please",
-        "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e",
+    assert sms == InboundSms(
+        "27999000001", "27820000000", "Yes please", "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e"
     )
 
 

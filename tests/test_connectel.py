@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireRequest, WireResponse
 from handlers.connectel import ConnectelHandler
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from tests import rig as rigging
 from tests import wire
 from tests.fake_connectel import FakeConnectel
@@ -752,12 +752,7 @@ async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig, fm
     assert status == 200
     [call] = rig.receiver.calls
     [sms] = handler.parse_inbound(ACCOUNT, call)
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "35890010000",
-        "3581000000",
-        "Hi there",
-        "RIN.1",
-    )
+    assert sms == InboundSms("35890010000", "3581000000", "Hi there", "RIN.1")
 
 
 def test_a_single_answer_to_a_bulk_request_only_accepts_the_number_it_names() -> None:

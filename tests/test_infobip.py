@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -828,11 +828,8 @@ INBOUND = {"results": [MO], "messageCount": 1, "pendingMessageCount": 1}
 
 def test_an_inbound_push_gives_the_full_text_with_its_keyword() -> None:
     [sms] = handler.parse_inbound(ACCOUNT, callback(INBOUND))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "385916242493",
-        "385921004026",
-        "QUIZ Correct answer is Paris",
-        "817790313235066447",
+    assert sms == InboundSms(
+        "385916242493", "385921004026", "QUIZ Correct answer is Paris", "817790313235066447"
     )
 
 
@@ -1257,12 +1254,7 @@ async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig) ->
     [call] = rig.receiver.calls
     assert json.loads(call.body)["results"][0]["cleanText"] == "Paris"
     [sms] = handler.parse_inbound(ACCOUNT, call)
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "385916242493",
-        "385921004026",
-        "QUIZ Paris",
-        "MO1",
-    )
+    assert sms == InboundSms("385916242493", "385921004026", "QUIZ Paris", "MO1")
 
 
 # -- the whole loop through a running smsgw ----------------------------------------

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
 from tests import rig as rigging
@@ -538,21 +538,13 @@ INBOUND_JSON = {
 @pytest.mark.parametrize("form", ["form", "get"])
 def test_a_forwarded_sms_in_the_classic_fields_is_read(form: str) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, CALLBACK_FORMS[form](INBOUND_FORM))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "447710123456",
-        "",
-        "Hello back",
-        "20022000000000000009",
-    )
+    assert sms == InboundSms("447710123456", "", "Hello back", "20022000000000000009")
 
 
 def test_forwarded_sms_in_the_json_format_are_read_one_by_one() -> None:
     first, second = handler.parse_inbound(ACCOUNT, json_callback(INBOUND_JSON))
-    assert (first.sender, first.recipient, first.text, first.provider_id) == (
-        "44771012345",
-        "44771012346",
-        "Message Text",
-        "21ba6a2ee454d1710d88f357df34fdb3f5",
+    assert first == InboundSms(
+        "44771012345", "44771012346", "Message Text", "21ba6a2ee454d1710d88f357df34fdb3f5"
     )
     assert second.text == "Smiley \U0001f603"
 

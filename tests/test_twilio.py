@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
 from service.errors import Forbidden
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -767,12 +767,7 @@ INBOUND = {
 @pytest.mark.parametrize("make", [form_callback, json_callback, get_callback])
 def test_an_inbound_sms_is_read_from_a_form_post_json_or_get(make: Any) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, make(INBOUND))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "+46700000001",
-        SENDER,
-        "Hello there",
-        "SM" + "2" * 32,
-    )
+    assert sms == InboundSms("+46700000001", SENDER, "Hello there", "SM" + "2" * 32)
 
 
 def test_inbound_text_is_kept_exactly_and_may_be_empty_for_media() -> None:
