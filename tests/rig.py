@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
-from service.model import Account, Balance
+from service.model import Account, Balance, Report
 from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_connectel import FakeConnectel
@@ -90,6 +90,14 @@ class Wiring(Generic[F]):
         request = handler.balance_request(account, self.base_url)
         assert request is not None
         return handler.parse_balance(account, await self.execute(request))
+
+    async def read_poll(
+        self, handler: ProviderHandler, account: Account, ids: list[str]
+    ) -> list[Report]:
+        """The handler's poll for `ids` performed against the fake, and the reports read."""
+        request = handler.poll_request(account, self.base_url, ids)
+        assert request is not None
+        return handler.parse_poll_response(account, ids, await self.execute(request))
 
 
 @asynccontextmanager
@@ -237,3 +245,9 @@ async def send_one(
     [message] = await gateway.send(to=to, text=text, account=account)
     statuses = await settle(gateway, fake, [message["id"]])
     return statuses[message["id"]], await gateway.message(message["id"])
+
+
+async def listed_inbound(gateway: Gateway) -> tuple[str, str, str]:
+    """The one inbound SMS smsgw lists: who sent it, its text and the account it came in on."""
+    [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+    return inbound["from"], inbound["text"], inbound["account"]

@@ -404,10 +404,7 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
-    sent = batch("+27999000001", "+27999000002")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+27999000001", "+27999000002"))
 
 
 def test_acceptance_in_an_error_answer_is_not_trusted() -> None:
@@ -880,11 +877,7 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
     [result] = await rig.results("+27999000001")
     await rig.fake.drain()
     [message_id] = result.request_ids
-    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
-    assert request is not None
-    [report] = handler.parse_poll_response(
-        ACCOUNT, [message_id], await execute(rig.client, request)
-    )
+    [report] = await rig.read_poll(handler, ACCOUNT, [message_id])
     assert (report.request_id, report.status, report.error_code) == (
         message_id,
         Status.UNDELIVERED,
@@ -1003,11 +996,6 @@ async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Pa
 async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> None:
     async with clickatell_setup(tmp_path) as (gateway, fake):
         assert await fake.push_inbound("46700000001", "46700000099", "Hi there") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+46700000001",
-            "Hi there",
-            "click",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+46700000001", "Hi there", "click")
         balance = (await gateway.api.get("/v1/balance/click")).json()
         assert balance == {"account": "click", "balance": 1234.5, "currency": "USD"}

@@ -204,12 +204,7 @@ async def test_the_account_rate_limit_spaces_requests(tmp_path: Path) -> None:
 async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> None:
     async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         assert await fake.push_inbound("35890010000", "3581000000", "Hi there", "RIN1") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+35890010000",
-            "Hi there",
-            "conn",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+35890010000", "Hi there", "conn")
 
 
 @asynccontextmanager

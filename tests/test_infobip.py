@@ -547,10 +547,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
-    sent = batch("+41793026727", "+41793026834")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+41793026727", "+41793026834"))
 
 
 def test_an_error_answers_action_is_kept_with_its_description() -> None:
@@ -1216,11 +1213,7 @@ async def test_a_final_status_sticks_in_the_logs(rig: Rig) -> None:
     [result] = await rig.results(rig.batch("+41793026727"))
     await rig.fake.drain()
     [message_id] = result.request_ids
-    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
-    assert request is not None
-    [report] = handler.parse_poll_response(
-        ACCOUNT, [message_id], await execute(rig.client, request)
-    )
+    [report] = await rig.read_poll(handler, ACCOUNT, [message_id])
     assert report.status is Status.DELIVERED
 
 
@@ -1370,12 +1363,7 @@ async def test_inbound_messages_and_the_balance_are_served(tmp_path: Path) -> No
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.credit = 47.79
         assert await fake.push_inbound("385916242493", "385921004026", "Hi there") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+385916242493",
-            "Hi there",
-            "ib",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+385916242493", "Hi there", "ib")
         balance = (await gateway.api.get("/v1/balance/ib")).json()
         assert balance == {"account": "ib", "balance": 47.79, "currency": "EUR"}
 

@@ -48,12 +48,8 @@ PASSWORD = "s3cret-pa55word"
 BASE = "http://intelli.test"
 ID = "10011000000000000001"
 handler = IntelliSoftwareHandler()
-ACCOUNT = Account(
-    name="intelli",
-    provider="intellisoftware",
-    credentials={"username": USERNAME, "password": PASSWORD},
-    sender="ACME",
-)
+LOGIN = {"username": USERNAME, "password": PASSWORD}
+ACCOUNT = Account(name="intelli", provider="intellisoftware", credentials=LOGIN, sender="ACME")
 GET_ACCOUNT = replace(ACCOUNT, options={"method": "GET"})
 
 
@@ -381,10 +377,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
 def test_http_failures_and_unreadable_answers_are_classified_for_each_message(
     case: Refusal,
 ) -> None:
-    sent = batch("+447700900001", "+447700900002")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+447700900001", "+447700900002"))
 
 
 SEND_TOKENS = [

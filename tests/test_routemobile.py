@@ -44,12 +44,8 @@ USERNAME = "acme-http"
 PASSWORD = "Pw[9x!q&z"  # characters that change when URL-encoded
 BASE = "http://rml.test:8080"
 handler = RouteMobileHandler()
-ACCOUNT = Account(
-    name="rm",
-    provider="routemobile",
-    credentials={"username": USERNAME, "password": PASSWORD},
-    sender="ACME",
-)
+LOGIN = {"username": USERNAME, "password": PASSWORD}
+ACCOUNT = Account(name="rm", provider="routemobile", credentials=LOGIN, sender="ACME")
 
 
 def account(**options: Any) -> Account:
@@ -468,11 +464,7 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
     case: Refusal,
 ) -> None:
-    results = handler.parse_send_response(
-        ACCOUNT, batch("+919800000001", "+919800000002"), case.answer()
-    )
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+919800000001", "+919800000002"))
 
 
 ANSWER_TEXT = st.text(alphabet="0123456789|,: \n17ab-", max_size=80)

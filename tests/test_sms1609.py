@@ -33,12 +33,8 @@ USER = "acme"
 PASSWORD = "pw-s3cret!"
 BASE = "http://1609.test"
 handler = Sms1609Handler()
-ACCOUNT = Account(
-    name="s1609",
-    provider="sms1609",
-    credentials={"username": USER, "password": PASSWORD},
-    sender="IKEA",
-)
+LOGIN = {"username": USER, "password": PASSWORD}
+ACCOUNT = Account(name="s1609", provider="sms1609", credentials=LOGIN, sender="IKEA")
 POST_ACCOUNT = replace(ACCOUNT, options={"method": "POST"})
 SHA1_ACCOUNT = replace(ACCOUNT, options={"sha1_password": True})
 TEST_ACCOUNT = replace(ACCOUNT, options={"test_mode": True})

@@ -52,12 +52,8 @@ BASE = "http://twilio.test"
 SENDER = "+15005550006"
 DLR_URL = "https://gw.example/callbacks/tw/dlr?key=k3y"
 handler = TwilioHandler()
-ACCOUNT = Account(
-    name="tw",
-    provider="twilio",
-    credentials={"account_sid": SID, "auth_token": TOKEN},
-    sender=SENDER,
-)
+LOGIN = {"account_sid": SID, "auth_token": TOKEN}
+ACCOUNT = Account(name="tw", provider="twilio", credentials=LOGIN, sender=SENDER)
 
 
 def batch(
@@ -392,8 +388,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
     ],
 )
 def test_every_error_answer_is_classified_without_raising(case: Refusal) -> None:
-    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000001"), case.answer())
-    case.check([result])
+    case.judge(handler, ACCOUNT, batch("+46700000001"))
 
 
 def test_messages_beyond_the_first_are_never_sent_and_say_so() -> None:
@@ -1290,12 +1285,7 @@ async def test_inbound_sms_is_answered_with_twiml_and_listed_only_when_signed(
         assert status == 200
         assert content_type.startswith("text/xml")
         assert body == b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+46700000009",
-            "Hi there",
-            "tw",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+46700000009", "Hi there", "tw")
 
 
 async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_delivered(

@@ -17,7 +17,7 @@ from _pytest.mark import ParameterSet
 
 from handlers.base import CallbackRequest, ProviderHandler, WireResponse
 from service.errors import CallbackInvalid
-from service.model import Account, Outcome, RecipientResult
+from service.model import Account, Outcome, RecipientResult, SendBatch
 
 Fields = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -88,6 +88,12 @@ class Refusal(NamedTuple):
 
     def check(self, results: Sequence[RecipientResult]) -> None:
         assert_all_refused(results, self.outcome, self.code, self.text, self.retry_after)
+
+    def judge(self, handler: ProviderHandler, account: Account, batch: SendBatch) -> None:
+        """The handler answers for each message of `batch`, without raising, as `check` says."""
+        results = handler.parse_send_response(account, batch, self.answer())
+        assert len(results) == len(batch.messages)
+        self.check(results)
 
 
 def refused(
