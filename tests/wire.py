@@ -187,3 +187,8 @@ def assert_balance_invalid(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         handler.parse_balance(account, response)
+
+
+def by_meaning(groups: Mapping[Any, Iterable[Any]]) -> list[tuple[Any, Any]]:
+    """A table of cases written as what each group of codes means, a case a code."""
+    return [(code, meaning) for meaning, codes in groups.items() for code in codes]
