@@ -683,14 +683,8 @@ def test_the_error_object_is_kept_with_the_status_description() -> None:
     reported = status(
         2, "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED", "Message sent not delivered"
     )
-    error = {
-        "groupId": 1,
-        "groupName": "HANDSET_ERRORS",
-        "id": 27,
-        "name": "EC_ABSENT_SUBSCRIBER",
-        "description": "Absent Subscriber",
-        "permanent": False,
-    }
+    error = status(1, "HANDSET_ERRORS", 27, "EC_ABSENT_SUBSCRIBER", "Absent Subscriber")
+    error["permanent"] = False
     [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
     assert report.status is Status.UNDELIVERED
     assert report.error_code == "UNDELIVERABLE_NOT_DELIVERED"
@@ -703,14 +697,14 @@ def test_a_permanent_error_says_so_even_as_json_text_like_the_java_sdk_fixture()
     reported = status(
         5, "REJECTED", 18, "REJECTED_DESTINATION_NOT_REGISTERED", "Destination not registered"
     )
-    error = {
-        "groupId": 3,
-        "groupName": "OPERATOR_ERRORS",
-        "id": 579,
-        "name": "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO",
-        "description": "Destination address not in whitelist for SMS demo",
-        "permanent": "true",
-    }
+    error = status(
+        3,
+        "OPERATOR_ERRORS",
+        579,
+        "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO",
+        "Destination address not in whitelist for SMS demo",
+    )
+    error["permanent"] = "true"
     [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
     assert report.status is Status.REJECTED
     assert report.error_text.endswith("[permanent]")

@@ -608,19 +608,15 @@ def test_a_signature_over_the_url_with_its_default_port_verifies() -> None:
 
 # -- status callbacks --------------------------------------------------------------
 
-STATUS_TABLE = [
-    ("accepted", Status.SUBMITTED),
-    ("scheduled", Status.SUBMITTED),
-    ("queued", Status.SUBMITTED),
-    ("sending", Status.SUBMITTED),
-    ("sent", Status.ENROUTE),
-    ("delivered", Status.DELIVERED),
-    ("read", Status.DELIVERED),
-    ("undelivered", Status.UNDELIVERED),
-    ("partially_delivered", Status.UNDELIVERED),
-    ("failed", Status.FAILED),
-    ("canceled", Status.FAILED),
-]
+STATUS_TABLE = wire.by_meaning(
+    {
+        Status.SUBMITTED: ("accepted", "scheduled", "queued", "sending"),
+        Status.ENROUTE: ("sent",),
+        Status.DELIVERED: ("delivered", "read"),
+        Status.UNDELIVERED: ("undelivered", "partially_delivered"),
+        Status.FAILED: ("failed", "canceled"),
+    }
+)
 
 
 def dlr(status: str = "delivered", **extra: Any) -> dict[str, Any]:
