@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
-from service.model import Account, Balance, Report
+from service.model import Account, Balance, Outcome, Report
 from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_connectel import FakeConnectel
@@ -36,6 +36,13 @@ from tests.servers import serve
 
 FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed"})
 CALLBACKS = ("dlr", "inbound")
+BUSY_THEN_SLOWED_THEN_SENT = [
+    (Outcome.TRANSIENT, None),
+    (Outcome.TRANSIENT, 1.0),
+    (Outcome.ACCEPTED, None),
+]
+"""Outcome and retry-after of three tries at a fake told `fail_next = [503, 429]`:
+its 429 asks for one second."""
 
 F = TypeVar("F", bound=FakeServer)
 W = TypeVar("W", bound="Wiring[Any]")

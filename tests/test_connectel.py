@@ -652,11 +652,7 @@ async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Ri
     for _ in range(3):
         [result] = handler.parse_send_response(ACCOUNT, sent, await rig.send(sent))
         outcomes.append((result.outcome, result.retry_after))
-    assert outcomes == [
-        (Outcome.TRANSIENT, None),
-        (Outcome.TRANSIENT, 1.0),
-        (Outcome.ACCEPTED, None),
-    ]
+    assert outcomes == rigging.BUSY_THEN_SLOWED_THEN_SENT
     assert rig.fake.requests_seen == 3 and len(rig.fake.sent) == 1
 
 
