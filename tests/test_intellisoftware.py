@@ -188,11 +188,13 @@ def test_voice_sms_is_type_6_with_text_and_no_part_limit() -> None:
     assert "maxconcat" not in fields
 
 
-def test_the_path_follows_the_base_url_or_the_public_host() -> None:
-    request = handler.send_request(ACCOUNT, batch("+447700900123", base_url="http://h:81/"))
-    assert request.url == "http://h:81/smsgateway/sendmsg.aspx"
-    request = handler.send_request(ACCOUNT, batch("+447700900123", base_url=""))
-    assert request.url == "https://www.intellisoftware.co.uk/smsgateway/sendmsg.aspx"
+SEND_URLS = [
+    (batch("+447700900123", base_url="http://h:81/"), "http://h:81/smsgateway/sendmsg.aspx"),
+    (
+        batch("+447700900123", base_url=""),
+        "https://www.intellisoftware.co.uk/smsgateway/sendmsg.aspx",
+    ),
+]
 
 
 # -- send answers ------------------------------------------------------------------

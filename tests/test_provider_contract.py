@@ -1,7 +1,7 @@
 """What every provider's handler must do alike, judged once over each provider's cases.
 
 The cases stay with their provider, in its documented shapes, as module tables
-(`INVALID_DLRS`, `BALANCE_ERRORS`); only the check that judges them lives here.
+(`SEND_URLS`, `INVALID_DLRS`, `BALANCE_ERRORS`); only the check that judges them lives here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from _pytest.mark import ParameterSet
 
 from handlers.base import CallbackRequest, ProviderHandler, WireResponse
-from service.model import Account
+from service.model import Account, SendBatch
 from tests import test_clickatell as clickatell
 from tests import test_connectel as connectel
 from tests import test_infobip as infobip
@@ -46,6 +46,13 @@ def cases(table: str) -> list[ParameterSet]:
             case_id = f"{name}-{own or place}"
             found.append(pytest.param(module.handler, module.ACCOUNT, *values, id=case_id))
     return found
+
+
+@pytest.mark.parametrize(("handler", "account", "batch", "url"), cases("SEND_URLS"))
+def test_the_send_path_follows_the_base_url_or_the_public_host(
+    handler: ProviderHandler, account: Account, batch: SendBatch, url: str
+) -> None:
+    assert handler.send_request(account, batch).url == url
 
 
 @pytest.mark.parametrize(("handler", "account", "callback"), cases("INVALID_DLRS"))

@@ -149,13 +149,10 @@ def test_the_post_method_option_sends_the_same_fields_as_a_form() -> None:
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
 
-def test_the_path_follows_the_base_url_and_defaults_to_the_public_host() -> None:
-    assert handler.send_request(ACCOUNT, batch("+91980", base_url="http://h:81/")).url == (
-        "http://h:81/bulksms/bulksms"
-    )
-    assert handler.send_request(ACCOUNT, batch("+91980", base_url="")).url == (
-        "https://api.rmlconnect.net/bulksms/bulksms"
-    )
+SEND_URLS = [
+    (batch("+91980", base_url="http://h:81/"), "http://h:81/bulksms/bulksms"),
+    (batch("+91980", base_url=""), "https://api.rmlconnect.net/bulksms/bulksms"),
+]
 
 
 @pytest.mark.parametrize(
