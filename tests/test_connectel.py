@@ -325,17 +325,11 @@ def test_every_error_answer_is_classified_for_each_message_without_raising(case:
     status=st.integers(100, 599),
     body=st.one_of(
         st.binary(max_size=200),
-        st.recursive(
+        wire.json_shapes(
             st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-            lambda inner: (
-                st.lists(inner, max_size=3)
-                | st.dictionaries(
-                    st.sampled_from(["requestid", "recipient", "key", "statusInt", "error"]),
-                    inner,
-                    max_size=4,
-                )
-            ),
-            max_leaves=10,
+            ["requestid", "recipient", "key", "statusInt", "error"],
+            fields=4,
+            leaves=10,
         ).map(lambda v: json.dumps(v).encode()),
     ),
     size=st.integers(1, 3),

@@ -538,17 +538,11 @@ STATUS_OBJECTS = st.fixed_dictionaries(
         "name": st.text(max_size=10),
     },
 )
-JSON_VALUES = st.recursive(
+JSON_VALUES = wire.json_shapes(
     st.none() | st.booleans() | st.integers() | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["messages", "to", "messageId", "status", "requestError", "errorCode"]),
-            inner,
-            max_size=4,
-        )
-    ),
-    max_leaves=12,
+    ["messages", "to", "messageId", "status", "requestError", "errorCode"],
+    fields=4,
+    leaves=12,
 )
 ANSWER_BODIES = st.one_of(
     st.binary(max_size=200),

@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 
 import pytest
 from _pytest.mark import ParameterSet
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
 from handlers.base import CallbackRequest, ProviderHandler, WireResponse
 from service.errors import CallbackInvalid
@@ -192,3 +194,18 @@ def assert_balance_invalid(
 def by_meaning(groups: Mapping[Any, Iterable[Any]]) -> list[tuple[Any, Any]]:
     """A table of cases written as what each group of codes means, a case a code."""
     return [(code, meaning) for meaning, codes in groups.items() for code in codes]
+
+
+def json_shapes(
+    scalars: SearchStrategy[Any], keys: Sequence[str], *, fields: int, leaves: int
+) -> SearchStrategy[Any]:
+    """JSON values built from `scalars`, lists and objects keyed by the provider's own
+    field names: near enough to its answers to reach deep into a handler's parser."""
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(list(keys)), inner, max_size=fields)
+        ),
+        max_leaves=leaves,
+    )
