@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from handlers.base import CallbackRequest, WireRequest, WireResponse
+from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
+from service.model import Account, Balance, Outcome, Report
 from service.transport import execute
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.fake_connectel import FakeConnectel
@@ -35,6 +36,13 @@ from tests.servers import serve
 
 FINAL = frozenset({"delivered", "undelivered", "expired", "rejected", "failed"})
 CALLBACKS = ("dlr", "inbound")
+BUSY_THEN_SLOWED_THEN_SENT = [
+    (Outcome.TRANSIENT, None),
+    (Outcome.TRANSIENT, 1.0),
+    (Outcome.ACCEPTED, None),
+]
+"""Outcome and retry-after of three tries at a fake told `fail_next = [503, 429]`:
+its 429 asks for one second."""
 
 F = TypeVar("F", bound=FakeServer)
 W = TypeVar("W", bound="Wiring[Any]")
@@ -83,6 +91,20 @@ class Wiring(Generic[F]):
 
     async def execute(self, request: WireRequest) -> WireResponse:
         return await execute(self.client, request)
+
+    async def read_balance(self, handler: ProviderHandler, account: Account) -> Balance:
+        """The handler's balance call performed against the fake, and its reading."""
+        request = handler.balance_request(account, self.base_url)
+        assert request is not None
+        return handler.parse_balance(account, await self.execute(request))
+
+    async def read_poll(
+        self, handler: ProviderHandler, account: Account, ids: list[str]
+    ) -> list[Report]:
+        """The handler's poll for `ids` performed against the fake, and the reports read."""
+        request = handler.poll_request(account, self.base_url, ids)
+        assert request is not None
+        return handler.parse_poll_response(account, ids, await self.execute(request))
 
 
 @asynccontextmanager
@@ -221,3 +243,18 @@ def tally(
         "pending": pending,
     }
     return {**counted, **more}
+
+
+async def send_one(
+    gateway: Gateway, fake: FakeServer, account: str, to: str, text: str
+) -> tuple[str, dict[str, Any]]:
+    """One message sent through `account` and settled: its final status and its detail."""
+    [message] = await gateway.send(to=to, text=text, account=account)
+    statuses = await settle(gateway, fake, [message["id"]])
+    return statuses[message["id"]], await gateway.message(message["id"])
+
+
+async def listed_inbound(gateway: Gateway) -> tuple[str, str, str]:
+    """The one inbound SMS smsgw lists: who sent it, its text and the account it came in on."""
+    [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
+    return inbound["from"], inbound["text"], inbound["account"]

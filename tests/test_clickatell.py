@@ -21,22 +21,12 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.errors import CallbackInvalid
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
-from tests.rig import (
-    Receiver,
-    Wiring,
-    account_counters,
-    account_fields,
-    provider_loop,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -180,13 +170,10 @@ def test_options_set_the_validity_period_and_can_drop_the_client_message_id() ->
     assert "validityPeriod" not in handler.send_request(ignored, batch("+27999000001")).json
 
 
-def test_the_send_path_follows_the_base_url_or_the_public_host() -> None:
-    assert handler.send_request(ACCOUNT, batch("+27999000001", base_url="http://h:81/")).url == (
-        "http://h:81/messages"
-    )
-    assert handler.send_request(ACCOUNT, batch("+27999000001", base_url="")).url == (
-        "https://platform.clickatell.com/messages"
-    )
+SEND_URLS = [
+    (batch("+27999000001", base_url="http://h:81/"), "http://h:81/messages"),
+    (batch("+27999000001", base_url=""), "https://platform.clickatell.com/messages"),
+]
 
 
 # -- send answers ------------------------------------------------------------------
@@ -414,10 +401,7 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
-    sent = batch("+27999000001", "+27999000002")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+27999000001", "+27999000002"))
 
 
 def test_acceptance_in_an_error_answer_is_not_trusted() -> None:
@@ -586,43 +570,37 @@ ONE_API_EVENT = {
 }
 
 
-@pytest.mark.parametrize(
-    "callback",
-    [
-        pytest.param(json_callback(status_callback(messageId=None)), id="missing-message-id"),
-        pytest.param(json_callback(status_callback(messageId="  ")), id="blank-message-id"),
-        pytest.param(json_callback(status_callback(messageId={"id": 1})), id="message-id-object"),
-        pytest.param(json_callback(status_callback(statusCode="abc")), id="status-code-text"),
-        pytest.param(json_callback(status_callback(statusCode=4.5)), id="status-code-fraction"),
-        pytest.param(json_callback(status_callback(statusCode=True)), id="status-code-boolean"),
-        pytest.param(json_callback(status_callback(statusCode=[4])), id="status-code-list"),
-        pytest.param(json_callback(status_callback(status={"code": 4})), id="status-object"),
-        pytest.param(get_callback(status_callback(statusCode="x4")), id="get-status-code-text"),
-        pytest.param(
-            json_callback(status_callback(statusCode=None, status=None, statusDescription=None)),
-            id="no-status-at-all",
+INVALID_DLRS = [
+    pytest.param(json_callback(status_callback(messageId=None)), id="missing-message-id"),
+    pytest.param(json_callback(status_callback(messageId="  ")), id="blank-message-id"),
+    pytest.param(json_callback(status_callback(messageId={"id": 1})), id="message-id-object"),
+    pytest.param(json_callback(status_callback(statusCode="abc")), id="status-code-text"),
+    pytest.param(json_callback(status_callback(statusCode=4.5)), id="status-code-fraction"),
+    pytest.param(json_callback(status_callback(statusCode=True)), id="status-code-boolean"),
+    pytest.param(json_callback(status_callback(statusCode=[4])), id="status-code-list"),
+    pytest.param(json_callback(status_callback(status={"code": 4})), id="status-object"),
+    pytest.param(get_callback(status_callback(statusCode="x4")), id="get-status-code-text"),
+    pytest.param(
+        json_callback(status_callback(statusCode=None, status=None, statusDescription=None)),
+        id="no-status-at-all",
+    ),
+    pytest.param(
+        json_callback(status_callback(statusCode=None, status="GONE", statusDescription=None)),
+        id="unknown-name-only",
+    ),
+    pytest.param(
+        json_callback(
+            status_callback(statusCode=None, status=None, statusDescription="Absent subscriber")
         ),
-        pytest.param(
-            json_callback(status_callback(statusCode=None, status="GONE", statusDescription=None)),
-            id="unknown-name-only",
-        ),
-        pytest.param(
-            json_callback(
-                status_callback(statusCode=None, status=None, statusDescription="Absent subscriber")
-            ),
-            id="free-text-description-only",
-        ),
-        pytest.param(json_callback(ONE_API_EVENT), id="one-api-event"),
-        pytest.param(json_callback([]), id="empty-json-list"),
-        pytest.param(json_callback(["junk"]), id="json-list-of-junk"),
-        pytest.param(json_callback(b'{"messageId": "A", "statusCode": '), id="invalid-json"),
-        pytest.param(json_callback(b"[1, 2"), id="invalid-json-list"),
-        pytest.param(get_callback({}), id="empty-get"),
-    ],
-)
-def test_a_callback_clickatell_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+        id="free-text-description-only",
+    ),
+    pytest.param(json_callback(ONE_API_EVENT), id="one-api-event"),
+    pytest.param(json_callback([]), id="empty-json-list"),
+    pytest.param(json_callback(["junk"]), id="json-list-of-junk"),
+    pytest.param(json_callback(b'{"messageId": "A", "statusCode": '), id="invalid-json"),
+    pytest.param(json_callback(b"[1, 2"), id="invalid-json-list"),
+    pytest.param(get_callback({}), id="empty-get"),
+]
 
 
 # -- reply (inbound) callbacks -----------------------------------------------------
@@ -646,11 +624,8 @@ REPLY = {
 @pytest.mark.parametrize("form", CALLBACK_FORMS)
 def test_a_reply_callback_is_read_as_json_or_get(form: str) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, CALLBACK_FORMS[form](REPLY, "inbound"))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "27999000001",
-        "27820000000",
-        "Yes please",
-        "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e",
+    assert sms == InboundSms(
+        "27999000001", "27820000000", "Yes please", "e6b2b5bbd0d54a1b8e1c3c6b0c7f1a2e"
     )
 
 
@@ -680,8 +655,7 @@ def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 )
 def test_a_reply_without_sender_or_text_is_invalid(changes: dict[str, Any]) -> None:
     body = {k: v for k, v in {**REPLY, **changes}.items() if v is not None}
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, json_callback(body, "inbound"))
+    wire.assert_inbound_invalid(handler, ACCOUNT, json_callback(body, "inbound"))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -748,24 +722,18 @@ def test_the_balance_is_read_with_its_currency(amount: Any) -> None:
     assert (balance.amount, balance.currency) == (1234.5, "USD")
 
 
-@pytest.mark.parametrize(
-    ("response", "text"),
-    [
-        pytest.param(answer(401, send_answer(code=1)), "Authentication failed", id="401"),
-        pytest.param(answer(200, {"currency": "USD"}), "no numeric balance", id="no-balance"),
-        pytest.param(answer(200, {"balance": "lots"}), "no numeric balance", id="text-balance"),
-        pytest.param(answer(502, HTML_PAGE), "Bad Gateway", id="502-html"),
-    ],
-)
-def test_a_failed_balance_call_raises_with_the_reason(response: WireResponse, text: str) -> None:
-    with pytest.raises(ValueError, match=text):
-        handler.parse_balance(ACCOUNT, response)
+BALANCE_ERRORS = [
+    pytest.param(answer(401, send_answer(code=1)), "Authentication failed", id="401"),
+    pytest.param(answer(200, {"currency": "USD"}), "no numeric balance", id="no-balance"),
+    pytest.param(answer(200, {"balance": "lots"}), "no numeric balance", id="text-balance"),
+    pytest.param(answer(502, HTML_PAGE), "Bad Gateway", id="502-html"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeClickatell]):
+class Rig(rigging.Wiring[FakeClickatell]):
     def batch(self, *numbers: str, sender: str = "ACME") -> SendBatch:
         return batch(*numbers, sender=sender, base_url=self.base_url)
 
@@ -783,8 +751,8 @@ class Rig(Wiring[FakeClickatell]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    fake, receiver = FakeClickatell(API_KEY), Receiver(hidden={"key"})
-    async with wired(Rig, fake, query="?key=s3cret", receiver=receiver) as rig:
+    fake, receiver = FakeClickatell(API_KEY), rigging.Receiver(hidden={"key"})
+    async with rigging.wired(Rig, fake, query="?key=s3cret", receiver=receiver) as rig:
         yield rig
 
 
@@ -906,11 +874,7 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
     [result] = await rig.results("+27999000001")
     await rig.fake.drain()
     [message_id] = result.request_ids
-    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
-    assert request is not None
-    [report] = handler.parse_poll_response(
-        ACCOUNT, [message_id], await execute(rig.client, request)
-    )
+    [report] = await rig.read_poll(handler, ACCOUNT, [message_id])
     assert (report.request_id, report.status, report.error_code) == (
         message_id,
         Status.UNDELIVERED,
@@ -925,15 +889,11 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
 
 async def test_the_balance_comes_from_the_fake_and_needs_the_key(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = 99.25, "ZAR"
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    balance = await rig.read_balance(handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (99.25, "ZAR")
     wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
-    denied = handler.balance_request(wrong, rig.base_url)
-    assert denied is not None
     with pytest.raises(ValueError, match="Authentication failed"):
-        handler.parse_balance(wrong, await execute(rig.client, denied))
+        await rig.read_balance(handler, wrong)
 
 
 async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
@@ -946,13 +906,13 @@ async def test_a_pushed_reply_reaches_the_callback_and_parses(rig: Rig) -> None:
 
 # -- the whole loop: smsgw against the fake ----------------------------------------
 
-CLICKATELL = account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
+CLICKATELL = rigging.account_fields("click", "clickatell", {"api_key": API_KEY}, "ACME")
 
 
 def clickatell_setup(
     tmp_path: Path, **settings: Any
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeClickatell]]:
-    return provider_loop(tmp_path, FakeClickatell(API_KEY), CLICKATELL, **settings)
+    return rigging.provider_loop(tmp_path, FakeClickatell(API_KEY), CLICKATELL, **settings)
 
 
 async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_reports(
@@ -964,7 +924,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_repo
         sent = await gateway.send(
             to=["+46700000001", "+46700000002", "+46700000003"], text="hi", account="click"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert [statuses[m["id"]] for m in sent] == ["delivered", "undelivered", "failed"]
         assert len(fake.sent) == 1 and len(fake.sent[0]["to"]) == 3
         undelivered = await gateway.message(sent[1]["id"])
@@ -974,7 +934,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_as_clickatell_repo
         }
         refused = await gateway.message(sent[2]["id"])
         assert refused["error"]["code"] == "121" and refused["http_status"] == 202
-        assert await account_counters(gateway, "click") == tally(
+        assert await rigging.account_counters(gateway, "click") == rigging.tally(
             requests=3, accepted=2, failed=1, delivered=1, undelivered=1
         )
 
@@ -983,7 +943,7 @@ async def test_reports_pushed_as_get_queries_keep_the_callback_key(tmp_path: Pat
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.dlr_format, fake.dlr_fields = "get", "names"
         [message] = await gateway.send(to="+46700000001", text="get", account="click")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
         assert fake.dlr_acks == [200, 200]
 
 
@@ -992,7 +952,7 @@ async def test_a_number_twice_in_one_send_is_delivered_twice(tmp_path: Path) -> 
         sent = await gateway.send(
             to=["+46700000001", "+46700000001"], text="twice", account="click"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         assert [body["to"] for body in fake.sent] == [["46700000001"], ["46700000001"]]
 
@@ -1001,10 +961,10 @@ async def test_a_wrong_key_fails_the_message_as_an_account_error(tmp_path: Path)
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.api_key = "rotated"
         [message] = await gateway.send(to="+46700000001", text="denied", account="click")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "failed"
         detail = await gateway.message(message["id"])
         assert detail["http_status"] == 401 and detail["error"]["code"] == "001"
-        assert (await account_counters(gateway, "click"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "click"))["failed"] == 1
 
 
 async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
@@ -1013,19 +973,17 @@ async def test_no_credit_is_an_account_error_and_an_internal_error_is_retried(
     async with clickatell_setup(tmp_path) as (gateway, fake):
         fake.error_next = [301]
         [broke] = await gateway.send(to="+46700000001", text="broke", account="click")
-        assert (await settle(gateway, fake, [broke["id"]]))[broke["id"]] == "failed"
+        assert (await rigging.settle(gateway, fake, [broke["id"]]))[broke["id"]] == "failed"
         assert (await gateway.message(broke["id"]))["error"]["code"] == "301"
         fake.error_next = [901]
         [retried] = await gateway.send(to="+46700000002", text="again", account="click")
-        assert (await settle(gateway, fake, [retried["id"]]))[retried["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [retried["id"]]))[retried["id"]] == "delivered"
         assert (await gateway.message(retried["id"]))["attempts"] == 2
 
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with clickatell_setup(tmp_path) as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="secret?", account="click")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "click", "+46700000001", "secret?")
         assert "apiMessageId" in detail["http_response"]
         assert API_KEY not in json.dumps(detail)
         listed = (await gateway.api.get("/v1/accounts/click")).json()
@@ -1035,11 +993,6 @@ async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Pa
 async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> None:
     async with clickatell_setup(tmp_path) as (gateway, fake):
         assert await fake.push_inbound("46700000001", "46700000099", "Hi there") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+46700000001",
-            "Hi there",
-            "click",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+46700000001", "Hi there", "click")
         balance = (await gateway.api.get("/v1/balance/click")).json()
         assert balance == {"account": "click", "balance": 1234.5, "currency": "USD"}

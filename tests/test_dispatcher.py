@@ -15,19 +15,11 @@ from typing import Any
 
 from service.model import Status
 from service.reconcile import derive_counters
+from tests import rig as rigging
 from tests.conftest import Gateway, eventually, running_gateway
 from tests.databases import db_count, db_dump, db_rows
 from tests.fake_connectel import FakeConnectel
 from tests.fake_routemobile import FakeRouteMobile
-from tests.rig import (
-    CONNECTEL_TOKEN,
-    account_counters,
-    account_fields,
-    connectel_setup,
-    provider_gateway,
-    settle,
-    tally,
-)
 from tests.servers import serve
 
 
@@ -45,35 +37,35 @@ async def parked_reports(gateway: Gateway) -> int:
 
 
 async def conn_counters(gateway: Gateway) -> dict[str, int]:
-    counters = await account_counters(gateway, "conn")
+    counters = await rigging.account_counters(gateway, "conn")
     assert counters == await table_counters(gateway)
     return counters
 
 
 async def test_a_batch_account_sends_alike_messages_in_one_bulk_request(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         sent = await gateway.send(
             to=["+46700000001", "+46700000002", "+46700000003"], text="bulk", account="conn"
         )
-        await settle(gateway, fake, [m["id"] for m in sent])
+        await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert len(fake.sent) == 1 and fake.sent[0]["bulk"] is True
-        assert await conn_counters(gateway) == tally(requests=3, accepted=3, delivered=3)
+        assert await conn_counters(gateway) == rigging.tally(requests=3, accepted=3, delivered=3)
 
 
 async def test_a_loop_account_sends_one_request_per_message(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
         sent = await gateway.send(to=["+46700000001", "+46700000002"], text="loop", account="conn")
-        await settle(gateway, fake, [m["id"] for m in sent])
+        await rigging.settle(gateway, fake, [m["id"] for m in sent])
         # Side by side, so in either order.
         assert fake.requests_seen == 2
         assert sorted(s["recipient"] for s in fake.sent) == ["46700000001", "46700000002"]
 
 
 async def test_reports_racing_ahead_of_the_send_answer_are_applied(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.dlr_before_response = True
         sent = await gateway.send(to=["+46700000001", "+46700000002"], text="race", account="conn")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         assert all(code == 200 for code in fake.dlr_acks)
         assert await parked_reports(gateway) == 0
@@ -82,15 +74,15 @@ async def test_reports_racing_ahead_of_the_send_answer_are_applied(tmp_path: Pat
 
 async def test_duplicated_and_shuffled_reports_give_exact_counters(tmp_path: Path) -> None:
     outcomes = {"1": (1, "DELIVRD"), "2": (5, "UNDELIV"), "3": (8, "EXPIRED"), "4": (2, "REJECTD")}
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.dlr_plan_for = lambda number: [(0, "ENROUTE"), outcomes[number[-1]]]
         fake.duplicates, fake.shuffle = 2, True
         numbers = [f"+4670000{n:03d}{d}" for n in range(5) for d in "1234"]
         sent = await gateway.send(to=numbers, text="mixed", account="conn")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
         assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
-        assert await conn_counters(gateway) == tally(
+        assert await conn_counters(gateway) == rigging.tally(
             requests=20, accepted=20, delivered=5, undelivered=15
         )
         rejected = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("4")))
@@ -98,19 +90,19 @@ async def test_duplicated_and_shuffled_reports_give_exact_counters(tmp_path: Pat
 
 
 async def test_reports_may_arrive_as_form_posts_or_get_queries(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         for fmt in ("form", "get"):
             fake.dlr_format = fmt
             [message] = await gateway.send(to="+46700000001", text=fmt, account="conn")
-            assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+            assert (await rigging.settle(gateway, fake, [message["id"]]))[
+                message["id"]
+            ] == "delivered"
 
 
 async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [503, 500]
-        [message] = await gateway.send(to="+46700000001", text="retry", account="conn")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "retry")
         assert detail["status"] == "delivered" and detail["attempts"] == 3
         retries = [e for e in detail["events"] if e["event"] == "message.retry"]
         assert [e["http_status"] for e in retries] == [503, 500]
@@ -118,18 +110,18 @@ async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: P
 
 
 async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [429]
         started = time.monotonic()
         [message] = await gateway.send(to="+46700000001", text="slow down", account="conn")
-        await settle(gateway, fake, [message["id"]])
+        await rigging.settle(gateway, fake, [message["id"]])
         assert time.monotonic() - started >= 1.0
 
 
 async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
     tmp_path: Path,
 ) -> None:
-    async with connectel_setup(tmp_path, pattern="loop", concurrency=3) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path, pattern="loop", concurrency=3) as (gateway, fake):
         fake.hang_next, fake.hang_seconds = 4, 30.0
         sent = await gateway.send(
             to=[f"+4670000000{n}" for n in range(1, 5)], text="side by side", account="conn"
@@ -144,12 +136,12 @@ async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
         fake.release_hung()
         await eventually(lambda: arrived(4))
         fake.release_hung()
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"} and fake.requests_seen == 4
 
 
 async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, request_timeout=0.5) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path, request_timeout=0.5) as (gateway, fake):
         fake.hang_next, fake.hang_seconds = 1, 3.0
         [message] = await gateway.send(to="+46700000001", text="lost?", account="conn")
 
@@ -166,7 +158,7 @@ async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -
 
 
 async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, max_attempts=2) as (gateway, _fake):
+    async with rigging.connectel_setup(tmp_path, max_attempts=2) as (gateway, _fake):
         await gateway.api.patch("/v1/accounts/conn", json={"base_url": "http://127.0.0.1:9"})
         [message] = await gateway.send(to="+46700000001", text="nobody home", account="conn")
 
@@ -179,27 +171,25 @@ async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> Non
 
 
 async def test_a_wrong_token_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.token = "rotated"
-        [message] = await gateway.send(to="+46700000001", text="denied", account="conn")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        status, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "denied")
+        assert status == "failed" and detail["http_status"] == 401
         assert (await conn_counters(gateway))["failed"] == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_token(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="secret?", account="conn")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert detail["http_response"] and CONNECTEL_TOKEN not in str(detail)
+    async with rigging.connectel_setup(tmp_path, pattern="loop") as (gateway, fake):
+        _, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "secret?")
+        assert detail["http_response"] and rigging.CONNECTEL_TOKEN not in str(detail)
         # Not even the accounts table holds it: credentials are sealed at rest.
-        assert CONNECTEL_TOKEN not in await db_dump(gateway.settings)
+        assert rigging.CONNECTEL_TOKEN not in await db_dump(gateway.settings)
 
 
 async def test_the_account_rate_limit_spaces_requests(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, pattern="loop", options={"rate_per_second": 5}) as (
+    async with rigging.connectel_setup(
+        tmp_path, pattern="loop", options={"rate_per_second": 5}
+    ) as (
         gateway,
         fake,
     ):
@@ -207,19 +197,14 @@ async def test_the_account_rate_limit_spaces_requests(tmp_path: Path) -> None:
         sent = await gateway.send(
             to=[f"+4670000000{n}" for n in range(8)], text="paced", account="conn"
         )
-        await settle(gateway, fake, [m["id"] for m in sent])
+        await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert time.monotonic() - started >= 0.5  # 8 messages at 5/s with a burst of 5
 
 
 async def test_inbound_messages_from_connectel_are_listed(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         assert await fake.push_inbound("35890010000", "3581000000", "Hi there", "RIN1") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+35890010000",
-            "Hi there",
-            "conn",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+35890010000", "Hi there", "conn")
 
 
 @asynccontextmanager
@@ -276,7 +261,7 @@ async def test_a_message_that_named_its_account_never_fails_over(tmp_path: Path)
     async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
         primary.token = "revoked"
         [message] = await gateway.send(to="+46700000001", text="pinned", account="primary")
-        statuses = await settle(gateway, primary, [message["id"]])
+        statuses = await rigging.settle(gateway, primary, [message["id"]])
         assert statuses[message["id"]] == "failed" and not backup.sent
 
 
@@ -297,25 +282,23 @@ async def test_an_outage_fails_over_once_retries_are_exhausted(tmp_path: Path) -
 
 
 async def test_real_traffic_never_fails_over_to_the_sandbox(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path) as (gateway, fake):
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
         fake.token = "revoked"
         [message] = await gateway.send(to="+46700000001", text="no pretending")
         assert message["account"] == "conn"
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "failed"
         assert (await gateway.message(message["id"]))["account"] == "conn"
 
 
 async def test_test_mode_builds_the_request_but_sends_nothing(tmp_path: Path) -> None:
-    async with connectel_setup(tmp_path, options={"test_mode": True}) as (gateway, fake):
-        [message] = await gateway.send(to="+46700000001", text="dry", account="conn")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["error"]["code"] == "test_mode"
+    async with rigging.connectel_setup(tmp_path, options={"test_mode": True}) as (gateway, fake):
+        status, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "dry")
+        assert status == "failed" and detail["error"]["code"] == "test_mode"
         assert fake.requests_seen == 0 and detail["http_status"] is None
 
 
-BRANDED = account_fields(
+BRANDED = rigging.account_fields(
     "rm",
     "routemobile",
     {"username": "rm-user", "password": "rm-pass"},
@@ -330,7 +313,10 @@ async def test_a_refused_sender_id_is_retried_once_with_the_fallback_sender(
 ) -> None:
     fake = FakeRouteMobile("rm-user", "rm-pass")
     fake.blocked_senders = {"BRAND"}
-    async with provider_gateway(tmp_path, fake, BRANDED, callbacks=("dlr",)) as (gateway, _):
+    async with rigging.provider_gateway(tmp_path, fake, BRANDED, callbacks=("dlr",)) as (
+        gateway,
+        _,
+    ):
         [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
 
         async def delivered() -> dict[str, Any]:
@@ -348,7 +334,7 @@ async def test_a_refused_sender_id_is_retried_once_with_the_fallback_sender(
 async def test_a_refused_fallback_sender_fails_the_message(tmp_path: Path) -> None:
     fake = FakeRouteMobile("rm-user", "rm-pass")
     fake.blocked_senders = {"BRAND", "SMSGW"}
-    async with provider_gateway(tmp_path, fake, BRANDED, callbacks=()) as (gateway, _):
+    async with rigging.provider_gateway(tmp_path, fake, BRANDED, callbacks=()) as (gateway, _):
         [message] = await gateway.send(to="+919820000001", text="brand new", account="rm")
 
         async def failed() -> dict[str, Any]:

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
-from service.errors import CallbackInvalid
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
+from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.rig import Wiring, account_counters, account_fields, provider_loop, settle, tally, wired
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -155,11 +155,10 @@ def test_intermediate_reports_stay_off_unless_asked_for(flag: Any) -> None:
     assert "intermediateReport" not in entry
 
 
-def test_the_documented_path_follows_the_accounts_personal_base_url() -> None:
-    request = handler.send_request(ACCOUNT, batch("+41793026727", base_url="http://h:81/"))
-    assert request.url == "http://h:81/sms/2/text/advanced"
-    shared = handler.send_request(ACCOUNT, batch("+41793026727", base_url=""))
-    assert shared.url == "https://api.infobip.com/sms/2/text/advanced"
+SEND_URLS = [
+    (batch("+41793026727", base_url="http://h:81/"), "http://h:81/sms/2/text/advanced"),
+    (batch("+41793026727", base_url=""), "https://api.infobip.com/sms/2/text/advanced"),
+]
 
 
 # -- send answers ------------------------------------------------------------------
@@ -258,41 +257,15 @@ def test_an_entry_naming_no_number_keeps_its_place() -> None:
 
 
 # Every documented SMS status at submission: what it means for that recipient.
-SUBMISSION_TABLE = [
-    (26, Outcome.ACCEPTED),
-    (7, Outcome.ACCEPTED),
-    (3, Outcome.ACCEPTED),
-    (2, Outcome.ACCEPTED),
-    (5, Outcome.ACCEPTED),
-    (4, Outcome.REFUSED),
-    (9, Outcome.REFUSED),
-    (31, Outcome.REFUSED),
-    (15, Outcome.REFUSED),
-    (29, Outcome.REFUSED),
-    (6, Outcome.ACCOUNT_ERROR),
-    (8, Outcome.REFUSED),
-    (10, Outcome.REFUSED),
-    (11, Outcome.SENDER_REJECTED),
-    (12, Outcome.ACCOUNT_ERROR),
-    (13, Outcome.SENDER_REJECTED),
-    (14, Outcome.REFUSED),
-    (17, Outcome.ACCOUNT_ERROR),
-    (18, Outcome.ACCOUNT_ERROR),
-    (19, Outcome.ACCOUNT_ERROR),
-    (20, Outcome.REFUSED),
-    (21, Outcome.TRANSIENT),
-    (23, Outcome.REFUSED),
-    (24, Outcome.REFUSED),
-    (25, Outcome.REFUSED),
-    (51, Outcome.REFUSED),
-    (52, Outcome.REFUSED),
-    (87, Outcome.REFUSED),
-    (100, Outcome.REFUSED),
-]
-
-
-def test_the_submission_table_covers_every_status_the_fake_knows() -> None:
-    assert_covers(SUBMISSION_TABLE, STATUSES)
+SUBMISSION_TABLE = wire.by_meaning(
+    {
+        Outcome.ACCEPTED: (26, 7, 3, 2, 5),
+        Outcome.REFUSED: (4, 9, 31, 15, 29, 8, 10, 14, 20, 23, 24, 25, 51, 52, 87, 100),
+        Outcome.ACCOUNT_ERROR: (6, 12, 17, 18, 19),
+        Outcome.SENDER_REJECTED: (11, 13),
+        Outcome.TRANSIENT: (21,),
+    }
+)
 
 
 def fake_status(status_id: int) -> dict[str, Any]:
@@ -547,10 +520,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
-    sent = batch("+41793026727", "+41793026834")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+41793026727", "+41793026834"))
 
 
 def test_an_error_answers_action_is_kept_with_its_description() -> None:
@@ -568,17 +538,11 @@ STATUS_OBJECTS = st.fixed_dictionaries(
         "name": st.text(max_size=10),
     },
 )
-JSON_VALUES = st.recursive(
+JSON_VALUES = wire.json_shapes(
     st.none() | st.booleans() | st.integers() | st.text(max_size=12),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(
-            st.sampled_from(["messages", "to", "messageId", "status", "requestError", "errorCode"]),
-            inner,
-            max_size=4,
-        )
-    ),
-    max_leaves=12,
+    ["messages", "to", "messageId", "status", "requestError", "errorCode"],
+    fields=4,
+    leaves=12,
 )
 ANSWER_BODIES = st.one_of(
     st.binary(max_size=200),
@@ -637,22 +601,25 @@ def dlr(reported: dict[str, Any] = DELIVERED_TO_HANDSET, **extra: Any) -> dict[s
 
 
 DELIVERY_TABLE = [
-    (26, Status.SUBMITTED),
-    (7, Status.ENROUTE),
-    (3, Status.ENROUTE),
-    (2, Status.ENROUTE),
-    (5, Status.DELIVERED),
-    (4, Status.REJECTED),
-    (9, Status.UNDELIVERED),
-    (31, Status.UNDELIVERED),
-    (15, Status.EXPIRED),
-    (29, Status.EXPIRED),
+    *wire.by_meaning(
+        {
+            Status.SUBMITTED: (26,),
+            Status.ENROUTE: (7, 3, 2),
+            Status.DELIVERED: (5,),
+            Status.REJECTED: (4,),
+            Status.UNDELIVERED: (9, 31),
+            Status.EXPIRED: (15, 29),
+        }
+    ),
     *((status_id, Status.REJECTED) for status_id, code in STATUSES.items() if code.group_id == 5),
 ]
 
 
-def test_the_delivery_table_covers_every_status_the_fake_knows() -> None:
-    assert_covers(DELIVERY_TABLE, STATUSES)
+@pytest.mark.parametrize(
+    "table", [SUBMISSION_TABLE, DELIVERY_TABLE], ids=["submission", "delivery"]
+)
+def test_each_table_covers_every_status_the_fake_knows(table: list[tuple[int, Any]]) -> None:
+    assert_covers(table, STATUSES)
 
 
 @pytest.mark.parametrize(("status_id", "expected"), DELIVERY_TABLE)
@@ -709,14 +676,8 @@ def test_the_error_object_is_kept_with_the_status_description() -> None:
     reported = status(
         2, "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED", "Message sent not delivered"
     )
-    error = {
-        "groupId": 1,
-        "groupName": "HANDSET_ERRORS",
-        "id": 27,
-        "name": "EC_ABSENT_SUBSCRIBER",
-        "description": "Absent Subscriber",
-        "permanent": False,
-    }
+    error = status(1, "HANDSET_ERRORS", 27, "EC_ABSENT_SUBSCRIBER", "Absent Subscriber")
+    error["permanent"] = False
     [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
     assert report.status is Status.UNDELIVERED
     assert report.error_code == "UNDELIVERABLE_NOT_DELIVERED"
@@ -729,14 +690,14 @@ def test_a_permanent_error_says_so_even_as_json_text_like_the_java_sdk_fixture()
     reported = status(
         5, "REJECTED", 18, "REJECTED_DESTINATION_NOT_REGISTERED", "Destination not registered"
     )
-    error = {
-        "groupId": 3,
-        "groupName": "OPERATOR_ERRORS",
-        "id": 579,
-        "name": "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO",
-        "description": "Destination address not in whitelist for SMS demo",
-        "permanent": "true",
-    }
+    error = status(
+        3,
+        "OPERATOR_ERRORS",
+        579,
+        "EC_DEST_ADDRESS_NOT_IN_SMS_DEMO",
+        "Destination address not in whitelist for SMS demo",
+    )
+    error["permanent"] = "true"
     [report] = handler.parse_dlr(ACCOUNT, callback({"results": [dlr(reported, error=error)]}))
     assert report.status is Status.REJECTED
     assert report.error_text.endswith("[permanent]")
@@ -795,14 +756,12 @@ def test_numeric_message_ids_and_a_missing_error_object_are_fine() -> None:
     ],
 )
 def test_a_report_infobip_would_never_send_is_invalid(body: Any) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback(body))
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback(body))
 
 
 def test_an_xml_report_is_invalid_because_smsgw_asks_for_json() -> None:
     xml = b"<DeliveryReports><results><result><messageId>M</messageId></result></results>"
-    with pytest.raises(CallbackInvalid, match="XML"):
-        handler.parse_dlr(ACCOUNT, callback(xml, "application/xml"))
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback(xml, "application/xml"), match="XML")
 
 
 def test_infobip_callbacks_are_not_signed_and_want_no_body_back() -> None:
@@ -830,11 +789,8 @@ INBOUND = {"results": [MO], "messageCount": 1, "pendingMessageCount": 1}
 
 def test_an_inbound_push_gives_the_full_text_with_its_keyword() -> None:
     [sms] = handler.parse_inbound(ACCOUNT, callback(INBOUND))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "385916242493",
-        "385921004026",
-        "QUIZ Correct answer is Paris",
-        "817790313235066447",
+    assert sms == InboundSms(
+        "385916242493", "385921004026", "QUIZ Correct answer is Paris", "817790313235066447"
     )
 
 
@@ -858,8 +814,7 @@ def test_an_inbound_push_of_many_results_gives_each_with_text_kept_exactly() -> 
     ],
 )
 def test_an_inbound_push_infobip_would_never_send_is_invalid(body: Any) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, callback(body))
+    wire.assert_inbound_invalid(handler, ACCOUNT, callback(body))
 
 
 # -- polling and balance -----------------------------------------------------------
@@ -963,27 +918,19 @@ def test_the_balance_call_and_its_documented_answer() -> None:
     assert as_text.amount == 12.5
 
 
-@pytest.mark.parametrize(
-    ("response", "message"),
-    [
-        (answer(401, legacy("UNAUTHORIZED", "Invalid login details")), "UNAUTHORIZED"),
-        (answer(500, HTML_PAGE), "HTTP 500"),
-        (answer(200, {"currency": "EUR"}), "no numeric balance"),
-        (answer(200, {"balance": "NaN"}), "no numeric balance"),
-        (answer(200, [47.79]), "unexpected answer"),
-    ],
-)
-def test_a_balance_answer_without_a_balance_raises_a_clear_error(
-    response: WireResponse, message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        handler.parse_balance(ACCOUNT, response)
+BALANCE_ERRORS = [
+    (answer(401, legacy("UNAUTHORIZED", "Invalid login details")), "UNAUTHORIZED"),
+    (answer(500, HTML_PAGE), "HTTP 500"),
+    (answer(200, {"currency": "EUR"}), "no numeric balance"),
+    (answer(200, {"balance": "NaN"}), "no numeric balance"),
+    (answer(200, [47.79]), "unexpected answer"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeInfobip]):
+class Rig(rigging.Wiring[FakeInfobip]):
     @property
     def dlr_url(self) -> str:
         """Infobip takes the report URL per message (`notifyUrl`), not from the fake."""
@@ -1004,7 +951,7 @@ class Rig(Wiring[FakeInfobip]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeInfobip(API_KEY), callbacks=("inbound",)) as rig:
+    async with rigging.wired(Rig, FakeInfobip(API_KEY), callbacks=("inbound",)) as rig:
         yield rig
 
 
@@ -1230,11 +1177,7 @@ async def test_a_final_status_sticks_in_the_logs(rig: Rig) -> None:
     [result] = await rig.results(rig.batch("+41793026727"))
     await rig.fake.drain()
     [message_id] = result.request_ids
-    request = handler.poll_request(ACCOUNT, rig.base_url, [message_id])
-    assert request is not None
-    [report] = handler.parse_poll_response(
-        ACCOUNT, [message_id], await execute(rig.client, request)
-    )
+    [report] = await rig.read_poll(handler, ACCOUNT, [message_id])
     assert report.status is Status.DELIVERED
 
 
@@ -1268,12 +1211,7 @@ async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig) ->
     [call] = rig.receiver.calls
     assert json.loads(call.body)["results"][0]["cleanText"] == "Paris"
     [sms] = handler.parse_inbound(ACCOUNT, call)
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "385916242493",
-        "385921004026",
-        "QUIZ Paris",
-        "MO1",
-    )
+    assert sms == InboundSms("385916242493", "385921004026", "QUIZ Paris", "MO1")
 
 
 # -- the whole loop through a running smsgw ----------------------------------------
@@ -1286,10 +1224,10 @@ def infobip_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeInfobip]]:
-    account = account_fields(
+    account = rigging.account_fields(
         "ib", "infobip", {"api_key": API_KEY}, "InfoSMS", pattern=pattern, options=options or {}
     )
-    return provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
+    return rigging.provider_loop(tmp_path, FakeInfobip(API_KEY), account, **settings)
 
 
 async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
@@ -1299,13 +1237,15 @@ async def test_a_batch_send_is_one_request_and_ends_delivered_by_pushed_reports(
         sent = await gateway.send(
             to=["+41793026727", "+41793026834", "+41793026999"], text="bulk", account="ib"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         [request] = fake.sent
         [entry] = request["messages"]
         assert len(entry["destinations"]) == 3
         assert entry["notifyUrl"].startswith(gateway.url) and "key=" in entry["notifyUrl"]
-        assert await account_counters(gateway, "ib") == tally(requests=3, accepted=3, delivered=3)
+        assert await rigging.account_counters(gateway, "ib") == rigging.tally(
+            requests=3, accepted=3, delivered=3
+        )
         detail = await gateway.message(sent[0]["id"])
         assert detail["request_id"] in fake.messages
 
@@ -1317,10 +1257,10 @@ async def test_undelivered_expired_and_rejected_reports_keep_infobips_codes(tmp_
         fake.duplicates, fake.shuffle = 1, True
         numbers = [f"+4179302{n:03d}{d}" for n in range(3) for d in "1234"]
         sent = await gateway.send(to=numbers, text="mixed", account="ib")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "undelivered", "2": "expired", "3": "rejected", "4": "delivered"}
         assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
-        assert await account_counters(gateway, "ib") == tally(
+        assert await rigging.account_counters(gateway, "ib") == rigging.tally(
             requests=12, accepted=12, delivered=3, undelivered=9
         )
         expired = await gateway.message(next(m["id"] for m in sent if m["to"].endswith("2")))
@@ -1332,41 +1272,35 @@ async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Pat
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.status_for = lambda number: 52 if number.endswith("9") else None
         sent = await gateway.send(to=["+41793026727", "+41793026729"], text="hi", account="ib")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert [statuses[m["id"]] for m in sent] == ["delivered", "failed"]
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "REJECTED_DESTINATION"
         assert refused["http_status"] == 200
-        counters = await account_counters(gateway, "ib")
+        counters = await rigging.account_counters(gateway, "ib")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
 async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.api_key = "rotated"
-        [message] = await gateway.send(to="+41793026727", text="denied", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed" and detail["http_status"] == 401
+        status, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "denied")
+        assert status == "failed" and detail["http_status"] == 401
         assert detail["error"]["code"] == "UNAUTHORIZED"
-        assert (await account_counters(gateway, "ib"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "ib"))["failed"] == 1
 
 
 async def test_a_429_is_retried_after_its_retry_after_then_delivered(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.fail_next = [429]
-        [message] = await gateway.send(to="+41793026727", text="slow down", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "delivered" and detail["attempts"] == 2
+        status, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "slow down")
+        assert status == "delivered" and detail["attempts"] == 2
         assert fake.requests_seen == 2 and len(fake.sent) == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_api_key(tmp_path: Path) -> None:
     async with infobip_setup(tmp_path, pattern="loop") as (gateway, fake):
-        [message] = await gateway.send(to="+41793026727", text="secret?", account="ib")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "ib", "+41793026727", "secret?")
         assert detail["http_response"] and "bulkId" in detail["http_response"]
         assert API_KEY not in str(detail)
         account = (await gateway.api.get("/v1/accounts/ib")).json()
@@ -1382,7 +1316,7 @@ async def test_an_account_that_polls_reaches_delivered_through_the_logs(tmp_path
     ):
         fake.push_reports = False
         [message] = await gateway.send(to="+41793026727", text="poll me", account="ib")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         detail = await gateway.message(message["id"])
         assert fake.log_queries and fake.log_queries[0] == [detail["request_id"]]
@@ -1393,12 +1327,7 @@ async def test_inbound_messages_and_the_balance_are_served(tmp_path: Path) -> No
     async with infobip_setup(tmp_path) as (gateway, fake):
         fake.credit = 47.79
         assert await fake.push_inbound("385916242493", "385921004026", "Hi there") == 200
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+385916242493",
-            "Hi there",
-            "ib",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+385916242493", "Hi there", "ib")
         balance = (await gateway.api.get("/v1/balance/ib")).json()
         assert balance == {"account": "ib", "balance": 47.79, "currency": "EUR"}
 

@@ -22,15 +22,14 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
-from service.errors import CallbackInvalid
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.rig import Wiring, account_fields, provider_loop, settle, tally, wired
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -49,12 +48,8 @@ PASSWORD = "s3cret-pa55word"
 BASE = "http://intelli.test"
 ID = "10011000000000000001"
 handler = IntelliSoftwareHandler()
-ACCOUNT = Account(
-    name="intelli",
-    provider="intellisoftware",
-    credentials={"username": USERNAME, "password": PASSWORD},
-    sender="ACME",
-)
+LOGIN = {"username": USERNAME, "password": PASSWORD}
+ACCOUNT = Account(name="intelli", provider="intellisoftware", credentials=LOGIN, sender="ACME")
 GET_ACCOUNT = replace(ACCOUNT, options={"method": "GET"})
 
 
@@ -193,11 +188,13 @@ def test_voice_sms_is_type_6_with_text_and_no_part_limit() -> None:
     assert "maxconcat" not in fields
 
 
-def test_the_path_follows_the_base_url_or_the_public_host() -> None:
-    request = handler.send_request(ACCOUNT, batch("+447700900123", base_url="http://h:81/"))
-    assert request.url == "http://h:81/smsgateway/sendmsg.aspx"
-    request = handler.send_request(ACCOUNT, batch("+447700900123", base_url=""))
-    assert request.url == "https://www.intellisoftware.co.uk/smsgateway/sendmsg.aspx"
+SEND_URLS = [
+    (batch("+447700900123", base_url="http://h:81/"), "http://h:81/smsgateway/sendmsg.aspx"),
+    (
+        batch("+447700900123", base_url=""),
+        "https://www.intellisoftware.co.uk/smsgateway/sendmsg.aspx",
+    ),
+]
 
 
 # -- send answers ------------------------------------------------------------------
@@ -382,10 +379,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
 def test_http_failures_and_unreadable_answers_are_classified_for_each_message(
     case: Refusal,
 ) -> None:
-    sent = batch("+447700900001", "+447700900002")
-    results = handler.parse_send_response(ACCOUNT, sent, case.answer())
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+447700900001", "+447700900002"))
 
 
 SEND_TOKENS = [
@@ -483,35 +477,25 @@ def test_a_status_report_with_spaces_around_its_values_still_reads() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "callback",
-    [
-        pytest.param(form_callback(status_report(msgid=None)), id="no-msgid"),
-        pytest.param(form_callback(status_report(msgid=" ")), id="blank-msgid"),
-        pytest.param(form_callback(status_report(None)), id="no-status"),
-        pytest.param(form_callback(status_report("")), id="blank-status"),
-        pytest.param(form_callback(status_report("DELIVERED")), id="status-word"),
-        pytest.param(form_callback(status_report("4.5")), id="status-fraction"),
-        pytest.param(json_callback(status_report(-1)), id="status-negative"),
-        pytest.param(json_callback(status_report(True)), id="status-boolean"),
-        pytest.param(json_callback(status_report([4])), id="status-list"),
-        pytest.param(form_callback(status_report(toaddr=None)), id="no-toaddr"),
-        pytest.param(form_callback(status_report(toaddr="unknown")), id="toaddr-without-digits"),
-        pytest.param(json_callback(status_report(msgid={"id": 1})), id="msgid-object"),
-        pytest.param(json_callback([status_report()]), id="json-array"),
-        pytest.param(json_callback(b'{"msgid": "1", "status": '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
-        pytest.param(
-            CallbackRequest("POST", "http://gw/x", (), {"content-type": "text/plain"}, b"\xff\xfe"),
-            id="not-utf8",
-        ),
-    ],
-)
-def test_a_status_report_intellisoftware_would_never_send_is_invalid(
-    callback: CallbackRequest,
-) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+INVALID_DLRS = [
+    pytest.param(form_callback(status_report(msgid=None)), id="no-msgid"),
+    pytest.param(form_callback(status_report(msgid=" ")), id="blank-msgid"),
+    pytest.param(form_callback(status_report(None)), id="no-status"),
+    pytest.param(form_callback(status_report("")), id="blank-status"),
+    pytest.param(form_callback(status_report("DELIVERED")), id="status-word"),
+    pytest.param(form_callback(status_report("4.5")), id="status-fraction"),
+    pytest.param(json_callback(status_report(-1)), id="status-negative"),
+    pytest.param(json_callback(status_report(True)), id="status-boolean"),
+    pytest.param(json_callback(status_report([4])), id="status-list"),
+    pytest.param(form_callback(status_report(toaddr=None)), id="no-toaddr"),
+    pytest.param(form_callback(status_report(toaddr="unknown")), id="toaddr-without-digits"),
+    pytest.param(json_callback(status_report(msgid={"id": 1})), id="msgid-object"),
+    *wire.malformed(status_report(), b'{"msgid": "1", "status": ', json_callback, get_callback),
+    pytest.param(
+        CallbackRequest("POST", "http://gw/x", (), {"content-type": "text/plain"}, b"\xff\xfe"),
+        id="not-utf8",
+    ),
+]
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -549,21 +533,13 @@ INBOUND_JSON = {
 @pytest.mark.parametrize("form", ["form", "get"])
 def test_a_forwarded_sms_in_the_classic_fields_is_read(form: str) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, CALLBACK_FORMS[form](INBOUND_FORM))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "447710123456",
-        "",
-        "Hello back",
-        "20022000000000000009",
-    )
+    assert sms == InboundSms("447710123456", "", "Hello back", "20022000000000000009")
 
 
 def test_forwarded_sms_in_the_json_format_are_read_one_by_one() -> None:
     first, second = handler.parse_inbound(ACCOUNT, json_callback(INBOUND_JSON))
-    assert (first.sender, first.recipient, first.text, first.provider_id) == (
-        "44771012345",
-        "44771012346",
-        "Message Text",
-        "21ba6a2ee454d1710d88f357df34fdb3f5",
+    assert first == InboundSms(
+        "44771012345", "44771012346", "Message Text", "21ba6a2ee454d1710d88f357df34fdb3f5"
     )
     assert second.text == "Smiley \U0001f603"
 
@@ -607,8 +583,7 @@ def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
 def test_an_inbound_callback_intellisoftware_would_never_send_is_invalid(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, callback)
+    wire.assert_inbound_invalid(handler, ACCOUNT, callback)
 
 
 def test_callbacks_need_no_signature_and_inbound_needs_no_special_answer() -> None:
@@ -648,27 +623,21 @@ def test_a_balance_answer_gives_the_remaining_credits(body: str, amount: float) 
     assert (balance.amount, balance.currency) == (amount, "credits")
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ("ERR:LOGIN_INVALID", "ERR:LOGIN_INVALID"),
-        ("ERR:NO_PASSWORD", "'password' is missing"),
-        ("ERR:INTERNAL_ERROR", "ERR:INTERNAL_ERROR"),
-        ("BALANCE:lots", "not a number"),
-        ("BALANCE:" + "9" * 400, "not a number"),
-        ("", "empty answer"),
-        (HTML_PAGE, "unreadable"),
-    ],
-)
-def test_a_balance_error_or_nonsense_raises_value_error(body: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        handler.parse_balance(ACCOUNT, answer(200, body))
+BALANCE_ERRORS = [
+    (answer(200, "ERR:LOGIN_INVALID"), "ERR:LOGIN_INVALID"),
+    (answer(200, "ERR:NO_PASSWORD"), "'password' is missing"),
+    (answer(200, "ERR:INTERNAL_ERROR"), "ERR:INTERNAL_ERROR"),
+    (answer(200, "BALANCE:lots"), "not a number"),
+    (answer(200, "BALANCE:" + "9" * 400), "not a number"),
+    (answer(200, ""), "empty answer"),
+    (answer(200, HTML_PAGE), "unreadable"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeIntelliSoftware]):
+class Rig(rigging.Wiring[FakeIntelliSoftware]):
     def batch(self, *numbers: str, text: str = "Hello") -> SendBatch:
         return batch(*numbers, text=text, base_url=self.base_url)
 
@@ -681,7 +650,7 @@ class Rig(Wiring[FakeIntelliSoftware]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeIntelliSoftware(USERNAME, PASSWORD)) as rig:
+    async with rigging.wired(Rig, FakeIntelliSoftware(USERNAME, PASSWORD)) as rig:
         yield rig
 
 
@@ -774,11 +743,7 @@ async def test_planned_http_failures_are_transient_then_the_send_goes_through(ri
     for _ in range(3):
         [result] = await rig.results(sent)
         outcomes.append((result.outcome, result.retry_after))
-    assert outcomes == [
-        (Outcome.TRANSIENT, None),
-        (Outcome.TRANSIENT, 1.0),
-        (Outcome.ACCEPTED, None),
-    ]
+    assert outcomes == rigging.BUSY_THEN_SLOWED_THEN_SENT
     assert rig.fake.requests_seen == 3 and len(rig.fake.sent) == 1
 
 
@@ -859,15 +824,11 @@ async def test_a_forwarded_inbound_sms_reaches_the_callback_and_parses(rig: Rig,
 @pytest.mark.parametrize("account", [ACCOUNT, GET_ACCOUNT], ids=["post", "get"])
 async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Account) -> None:
     rig.fake.credits = 42
-    request = handler.balance_request(account, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(account, await execute(rig.client, request))
+    balance = await rig.read_balance(handler, account)
     assert (balance.amount, balance.currency) == (42.0, "credits")
     wrong = replace(account, credentials={"username": USERNAME, "password": "x"})
-    bad = handler.balance_request(wrong, rig.base_url)
-    assert bad is not None
     with pytest.raises(ValueError, match="LOGIN_INVALID"):
-        handler.parse_balance(wrong, await execute(rig.client, bad))
+        await rig.read_balance(handler, wrong)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -876,14 +837,14 @@ async def test_the_fakes_balance_reads_back_as_credits(rig: Rig, account: Accoun
 def intelli_setup(
     tmp_path: Path, **options: Any
 ) -> AbstractAsyncContextManager[tuple[Gateway, FakeIntelliSoftware]]:
-    account = account_fields(
+    account = rigging.account_fields(
         "intelli",
         "intellisoftware",
         {"username": USERNAME, "password": PASSWORD},
         "ACME",
         options=options,
     )
-    return provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
+    return rigging.provider_loop(tmp_path, FakeIntelliSoftware(USERNAME, PASSWORD), account)
 
 
 async def counters(gateway: Gateway) -> dict[str, int]:
@@ -902,7 +863,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
             to=["+447911123001", "+447911123002", "+447911123003"], text="hello", account="intelli"
         )
         by_to = {m["to"]: m["id"] for m in sent}
-        statuses = await settle(gateway, fake, list(by_to.values()))
+        statuses = await rigging.settle(gateway, fake, list(by_to.values()))
         assert [statuses[by_to[n]] for n in sorted(by_to)] == [
             "delivered",
             "undelivered",
@@ -914,7 +875,7 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
         undelivered = await gateway.message(by_to["+447911123002"])
         assert undelivered["request_id"] == ID
         assert undelivered["error"] == {"code": "6", "message": "Unable To Deliver"}
-        assert await counters(gateway) == tally(
+        assert await counters(gateway) == rigging.tally(
             requests=3, accepted=2, failed=1, delivered=1, undelivered=1, unmatched=0
         )
         total = (await gateway.stats())["total"]
@@ -924,19 +885,15 @@ async def test_a_batch_ends_delivered_undelivered_and_refused_with_exact_counter
 async def test_a_wrong_password_fails_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        [message] = await gateway.send(to="+447911123001", text="denied", account="intelli")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await rigging.send_one(gateway, fake, "intelli", "+447911123001", "denied")
+        assert status == "failed"
         assert detail["error"]["code"] == "LOGIN_INVALID"
         assert (await counters(gateway))["failed"] == 1
 
 
 async def test_the_stored_provider_response_never_holds_the_password(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path, method="GET") as (gateway, fake):
-        [message] = await gateway.send(to="+447911123001", text="secret?", account="intelli")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "intelli", "+447911123001", "secret?")
         assert detail["http_response"] == f"ID:{ID}"
         assert PASSWORD not in json.dumps(detail)
         account = (await gateway.api.get("/v1/accounts/intelli")).json()
@@ -948,7 +905,7 @@ async def test_the_stored_provider_response_never_holds_the_password(tmp_path: P
 async def test_a_too_long_text_is_refused_without_reaching_anyone(tmp_path: Path) -> None:
     async with intelli_setup(tmp_path, maxconcat=2) as (gateway, fake):
         [message] = await gateway.send(to="+447911123001", text="q" * 400, account="intelli")
-        await settle(gateway, fake, [message["id"]])
+        await rigging.settle(gateway, fake, [message["id"]])
         detail = await gateway.message(message["id"])
         assert detail["status"] == "failed"
         assert detail["error"]["code"] == "MAXCONCAT_EXCEEDED"

@@ -11,7 +11,7 @@ the account's callback URL.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -25,22 +25,13 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
-from service.errors import CallbackInvalid
 from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_routemobile import FakeRouteMobile
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    provider_gateway,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     UNAUTHORIZED,
     Refusal,
@@ -53,12 +44,8 @@ USERNAME = "acme-http"
 PASSWORD = "Pw[9x!q&z"  # characters that change when URL-encoded
 BASE = "http://rml.test:8080"
 handler = RouteMobileHandler()
-ACCOUNT = Account(
-    name="rm",
-    provider="routemobile",
-    credentials={"username": USERNAME, "password": PASSWORD},
-    sender="ACME",
-)
+LOGIN = {"username": USERNAME, "password": PASSWORD}
+ACCOUNT = Account(name="rm", provider="routemobile", credentials=LOGIN, sender="ACME")
 
 
 def account(**options: Any) -> Account:
@@ -162,13 +149,10 @@ def test_the_post_method_option_sends_the_same_fields_as_a_form() -> None:
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
 
 
-def test_the_path_follows_the_base_url_and_defaults_to_the_public_host() -> None:
-    assert handler.send_request(ACCOUNT, batch("+91980", base_url="http://h:81/")).url == (
-        "http://h:81/bulksms/bulksms"
-    )
-    assert handler.send_request(ACCOUNT, batch("+91980", base_url="")).url == (
-        "https://api.rmlconnect.net/bulksms/bulksms"
-    )
+SEND_URLS = [
+    (batch("+91980", base_url="http://h:81/"), "http://h:81/bulksms/bulksms"),
+    (batch("+91980", base_url=""), "https://api.rmlconnect.net/bulksms/bulksms"),
+]
 
 
 @pytest.mark.parametrize(
@@ -377,27 +361,15 @@ def test_an_undocumented_code_is_refused_and_kept() -> None:
     assert "unknown" in result.error_text
 
 
-CODE_TABLE = [
-    ("1702", Outcome.ACCOUNT_ERROR),
-    ("1703", Outcome.ACCOUNT_ERROR),
-    ("1704", Outcome.ACCOUNT_ERROR),
-    ("1705", Outcome.REFUSED),
-    ("1706", Outcome.REFUSED),
-    ("1707", Outcome.SENDER_REJECTED),
-    ("1708", Outcome.ACCOUNT_ERROR),
-    ("1709", Outcome.ACCOUNT_ERROR),
-    ("1710", Outcome.TRANSIENT),
-    ("1025", Outcome.ACCOUNT_ERROR),
-    ("1026", Outcome.ACCOUNT_ERROR),
-    ("1715", Outcome.UNKNOWN),
-    ("1032", Outcome.REFUSED),
-    ("1033", Outcome.SENDER_REJECTED),
-    ("1028", Outcome.REFUSED),
-]
-
-
-def test_the_code_table_covers_every_documented_error_code() -> None:
-    assert_covers(CODE_TABLE, CODES)
+CODE_TABLE = wire.by_meaning(
+    {
+        Outcome.ACCOUNT_ERROR: ("1702", "1703", "1704", "1708", "1709", "1025", "1026"),
+        Outcome.REFUSED: ("1705", "1706", "1032", "1028"),
+        Outcome.SENDER_REJECTED: ("1707", "1033"),
+        Outcome.TRANSIENT: ("1710",),
+        Outcome.UNKNOWN: ("1715",),
+    }
+)
 
 
 @pytest.mark.parametrize(("code", "outcome"), CODE_TABLE)
@@ -477,11 +449,7 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
     case: Refusal,
 ) -> None:
-    results = handler.parse_send_response(
-        ACCOUNT, batch("+919800000001", "+919800000002"), case.answer()
-    )
-    assert len(results) == 2
-    case.check(results)
+    case.judge(handler, ACCOUNT, batch("+919800000001", "+919800000002"))
 
 
 ANSWER_TEXT = st.text(alphabet="0123456789|,: \n17ab-", max_size=80)
@@ -514,27 +482,27 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_ids_on_2
 
 # -- delivery reports --------------------------------------------------------------
 
-STATUS_TABLE = [
-    ("ACKED", Status.ENROUTE),
-    ("ACCEPTD", Status.ENROUTE),
-    ("ACCEPTED", Status.ENROUTE),
-    ("ENROUTE", Status.ENROUTE),
-    ("DELIVRD", Status.DELIVERED),
-    ("DELIVERED", Status.DELIVERED),
-    ("UNDELIV", Status.UNDELIVERED),
-    ("UNDELIVERED", Status.UNDELIVERED),
-    ("DELETED", Status.UNDELIVERED),
-    ("UNKNOWN", Status.UNDELIVERED),
-    ("EXPIRED", Status.EXPIRED),
-    ("REJECTD", Status.REJECTED),
-    ("REJECTED", Status.REJECTED),
-    ("DND", Status.REJECTED),
-    ("FAILED", Status.FAILED),
-]
+STATUS_TABLE = wire.by_meaning(
+    {
+        Status.ENROUTE: ("ACKED", "ACCEPTD", "ACCEPTED", "ENROUTE"),
+        Status.DELIVERED: ("DELIVRD", "DELIVERED"),
+        Status.UNDELIVERED: ("UNDELIV", "UNDELIVERED", "DELETED", "UNKNOWN"),
+        Status.EXPIRED: ("EXPIRED",),
+        Status.REJECTED: ("REJECTD", "REJECTED", "DND"),
+        Status.FAILED: ("FAILED",),
+    }
+)
 
 
-def test_the_status_table_covers_every_status_the_handler_knows() -> None:
-    assert_covers(STATUS_TABLE, DLR_STATUSES)
+@pytest.mark.parametrize(
+    ("table", "known"),
+    [(CODE_TABLE, CODES), (STATUS_TABLE, DLR_STATUSES)],
+    ids=["error-codes", "dlr-statuses"],
+)
+def test_each_table_covers_everything_the_handler_knows(
+    table: list[tuple[str, Any]], known: Collection[str]
+) -> None:
+    assert_covers(table, known)
 
 
 @pytest.mark.parametrize("form", CALLBACK_FORMS)
@@ -590,27 +558,19 @@ def test_the_query_and_a_form_body_are_read_together() -> None:
     assert handler.parse_dlr(ACCOUNT, callback)[0].status is Status.EXPIRED
 
 
-@pytest.mark.parametrize(
-    "callback",
-    [
-        pytest.param(get_callback(dlr(sMessageId=None)), id="missing-message-id"),
-        pytest.param(get_callback(dlr(sMessageId="  ")), id="blank-message-id"),
-        pytest.param(get_callback(dlr(None)), id="missing-status"),
-        pytest.param(get_callback(dlr("")), id="blank-status"),
-        pytest.param(get_callback(dlr("SENT-OK")), id="unknown-status"),
-        pytest.param(get_callback(dlr("1")), id="numeric-status"),
-        pytest.param(json_callback(dlr(["DELIVRD"])), id="status-list"),
-        pytest.param(json_callback(dlr(True)), id="status-boolean"),
-        pytest.param(json_callback(dlr(sMessageId={"id": 1})), id="message-id-object"),
-        pytest.param(json_callback(dlr(iErrCode=[0])), id="error-code-list"),
-        pytest.param(json_callback([dlr()]), id="json-array"),
-        pytest.param(json_callback(b'{"sMessageId": "x", "sStatus": '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
-    ],
-)
-def test_a_callback_route_mobile_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+INVALID_DLRS = [
+    pytest.param(get_callback(dlr(sMessageId=None)), id="missing-message-id"),
+    pytest.param(get_callback(dlr(sMessageId="  ")), id="blank-message-id"),
+    pytest.param(get_callback(dlr(None)), id="missing-status"),
+    pytest.param(get_callback(dlr("")), id="blank-status"),
+    pytest.param(get_callback(dlr("SENT-OK")), id="unknown-status"),
+    pytest.param(get_callback(dlr("1")), id="numeric-status"),
+    pytest.param(json_callback(dlr(["DELIVRD"])), id="status-list"),
+    pytest.param(json_callback(dlr(True)), id="status-boolean"),
+    pytest.param(json_callback(dlr(sMessageId={"id": 1})), id="message-id-object"),
+    pytest.param(json_callback(dlr(iErrCode=[0])), id="error-code-list"),
+    *wire.malformed(dlr(), b'{"sMessageId": "x", "sStatus": ', json_callback, get_callback),
+]
 
 
 def test_callbacks_carry_no_signature_to_check() -> None:
@@ -621,8 +581,9 @@ def test_callbacks_carry_no_signature_to_check() -> None:
 
 
 def test_route_mobile_has_no_inbound_callback() -> None:
-    with pytest.raises(CallbackInvalid, match="no inbound"):
-        handler.parse_inbound(ACCOUNT, get_callback({"from": "9198", "text": "hi"}))
+    wire.assert_inbound_invalid(
+        handler, ACCOUNT, get_callback({"from": "9198", "text": "hi"}), "no inbound"
+    )
     assert handler.inbound_answer(ACCOUNT, "reply") is None
 
 
@@ -646,24 +607,18 @@ def test_a_credit_check_answer_gives_the_balance(body: str, amount: float) -> No
     assert handler.parse_balance(ACCOUNT, answer(body)).amount == amount
 
 
-@pytest.mark.parametrize(
-    ("status", "body", "match"),
-    [
-        (200, "PERMISSION DENIED", "wrong username or password"),
-        (200, "<html>oops</html>", "unreadable"),
-        (200, "", "unreadable"),
-        (503, "BALANCE:1", "HTTP 503"),
-    ],
-)
-def test_a_failed_credit_check_raises_a_clear_error(status: int, body: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        handler.parse_balance(ACCOUNT, answer(body, status))
+BALANCE_ERRORS = [
+    (answer("PERMISSION DENIED", 200), "wrong username or password"),
+    (answer("<html>oops</html>", 200), "unreadable"),
+    (answer("", 200), "unreadable"),
+    (answer("BALANCE:1", 503), "HTTP 503"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeRouteMobile]):
+class Rig(rigging.Wiring[FakeRouteMobile]):
     async def send(
         self, *numbers: str, text: str = "Hello", encoding: str = "GSM-7", acct: Account = ACCOUNT
     ) -> list[Any]:
@@ -679,7 +634,7 @@ class Rig(Wiring[FakeRouteMobile]):
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    async with wired(Rig, fake, callbacks=("dlr",), query="?key=secret") as rig:
+    async with rigging.wired(Rig, fake, callbacks=("dlr",), query="?key=secret") as rig:
         yield rig
 
 
@@ -838,12 +793,10 @@ async def test_a_hung_send_is_accepted_although_the_client_times_out(rig: Rig) -
 
 
 async def test_the_credit_check_answers_the_balance_or_denies_wrong_credentials(rig: Rig) -> None:
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    assert handler.parse_balance(ACCOUNT, await execute(rig.client, request)).amount == 1250.75
+    assert (await rig.read_balance(handler, ACCOUNT)).amount == 1250.75
     rig.fake.password = "rotated"
     with pytest.raises(ValueError, match="denied"):
-        handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+        await rig.read_balance(handler, ACCOUNT)
 
 
 # -- the whole loop through smsgw --------------------------------------------------
@@ -854,14 +807,17 @@ async def routemobile_setup(
     tmp_path: Path, *, options: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[Gateway, FakeRouteMobile]]:
     fake = FakeRouteMobile(USERNAME, PASSWORD)
-    account = account_fields(
+    account = rigging.account_fields(
         "rm",
         "routemobile",
         {"username": USERNAME, "password": PASSWORD},
         "ACME",
         options=options or {},
     )
-    async with provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (gateway, created):
+    async with rigging.provider_gateway(tmp_path, fake, account, callbacks=("dlr",)) as (
+        gateway,
+        created,
+    ):
         assert created["credentials"]["password"] != PASSWORD
         yield gateway, fake
 
@@ -871,11 +827,13 @@ async def test_a_batch_is_one_request_and_ends_delivered_by_pushed_reports(tmp_p
         fake.dlr_plan = [("ACKED", "000"), ("DELIVRD", "000")]
         numbers = ["+919800000001", "+919800000002", "+919800000003"]
         sent = await gateway.send(to=numbers, text="bulk", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert set(statuses.values()) == {"delivered"}
         [request] = fake.sent
         assert sorted(request["destination"].split(",")) == [n[1:] for n in numbers]
-        assert await account_counters(gateway, "rm") == tally(requests=3, accepted=3, delivered=3)
+        assert await rigging.account_counters(gateway, "rm") == rigging.tally(
+            requests=3, accepted=3, delivered=3
+        )
 
 
 async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
@@ -891,12 +849,12 @@ async def test_undelivered_expired_and_rejected_reports_finish_their_messages(
         fake.dlr_plan_for = lambda number: plans[number[-1]]
         fake.duplicates, fake.shuffle = 1, True
         sent = await gateway.send(to=[f"+91980000000{d}" for d in "1234"], text="x", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "delivered", "2": "undelivered", "3": "expired", "4": "rejected"}
         assert {m["to"][-1]: statuses[m["id"]] for m in sent} == expected
         undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "2"))
         assert undelivered["error"] == {"code": "001", "message": "UNDELIV"}
-        counters = await account_counters(gateway, "rm")
+        counters = await rigging.account_counters(gateway, "rm")
         assert (counters["delivered"], counters["undelivered"], counters["pending"]) == (1, 3, 0)
 
 
@@ -904,31 +862,29 @@ async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) ->
     async with routemobile_setup(tmp_path) as (gateway, fake):
         fake.codes_for = {"919800000002": "1706"}
         sent = await gateway.send(to=["+919800000001", "+919800000002"], text="x", account="rm")
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         by_number = {m["to"]: statuses[m["id"]] for m in sent}
         assert by_number == {"+919800000001": "delivered", "+919800000002": "failed"}
         refused = await gateway.message(sent[1]["id"])
         assert refused["error"]["code"] == "1706"
-        counters = await account_counters(gateway, "rm")
+        counters = await rigging.account_counters(gateway, "rm")
         assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
 async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: Path) -> None:
     async with routemobile_setup(tmp_path) as (gateway, fake):
         fake.password = "rotated"
-        [message] = await gateway.send(to="+919800000001", text="denied", account="rm")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "rm", "+919800000001", "denied")
         assert detail["status"] == "failed" and detail["error"]["code"] == "1703"
         assert (detail["http_status"], detail["http_response"]) == (200, "1703")
-        assert (await account_counters(gateway, "rm"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "rm"))["failed"] == 1
 
 
 async def test_the_automation_box_sends_through_route_mobile(tmp_path: Path) -> None:
     async with routemobile_setup(tmp_path) as (gateway, fake):
         [message] = await gateway.send(automation="919800000001|Привет from automation")
         assert (message["account"], message["encoding"]) == ("rm", "UCS-2")
-        assert (await settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
+        assert (await rigging.settle(gateway, fake, [message["id"]]))[message["id"]] == "delivered"
         [known] = fake.messages.values()
         assert (known["type"], known["text"]) == ("2", "Привет from automation")
 
@@ -938,9 +894,7 @@ async def test_the_stored_provider_response_never_holds_the_password(tmp_path: P
         gateway,
         fake,
     ):
-        [message] = await gateway.send(to="+919800000001", text="secret?", account="rm")
-        await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
+        _, detail = await rigging.send_one(gateway, fake, "rm", "+919800000001", "secret?")
         assert detail["http_response"].startswith("1701|919800000001|")
         assert PASSWORD not in str(detail) and urlencode({"p": PASSWORD})[2:] not in str(detail)
         account_view = (await gateway.api.get("/v1/accounts/rm")).json()

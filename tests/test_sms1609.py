@@ -22,31 +22,19 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.sms1609 import Sms1609Handler, parse_poll_status
-from service.errors import CallbackInvalid
 from service.model import Account, Balance, Outcome, OutgoingSms, SendBatch, Status
+from tests import rig as rigging
+from tests import wire
 from tests.conftest import Gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    provider_gateway,
-    settled_messages,
-    tally,
-    wired,
-)
 from tests.wire import answer
 
 USER = "acme"
 PASSWORD = "pw-s3cret!"
 BASE = "http://1609.test"
 handler = Sms1609Handler()
-ACCOUNT = Account(
-    name="s1609",
-    provider="sms1609",
-    credentials={"username": USER, "password": PASSWORD},
-    sender="IKEA",
-)
+LOGIN = {"username": USER, "password": PASSWORD}
+ACCOUNT = Account(name="s1609", provider="sms1609", credentials=LOGIN, sender="IKEA")
 POST_ACCOUNT = replace(ACCOUNT, options={"method": "POST"})
 SHA1_ACCOUNT = replace(ACCOUNT, options={"sha1_password": True})
 TEST_ACCOUNT = replace(ACCOUNT, options={"test_mode": True})
@@ -136,11 +124,10 @@ def test_test_mode_asks_1609sms_to_check_without_sending() -> None:
     assert "test" not in dict(handler.send_request(ACCOUNT, batch("+447012345678")).params)
 
 
-def test_the_base_url_replaces_the_public_host_and_keeps_the_path() -> None:
-    request = handler.send_request(ACCOUNT, batch("+447012345678", base_url="http://h:81/"))
-    assert request.url == "http://h:81/module/gateway.php"
-    public = handler.send_request(ACCOUNT, batch("+447012345678", base_url=""))
-    assert public.url == "http://217.19.227.48/module/gateway.php"
+SEND_URLS = [
+    (batch("+447012345678", base_url="http://h:81/"), "http://h:81/module/gateway.php"),
+    (batch("+447012345678", base_url=""), "http://217.19.227.48/module/gateway.php"),
+]
 
 
 def test_several_messages_would_share_one_request_and_its_one_sms_id() -> None:
@@ -345,16 +332,14 @@ CALLBACKS = [
 def test_every_delivery_report_callback_is_invalid_as_1609sms_pushes_none(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid, match="polled"):
-        handler.parse_dlr(ACCOUNT, callback)
+    wire.assert_dlr_invalid(handler, ACCOUNT, callback, match="polled")
 
 
 @pytest.mark.parametrize("callback", CALLBACKS, ids=["get", "form", "json"])
 def test_every_inbound_callback_is_invalid_as_its_format_is_undocumented(
     callback: CallbackRequest,
 ) -> None:
-    with pytest.raises(CallbackInvalid, match="no format"):
-        handler.parse_inbound(ACCOUNT, callback)
+    wire.assert_inbound_invalid(handler, ACCOUNT, callback, match="no format")
 
 
 def test_nothing_is_signed_and_no_inbound_answer_is_expected() -> None:
@@ -473,25 +458,19 @@ def test_a_bare_number_is_the_balance_in_credits(body: str, amount: float) -> No
     assert handler.parse_balance(ACCOUNT, answer(200, body)) == Balance(amount, "credits")
 
 
-@pytest.mark.parametrize(
-    ("response", "match"),
-    [
-        (answer(200, "ERROR 104"), "ERROR 104"),
-        (answer(200, "ERROR 1.1.6"), "ERROR 116"),
-        (answer(500, "oops"), "HTTP 500"),
-        (answer(200, "<html>login</html>"), "no number"),
-        (answer(200, ""), "no number"),
-    ],
-)
-def test_anything_but_a_number_is_no_balance(response: WireResponse, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        handler.parse_balance(ACCOUNT, response)
+BALANCE_ERRORS = [
+    (answer(200, "ERROR 104"), "ERROR 104"),
+    (answer(200, "ERROR 1.1.6"), "ERROR 116"),
+    (answer(500, "oops"), "HTTP 500"),
+    (answer(200, "<html>login</html>"), "no number"),
+    (answer(200, ""), "no number"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeSms1609]):
+class Rig(rigging.Wiring[FakeSms1609]):
     def batch(self, *numbers: str, text: str = "Hello", segments: int = 1) -> SendBatch:
         return batch(*numbers, text=text, segments=segments, base_url=self.base_url)
 
@@ -514,7 +493,7 @@ class Rig(Wiring[FakeSms1609]):
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     """1609SMS makes no callbacks: the receiver stays idle."""
-    async with wired(Rig, FakeSms1609(USER, PASSWORD), callbacks=()) as rig:
+    async with rigging.wired(Rig, FakeSms1609(USER, PASSWORD), callbacks=()) as rig:
         yield rig
 
 
@@ -705,12 +684,12 @@ async def sms1609_setup(
     options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeSms1609]]:
-    account = account_fields(
+    account = rigging.account_fields(
         "s1609", "sms1609", {"username": USER, "password": password}, "IKEA", options=options or {}
     )
     fake = FakeSms1609(USER, PASSWORD)
     settings = {"poll_first_after": 0.05, **settings}
-    async with provider_gateway(tmp_path, fake, account, callbacks=(), **settings) as (
+    async with rigging.provider_gateway(tmp_path, fake, account, callbacks=(), **settings) as (
         gateway,
         created,
     ):
@@ -721,7 +700,7 @@ async def sms1609_setup(
 
 async def settle(gateway: Gateway, ids: list[str]) -> dict[str, dict[str, Any]]:
     """1609SMS is polled, so there are no pushes to wait for."""
-    return await settled_messages(gateway, ids)
+    return await rigging.settled_messages(gateway, ids)
 
 
 async def test_sends_end_delivered_through_polling_one_request_each(tmp_path: Path) -> None:
@@ -732,7 +711,7 @@ async def test_sends_end_delivered_through_polling_one_request_each(tmp_path: Pa
         assert sorted(f["to"] for f in fake.sent) == ["447012345671", "447012345672"]
         assert {m["request_id"] for m in messages.values()} == set(fake.messages)
         assert set(fake.polls) == set(fake.messages)
-        assert await account_counters(gateway, "s1609") == tally(
+        assert await rigging.account_counters(gateway, "s1609") == rigging.tally(
             requests=2, accepted=2, delivered=2
         )
 
@@ -753,7 +732,7 @@ async def test_undelivered_and_rejected_statuses_come_through_polling(tmp_path: 
             "message": "not delivered",
         }
         assert by_number["+447012345673"]["status"] == "rejected"
-        found = await account_counters(gateway, "s1609")
+        found = await rigging.account_counters(gateway, "s1609")
         assert (found["delivered"], found["undelivered"], found["pending"]) == (1, 2, 0)
 
 
@@ -771,7 +750,7 @@ async def test_a_refused_number_and_a_wrong_password_fail_with_the_providers_cod
         [done] = (await settle(gateway, [locked["id"]])).values()
         assert done["status"] == "failed" and done["error"]["code"] == "104"
         assert fake.sent == []
-        found = await account_counters(gateway, "s1609")
+        found = await rigging.account_counters(gateway, "s1609")
         assert (found["requests"], found["accepted"], found["failed"]) == (2, 0, 2)
 
 

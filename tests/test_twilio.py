@@ -27,22 +27,14 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
-from service.errors import CallbackInvalid, Forbidden
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.errors import Forbidden
+from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
 from service.transport import execute
+from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway, eventually
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature
-from tests.rig import (
-    Wiring,
-    account_counters,
-    account_fields,
-    provider_gateway,
-    settle,
-    tally,
-    wired,
-)
 from tests.wire import (
     BAD_GATEWAY_PAGE,
     HTML_PAGE,
@@ -60,12 +52,8 @@ BASE = "http://twilio.test"
 SENDER = "+15005550006"
 DLR_URL = "https://gw.example/callbacks/tw/dlr?key=k3y"
 handler = TwilioHandler()
-ACCOUNT = Account(
-    name="tw",
-    provider="twilio",
-    credentials={"account_sid": SID, "auth_token": TOKEN},
-    sender=SENDER,
-)
+LOGIN = {"account_sid": SID, "auth_token": TOKEN}
+ACCOUNT = Account(name="tw", provider="twilio", credentials=LOGIN, sender=SENDER)
 
 
 def batch(
@@ -400,8 +388,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
     ],
 )
 def test_every_error_answer_is_classified_without_raising(case: Refusal) -> None:
-    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000001"), case.answer())
-    case.check([result])
+    case.judge(handler, ACCOUNT, batch("+46700000001"))
 
 
 def test_messages_beyond_the_first_are_never_sent_and_say_so() -> None:
@@ -417,17 +404,11 @@ def test_messages_beyond_the_first_are_never_sent_and_say_so() -> None:
     status=st.integers(100, 599),
     body=st.one_of(
         st.binary(max_size=200),
-        st.recursive(
+        wire.json_shapes(
             st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-            lambda inner: (
-                st.lists(inner, max_size=3)
-                | st.dictionaries(
-                    st.sampled_from(["sid", "status", "code", "message", "error_code"]),
-                    inner,
-                    max_size=4,
-                )
-            ),
-            max_leaves=10,
+            ["sid", "status", "code", "message", "error_code"],
+            fields=4,
+            leaves=10,
         ).map(lambda v: json.dumps(v).encode()),
     ),
     headers=st.dictionaries(st.sampled_from(["Retry-After", "retry-after"]), st.text(max_size=8)),
@@ -621,19 +602,15 @@ def test_a_signature_over_the_url_with_its_default_port_verifies() -> None:
 
 # -- status callbacks --------------------------------------------------------------
 
-STATUS_TABLE = [
-    ("accepted", Status.SUBMITTED),
-    ("scheduled", Status.SUBMITTED),
-    ("queued", Status.SUBMITTED),
-    ("sending", Status.SUBMITTED),
-    ("sent", Status.ENROUTE),
-    ("delivered", Status.DELIVERED),
-    ("read", Status.DELIVERED),
-    ("undelivered", Status.UNDELIVERED),
-    ("partially_delivered", Status.UNDELIVERED),
-    ("failed", Status.FAILED),
-    ("canceled", Status.FAILED),
-]
+STATUS_TABLE = wire.by_meaning(
+    {
+        Status.SUBMITTED: ("accepted", "scheduled", "queued", "sending"),
+        Status.ENROUTE: ("sent",),
+        Status.DELIVERED: ("delivered", "read"),
+        Status.UNDELIVERED: ("undelivered", "partially_delivered"),
+        Status.FAILED: ("failed", "canceled"),
+    }
+)
 
 
 def dlr(status: str = "delivered", **extra: Any) -> dict[str, Any]:
@@ -730,30 +707,21 @@ def test_status_words_are_read_in_any_case_and_padding() -> None:
 
 @pytest.mark.parametrize("word", ["received", "receiving"])
 def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> None:
-    with pytest.raises(CallbackInvalid, match="inbound"):
-        handler.parse_dlr(ACCOUNT, form_callback(dlr(word)))
+    wire.assert_dlr_invalid(handler, ACCOUNT, form_callback(dlr(word)), match="inbound")
 
 
-@pytest.mark.parametrize(
-    "callback",
-    [
-        pytest.param(form_callback(dlr(MessageSid=None, SmsSid=None)), id="no-sid"),
-        pytest.param(form_callback(dlr(MessageSid=" ", SmsSid="")), id="blank-sid"),
-        pytest.param(form_callback(dlr(MessageStatus=None, SmsStatus=None)), id="no-status"),
-        pytest.param(form_callback(dlr("gone")), id="unknown-status"),
-        pytest.param(form_callback(dlr("DELIVRD")), id="smpp-vocabulary"),
-        pytest.param(form_callback(dlr("undelivered", ErrorCode="x30003")), id="code-not-number"),
-        pytest.param(json_callback(dlr(MessageStatus=["delivered"])), id="status-list"),
-        pytest.param(json_callback(dlr(MessageSid={"sid": "SM1"})), id="sid-object"),
-        pytest.param(json_callback(dlr(ErrorCode=[30003])), id="code-list"),
-        pytest.param(json_callback([dlr()]), id="json-array"),
-        pytest.param(json_callback(b'{"MessageSid": "SM1", '), id="invalid-json"),
-        pytest.param(get_callback({}), id="empty-get"),
-    ],
-)
-def test_a_callback_twilio_would_never_send_is_invalid(callback: CallbackRequest) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_dlr(ACCOUNT, callback)
+INVALID_DLRS = [
+    pytest.param(form_callback(dlr(MessageSid=None, SmsSid=None)), id="no-sid"),
+    pytest.param(form_callback(dlr(MessageSid=" ", SmsSid="")), id="blank-sid"),
+    pytest.param(form_callback(dlr(MessageStatus=None, SmsStatus=None)), id="no-status"),
+    pytest.param(form_callback(dlr("gone")), id="unknown-status"),
+    pytest.param(form_callback(dlr("DELIVRD")), id="smpp-vocabulary"),
+    pytest.param(form_callback(dlr("undelivered", ErrorCode="x30003")), id="code-not-number"),
+    pytest.param(json_callback(dlr(MessageStatus=["delivered"])), id="status-list"),
+    pytest.param(json_callback(dlr(MessageSid={"sid": "SM1"})), id="sid-object"),
+    pytest.param(json_callback(dlr(ErrorCode=[30003])), id="code-list"),
+    *wire.malformed(dlr(), b'{"MessageSid": "SM1", ', json_callback, get_callback),
+]
 
 
 # -- inbound SMS -------------------------------------------------------------------
@@ -784,12 +752,7 @@ INBOUND = {
 @pytest.mark.parametrize("make", [form_callback, json_callback, get_callback])
 def test_an_inbound_sms_is_read_from_a_form_post_json_or_get(make: Any) -> None:
     [sms] = handler.parse_inbound(ACCOUNT, make(INBOUND))
-    assert (sms.sender, sms.recipient, sms.text, sms.provider_id) == (
-        "+46700000001",
-        SENDER,
-        "Hello there",
-        "SM" + "2" * 32,
-    )
+    assert sms == InboundSms("+46700000001", SENDER, "Hello there", "SM" + "2" * 32)
 
 
 def test_inbound_text_is_kept_exactly_and_may_be_empty_for_media() -> None:
@@ -820,13 +783,11 @@ def test_an_inbound_sms_with_only_the_legacy_sid_is_read() -> None:
     ],
 )
 def test_an_inbound_callback_twilio_would_never_send_is_invalid(fields: dict[str, Any]) -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, form_callback(fields))
+    wire.assert_inbound_invalid(handler, ACCOUNT, form_callback(fields))
 
 
 def test_an_inbound_json_body_that_is_not_text_is_invalid() -> None:
-    with pytest.raises(CallbackInvalid):
-        handler.parse_inbound(ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
+    wire.assert_inbound_invalid(handler, ACCOUNT, json_callback({**INBOUND, "Body": ["hi"]}))
 
 
 def test_the_inbound_answer_is_empty_twiml_without_a_reply() -> None:
@@ -925,29 +886,21 @@ def test_the_balance_is_fetched_and_read_from_the_sdk_fixture() -> None:
     assert (balance.amount, balance.currency) == (0.05, "USD")
 
 
-@pytest.mark.parametrize(
-    ("response", "says"),
-    [
-        (answer(401, twilio_error(20003, "Authenticate", 401)), "20003: Authenticate"),
-        (answer(502, HTML_PAGE), "Bad Gateway"),
-        (answer(200, {"balance": "lots", "currency": "USD"}), "numeric"),
-        (answer(200, {"balance": "NaN", "currency": "USD"}), "numeric"),
-        (answer(200, {"balance": True}), "numeric"),
-        (answer(200, {"currency": "USD"}), "numeric"),
-        (answer(200, "[1]"), "not a JSON object"),
-    ],
-)
-def test_an_unreadable_balance_raises_a_value_error_saying_why(
-    response: WireResponse, says: str
-) -> None:
-    with pytest.raises(ValueError, match=says):
-        handler.parse_balance(ACCOUNT, response)
+BALANCE_ERRORS = [
+    (answer(401, twilio_error(20003, "Authenticate", 401)), "20003: Authenticate"),
+    (answer(502, HTML_PAGE), "Bad Gateway"),
+    (answer(200, {"balance": "lots", "currency": "USD"}), "numeric"),
+    (answer(200, {"balance": "NaN", "currency": "USD"}), "numeric"),
+    (answer(200, {"balance": True}), "numeric"),
+    (answer(200, {"currency": "USD"}), "numeric"),
+    (answer(200, "[1]"), "not a JSON object"),
+]
 
 
 # -- the fake over real HTTP -------------------------------------------------------
 
 
-class Rig(Wiring[FakeTwilio]):
+class Rig(rigging.Wiring[FakeTwilio]):
     def batch(self, *numbers: str, sender: str = SENDER) -> SendBatch:
         return batch(
             *numbers,
@@ -962,7 +915,9 @@ class Rig(Wiring[FakeTwilio]):
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    async with wired(Rig, FakeTwilio(SID, TOKEN), callbacks=("inbound",), query="?key=k") as rig:
+    async with rigging.wired(
+        Rig, FakeTwilio(SID, TOKEN), callbacks=("inbound",), query="?key=k"
+    ) as rig:
         yield rig
 
 
@@ -1134,15 +1089,11 @@ async def test_polls_follow_the_status_and_unknown_sids_give_nothing(rig: Rig) -
 
 async def test_the_balance_comes_from_the_fake(rig: Rig) -> None:
     rig.fake.balance, rig.fake.currency = "3.25", "EUR"
-    request = handler.balance_request(ACCOUNT, rig.base_url)
-    assert request is not None
-    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    balance = await rig.read_balance(handler, ACCOUNT)
     assert (balance.amount, balance.currency) == (3.25, "EUR")
     wrong = replace(ACCOUNT, credentials={"account_sid": SID, "auth_token": "nope"})
-    bad = handler.balance_request(wrong, rig.base_url)
-    assert bad is not None
     with pytest.raises(ValueError, match="20003"):
-        handler.parse_balance(wrong, await execute(rig.client, bad))
+        await rig.read_balance(handler, wrong)
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -1169,7 +1120,7 @@ async def twilio_setup(
     **settings: Any,
 ) -> AsyncIterator[tuple[Gateway, FakeTwilio, dict[str, Any]]]:
     fake = FakeTwilio(SID, TOKEN)
-    account = account_fields(
+    account = rigging.account_fields(
         "tw",
         "twilio",
         {"account_sid": SID, "auth_token": TOKEN},
@@ -1177,7 +1128,7 @@ async def twilio_setup(
         fallback_sender=fallback_sender,
         options=options or {},
     )
-    async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
+    async with rigging.provider_gateway(tmp_path, fake, account, **settings) as (gateway, created):
         yield gateway, fake, created
 
 
@@ -1188,7 +1139,7 @@ async def count_rows(gateway: Gateway, table: str) -> int:
 async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: Path) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, account):
         [message] = await gateway.send(to="+46700000001", text="hello", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         [sent] = fake.sent
         assert sent["StatusCallback"] == account["callback_urls"]["dlr"]
@@ -1197,7 +1148,9 @@ async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: 
         assert all("X-Twilio-Signature" in headers for *_, headers in fake.callbacks)
         detail = await gateway.message(message["id"])
         assert detail["request_id"] in fake.messages and detail["http_status"] == 201
-        assert await account_counters(gateway, "tw") == tally(requests=1, accepted=1, delivered=1)
+        assert await rigging.account_counters(gateway, "tw") == rigging.tally(
+            requests=1, accepted=1, delivered=1
+        )
 
 
 async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_path: Path) -> None:
@@ -1212,7 +1165,7 @@ async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_
         sent = await gateway.send(
             to=[f"+4670000000{n}" for n in "1234"], text="mixed", account="tw"
         )
-        statuses = await settle(gateway, fake, [m["id"] for m in sent])
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         by_end = {m["to"][-1]: statuses[m["id"]] for m in sent}
         assert by_end == {"1": "undelivered", "2": "rejected", "3": "expired", "4": "delivered"}
         undelivered = await gateway.message(next(m["id"] for m in sent if m["to"][-1] == "1"))
@@ -1220,7 +1173,7 @@ async def test_undelivered_rejected_and_expired_outcomes_keep_twilios_codes(tmp_
             "code": "30003",
             "message": "undelivered: Unreachable destination handset",
         }
-        assert await account_counters(gateway, "tw") == tally(
+        assert await rigging.account_counters(gateway, "tw") == rigging.tally(
             requests=4, accepted=4, delivered=1, undelivered=3
         )
 
@@ -1229,13 +1182,11 @@ async def test_a_refused_number_fails_with_twilios_code_and_is_never_retried(
     tmp_path: Path,
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
-        [message] = await gateway.send(to="+15005550001", text="nobody", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await rigging.send_one(gateway, fake, "tw", "+15005550001", "nobody")
+        assert status == "failed"
         assert detail["http_status"] == 400 and detail["error"]["code"] == "21211"
         assert fake.requests_seen == 1 and fake.sent == []
-        assert (await account_counters(gateway, "tw"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["failed"] == 1
 
 
 async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_shown(
@@ -1243,12 +1194,10 @@ async def test_a_wrong_auth_token_is_an_account_error_never_stored_anywhere_show
 ) -> None:
     async with twilio_setup(tmp_path) as (gateway, fake, _):
         fake.auth_token = "rotated-token"
-        [message] = await gateway.send(to="+46700000001", text="denied", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
-        detail = await gateway.message(message["id"])
-        assert statuses[message["id"]] == "failed"
+        status, detail = await rigging.send_one(gateway, fake, "tw", "+46700000001", "denied")
+        assert status == "failed"
         assert detail["http_status"] == 401 and detail["error"]["code"] == "20003"
-        assert (await account_counters(gateway, "tw"))["failed"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["failed"] == 1
         listed = (await gateway.api.get("/v1/accounts/tw")).json()
         assert TOKEN not in json.dumps(listed) and listed["credentials"]["account_sid"] == SID
 
@@ -1258,7 +1207,7 @@ async def test_the_stored_provider_response_never_holds_the_auth_token(tmp_path:
         fake.error_for["+46700000001"] = 21211
         [refused] = await gateway.send(to="+46700000001", text="echo", account="tw")
         [ok] = await gateway.send(to="+46700000002", text="fine", account="tw")
-        await settle(gateway, fake, [refused["id"], ok["id"]])
+        await rigging.settle(gateway, fake, [refused["id"], ok["id"]])
         for message in (refused, ok):
             detail = await gateway.message(message["id"])
             assert detail["http_response"] and TOKEN not in json.dumps(detail)
@@ -1271,7 +1220,7 @@ async def test_a_sender_twilio_rejects_is_retried_with_the_fallback_sender(tmp_p
         _,
     ):
         [message] = await gateway.send(to="+46700000001", text="fallback", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         assert fake.requests_seen == 2 and [s["From"] for s in fake.sent] == [SENDER]
 
@@ -1306,7 +1255,7 @@ async def test_an_unsigned_forged_or_tampered_callback_is_refused_and_stores_not
         detail = await eventually(recorded)
         assert detail["status"] == "submitted"
         assert await count_rows(gateway, "reports") == 0
-        assert (await account_counters(gateway, "tw"))["pending"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["pending"] == 1
         # The genuine article still gets through.
         setattr(fake, knob, GENUINE[knob])
         assert await fake.push_status(detail["request_id"], "delivered") == 200
@@ -1326,12 +1275,7 @@ async def test_inbound_sms_is_answered_with_twiml_and_listed_only_when_signed(
         assert status == 200
         assert content_type.startswith("text/xml")
         assert body == b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
-        [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
-        assert (inbound["from"], inbound["text"], inbound["account"]) == (
-            "+46700000009",
-            "Hi there",
-            "tw",
-        )
+        assert await rigging.listed_inbound(gateway) == ("+46700000009", "Hi there", "tw")
 
 
 async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_delivered(
@@ -1352,11 +1296,11 @@ async def test_an_auto_reply_rides_in_the_twiml_answer_and_is_tracked_to_deliver
         assert (twiml["To"], twiml["From"]) == ("+46700000009", SENDER)
         [inbound] = (await gateway.api.get("/v1/inbound")).json()["inbound"]
         reply_id = inbound["reply"]["id"]
-        statuses = await settle(gateway, fake, [reply_id])
+        statuses = await rigging.settle(gateway, fake, [reply_id])
         assert statuses[reply_id] == "delivered"
         reply = await gateway.message(reply_id)
         assert reply["request_id"].startswith("SM") and reply["text"] == twiml["Body"]
-        assert (await account_counters(gateway, "tw"))["delivered"] == 1
+        assert (await rigging.account_counters(gateway, "tw"))["delivered"] == 1
         assert await count_rows(gateway, "outbox") == 0
 
 
@@ -1381,7 +1325,7 @@ async def test_a_polled_account_reaches_its_final_status_without_callbacks(tmp_p
         fake.push_reports = False
         fake.status_plan = [("sent", None), ("delivered", None)]
         [message] = await gateway.send(to="+46700000001", text="poll me", account="tw")
-        statuses = await settle(gateway, fake, [message["id"]])
+        statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered" and fake.dlr_acks == []
 
 

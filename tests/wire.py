@@ -8,15 +8,18 @@ so that each file keeps only what is its provider's own.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 import pytest
 from _pytest.mark import ParameterSet
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 
-from handlers.base import CallbackRequest, WireResponse
-from service.model import Outcome, RecipientResult
+from handlers.base import CallbackRequest, ProviderHandler, WireResponse
+from service.errors import CallbackInvalid
+from service.model import Account, Outcome, RecipientResult, SendBatch
 
 Fields = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -88,6 +91,12 @@ class Refusal(NamedTuple):
     def check(self, results: Sequence[RecipientResult]) -> None:
         assert_all_refused(results, self.outcome, self.code, self.text, self.retry_after)
 
+    def judge(self, handler: ProviderHandler, account: Account, batch: SendBatch) -> None:
+        """The handler answers for each message of `batch`, without raising, as `check` says."""
+        results = handler.parse_send_response(account, batch, self.answer())
+        assert len(results) == len(batch.messages)
+        self.check(results)
+
 
 def refused(
     status: int,
@@ -144,3 +153,59 @@ def assert_accepted_only_on_2xx(
 def assert_covers(table: Iterable[tuple[Any, Any]], known: Iterable[Any]) -> None:
     """A table of cases names every code the provider documents, and no other."""
     assert {code for code, _ in table} == set(known)
+
+
+def malformed(
+    record: Any,
+    cut_short: bytes,
+    json_of: Callable[[Any], CallbackRequest],
+    get_of: Callable[[Mapping[str, Any]], CallbackRequest],
+) -> list[ParameterSet]:
+    """Envelopes no provider sends around a well-formed `record`: a JSON array of it,
+    JSON cut short, and a GET with no fields at all."""
+    return [
+        pytest.param(json_of([record]), id="json-array"),
+        pytest.param(json_of(cut_short), id="invalid-json"),
+        pytest.param(get_of({}), id="empty-get"),
+    ]
+
+
+def assert_dlr_invalid(
+    handler: ProviderHandler, account: Account, callback: CallbackRequest, match: str | None = None
+) -> None:
+    with pytest.raises(CallbackInvalid, match=match):
+        handler.parse_dlr(account, callback)
+
+
+def assert_inbound_invalid(
+    handler: ProviderHandler, account: Account, callback: CallbackRequest, match: str | None = None
+) -> None:
+    with pytest.raises(CallbackInvalid, match=match):
+        handler.parse_inbound(account, callback)
+
+
+def assert_balance_invalid(
+    handler: ProviderHandler, account: Account, response: WireResponse, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        handler.parse_balance(account, response)
+
+
+def by_meaning(groups: Mapping[Any, Iterable[Any]]) -> list[tuple[Any, Any]]:
+    """A table of cases written as what each group of codes means, a case a code."""
+    return [(code, meaning) for meaning, codes in groups.items() for code in codes]
+
+
+def json_shapes(
+    scalars: SearchStrategy[Any], keys: Sequence[str], *, fields: int, leaves: int
+) -> SearchStrategy[Any]:
+    """JSON values built from `scalars`, lists and objects keyed by the provider's own
+    field names: near enough to its answers to reach deep into a handler's parser."""
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(list(keys)), inner, max_size=fields)
+        ),
+        max_leaves=leaves,
+    )

@@ -1,0 +1,69 @@
+"""What every provider's handler must do alike, judged once over each provider's cases.
+
+The cases stay with their provider, in its documented shapes, as module tables
+(`SEND_URLS`, `INVALID_DLRS`, `BALANCE_ERRORS`); only the check that judges them lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import pytest
+from _pytest.mark import ParameterSet
+
+from handlers.base import CallbackRequest, ProviderHandler, WireResponse
+from service.model import Account, SendBatch
+from tests import test_clickatell as clickatell
+from tests import test_connectel as connectel
+from tests import test_infobip as infobip
+from tests import test_intellisoftware as intellisoftware
+from tests import test_routemobile as routemobile
+from tests import test_sms1609 as sms1609
+from tests import test_twilio as twilio
+from tests import wire
+
+PROVIDERS: dict[str, ModuleType] = {
+    "clickatell": clickatell,
+    "connectel": connectel,
+    "infobip": infobip,
+    "intellisoftware": intellisoftware,
+    "routemobile": routemobile,
+    "sms1609": sms1609,
+    "twilio": twilio,
+}
+
+
+def cases(table: str) -> list[ParameterSet]:
+    """Each provider's `table`, a case a row, behind that provider's handler and account;
+    a row named by its provider and its own id, or by its place in the table."""
+    found = []
+    for name, module in PROVIDERS.items():
+        rows: Sequence[Any] = getattr(module, table, ())
+        for place, row in enumerate(rows):
+            values, own = (row.values, row.id) if isinstance(row, ParameterSet) else (row, None)
+            case_id = f"{name}-{own or place}"
+            found.append(pytest.param(module.handler, module.ACCOUNT, *values, id=case_id))
+    return found
+
+
+@pytest.mark.parametrize(("handler", "account", "batch", "url"), cases("SEND_URLS"))
+def test_the_send_path_follows_the_base_url_or_the_public_host(
+    handler: ProviderHandler, account: Account, batch: SendBatch, url: str
+) -> None:
+    assert handler.send_request(account, batch).url == url
+
+
+@pytest.mark.parametrize(("handler", "account", "callback"), cases("INVALID_DLRS"))
+def test_a_delivery_report_the_provider_would_never_send_is_invalid(
+    handler: ProviderHandler, account: Account, callback: CallbackRequest
+) -> None:
+    wire.assert_dlr_invalid(handler, account, callback)
+
+
+@pytest.mark.parametrize(("handler", "account", "response", "says"), cases("BALANCE_ERRORS"))
+def test_a_balance_answer_without_a_balance_raises_saying_why(
+    handler: ProviderHandler, account: Account, response: WireResponse, says: str
+) -> None:
+    wire.assert_balance_invalid(handler, account, response, says)
