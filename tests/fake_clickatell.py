@@ -128,7 +128,6 @@ class FakeClickatell(FakeServer):
     def __init__(self, api_key: str, *, seed: int = 0) -> None:
         self.api_key = api_key
         self.integration_name = "smsgw"
-        self.sent: list[dict[str, Any]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.error_next: list[int] = []

@@ -76,7 +76,6 @@ class FakeConnectel(FakeServer):
     def __init__(self, token: str, *, seed: int = 0) -> None:
         self.token = token
         self.token_id = "4711"
-        self.sent: list[dict[str, Any]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.bulks: dict[str, list[str]] = {}
         self.fail_next: list[int] = []

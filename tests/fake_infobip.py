@@ -178,7 +178,6 @@ class FakeInfobip(FakeServer):
 
     def __init__(self, api_key: str, *, seed: int = 0) -> None:
         self.api_key = api_key
-        self.sent: list[dict[str, Any]] = []
         self.log_queries: list[list[str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.bulks: dict[str, list[str]] = {}

@@ -84,7 +84,6 @@ class FakeIntelliSoftware(FakeServer):
         self.password = password
         self.credits = credits
         self.country_code = "44"
-        self.sent: list[dict[str, str]] = []
         self.balance_requests = 0
         self.messages: dict[tuple[str, str], dict[str, Any]] = {}
         self.submissions: dict[str, list[str]] = {}

@@ -83,7 +83,6 @@ class FakeRouteMobile(FakeServer):
     def __init__(self, username: str, password: str, *, seed: int = 0) -> None:
         self.username = username
         self.password = password
-        self.sent: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.answer_next: list[str] = []

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 class FakeServer:
     """A provider's API on loopback: `async with serve(fake.app) as base_url: ...`.
 
+    - `sent`: every accepted send request's fields, in order (each fake says which).
     - `requests_seen`: every send request that arrived, failed and refused ones too.
     - `dlr_url` / `inbound_url`: where reports and inbound messages go (None: nowhere).
     - `dlr_before_response`: push a send's reports, and wait for their answers, before
@@ -39,6 +40,7 @@ class FakeServer:
     """
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        self.sent: list[dict[str, Any]] = []
         self.requests_seen = 0
         self.dlr_url: str | None = None
         self.inbound_url: str | None = None

@@ -95,7 +95,6 @@ class FakeSms1609(FakeServer):
         self.error_next: list[str] = []
         self.fail_next: list[int] = []
         self.echo_url_on_failure = False
-        self.sent: list[dict[str, str]] = []
         self.tested: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.status_plan: list[str] = ["SUBMITTED", "DELIVERED"]

@@ -142,7 +142,6 @@ class FakeTwilio(FakeServer):
     def __init__(self, account_sid: str, auth_token: str, *, seed: int = 0) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token
-        self.sent: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.fail_next: list[int] = []
         self.error_for: dict[str, int] = {}
