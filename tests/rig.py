@@ -184,12 +184,34 @@ async def settle(gateway: Gateway, fake: FakeServer, ids: list[str]) -> dict[str
     return {i: m["status"] for i, m in messages.items()}
 
 
+async def settle_mixed(
+    gateway: Gateway, fake: FakeServer, account: str, numbers: list[str], expected: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Send one text to `numbers`; each must settle as `expected` says for its last digit."""
+    sent = await gateway.send(to=numbers, text="mixed", account=account)
+    statuses = await settle(gateway, fake, [m["id"] for m in sent])
+    assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
+    return sent
+
+
 async def account_counters(gateway: Gateway, account: str) -> dict[str, int]:
     """An account's exact counters from /v1/stats, less `unmatched` (reports that found
     no message), which these tests leave aside."""
     counters: dict[str, int] = (await gateway.stats())["accounts"][account]
     counters.pop("unmatched")
     return counters
+
+
+async def one_refused_one_delivered(
+    gateway: Gateway, account: str, refused_id: str, code: str
+) -> dict[str, Any]:
+    """The refused message of a pair whose other one was delivered, checked with its code
+    and with the account's counters of one each."""
+    refused = await gateway.message(refused_id)
+    assert refused["error"]["code"] == code
+    counters = await account_counters(gateway, account)
+    assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
+    return refused
 
 
 def account_fields(

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -38,6 +38,8 @@ from tests.wire import (
     answer,
     assert_accepted_only_on_2xx,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 API_KEY = "kVz3-Qm9pL2xA8wT0bYc1g=="
@@ -51,9 +53,7 @@ ACCOUNT = Account(
 def batch(
     *numbers: str, text: str = "Hello", sender: str = "ACME", base_url: str = BASE
 ) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, sender)
     return SendBatch(messages, base_url, dlr_url="")
 
 
@@ -212,28 +212,32 @@ def test_entries_map_back_by_number_whatever_their_order_or_plus() -> None:
     )
 
 
-def test_the_sdk_fixture_with_only_an_error_text_is_classified_by_that_text() -> None:
-    # clickatell-php's RestTest: no errorCode, only the error's text.
-    raw = (
-        b'{"messages":[{"apiMessageId":null,"accepted":false,"to":"27111111111",'
-        b'"error":"Invalid destination address."}],"error":null}'
-    )
-    [result] = handler.parse_send_response(ACCOUNT, batch("+27111111111"), answer(202, raw))
-    assert (result.outcome, result.error_code, result.error_text) == (
-        Outcome.REFUSED,
-        "105",
-        "Invalid destination address",
-    )
-
-
-def test_an_error_nested_as_code_and_description_is_read_too() -> None:
-    body = {"messages": [], "error": {"code": "301", "description": "No credit left"}}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(400, body))
-    assert (result.outcome, result.error_code, result.error_text) == (
-        Outcome.ACCOUNT_ERROR,
-        "301",
-        "No credit left",
-    )
+@pytest.mark.parametrize(
+    ("number", "status", "body", "expected"),
+    [
+        pytest.param(
+            "+27111111111",
+            202,
+            # clickatell-php's RestTest: no errorCode, only the error's text.
+            b'{"messages":[{"apiMessageId":null,"accepted":false,"to":"27111111111",'
+            b'"error":"Invalid destination address."}],"error":null}',
+            (Outcome.REFUSED, "105", "Invalid destination address"),
+            id="sdk-fixture-with-only-an-error-text-classified-by-that-text",
+        ),
+        pytest.param(
+            "+27999000001",
+            400,
+            {"messages": [], "error": {"code": "301", "description": "No credit left"}},
+            (Outcome.ACCOUNT_ERROR, "301", "No credit left"),
+            id="error-nested-as-code-and-description-read-too",
+        ),
+    ],
+)
+def test_an_error_is_read_from_the_text_or_from_code_and_description(
+    number: str, status: int, body: Any, expected: tuple[Outcome, str, str]
+) -> None:
+    [result] = handler.parse_send_response(ACCOUNT, batch(number), answer(status, body))
+    assert (result.outcome, result.error_code, result.error_text) == expected
 
 
 def test_entries_without_to_map_back_by_position() -> None:
@@ -355,14 +359,13 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
     [
         refused(401, b"", Outcome.ACCOUNT_ERROR, "401", "empty answer", id="401"),
         refused(402, {"messages": []}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", id="402"),
-        refused(
+        throttled(
             429,
             {"error": "Too many requests"},
-            Outcome.TRANSIENT,
             "429",
             "Too many requests",
-            headers={"retry-after": "7"},
-            retry_after=7.0,
+            seconds="7",
+            header="retry-after",
             id="429-retry-after",
         ),
         RETRY_AFTER_DATE_IGNORED,
@@ -377,27 +380,18 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             "Something new",
             id="400-undocumented-code",
         ),
-        refused(
+        throttled(
             503,
             {"messages": [], "errorCode": 777},
-            Outcome.TRANSIENT,
             "777",
             "Clickatell error 777",
-            headers={"Retry-After": "3"},
-            retry_after=3.0,
+            seconds="3",
             id="503-undocumented-code",
         ),
         OK_BUT_EMPTY,
-        refused(202, HTML_PAGE, Outcome.REFUSED, "202", "unreadable", id="202-html-page"),
-        refused(202, [1, 2], Outcome.REFUSED, "202", "unexpected answer", id="202-list"),
-        refused(
-            202,
-            {"messages": "none"},
-            Outcome.REFUSED,
-            "202",
-            "missing",
-            id="202-messages-not-a-list",
-        ),
+        refused_with_status(202, HTML_PAGE, "unreadable", id="202-html-page"),
+        refused_with_status(202, [1, 2], "unexpected answer", id="202-list"),
+        refused_with_status(202, {"messages": "none"}, "missing", id="202-messages-not-a-list"),
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
@@ -438,9 +432,7 @@ _KEYS = ["messages", "apiMessageId", "accepted", "to", "errorCode", "error", "er
 def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     status: int, body: bytes, numbers: list[str]
 ) -> None:
-    sent = batch(*numbers)
-    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
-    assert len(results) == len(numbers)
+    results = wire.answer_each(handler, ACCOUNT, batch(*numbers), status, body)
     assert_accepted_only_on_2xx(results, status)
 
 
@@ -638,10 +630,9 @@ def test_reply_numbers_may_come_as_from_and_to_or_as_json_numbers() -> None:
 
 
 def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
-    [sms] = handler.parse_inbound(ACCOUNT, json_callback({**REPLY, "text": " STOP \n"}))
-    assert sms.text == " STOP \n"
-    [empty] = handler.parse_inbound(ACCOUNT, json_callback({**REPLY, "text": ""}))
-    assert empty.text == ""
+    wire.assert_text_kept_exactly(
+        handler, ACCOUNT, lambda text: json_callback({**REPLY, "text": text})
+    )
 
 
 @pytest.mark.parametrize(

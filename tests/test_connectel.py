@@ -8,8 +8,9 @@ it with the handler's own requests, so both sides are checked against each other
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import httpx
@@ -17,9 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.base import CallbackRequest, WireRequest, WireResponse
+from handlers.base import WireRequest, WireResponse
 from handlers.connectel import ConnectelHandler
-from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from tests import rig as rigging
 from tests import wire
 from tests.fake_connectel import FakeConnectel
@@ -34,6 +35,8 @@ from tests.wire import (
     answer,
     assert_accepted_only_on_2xx,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 TOKEN = "tok-123"
@@ -44,25 +47,20 @@ FORM_ACCOUNT = replace(ACCOUNT, options={"format": "form"})
 
 
 def batch(*numbers: str, text: str = "Hello", base_url: str = BASE) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, "IKEA", "GSM-7", 1) for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, "IKEA")
     return SendBatch(messages, base_url, dlr_url="")
 
 
 DLR_URL = "http://gw/callbacks/con/dlr"
 
 
-def json_callback(body: Any) -> CallbackRequest:
-    return wire.json_callback(DLR_URL, body)
+json_callback = partial(wire.json_callback, DLR_URL)
 
 
-def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.form_callback(DLR_URL, fields)
+form_callback = partial(wire.form_callback, DLR_URL)
 
 
-def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.get_callback(DLR_URL, fields)
+get_callback = partial(wire.get_callback, DLR_URL)
 
 
 CALLBACK_FORMS = {"json": json_callback, "form": form_callback, "get": get_callback}
@@ -256,29 +254,19 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             id="401-bad-token",
         ),
         refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-blocked"),
-        refused(
+        throttled(
             429,
             {"error": "Too Many Requests"},
-            Outcome.TRANSIENT,
             "429",
             "Too Many Requests",
-            headers={"retry-after": "7"},
-            retry_after=7.0,
+            seconds="7",
+            header="retry-after",
             id="429-retry-after-seconds",
         ),
         RETRY_AFTER_DATE_IGNORED,
         INTERNAL_ERROR,
         BAD_GATEWAY_PAGE,
-        refused(
-            503,
-            {"error": "Unavailable"},
-            Outcome.TRANSIENT,
-            "503",
-            "Unavailable",
-            headers={"Retry-After": "1"},
-            retry_after=1.0,
-            id="503",
-        ),
+        throttled(503, {"error": "Unavailable"}, "503", "Unavailable", seconds="1", id="503"),
         refused(
             400,
             {"statusInt": 5, "statusStr": "UNDELIV", "message": "invalid recipient"},
@@ -296,7 +284,7 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             id="400-json-nested-error",
         ),
         NOT_FOUND_PAGE,
-        refused(200, b"", Outcome.REFUSED, "200", "empty answer", id="200-empty-body"),
+        refused_with_status(200, b"", "empty answer", id="200-empty-body"),
         OK_WITH_A_PAGE,
         refused(
             200,
@@ -306,15 +294,10 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             "no request ID",
             id="200-without-requestid",
         ),
-        refused(
-            200,
-            {"error": "authorization failed"},
-            Outcome.REFUSED,
-            "200",
-            "authorization failed",
-            id="200-json-error",
+        refused_with_status(
+            200, {"error": "authorization failed"}, "authorization failed", id="200-json-error"
         ),
-        refused(200, [1, 2], Outcome.REFUSED, "200", "unexpected answer", id="200-json-list"),
+        refused_with_status(200, [1, 2], "unexpected answer", id="200-json-list"),
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
@@ -338,8 +321,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     status: int, body: bytes, size: int
 ) -> None:
     sent = batch(*(f"+4670000000{i}" for i in range(size)))
-    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
-    assert len(results) == size
+    results = wire.answer_each(handler, ACCOUNT, sent, status, body)
     assert_accepted_only_on_2xx(results, status)
 
 
@@ -473,10 +455,9 @@ def test_inbound_numbers_sent_as_json_numbers_become_text() -> None:
 
 
 def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
-    [sms] = handler.parse_inbound(ACCOUNT, json_callback({**INBOUND, "message": " STOP \n"}))
-    assert sms.text == " STOP \n"
-    [empty] = handler.parse_inbound(ACCOUNT, json_callback({**INBOUND, "message": ""}))
-    assert empty.text == ""
+    wire.assert_text_kept_exactly(
+        handler, ACCOUNT, lambda text: json_callback({**INBOUND, "message": text})
+    )
 
 
 @pytest.mark.parametrize("missing", ["from", "message"])

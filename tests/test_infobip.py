@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
-from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -37,8 +37,11 @@ from tests.wire import (
     Refusal,
     answer,
     assert_covers,
+    date_ignored,
     json_callback,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9"
@@ -55,9 +58,7 @@ def batch(
     base_url: str = BASE,
     dlr_url: str = DLR_URL,
 ) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, sender)
     return SendBatch(messages, base_url, dlr_url=dlr_url)
 
 
@@ -435,23 +436,20 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             id="404-NOT_FOUND-wrong-base-url",
         ),
         refused(404, HTML_PAGE, Outcome.ACCOUNT_ERROR, "404", "Oops", id="404-html"),
-        refused(
+        throttled(
             429,
             legacy("TOO_MANY_REQUESTS", "Too many requests"),
-            Outcome.TRANSIENT,
             "TOO_MANY_REQUESTS",
             "Too many requests",
-            headers={"Retry-After": "7"},
-            retry_after=7.0,
+            seconds="7",
             id="429-TOO_MANY_REQUESTS",
         ),
-        refused(
+        date_ignored(
             429,
             api_error("E429", "Too many requests sent."),
-            Outcome.TRANSIENT,
             "E429",
             "Too many requests sent.",
-            headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
+            header="retry-after",
             id="429-E429-date-ignored",
         ),
         refused(
@@ -471,16 +469,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             id="500-E500",
         ),
         BAD_GATEWAY_PAGE,
-        refused(
-            503,
-            b"",
-            Outcome.TRANSIENT,
-            "503",
-            "empty",
-            headers={"Retry-After": "2"},
-            retry_after=2.0,
-            id="503",
-        ),
+        throttled(503, b"", "503", "empty", seconds="2", id="503"),
         refused(
             200,
             legacy("UNAUTHORIZED", "Invalid login details"),
@@ -497,26 +486,16 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Too many requests",
             id="200-with-throttling",
         ),
-        refused(418, {"weird": True}, Outcome.REFUSED, "418", "unexpected answer", id="418"),
+        refused_with_status(418, {"weird": True}, "unexpected answer", id="418"),
         OK_BUT_EMPTY,
-        refused(200, HTML_PAGE, Outcome.REFUSED, "200", "unreadable", id="200-html"),
-        refused(
-            200,
-            {"bulkId": "B1"},
-            Outcome.REFUSED,
-            "200",
-            "no messages in Infobip's answer",
-            id="200-without-messages",
+        refused_with_status(200, HTML_PAGE, "unreadable", id="200-html"),
+        refused_with_status(
+            200, {"bulkId": "B1"}, "no messages in Infobip's answer", id="200-without-messages"
         ),
-        refused(
-            200,
-            {"bulkId": "B1", "messages": []},
-            Outcome.REFUSED,
-            "200",
-            "no messages",
-            id="200-empty-messages",
+        refused_with_status(
+            200, {"bulkId": "B1", "messages": []}, "no messages", id="200-empty-messages"
         ),
-        refused(200, [1, 2], Outcome.REFUSED, "200", "unexpected answer", id="200-list"),
+        refused_with_status(200, [1, 2], "unexpected answer", id="200-list"),
     ],
 )
 def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
@@ -566,8 +545,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     status: int, body: bytes, size: int
 ) -> None:
     sent = batch(*(f"+4179302672{i}" for i in range(size)))
-    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
-    assert len(results) == size
+    results = wire.answer_each(handler, ACCOUNT, sent, status, body)
     for result in results:
         if result.outcome is Outcome.ACCEPTED:
             assert 200 <= status < 300
@@ -1256,10 +1234,8 @@ async def test_undelivered_expired_and_rejected_reports_keep_infobips_codes(tmp_
         fake.dlr_plan_for = lambda number: outcomes[number[-1]]
         fake.duplicates, fake.shuffle = 1, True
         numbers = [f"+4179302{n:03d}{d}" for n in range(3) for d in "1234"]
-        sent = await gateway.send(to=numbers, text="mixed", account="ib")
-        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         expected = {"1": "undelivered", "2": "expired", "3": "rejected", "4": "delivered"}
-        assert all(statuses[m["id"]] == expected[m["to"][-1]] for m in sent)
+        sent = await rigging.settle_mixed(gateway, fake, "ib", numbers, expected)
         assert await rigging.account_counters(gateway, "ib") == rigging.tally(
             requests=12, accepted=12, delivered=3, undelivered=9
         )
@@ -1274,11 +1250,10 @@ async def test_a_number_infobip_refuses_fails_with_its_status_name(tmp_path: Pat
         sent = await gateway.send(to=["+41793026727", "+41793026729"], text="hi", account="ib")
         statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         assert [statuses[m["id"]] for m in sent] == ["delivered", "failed"]
-        refused = await gateway.message(sent[1]["id"])
-        assert refused["error"]["code"] == "REJECTED_DESTINATION"
+        refused = await rigging.one_refused_one_delivered(
+            gateway, "ib", sent[1]["id"], "REJECTED_DESTINATION"
+        )
         assert refused["http_status"] == 200
-        counters = await rigging.account_counters(gateway, "ib")
-        assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
 
 
 async def test_a_wrong_api_key_fails_the_message_as_an_account_error(tmp_path: Path) -> None:

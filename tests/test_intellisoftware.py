@@ -10,9 +10,10 @@ status reports to the account's callback URL as IntelliSoftware does.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
-from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.segments import segment
 from service.transport import execute
 from tests import rig as rigging
@@ -40,7 +41,10 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    date_ignored,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 USERNAME = "acme-user"
@@ -57,26 +61,20 @@ def batch(
     *numbers: str, text: str = "Hello", sender: str = "ACME", base_url: str = BASE
 ) -> SendBatch:
     shape = segment(text)
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, sender, shape.encoding, shape.segments)
-        for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, sender, shape.encoding, shape.segments)
     return SendBatch(messages, base_url, dlr_url="http://gw/callbacks/intelli/dlr?key=k")
 
 
 DLR_URL = "http://gw/callbacks/intelli/dlr"
 
 
-def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.form_callback(DLR_URL, fields)
+form_callback = partial(wire.form_callback, DLR_URL)
 
 
-def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.get_callback(DLR_URL, fields)
+get_callback = partial(wire.get_callback, DLR_URL)
 
 
-def json_callback(body: Any) -> CallbackRequest:
-    return wire.json_callback("http://gw/callbacks/intelli/inbound", body)
+json_callback = partial(wire.json_callback, "http://gw/callbacks/intelli/inbound")
 
 
 CALLBACK_FORMS = {"form": form_callback, "get": get_callback, "json": json_callback}
@@ -336,44 +334,26 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             "HTTP 403",
             id="403-with-err",
         ),
-        refused(
+        throttled(
             429,
             "Too Many Requests",
-            Outcome.TRANSIENT,
             "429",
             "Too Many Requests",
-            headers={"retry-after": "7"},
-            retry_after=7.0,
+            seconds="7",
+            header="retry-after",
             id="429-retry-after",
         ),
-        refused(
-            429,
-            b"",
-            Outcome.TRANSIENT,
-            "429",
-            "HTTP 429",
-            headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            id="429-retry-after-date-ignored",
-        ),
+        date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
         refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
         BAD_GATEWAY_PAGE,
-        refused(
-            503,
-            f"ID:{ID}",
-            Outcome.TRANSIENT,
-            "503",
-            "HTTP 503",
-            headers={"Retry-After": "1"},
-            retry_after=1.0,
-            id="503-even-with-an-id",
-        ),
+        throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
         NOT_FOUND_PAGE,
         refused(400, "ERR:INVALID_REQUEST", Outcome.REFUSED, "INVALID_REQUEST", "", id="400"),
         OK_BUT_EMPTY,
         OK_WITH_A_PAGE,
-        refused(200, '{"id": 1}', Outcome.REFUSED, "200", "unreadable", id="200-json"),
-        refused(200, "ID:", Outcome.REFUSED, "200", "unreadable", id="200-id-without-value"),
-        refused(200, "OK", Outcome.REFUSED, "200", "unreadable", id="200-unknown-word"),
+        refused_with_status(200, '{"id": 1}', "unreadable", id="200-json"),
+        refused_with_status(200, "ID:", "unreadable", id="200-id-without-value"),
+        refused_with_status(200, "OK", "unreadable", id="200-unknown-word"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_each_message(
@@ -553,10 +533,9 @@ def test_binary_content_in_the_json_format_is_acknowledged_but_not_stored() -> N
 
 
 def test_inbound_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
-    [sms] = handler.parse_inbound(ACCOUNT, form_callback({**INBOUND_FORM, "text": " STOP \n"}))
-    assert sms.text == " STOP \n"
-    [empty] = handler.parse_inbound(ACCOUNT, form_callback({**INBOUND_FORM, "text": ""}))
-    assert empty.text == ""
+    wire.assert_text_kept_exactly(
+        handler, ACCOUNT, lambda text: form_callback({**INBOUND_FORM, "text": text})
+    )
 
 
 @pytest.mark.parametrize(

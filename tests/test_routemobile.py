@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,9 +24,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.base import CallbackRequest, WireResponse
+from handlers.base import WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
-from service.model import Account, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -37,7 +38,10 @@ from tests.wire import (
     Refusal,
     assert_accepted_only_on_2xx,
     assert_covers,
+    date_ignored,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 USERNAME = "acme-http"
@@ -55,9 +59,7 @@ def account(**options: Any) -> Account:
 def batch(
     *numbers: str, text: str = "Hello", encoding: str = "GSM-7", base_url: str = BASE
 ) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, "ACME", encoding, 1) for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, "ACME", encoding)
     return SendBatch(messages, base_url, dlr_url="http://gw/callbacks/rm/dlr?key=k")
 
 
@@ -71,16 +73,13 @@ def answer(
 DLR_URL = "http://gw/callbacks/rm/dlr"
 
 
-def get_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.get_callback(DLR_URL, fields)
+get_callback = partial(wire.get_callback, DLR_URL)
 
 
-def form_callback(fields: Mapping[str, Any]) -> CallbackRequest:
-    return wire.form_callback(DLR_URL, fields)
+form_callback = partial(wire.form_callback, DLR_URL)
 
 
-def json_callback(body: Any) -> CallbackRequest:
-    return wire.json_callback(DLR_URL, body)
+json_callback = partial(wire.json_callback, DLR_URL)
 
 
 CALLBACK_FORMS = {"get": get_callback, "form": form_callback, "json": json_callback}
@@ -112,17 +111,19 @@ def dlr(status: Any = "DELIVRD", **changes: Any) -> dict[str, Any]:
 
 def test_a_send_is_a_get_of_the_documented_parameters_with_numbers_without_plus() -> None:
     request = handler.send_request(ACCOUNT, batch("+919800000001"))
-    assert (request.method, request.url) == ("GET", f"{BASE}/bulksms/bulksms")
-    assert list(request.params) == [
-        ("username", USERNAME),
-        ("password", PASSWORD),
-        ("type", "0"),
-        ("dlr", "1"),
-        ("destination", "919800000001"),
-        ("source", "ACME"),
-        ("message", "Hello"),
-    ]
-    assert request.json is None and request.form is None
+    wire.assert_get_request(
+        request,
+        f"{BASE}/bulksms/bulksms",
+        [
+            ("username", USERNAME),
+            ("password", PASSWORD),
+            ("type", "0"),
+            ("dlr", "1"),
+            ("destination", "919800000001"),
+            ("source", "ACME"),
+            ("message", "Hello"),
+        ],
+    )
 
 
 def test_a_batch_sends_its_numbers_comma_separated_in_batch_order() -> None:
@@ -407,43 +408,17 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
     [
         refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
         refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
-        refused(
-            503,
-            "busy",
-            Outcome.TRANSIENT,
-            "503",
-            "busy",
-            headers={"Retry-After": "4"},
-            retry_after=4.0,
-            id="503",
-        ),
-        refused(
-            429,
-            "",
-            Outcome.TRANSIENT,
-            "429",
-            "HTTP 429",
-            headers={"retry-after": "2"},
-            retry_after=2.0,
-            id="429",
-        ),
-        refused(
-            429,
-            "",
-            Outcome.TRANSIENT,
-            "429",
-            "HTTP 429",
-            headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            id="429-date-ignored",
-        ),
+        throttled(503, "busy", "503", "busy", seconds="4", id="503"),
+        throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
+        date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),
         UNAUTHORIZED,
         refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
-        refused(404, HTML_PAGE, Outcome.REFUSED, "404", "nginx", id="404-html"),
+        refused_with_status(404, HTML_PAGE, "nginx", id="404-html"),
         refused(400, "1702", Outcome.ACCOUNT_ERROR, "1702", "missing", id="400-bare-code"),
-        refused(400, "1701|919800000001|x", Outcome.REFUSED, "400", "1701", id="400-success"),
-        refused(200, "", Outcome.REFUSED, "200", "empty body", id="200-empty"),
-        refused(200, HTML_PAGE, Outcome.REFUSED, "200", "nginx", id="200-html"),
-        refused(200, '{"status": "ok"}', Outcome.REFUSED, "200", "no answer code", id="json"),
+        refused_with_status(400, "1701|919800000001|x", "1701", id="400-success"),
+        refused_with_status(200, "", "empty body", id="200-empty"),
+        refused_with_status(200, HTML_PAGE, "nginx", id="200-html"),
+        refused_with_status(200, '{"status": "ok"}', "no answer code", id="json"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
@@ -475,8 +450,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_ids_on_2
     status: int, body: bytes, size: int
 ) -> None:
     sent = batch(*(f"+91980000000{i}" for i in range(1, size + 1)))
-    results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body))
-    assert len(results) == size
+    results = wire.answer_each(handler, ACCOUNT, sent, status, body)
     assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
@@ -865,10 +839,7 @@ async def test_a_refused_number_fails_with_route_mobiles_code(tmp_path: Path) ->
         statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
         by_number = {m["to"]: statuses[m["id"]] for m in sent}
         assert by_number == {"+919800000001": "delivered", "+919800000002": "failed"}
-        refused = await gateway.message(sent[1]["id"])
-        assert refused["error"]["code"] == "1706"
-        counters = await rigging.account_counters(gateway, "rm")
-        assert (counters["accepted"], counters["failed"], counters["delivered"]) == (1, 1, 1)
+        await rigging.one_refused_one_delivered(gateway, "rm", sent[1]["id"], "1706")
 
 
 async def test_wrong_credentials_fail_the_message_as_an_account_error(tmp_path: Path) -> None:

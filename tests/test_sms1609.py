@@ -41,10 +41,7 @@ TEST_ACCOUNT = replace(ACCOUNT, options={"test_mode": True})
 
 
 def batch(*numbers: str, text: str = "Hello", segments: int = 1, base_url: str = BASE) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, "IKEA", "GSM-7", segments)
-        for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, "IKEA", segments=segments)
     return SendBatch(messages, base_url, dlr_url="")
 
 
@@ -58,17 +55,19 @@ def one(response: WireResponse, account: Account = ACCOUNT) -> Any:
 
 def test_a_send_is_a_get_on_the_gateway_page_with_the_documented_fields() -> None:
     request = handler.send_request(ACCOUNT, batch("+447012345678"))
-    assert (request.method, request.url) == ("GET", f"{BASE}/module/gateway.php")
-    assert list(request.params) == [
-        ("clientuser", USER),
-        ("clientpwd", PASSWORD),
-        ("message", "Hello"),
-        ("to", "447012345678"),
-        ("sender", "IKEA"),
-        ("logging", "yes"),
-        ("delivery", "yes"),
-    ]
-    assert request.form is None and request.json is None
+    wire.assert_get_request(
+        request,
+        f"{BASE}/module/gateway.php",
+        [
+            ("clientuser", USER),
+            ("clientpwd", PASSWORD),
+            ("message", "Hello"),
+            ("to", "447012345678"),
+            ("sender", "IKEA"),
+            ("logging", "yes"),
+            ("delivery", "yes"),
+        ],
+    )
 
 
 def test_the_post_method_sends_the_same_fields_as_a_form() -> None:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
 from service.errors import Forbidden
-from service.model import Account, InboundSms, Outcome, OutgoingSms, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -43,7 +43,10 @@ from tests.wire import (
     Refusal,
     answer,
     assert_accepted_only_on_2xx,
+    date_ignored,
     refused,
+    refused_with_status,
+    throttled,
 )
 
 SID = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -63,9 +66,7 @@ def batch(
     base_url: str = BASE,
     dlr_url: str = DLR_URL,
 ) -> SendBatch:
-    messages = tuple(
-        OutgoingSms(f"m{i}", number, text, sender, "GSM-7", 1) for i, number in enumerate(numbers)
-    )
+    messages = wire.outgoing(numbers, text, sender)
     return SendBatch(messages, base_url, dlr_url=dlr_url)
 
 
@@ -339,33 +340,23 @@ def test_a_code_without_a_message_gets_the_tables_description(
             401, 20003, "Authenticate", Outcome.ACCOUNT_ERROR, id="401-legacy-authenticate"
         ),
         refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-empty"),
-        refused(
+        throttled(
             429,
             twilio_error(20429, "Too Many Requests", 429),
-            Outcome.TRANSIENT,
             "20429",
             "Too Many Requests",
-            headers={"Retry-After": "7"},
-            retry_after=7.0,
+            seconds="7",
             id="429-retry-after-seconds",
         ),
-        refused(
-            429,
-            b"",
-            Outcome.TRANSIENT,
-            "429",
-            "empty answer",
-            headers={"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"},
-            id="429-retry-after-date-ignored",
+        date_ignored(
+            429, b"", "429", "empty answer", header="retry-after", id="429-retry-after-date-ignored"
         ),
-        refused(
+        throttled(
             400,
             twilio_error(21611, "queue full", 400),
-            Outcome.TRANSIENT,
             "21611",
             "queue full",
-            headers={"Retry-After": "30"},
-            retry_after=30.0,
+            seconds="30",
             id="transient-code-keeps-retry-after",
         ),
         refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
@@ -374,17 +365,10 @@ def test_a_code_without_a_message_gets_the_tables_description(
         twilio_refused(400, 99999, "something new", Outcome.REFUSED, id="unknown-code-4xx"),
         twilio_refused(503, 99998, "something new", Outcome.TRANSIENT, id="unknown-code-5xx"),
         twilio_refused(403, 99997, "forbidden thing", Outcome.ACCOUNT_ERROR, id="unknown-code-403"),
-        refused(201, b"", Outcome.REFUSED, "201", "empty answer", id="201-empty"),
+        refused_with_status(201, b"", "empty answer", id="201-empty"),
         OK_WITH_A_PAGE,
-        refused(
-            201,
-            {**CREATED, "sid": ""},
-            Outcome.REFUSED,
-            "201",
-            "no message sid",
-            id="201-without-sid",
-        ),
-        refused(201, [1, 2], Outcome.REFUSED, "201", "unexpected answer", id="201-json-list"),
+        refused_with_status(201, {**CREATED, "sid": ""}, "no message sid", id="201-without-sid"),
+        refused_with_status(201, [1, 2], "unexpected answer", id="201-json-list"),
     ],
 )
 def test_every_error_answer_is_classified_without_raising(case: Refusal) -> None:

@@ -17,9 +17,9 @@ from _pytest.mark import ParameterSet
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from handlers.base import CallbackRequest, ProviderHandler, WireResponse
+from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
-from service.model import Account, Outcome, RecipientResult, SendBatch
+from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
 
 Fields = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -54,6 +54,22 @@ def get_callback(url: str, fields: Mapping[str, Any]) -> CallbackRequest:
     """`fields` in the query; the URL shown is elided, as the handler reads the query."""
     query = tuple((k, str(v)) for k, v in fields.items())
     return CallbackRequest("GET", f"{url}?...", query, {}, b"")
+
+
+def assert_get_request(request: WireRequest, url: str, params: list[tuple[str, str]]) -> None:
+    """A send as a GET of `url` carrying exactly `params`, in order, and no body."""
+    assert (request.method, request.url) == ("GET", url)
+    assert list(request.params) == params
+    assert request.json is None and request.form is None
+
+
+def assert_text_kept_exactly(
+    handler: ProviderHandler, account: Account, carrying: Callable[[str], CallbackRequest]
+) -> None:
+    """Inbound text arrives as sent, spaced or empty alike: nothing is stripped."""
+    for text in (" STOP \n", ""):
+        [sms] = handler.parse_inbound(account, carrying(text))
+        assert sms.text == text
 
 
 def assert_all_refused(
@@ -113,6 +129,46 @@ def refused(
     return pytest.param(Refusal(status, body, outcome, code, text, headers, retry_after), id=id)
 
 
+def refused_with_status(status: int, body: Any, text: str, *, id: str) -> ParameterSet:
+    """A refusal whose error code is the HTTP status, as for answers that carry no code."""
+    return refused(status, body, Outcome.REFUSED, str(status), text, id=id)
+
+
+HTTP_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+"""A Retry-After given as a date: handlers honour only delays in seconds."""
+
+
+def throttled(
+    status: int,
+    body: Any,
+    code: str,
+    text: str,
+    *,
+    seconds: str,
+    header: str = "Retry-After",
+    id: str,
+) -> ParameterSet:
+    """A transient refusal whose Retry-After, in seconds, the result must carry."""
+    headers = {header: seconds}
+    return refused(
+        status,
+        body,
+        Outcome.TRANSIENT,
+        code,
+        text,
+        headers=headers,
+        retry_after=float(seconds),
+        id=id,
+    )
+
+
+def date_ignored(
+    status: int, body: Any, code: str, text: str, *, header: str = "Retry-After", id: str
+) -> ParameterSet:
+    """A transient refusal whose Retry-After is a date, so the result carries no delay."""
+    return refused(status, body, Outcome.TRANSIENT, code, text, headers={header: HTTP_DATE}, id=id)
+
+
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
 """A proxy's error page: what a handler reports of it must carry no markup."""
 
@@ -131,9 +187,28 @@ RETRY_AFTER_DATE_IGNORED = refused(
     Outcome.TRANSIENT,
     "429",
     "empty answer",
-    headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"},
+    headers={"Retry-After": HTTP_DATE},
     id="429-retry-after-date-ignored",
 )
+
+
+def outgoing(
+    numbers: Iterable[str], text: str, sender: str, encoding: str = "GSM-7", segments: int = 1
+) -> tuple[OutgoingSms, ...]:
+    """One message per number, with IDs m0, m1, ... in the numbers' order."""
+    return tuple(
+        OutgoingSms(f"m{i}", number, text, sender, encoding, segments)
+        for i, number in enumerate(numbers)
+    )
+
+
+def answer_each(
+    handler: ProviderHandler, account: Account, sent: SendBatch, status: int, body: bytes
+) -> list[RecipientResult]:
+    """Parse any answer to `sent`, which must yield one result per message."""
+    results = handler.parse_send_response(account, sent, WireResponse(status, body))
+    assert len(results) == len(sent.messages)
+    return results
 
 
 def assert_accepted_only_on_2xx(
