@@ -115,8 +115,7 @@ def status_callback(**changes: Any) -> dict[str, Any]:
         "statusDescription": "Received by recipient",
         "timestamp": 1506607698000,
     }
-    fields.update(changes)
-    return {k: v for k, v in fields.items() if v is not None}
+    return wire.changed(fields, changes)
 
 
 def test_clickatell_signs_nothing_and_expects_no_particular_callback_answer() -> None:
@@ -645,7 +644,7 @@ def test_reply_text_is_kept_exactly_even_when_empty_or_spaced() -> None:
     ],
 )
 def test_a_reply_without_sender_or_text_is_invalid(changes: dict[str, Any]) -> None:
-    body = {k: v for k, v in {**REPLY, **changes}.items() if v is not None}
+    body = wire.changed(REPLY, changes)
     wire.assert_inbound_invalid(handler, ACCOUNT, json_callback(body, "inbound"))
 
 
@@ -701,9 +700,9 @@ def test_unreadable_poll_answers_give_no_reports(
 
 
 def test_the_balance_call_is_a_get_with_the_raw_key() -> None:
-    request = handler.balance_request(ACCOUNT, "http://h:81/")
-    assert request is not None
-    assert (request.method, request.url) == ("GET", "http://h:81/public-client/balance")
+    request = wire.balance_call(
+        handler, ACCOUNT, "http://h:81/", "GET", "http://h:81/public-client/balance"
+    )
     assert request.headers["Authorization"] == API_KEY
 
 

@@ -76,8 +76,7 @@ def dlr(status_int: Any = 1, status_str: Any = "DELIVRD", **extra: Any) -> dict[
         "sender": "IKEA",
         "recipient": "4670000001",
     }
-    fields.update(extra)
-    return {k: v for k, v in fields.items() if v is not None}
+    return wire.changed(fields, extra)
 
 
 # -- send requests -----------------------------------------------------------------

@@ -574,8 +574,7 @@ def dlr(reported: dict[str, Any] = DELIVERED_TO_HANDSET, **extra: Any) -> dict[s
         "entityId": "promotional-traffic-entity",
         "applicationId": "marketing-automation-application",
     }
-    result.update(extra)
-    return {k: v for k, v in result.items() if v is not None}
+    return wire.changed(result, extra)
 
 
 DELIVERY_TABLE = [
@@ -886,9 +885,7 @@ def test_unreadable_poll_answers_and_entries_give_no_reports() -> None:
 
 
 def test_the_balance_call_and_its_documented_answer() -> None:
-    request = handler.balance_request(ACCOUNT, BASE)
-    assert request is not None
-    assert (request.method, request.url) == ("GET", f"{BASE}/account/1/balance")
+    request = wire.balance_call(handler, ACCOUNT, BASE, "GET", f"{BASE}/account/1/balance")
     assert request.headers["Authorization"] == f"App {API_KEY}"
     balance = handler.parse_balance(ACCOUNT, answer(200, {"balance": 47.79, "currency": "EUR"}))
     assert (balance.amount, balance.currency) == (47.79, "EUR")

@@ -424,8 +424,7 @@ STATUS_TABLE = [
 
 def status_report(status: Any = 4, **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {"msgid": ID, "status": status, "toaddr": "447700900001"}
-    fields.update(extra)
-    return {k: v for k, v in fields.items() if v is not None}
+    return wire.changed(fields, extra)
 
 
 @pytest.mark.parametrize(
@@ -579,9 +578,9 @@ def test_intellisoftware_has_no_status_query_to_poll() -> None:
 
 
 def test_the_balance_call_posts_the_credentials_to_getbalance() -> None:
-    request = handler.balance_request(ACCOUNT, "http://h:81/")
-    assert request is not None
-    assert (request.method, request.url) == ("POST", "http://h:81/smsgateway/getbalance.aspx")
+    request = wire.balance_call(
+        handler, ACCOUNT, "http://h:81/", "POST", "http://h:81/smsgateway/getbalance.aspx"
+    )
     assert request.form is not None
     assert list(request.form) == [("username", USERNAME), ("password", PASSWORD)]
     get = handler.balance_request(GET_ACCOUNT, "")

@@ -102,8 +102,7 @@ def dlr(status: Any = "DELIVRD", **changes: Any) -> dict[str, Any]:
         "sUdf1": "",
         "sUdf2": "",
     }
-    fields.update(changes)
-    return {k: v for k, v in fields.items() if v is not None}
+    return wire.changed(fields, changes)
 
 
 # -- send requests -----------------------------------------------------------------
@@ -567,9 +566,9 @@ def test_route_mobile_has_no_status_look_up() -> None:
 
 
 def test_the_balance_is_a_credit_check_with_the_credentials() -> None:
-    request = handler.balance_request(ACCOUNT, "http://h:81/")
-    assert request is not None
-    assert (request.method, request.url) == ("GET", "http://h:81/CreditCheck/checkcredits")
+    request = wire.balance_call(
+        handler, ACCOUNT, "http://h:81/", "GET", "http://h:81/CreditCheck/checkcredits"
+    )
     assert list(request.params) == [("username", USERNAME), ("password", PASSWORD)]
 
 

@@ -437,9 +437,9 @@ def test_a_poll_answer_without_a_status_or_an_id_gives_no_report(
 
 
 def test_the_credits_call_is_the_gateway_page_with_action_credits() -> None:
-    request = handler.balance_request(ACCOUNT, "http://h:81")
-    assert request is not None
-    assert (request.method, request.url) == ("GET", "http://h:81/module/gateway.php")
+    request = wire.balance_call(
+        handler, ACCOUNT, "http://h:81", "GET", "http://h:81/module/gateway.php"
+    )
     assert list(request.params) == [
         ("clientuser", USER),
         ("clientpwd", PASSWORD),

@@ -70,6 +70,11 @@ def batch(
     return SendBatch(messages, base_url, dlr_url=dlr_url)
 
 
+def forgeries(status: str) -> list[tuple[str, Any]]:
+    """The fake's knobs that unsign, forge or tamper (to `status`) its status pushes."""
+    return [("sign", False), ("signing_token", "forger"), ("tamper", {"MessageStatus": status})]
+
+
 def form_callback(
     fields: Mapping[str, Any] | list[tuple[str, str]],
     *,
@@ -599,8 +604,7 @@ STATUS_TABLE = wire.by_meaning(
 
 def dlr(status: str = "delivered", **extra: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {**STATUS_FIELDS, "SmsStatus": status, "MessageStatus": status}
-    fields.update(extra)
-    return {k: v for k, v in fields.items() if v is not None}
+    return wire.changed(fields, extra)
 
 
 def legacy_form(status: str) -> CallbackRequest:
@@ -1019,10 +1023,7 @@ async def test_failed_deliveries_carry_their_error_code(rig: Rig) -> None:
     assert params["ErrorCode"] == "30003" and params["SmsStatus"] == "undelivered"
 
 
-@pytest.mark.parametrize(
-    ("knob", "value"),
-    [("sign", False), ("signing_token", "forger"), ("tamper", {"MessageStatus": "delivered"})],
-)
+@pytest.mark.parametrize(("knob", "value"), forgeries("delivered"))
 async def test_unsigned_forged_or_tampered_pushes_fail_verification(
     rig: Rig, knob: str, value: Any
 ) -> None:
@@ -1212,10 +1213,7 @@ async def test_a_sender_twilio_rejects_is_retried_with_the_fallback_sender(tmp_p
 GENUINE: dict[str, Any] = {"sign": True, "signing_token": None, "tamper": {}}
 
 
-@pytest.mark.parametrize(
-    ("knob", "value"),
-    [("sign", False), ("signing_token", "forger"), ("tamper", {"MessageStatus": "undelivered"})],
-)
+@pytest.mark.parametrize(("knob", "value"), forgeries("undelivered"))
 async def test_an_unsigned_forged_or_tampered_callback_is_refused_and_stores_nothing(
     tmp_path: Path, knob: str, value: Any
 ) -> None:

@@ -72,6 +72,21 @@ def assert_text_kept_exactly(
         assert sms.text == text
 
 
+def changed(fields: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` with `changes` applied, where a change to None leaves the field out."""
+    return {k: v for k, v in {**fields, **changes}.items() if v is not None}
+
+
+def balance_call(
+    handler: ProviderHandler, account: Account, base_url: str, method: str, url: str
+) -> WireRequest:
+    """The balance request for `base_url`, which must be `method` on `url`."""
+    request = handler.balance_request(account, base_url)
+    assert request is not None
+    assert (request.method, request.url) == (method, url)
+    return request
+
+
 def assert_all_refused(
     results: Sequence[RecipientResult],
     outcome: Outcome,
