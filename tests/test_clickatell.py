@@ -27,20 +27,6 @@ from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.fake_clickatell import ERRORS, STATUS_NAMES, FakeClickatell
-from tests.wire import (
-    BAD_GATEWAY_PAGE,
-    HTML_PAGE,
-    INTERNAL_ERROR,
-    NOT_FOUND_PAGE,
-    OK_BUT_EMPTY,
-    RETRY_AFTER_DATE_IGNORED,
-    Refusal,
-    answer,
-    assert_accepted_only_on_2xx,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 API_KEY = "kVz3-Qm9pL2xA8wT0bYc1g=="
 BASE = "http://clickatell.test"
@@ -184,7 +170,7 @@ def test_the_documented_answer_accepts_each_number_with_its_api_message_id() -> 
         entry("27999000002", "abcdec2dc53e4e4c88c39b3b48756d3a"),
     )
     results = handler.parse_send_response(
-        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+        ACCOUNT, batch("+27999000001", "+27999000002"), wire.answer(202, body)
     )
     assert [r.request_ids for r in results] == [
         ("af750c2dc53e4e4c88c39b3b48756d3a",),
@@ -198,7 +184,7 @@ def test_entries_map_back_by_number_whatever_their_order_or_plus() -> None:
         entry("+27999000002", "B"), entry("0027999000001", "A"), entry("4670", code=105)
     )
     results = handler.parse_send_response(
-        ACCOUNT, batch("+27999000001", "+4670", "+27999000002"), answer(202, body)
+        ACCOUNT, batch("+27999000001", "+4670", "+27999000002"), wire.answer(202, body)
     )
     assert [(r.outcome, r.request_ids) for r in results] == [
         (Outcome.ACCEPTED, ("A",)),
@@ -235,14 +221,14 @@ def test_entries_map_back_by_number_whatever_their_order_or_plus() -> None:
 def test_an_error_is_read_from_the_text_or_from_code_and_description(
     number: str, status: int, body: Any, expected: tuple[Outcome, str, str]
 ) -> None:
-    [result] = handler.parse_send_response(ACCOUNT, batch(number), answer(status, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch(number), wire.answer(status, body))
     assert (result.outcome, result.error_code, result.error_text) == expected
 
 
 def test_entries_without_to_map_back_by_position() -> None:
     body = {"messages": [{"apiMessageId": "A", "accepted": True}, {"apiMessageId": "B"}]}
     results = handler.parse_send_response(
-        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+        ACCOUNT, batch("+27999000001", "+27999000002"), wire.answer(202, body)
     )
     assert [r.request_ids for r in results] == [("A",), ("B",)]
 
@@ -250,7 +236,7 @@ def test_entries_without_to_map_back_by_position() -> None:
 def test_numbers_missing_from_the_answer_are_refused_saying_so() -> None:
     body = send_answer(entry("27999000002", "B"))
     results = handler.parse_send_response(
-        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+        ACCOUNT, batch("+27999000001", "+27999000002"), wire.answer(202, body)
     )
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED]
     assert "missing" in results[0].error_text
@@ -258,7 +244,7 @@ def test_numbers_missing_from_the_answer_are_refused_saying_so() -> None:
 
 def test_accepted_without_an_api_message_id_is_not_an_acceptance() -> None:
     body = send_answer(entry("27999000001", None))
-    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(202, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), wire.answer(202, body))
     assert result.outcome is Outcome.REFUSED and "without an apiMessageId" in result.error_text
 
 
@@ -267,7 +253,7 @@ def test_a_repeated_number_is_sent_again_later_when_its_first_copy_was_accepted(
     results = handler.parse_send_response(
         ACCOUNT,
         batch("+27999000001", "+27999000002", "+27999000001", "+27999000002"),
-        answer(202, body),
+        wire.answer(202, body),
     )
     assert [r.outcome for r in results] == [
         Outcome.ACCEPTED,
@@ -326,7 +312,7 @@ def test_the_error_table_covers_every_documented_code() -> None:
 def test_every_error_code_in_an_entry_classifies_that_number(code: int, outcome: Outcome) -> None:
     body = send_answer(entry("27999000001", code=code), entry("27999000002", "B"))
     first, second = handler.parse_send_response(
-        ACCOUNT, batch("+27999000001", "+27999000002"), answer(202, body)
+        ACCOUNT, batch("+27999000001", "+27999000002"), wire.answer(202, body)
     )
     assert (first.outcome, first.error_code) == (outcome, f"{code:03d}")
     assert first.error_text.startswith(ERRORS[code][0])
@@ -338,7 +324,7 @@ def test_every_error_code_at_the_top_level_applies_to_every_message(
     code: int, outcome: Outcome
 ) -> None:
     http_status = ERRORS[code][2]
-    response = answer(http_status, send_answer(code=code), {"Retry-After": "2"})
+    response = wire.answer(http_status, send_answer(code=code), {"Retry-After": "2"})
     results = handler.parse_send_response(ACCOUNT, batch("+27999000001", "+27999000002"), response)
     assert [(r.outcome, r.error_code) for r in results] == [(outcome, f"{code:03d}")] * 2
     assert all(r.request_ids == () for r in results)
@@ -349,16 +335,16 @@ def test_every_error_code_at_the_top_level_applies_to_every_message(
 @pytest.mark.parametrize("code", [0, None])
 def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
     body = {**send_answer(entry("27999000001", "A")), "errorCode": code}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(202, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), wire.answer(202, body))
     assert result.outcome is Outcome.ACCEPTED
 
 
 @pytest.mark.parametrize(
     "case",
     [
-        refused(401, b"", Outcome.ACCOUNT_ERROR, "401", "empty answer", id="401"),
-        refused(402, {"messages": []}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", id="402"),
-        throttled(
+        wire.refused(401, b"", Outcome.ACCOUNT_ERROR, "401", "empty answer", id="401"),
+        wire.refused(402, {"messages": []}, Outcome.ACCOUNT_ERROR, "402", "HTTP 402", id="402"),
+        wire.throttled(
             429,
             {"error": "Too many requests"},
             "429",
@@ -367,11 +353,11 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             header="retry-after",
             id="429-retry-after",
         ),
-        RETRY_AFTER_DATE_IGNORED,
-        INTERNAL_ERROR,
-        BAD_GATEWAY_PAGE,
-        NOT_FOUND_PAGE,
-        refused(
+        wire.RETRY_AFTER_DATE_IGNORED,
+        wire.INTERNAL_ERROR,
+        wire.BAD_GATEWAY_PAGE,
+        wire.NOT_FOUND_PAGE,
+        wire.refused(
             400,
             {"messages": [], "errorCode": 999, "error": "Something new"},
             Outcome.REFUSED,
@@ -379,7 +365,7 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             "Something new",
             id="400-undocumented-code",
         ),
-        throttled(
+        wire.throttled(
             503,
             {"messages": [], "errorCode": 777},
             "777",
@@ -387,19 +373,23 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             seconds="3",
             id="503-undocumented-code",
         ),
-        OK_BUT_EMPTY,
-        refused_with_status(202, HTML_PAGE, "unreadable", id="202-html-page"),
-        refused_with_status(202, [1, 2], "unexpected answer", id="202-list"),
-        refused_with_status(202, {"messages": "none"}, "missing", id="202-messages-not-a-list"),
+        wire.OK_BUT_EMPTY,
+        wire.refused_with_status(202, wire.HTML_PAGE, "unreadable", id="202-html-page"),
+        wire.refused_with_status(202, [1, 2], "unexpected answer", id="202-list"),
+        wire.refused_with_status(
+            202, {"messages": "none"}, "missing", id="202-messages-not-a-list"
+        ),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(
+    case: wire.Refusal,
+) -> None:
     case.judge(handler, ACCOUNT, batch("+27999000001", "+27999000002"))
 
 
 def test_acceptance_in_an_error_answer_is_not_trusted() -> None:
     body = send_answer(entry("27999000001", "A"), code=301)
-    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), answer(402, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+27999000001"), wire.answer(402, body))
     assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "301")
 
 
@@ -432,7 +422,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     status: int, body: bytes, numbers: list[str]
 ) -> None:
     results = wire.answer_each(handler, ACCOUNT, batch(*numbers), status, body)
-    assert_accepted_only_on_2xx(results, status)
+    wire.assert_accepted_only_on_2xx(results, status)
 
 
 # -- status callbacks --------------------------------------------------------------
@@ -669,13 +659,13 @@ def test_a_poll_without_ids_or_base_url_behaves() -> None:
 
 @pytest.mark.parametrize(("code", "name", "status"), STATUS_TABLE)
 def test_every_status_name_a_poll_answers_maps(code: int, name: str, status: Status) -> None:
-    [report] = handler.parse_poll_response(ACCOUNT, ["A1"], answer(200, {"status": name}))
+    [report] = handler.parse_poll_response(ACCOUNT, ["A1"], wire.answer(200, {"status": name}))
     assert (report.request_id, report.status, report.error_code) == ("A1", status, f"{code:03d}")
 
 
 def test_a_poll_answer_naming_its_message_id_is_trusted_over_the_question() -> None:
     body = {"messageId": "A1", "status": "DELIVERED_TO_GATEWAY", "statusCode": 3}
-    [report] = handler.parse_poll_response(ACCOUNT, [], answer(200, body))
+    [report] = handler.parse_poll_response(ACCOUNT, [], wire.answer(200, body))
     assert (report.request_id, report.status) == ("A1", Status.ENROUTE)
 
 
@@ -683,14 +673,18 @@ def test_a_poll_answer_naming_its_message_id_is_trusted_over_the_question() -> N
     ("request_ids", "response"),
     [
         pytest.param(
-            ["A1"], answer(404, {"errorCode": 103, "error": "Unknown API message ID"}), id="404"
+            ["A1"],
+            wire.answer(404, {"errorCode": 103, "error": "Unknown API message ID"}),
+            id="404",
         ),
-        pytest.param(["A1"], answer(401, {"errorCode": 1}), id="401"),
-        pytest.param(["A1"], answer(200, HTML_PAGE), id="html"),
-        pytest.param(["A1"], answer(200, {"status": "GONE"}), id="unknown-name"),
-        pytest.param(["A1"], answer(200, {}), id="no-status"),
-        pytest.param([], answer(200, {"status": "MESSAGE_QUEUED"}), id="no-id-anywhere"),
-        pytest.param(["A1", "B2"], answer(200, {"status": "MESSAGE_QUEUED"}), id="ambiguous-id"),
+        pytest.param(["A1"], wire.answer(401, {"errorCode": 1}), id="401"),
+        pytest.param(["A1"], wire.answer(200, wire.HTML_PAGE), id="html"),
+        pytest.param(["A1"], wire.answer(200, {"status": "GONE"}), id="unknown-name"),
+        pytest.param(["A1"], wire.answer(200, {}), id="no-status"),
+        pytest.param([], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="no-id-anywhere"),
+        pytest.param(
+            ["A1", "B2"], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="ambiguous-id"
+        ),
     ],
 )
 def test_unreadable_poll_answers_give_no_reports(
@@ -708,15 +702,17 @@ def test_the_balance_call_is_a_get_with_the_raw_key() -> None:
 
 @pytest.mark.parametrize("amount", [1234.5, "1234.5", 1234.50])
 def test_the_balance_is_read_with_its_currency(amount: Any) -> None:
-    balance = handler.parse_balance(ACCOUNT, answer(200, {"balance": amount, "currency": "USD"}))
+    balance = handler.parse_balance(
+        ACCOUNT, wire.answer(200, {"balance": amount, "currency": "USD"})
+    )
     assert (balance.amount, balance.currency) == (1234.5, "USD")
 
 
 BALANCE_ERRORS = [
-    pytest.param(answer(401, send_answer(code=1)), "Authentication failed", id="401"),
-    pytest.param(answer(200, {"currency": "USD"}), "no numeric balance", id="no-balance"),
-    pytest.param(answer(200, {"balance": "lots"}), "no numeric balance", id="text-balance"),
-    pytest.param(answer(502, HTML_PAGE), "Bad Gateway", id="502-html"),
+    pytest.param(wire.answer(401, send_answer(code=1)), "Authentication failed", id="401"),
+    pytest.param(wire.answer(200, {"currency": "USD"}), "no numeric balance", id="no-balance"),
+    pytest.param(wire.answer(200, {"balance": "lots"}), "no numeric balance", id="text-balance"),
+    pytest.param(wire.answer(502, wire.HTML_PAGE), "Bad Gateway", id="502-html"),
 ]
 
 

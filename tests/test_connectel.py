@@ -24,20 +24,6 @@ from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from tests import rig as rigging
 from tests import wire
 from tests.fake_connectel import FakeConnectel
-from tests.wire import (
-    BAD_GATEWAY_PAGE,
-    HTML_PAGE,
-    INTERNAL_ERROR,
-    NOT_FOUND_PAGE,
-    OK_WITH_A_PAGE,
-    RETRY_AFTER_DATE_IGNORED,
-    Refusal,
-    answer,
-    assert_accepted_only_on_2xx,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 TOKEN = "tok-123"
 BASE = "http://connectel.test"
@@ -151,7 +137,7 @@ SINGLE_ANSWER = {
 
 def test_a_single_answer_with_a_requestid_is_accepted_en_route() -> None:
     [result] = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000"), answer(200, SINGLE_ANSWER)
+        ACCOUNT, batch("+46700000000"), wire.answer(200, SINGLE_ANSWER)
     )
     assert result.outcome is Outcome.ACCEPTED
     assert result.request_ids == ("RXV66UX9433XJ400.15986176764672468",)
@@ -161,13 +147,13 @@ def test_a_single_answer_with_a_requestid_is_accepted_en_route() -> None:
 @pytest.mark.parametrize("name", ["QUEUE", "QUEUED"])
 def test_a_queued_single_answer_is_only_submitted(name: str) -> None:
     body = {**SINGLE_ANSWER, "statusStr": name}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000000"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000000"), wire.answer(200, body))
     assert (result.outcome, result.status) == (Outcome.ACCEPTED, Status.SUBMITTED)
 
 
 def test_a_send_answer_never_reports_a_final_status() -> None:
     body = {**SINGLE_ANSWER, "statusInt": 1, "statusStr": "DELIVRD"}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000000"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+46700000000"), wire.answer(200, body))
     assert (result.outcome, result.status) == (Outcome.ACCEPTED, Status.SUBMITTED)
 
 
@@ -190,7 +176,7 @@ def test_a_bulk_answer_maps_each_result_back_by_key_whatever_its_order() -> None
         {"key": "1", "recipient": "46700000001", "requestid": "RB.2"},
     )
     sent = batch("+46700000000", "+46700000001", "+46700000002")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.request_ids for r in results] == [("RA.1",), ("RB.2",), ("RC.3",)]
     assert {r.outcome for r in results} == {Outcome.ACCEPTED}
     assert {r.status for r in results} == {Status.SUBMITTED}
@@ -202,7 +188,7 @@ def test_keys_tell_apart_the_same_number_sent_twice_in_one_bulk() -> None:
         {"key": "0", "recipient": "46700000000", "requestid": "R.first"},
     )
     results = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000", "+46700000000"), answer(200, body)
+        ACCOUNT, batch("+46700000000", "+46700000000"), wire.answer(200, body)
     )
     assert [r.request_ids for r in results] == [("R.first",), ("R.second",)]
 
@@ -213,7 +199,7 @@ def test_a_bulk_answer_without_our_keys_maps_back_by_number_with_or_without_plus
         {"recipient": "46700000000", "requestid": "RA.1"},
     )
     results = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000", "+46700000001"), answer(200, body)
+        ACCOUNT, batch("+46700000000", "+46700000001"), wire.answer(200, body)
     )
     assert [r.request_ids for r in results] == [("RA.1",), ("RB.2",)]
 
@@ -221,7 +207,7 @@ def test_a_bulk_answer_without_our_keys_maps_back_by_number_with_or_without_plus
 def test_messages_missing_from_a_bulk_answer_are_refused_saying_so() -> None:
     body = bulk_answer({"key": "1", "recipient": "46700000001", "requestid": "RB.2"})
     results = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000", "+46700000001", "+46700000002"), answer(200, body)
+        ACCOUNT, batch("+46700000000", "+46700000001", "+46700000002"), wire.answer(200, body)
     )
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED, Outcome.REFUSED]
     assert "missing" in results[0].error_text
@@ -234,7 +220,7 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
         {"key": "1", "recipient": "4670", "statusInt": "5", "statusStr": "invalid number"},
     )
     results = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000", "+4670"), answer(200, body)
+        ACCOUNT, batch("+46700000000", "+4670"), wire.answer(200, body)
     )
     assert results[0].outcome is Outcome.ACCEPTED
     assert (results[1].outcome, results[1].error_code) == (Outcome.REFUSED, "5")
@@ -244,7 +230,7 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
 @pytest.mark.parametrize(
     "case",
     [
-        refused(
+        wire.refused(
             401,
             {"error": "Unauthorized", "message": "invalid token"},
             Outcome.ACCOUNT_ERROR,
@@ -252,8 +238,8 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             "Unauthorized: invalid token",
             id="401-bad-token",
         ),
-        refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-blocked"),
-        throttled(
+        wire.refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-blocked"),
+        wire.throttled(
             429,
             {"error": "Too Many Requests"},
             "429",
@@ -262,11 +248,11 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             header="retry-after",
             id="429-retry-after-seconds",
         ),
-        RETRY_AFTER_DATE_IGNORED,
-        INTERNAL_ERROR,
-        BAD_GATEWAY_PAGE,
-        throttled(503, {"error": "Unavailable"}, "503", "Unavailable", seconds="1", id="503"),
-        refused(
+        wire.RETRY_AFTER_DATE_IGNORED,
+        wire.INTERNAL_ERROR,
+        wire.BAD_GATEWAY_PAGE,
+        wire.throttled(503, {"error": "Unavailable"}, "503", "Unavailable", seconds="1", id="503"),
+        wire.refused(
             400,
             {"statusInt": 5, "statusStr": "UNDELIV", "message": "invalid recipient"},
             Outcome.REFUSED,
@@ -274,7 +260,7 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             "UNDELIV: invalid recipient",
             id="400-json-status-fields",
         ),
-        refused(
+        wire.refused(
             400,
             {"error": {"code": "E12", "message": "sender too long"}},
             Outcome.REFUSED,
@@ -282,10 +268,10 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             "sender too long",
             id="400-json-nested-error",
         ),
-        NOT_FOUND_PAGE,
-        refused_with_status(200, b"", "empty answer", id="200-empty-body"),
-        OK_WITH_A_PAGE,
-        refused(
+        wire.NOT_FOUND_PAGE,
+        wire.refused_with_status(200, b"", "empty answer", id="200-empty-body"),
+        wire.OK_WITH_A_PAGE,
+        wire.refused(
             200,
             {"statusInt": 0, "statusStr": "ENROUTE"},
             Outcome.REFUSED,
@@ -293,13 +279,15 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             "no request ID",
             id="200-without-requestid",
         ),
-        refused_with_status(
+        wire.refused_with_status(
             200, {"error": "authorization failed"}, "authorization failed", id="200-json-error"
         ),
-        refused_with_status(200, [1, 2], "unexpected answer", id="200-json-list"),
+        wire.refused_with_status(200, [1, 2], "unexpected answer", id="200-json-list"),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(
+    case: wire.Refusal,
+) -> None:
     case.judge(handler, ACCOUNT, batch("+46700000000", "+46700000001"))
 
 
@@ -321,7 +309,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
 ) -> None:
     sent = batch(*(f"+4670000000{i}" for i in range(size)))
     results = wire.answer_each(handler, ACCOUNT, sent, status, body)
-    assert_accepted_only_on_2xx(results, status)
+    wire.assert_accepted_only_on_2xx(results, status)
 
 
 # -- delivery reports --------------------------------------------------------------
@@ -527,7 +515,7 @@ POLL_BULK = {
 
 
 def test_a_request_id_poll_answer_gives_one_report() -> None:
-    [report] = handler.parse_poll_response(ACCOUNT, (), answer(200, POLL_SINGLE))
+    [report] = handler.parse_poll_response(ACCOUNT, (), wire.answer(200, POLL_SINGLE))
     assert report.request_id == "RMH8ZYJWCWJYIB5A.15986181942392678"
     assert (report.status, report.recipient, report.error_code) == (
         Status.DELIVERED,
@@ -537,7 +525,7 @@ def test_a_request_id_poll_answer_gives_one_report() -> None:
 
 
 def test_a_bulk_id_poll_answer_gives_a_report_per_recipient() -> None:
-    reports = handler.parse_poll_response(ACCOUNT, (), answer(200, POLL_BULK))
+    reports = handler.parse_poll_response(ACCOUNT, (), wire.answer(200, POLL_BULK))
     assert [(r.request_id, r.status) for r in reports] == [
         ("RMH8ZYXWCWJYIB5A.15986181942392678", Status.DELIVERED),
         ("RA5KDTPIIYSCAO6W.15986181942392778", Status.EXPIRED),
@@ -546,15 +534,17 @@ def test_a_bulk_id_poll_answer_gives_a_report_per_recipient() -> None:
 
 def test_unreadable_poll_answers_and_entries_give_no_reports() -> None:
     broken = {**POLL_BULK, "recipient": [{"requestid": "R1", "statusInt": "x"}, "junk"]}
-    assert handler.parse_poll_response(ACCOUNT, (), answer(200, broken)) == []
-    assert handler.parse_poll_response(ACCOUNT, (), answer(401, {"error": "Unauthorized"})) == []
-    assert handler.parse_poll_response(ACCOUNT, (), answer(200, HTML_PAGE)) == []
+    assert handler.parse_poll_response(ACCOUNT, (), wire.answer(200, broken)) == []
+    assert (
+        handler.parse_poll_response(ACCOUNT, (), wire.answer(401, {"error": "Unauthorized"})) == []
+    )
+    assert handler.parse_poll_response(ACCOUNT, (), wire.answer(200, wire.HTML_PAGE)) == []
 
 
 def test_connectel_has_no_balance_call() -> None:
     assert handler.balance_request(ACCOUNT, BASE) is None
     with pytest.raises(ValueError, match="no balance"):
-        handler.parse_balance(ACCOUNT, answer(200, {}))
+        handler.parse_balance(ACCOUNT, wire.answer(200, {}))
 
 
 # -- the fake over real HTTP -------------------------------------------------------
@@ -725,14 +715,14 @@ async def test_a_pushed_inbound_sms_reaches_the_callback_and_parses(rig: Rig, fm
 def test_a_single_answer_to_a_bulk_request_only_accepts_the_number_it_names() -> None:
     sent = batch("+46700000001", "+46700000000", "+46700000000")
     body = {**SINGLE_ANSWER, "recipient": "46700000000"}
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED, Outcome.REFUSED]
 
 
 def test_an_empty_bulk_answer_keeps_the_body_error_for_every_message() -> None:
     body = {"recipient": [], "statusInt": 2, "statusStr": "REJECTD", "message": "sender blocked"}
     results = handler.parse_send_response(
-        ACCOUNT, batch("+46700000000", "+46700000001"), answer(200, body)
+        ACCOUNT, batch("+46700000000", "+46700000001"), wire.answer(200, body)
     )
     assert {(r.outcome, r.error_code) for r in results} == {(Outcome.REFUSED, "2")}
     assert all("sender blocked" in r.error_text for r in results)

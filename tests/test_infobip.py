@@ -30,19 +30,6 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_infobip import STATUSES, FakeInfobip, Plan
-from tests.wire import (
-    BAD_GATEWAY_PAGE,
-    HTML_PAGE,
-    OK_BUT_EMPTY,
-    Refusal,
-    answer,
-    assert_covers,
-    date_ignored,
-    json_callback,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 API_KEY = "003026bbc133714df1834b8638bb496e-8f4b3d9a-e931-478d-a994-28a725159ab9"
 BASE = "https://xyz12.api.infobip.com"
@@ -63,7 +50,7 @@ def batch(
 
 
 def callback(body: Any, content_type: str = "application/json") -> CallbackRequest:
-    return json_callback("http://gw/callbacks/ib/dlr?key=s3cret", body, content_type)
+    return wire.json_callback("http://gw/callbacks/ib/dlr?key=s3cret", body, content_type)
 
 
 def status(group: int, group_name: str, status_id: int, name: str, text: str) -> dict[str, Any]:
@@ -174,7 +161,9 @@ ONE_ANSWER = {"bulkId": "2034072219640523072", "messages": [ONE_ENTRY]}
 
 
 def test_a_pending_accepted_answer_is_accepted_and_submitted_under_its_message_id() -> None:
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, ONE_ANSWER))
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+41793026727"), wire.answer(200, ONE_ANSWER)
+    )
     assert result.outcome is Outcome.ACCEPTED
     assert result.request_ids == ("2250be2d4219-3af1-78856-aabe-1362af1edfd2",)
     assert result.status is Status.SUBMITTED
@@ -197,7 +186,7 @@ def test_a_send_answer_says_submitted_or_en_route_never_final(
     reported: dict[str, Any], expected: Status
 ) -> None:
     body = {"messages": [{**ONE_ENTRY, "status": reported}]}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(200, body))
     assert (result.outcome, result.status) == (Outcome.ACCEPTED, expected)
 
 
@@ -217,14 +206,14 @@ def test_a_batch_answer_maps_back_by_position_even_for_a_repeated_number() -> No
             entry("41793026727", "third"),
         ],
     }
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.request_ids for r in results] == [("first",), ("second",), ("third",)]
 
 
 def test_an_answer_in_another_order_maps_back_by_number_with_or_without_plus() -> None:
     sent = batch("+41793026727", "+41793026834")
     body = {"messages": [entry("+41793026834", "second"), entry("41793026727", "first")]}
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.request_ids for r in results] == [("first",), ("second",)]
 
 
@@ -232,28 +221,28 @@ def test_the_v3_answers_destination_field_names_the_number_too() -> None:
     body = {
         "messages": [{"messageId": "v3", "status": PENDING_ACCEPTED, "destination": "41793026727"}]
     }
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(200, body))
     assert result.request_ids == ("v3",)
 
 
 def test_messages_missing_from_the_answer_are_refused_saying_so() -> None:
     sent = batch("+41793026727", "+41793026834", "+41793026999")
     body = {"messages": [entry("41793026834", "second")]}
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED, Outcome.REFUSED]
     assert "missing" in results[0].error_text
 
 
 def test_an_entry_without_a_message_id_is_refused() -> None:
     body = {"messages": [{"to": "41793026727", "status": PENDING_ACCEPTED}]}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(200, body))
     assert (result.outcome, result.request_ids) == (Outcome.REFUSED, ())
     assert "no messageId" in result.error_text
 
 
 def test_an_entry_naming_no_number_keeps_its_place() -> None:
     body = {"messages": [{"messageId": "only", "status": PENDING_ACCEPTED}]}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(200, body))
     assert result.request_ids == ("only",)
 
 
@@ -285,7 +274,7 @@ def test_every_documented_status_in_a_send_answer_is_classified_per_recipient(
             entry("41793026834", "x", fake_status(status_id)),
         ]
     }
-    first, second = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    first, second = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert first.outcome is Outcome.ACCEPTED
     assert second.outcome is outcome
     if outcome is Outcome.ACCEPTED:
@@ -314,7 +303,7 @@ def test_unknown_ids_fall_back_to_their_group_and_names_or_text_ids_are_read(
     reported: dict[str, Any], outcome: Outcome
 ) -> None:
     body = {"messages": [entry("41793026727", "x", reported)]}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(200, body))
     assert result.outcome is outcome
 
 
@@ -335,7 +324,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
 @pytest.mark.parametrize(
     "case",
     [
-        refused(
+        wire.refused(
             400,
             legacy(
                 "BAD_REQUEST",
@@ -347,7 +336,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Bad request (messages[0].text: invalid text)",
             id="400-BAD_REQUEST-validation",
         ),
-        refused(
+        wire.refused(
             400,
             legacy(
                 "BAD_REQUEST", "Bad request", validationErrors={"messages[0].from": ["invalid"]}
@@ -357,7 +346,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "messages[0].from: invalid",
             id="400-BAD_REQUEST-on-sender",
         ),
-        refused(
+        wire.refused(
             400,
             api_error(
                 "E400", "Request cannot be processed.", ("messages[0].text", "Must not be null.")
@@ -367,7 +356,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Request cannot be processed. (messages[0].text: Must not be null.)",
             id="400-E400-violations",
         ),
-        refused(
+        wire.refused(
             400,
             api_error("E400", "Request cannot be processed.", ("messages[0].sender", "Invalid.")),
             Outcome.SENDER_REJECTED,
@@ -375,7 +364,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "messages[0].sender: Invalid.",
             id="400-E400-on-sender",
         ),
-        refused(
+        wire.refused(
             400,
             legacy("INVALID_ARGUMENT", "Invalid argument"),
             Outcome.REFUSED,
@@ -383,7 +372,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Invalid argument",
             id="400-INVALID_ARGUMENT-2015",
         ),
-        refused(
+        wire.refused(
             400,
             legacy(
                 "SVC0004",
@@ -395,7 +384,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "No valid addresses provided in message part Invalid recipient address",
             id="400-oneapi-variables",
         ),
-        refused(
+        wire.refused(
             401,
             legacy("UNAUTHORIZED", "Invalid login details"),
             Outcome.ACCOUNT_ERROR,
@@ -403,7 +392,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Invalid login details",
             id="401-UNAUTHORIZED",
         ),
-        refused(
+        wire.refused(
             401,
             api_error("E401", "The request lacks valid authentication credentials."),
             Outcome.ACCOUNT_ERROR,
@@ -411,7 +400,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "lacks valid authentication",
             id="401-E401",
         ),
-        refused(
+        wire.refused(
             403,
             legacy("FORBIDDEN", "Forbidden"),
             Outcome.ACCOUNT_ERROR,
@@ -419,7 +408,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Forbidden",
             id="403-FORBIDDEN",
         ),
-        refused(
+        wire.refused(
             403,
             api_error("E403", "Insufficient permissions to access the requested resource."),
             Outcome.ACCOUNT_ERROR,
@@ -427,7 +416,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Insufficient permissions",
             id="403-E403",
         ),
-        refused(
+        wire.refused(
             404,
             legacy("NOT_FOUND", "Not found"),
             Outcome.ACCOUNT_ERROR,
@@ -435,8 +424,8 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Not found",
             id="404-NOT_FOUND-wrong-base-url",
         ),
-        refused(404, HTML_PAGE, Outcome.ACCOUNT_ERROR, "404", "Oops", id="404-html"),
-        throttled(
+        wire.refused(404, wire.HTML_PAGE, Outcome.ACCOUNT_ERROR, "404", "Oops", id="404-html"),
+        wire.throttled(
             429,
             legacy("TOO_MANY_REQUESTS", "Too many requests"),
             "TOO_MANY_REQUESTS",
@@ -444,7 +433,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             seconds="7",
             id="429-TOO_MANY_REQUESTS",
         ),
-        date_ignored(
+        wire.date_ignored(
             429,
             api_error("E429", "Too many requests sent."),
             "E429",
@@ -452,7 +441,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             header="retry-after",
             id="429-E429-date-ignored",
         ),
-        refused(
+        wire.refused(
             500,
             legacy("GENERAL_ERROR", "Something went wrong. Please contact support."),
             Outcome.TRANSIENT,
@@ -460,7 +449,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Something went wrong",
             id="500-GENERAL_ERROR",
         ),
-        refused(
+        wire.refused(
             500,
             api_error("E500", "Something went wrong."),
             Outcome.TRANSIENT,
@@ -468,9 +457,9 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Something went wrong.",
             id="500-E500",
         ),
-        BAD_GATEWAY_PAGE,
-        throttled(503, b"", "503", "empty", seconds="2", id="503"),
-        refused(
+        wire.BAD_GATEWAY_PAGE,
+        wire.throttled(503, b"", "503", "empty", seconds="2", id="503"),
+        wire.refused(
             200,
             legacy("UNAUTHORIZED", "Invalid login details"),
             Outcome.ACCOUNT_ERROR,
@@ -478,7 +467,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Invalid login details",
             id="200-with-requestError",
         ),
-        refused(
+        wire.refused(
             200,
             legacy("TOO_MANY_REQUESTS", "Too many requests"),
             Outcome.TRANSIENT,
@@ -486,25 +475,27 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             "Too many requests",
             id="200-with-throttling",
         ),
-        refused_with_status(418, {"weird": True}, "unexpected answer", id="418"),
-        OK_BUT_EMPTY,
-        refused_with_status(200, HTML_PAGE, "unreadable", id="200-html"),
-        refused_with_status(
+        wire.refused_with_status(418, {"weird": True}, "unexpected answer", id="418"),
+        wire.OK_BUT_EMPTY,
+        wire.refused_with_status(200, wire.HTML_PAGE, "unreadable", id="200-html"),
+        wire.refused_with_status(
             200, {"bulkId": "B1"}, "no messages in Infobip's answer", id="200-without-messages"
         ),
-        refused_with_status(
+        wire.refused_with_status(
             200, {"bulkId": "B1", "messages": []}, "no messages", id="200-empty-messages"
         ),
-        refused_with_status(200, [1, 2], "unexpected answer", id="200-list"),
+        wire.refused_with_status(200, [1, 2], "unexpected answer", id="200-list"),
     ],
 )
-def test_every_error_answer_is_classified_for_each_message_without_raising(case: Refusal) -> None:
+def test_every_error_answer_is_classified_for_each_message_without_raising(
+    case: wire.Refusal,
+) -> None:
     case.judge(handler, ACCOUNT, batch("+41793026727", "+41793026834"))
 
 
 def test_an_error_answers_action_is_kept_with_its_description() -> None:
     body = api_error("E400", "Request cannot be processed.")
-    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), answer(400, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+41793026727"), wire.answer(400, body))
     assert result.error_text.endswith("Check the syntax, violations and adjust the request.")
 
 
@@ -596,7 +587,7 @@ DELIVERY_TABLE = [
     "table", [SUBMISSION_TABLE, DELIVERY_TABLE], ids=["submission", "delivery"]
 )
 def test_each_table_covers_every_status_the_fake_knows(table: list[tuple[int, Any]]) -> None:
-    assert_covers(table, STATUSES)
+    wire.assert_covers(table, STATUSES)
 
 
 @pytest.mark.parametrize(("status_id", "expected"), DELIVERY_TABLE)
@@ -861,12 +852,14 @@ LOG_V1 = {
 
 
 def test_a_logs_answer_gives_a_report_per_log_in_either_version() -> None:
-    reports = handler.parse_poll_response(ACCOUNT, ["MESSAGE-ID-123-xyz"], answer(200, LOGS_V3))
+    reports = handler.parse_poll_response(
+        ACCOUNT, ["MESSAGE-ID-123-xyz"], wire.answer(200, LOGS_V3)
+    )
     assert [(r.request_id, r.recipient, r.status) for r in reports] == [
         ("MESSAGE-ID-123-xyz", "41793026727", Status.DELIVERED),
         ("MESSAGE-ID-124-xyz", "41793026834", Status.ENROUTE),
     ]
-    [old] = handler.parse_poll_response(ACCOUNT, [], answer(200, {"results": [LOG_V1]}))
+    [old] = handler.parse_poll_response(ACCOUNT, [], wire.answer(200, {"results": [LOG_V1]}))
     assert (old.request_id, old.recipient, old.status) == (
         "MESSAGE-ID-ijkl-45",
         "41793026834",
@@ -876,29 +869,33 @@ def test_a_logs_answer_gives_a_report_per_log_in_either_version() -> None:
 
 def test_unreadable_poll_answers_and_entries_give_no_reports() -> None:
     broken = {"results": [{"messageId": "X", "status": {"groupId": "x"}}, "junk", LOG_V1]}
-    [kept] = handler.parse_poll_response(ACCOUNT, [], answer(200, broken))
+    [kept] = handler.parse_poll_response(ACCOUNT, [], wire.answer(200, broken))
     assert kept.request_id == "MESSAGE-ID-ijkl-45"
     unauthorized = api_error("E401", "The request lacks valid authentication credentials.")
-    assert handler.parse_poll_response(ACCOUNT, [], answer(401, unauthorized)) == []
-    assert handler.parse_poll_response(ACCOUNT, [], answer(200, HTML_PAGE)) == []
-    assert handler.parse_poll_response(ACCOUNT, [], answer(200, {"results": "none"})) == []
+    assert handler.parse_poll_response(ACCOUNT, [], wire.answer(401, unauthorized)) == []
+    assert handler.parse_poll_response(ACCOUNT, [], wire.answer(200, wire.HTML_PAGE)) == []
+    assert handler.parse_poll_response(ACCOUNT, [], wire.answer(200, {"results": "none"})) == []
 
 
 def test_the_balance_call_and_its_documented_answer() -> None:
     request = wire.balance_call(handler, ACCOUNT, BASE, "GET", f"{BASE}/account/1/balance")
     assert request.headers["Authorization"] == f"App {API_KEY}"
-    balance = handler.parse_balance(ACCOUNT, answer(200, {"balance": 47.79, "currency": "EUR"}))
+    balance = handler.parse_balance(
+        ACCOUNT, wire.answer(200, {"balance": 47.79, "currency": "EUR"})
+    )
     assert (balance.amount, balance.currency) == (47.79, "EUR")
-    as_text = handler.parse_balance(ACCOUNT, answer(200, {"balance": "12.5", "currency": "HRK"}))
+    as_text = handler.parse_balance(
+        ACCOUNT, wire.answer(200, {"balance": "12.5", "currency": "HRK"})
+    )
     assert as_text.amount == 12.5
 
 
 BALANCE_ERRORS = [
-    (answer(401, legacy("UNAUTHORIZED", "Invalid login details")), "UNAUTHORIZED"),
-    (answer(500, HTML_PAGE), "HTTP 500"),
-    (answer(200, {"currency": "EUR"}), "no numeric balance"),
-    (answer(200, {"balance": "NaN"}), "no numeric balance"),
-    (answer(200, [47.79]), "unexpected answer"),
+    (wire.answer(401, legacy("UNAUTHORIZED", "Invalid login details")), "UNAUTHORIZED"),
+    (wire.answer(500, wire.HTML_PAGE), "HTTP 500"),
+    (wire.answer(200, {"currency": "EUR"}), "no numeric balance"),
+    (wire.answer(200, {"balance": "NaN"}), "no numeric balance"),
+    (wire.answer(200, [47.79]), "unexpected answer"),
 ]
 
 

@@ -31,21 +31,6 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_intellisoftware import FakeIntelliSoftware
-from tests.wire import (
-    BAD_GATEWAY_PAGE,
-    HTML_PAGE,
-    NOT_FOUND_PAGE,
-    OK_BUT_EMPTY,
-    OK_WITH_A_PAGE,
-    UNAUTHORIZED,
-    Refusal,
-    answer,
-    assert_accepted_only_on_2xx,
-    date_ignored,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 USERNAME = "acme-user"
 PASSWORD = "s3cret-pa55word"
@@ -204,7 +189,7 @@ SEND_URLS = [
     ids=["plain", "crlf", "space-after-colon", "bom", "lower-case"],
 )
 def test_a_single_id_line_accepts_the_message_as_submitted(body: str) -> None:
-    [result] = handler.parse_send_response(ACCOUNT, batch("+447700900123"), answer(200, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+447700900123"), wire.answer(200, body))
     assert (result.outcome, result.request_ids, result.status) == (
         Outcome.ACCEPTED,
         (ID,),
@@ -215,7 +200,7 @@ def test_a_single_id_line_accepts_the_message_as_submitted(body: str) -> None:
 def test_a_multiline_answer_maps_each_line_back_by_number_whatever_its_order() -> None:
     body = f"447700900003,ID:{ID}\r\n447700900001,ID:{ID}\r\n447700900002,ERR:INVALID_NUMBER\r\n"
     sent = batch("+447700900001", "+447700900002", "+447700900003")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.REFUSED, Outcome.ACCEPTED]
     assert results[0].request_ids == results[2].request_ids == (ID,)
     assert (results[1].error_code, results[1].request_ids) == ("INVALID_NUMBER", ())
@@ -224,7 +209,7 @@ def test_a_multiline_answer_maps_each_line_back_by_number_whatever_its_order() -
 def test_a_number_sent_twice_gets_the_one_line_for_both_messages() -> None:
     body = f"447700900001,ID:{ID}\n447700900002,ID:{ID}"
     sent = batch("+447700900001", "+447700900002", "+447700900001")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, body))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, body))
     assert [r.request_ids for r in results] == [(ID,)] * 3
 
 
@@ -235,7 +220,7 @@ def test_a_number_sent_twice_gets_the_one_line_for_both_messages() -> None:
 def test_lines_match_numbers_however_intellisoftware_writes_them(written: str) -> None:
     body = f"{written},ID:{ID}\n447700900002,ERR:INVALID_NUMBER"
     results = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+447700900002"), answer(200, body)
+        ACCOUNT, batch("+447700900001", "+447700900002"), wire.answer(200, body)
     )
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.REFUSED]
 
@@ -243,7 +228,7 @@ def test_lines_match_numbers_however_intellisoftware_writes_them(written: str) -
 def test_an_ambiguous_rewritten_number_is_not_guessed() -> None:
     body = f"7700900001,ID:{ID}\n447700900002,ID:{ID}"
     results = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+337700900001", "+447700900002"), answer(200, body)
+        ACCOUNT, batch("+447700900001", "+337700900001", "+447700900002"), wire.answer(200, body)
     )
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.REFUSED, Outcome.ACCEPTED]
     assert results[0].error_code == "missing_from_answer"
@@ -252,7 +237,7 @@ def test_an_ambiguous_rewritten_number_is_not_guessed() -> None:
 def test_messages_missing_from_a_multiline_answer_are_refused_saying_so() -> None:
     body = f"447700900002,ID:{ID}\r\n"
     results = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+447700900002"), answer(200, body)
+        ACCOUNT, batch("+447700900001", "+447700900002"), wire.answer(200, body)
     )
     assert [r.outcome for r in results] == [Outcome.REFUSED, Outcome.ACCEPTED]
     assert results[0].error_code == "missing_from_answer"
@@ -261,7 +246,7 @@ def test_messages_missing_from_a_multiline_answer_are_refused_saying_so() -> Non
 
 def test_a_single_id_line_for_many_numbers_covers_the_whole_submission() -> None:
     results = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+447700900002"), answer(200, f"ID:{ID}")
+        ACCOUNT, batch("+447700900001", "+447700900002"), wire.answer(200, f"ID:{ID}")
     )
     assert [r.request_ids for r in results] == [(ID,), (ID,)]
 
@@ -269,7 +254,7 @@ def test_a_single_id_line_for_many_numbers_covers_the_whole_submission() -> None
 def test_a_whole_submission_error_line_among_numbered_lines_answers_the_rest() -> None:
     body = f"447700900001,ID:{ID}\nERR:GATEWAY_ERROR"
     results = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+447700900002"), answer(200, body)
+        ACCOUNT, batch("+447700900001", "+447700900002"), wire.answer(200, body)
     )
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.TRANSIENT]
 
@@ -303,7 +288,7 @@ def test_every_err_code_is_classified_for_the_whole_submission(
     code: str, outcome: Outcome, text: str
 ) -> None:
     sent = batch("+447700900001", "+447700900002")
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, f"ERR:{code}\r\n"))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, f"ERR:{code}\r\n"))
     assert len(results) == 2
     for result in results:
         assert (result.outcome, result.error_code, result.request_ids) == (outcome, code, ())
@@ -316,7 +301,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
 ) -> None:
     body = f"447700900001,ERR:{code}\r\n447700900002,ID:{ID}"
     first, second = handler.parse_send_response(
-        ACCOUNT, batch("+447700900001", "+447700900002"), answer(200, body)
+        ACCOUNT, batch("+447700900001", "+447700900002"), wire.answer(200, body)
     )
     assert (first.outcome, first.error_code) == (outcome, code)
     assert second.outcome is Outcome.ACCEPTED
@@ -325,8 +310,8 @@ def test_every_err_code_is_classified_on_a_recipient_line(
 @pytest.mark.parametrize(
     "case",
     [
-        UNAUTHORIZED,
-        refused(
+        wire.UNAUTHORIZED,
+        wire.refused(
             403,
             "ERR:LOGIN_INVALID",
             Outcome.ACCOUNT_ERROR,
@@ -334,7 +319,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             "HTTP 403",
             id="403-with-err",
         ),
-        throttled(
+        wire.throttled(
             429,
             "Too Many Requests",
             "429",
@@ -343,21 +328,21 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             header="retry-after",
             id="429-retry-after",
         ),
-        date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
-        refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
-        BAD_GATEWAY_PAGE,
-        throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
-        NOT_FOUND_PAGE,
-        refused(400, "ERR:INVALID_REQUEST", Outcome.REFUSED, "INVALID_REQUEST", "", id="400"),
-        OK_BUT_EMPTY,
-        OK_WITH_A_PAGE,
-        refused_with_status(200, '{"id": 1}', "unreadable", id="200-json"),
-        refused_with_status(200, "ID:", "unreadable", id="200-id-without-value"),
-        refused_with_status(200, "OK", "unreadable", id="200-unknown-word"),
+        wire.date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
+        wire.refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
+        wire.BAD_GATEWAY_PAGE,
+        wire.throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
+        wire.NOT_FOUND_PAGE,
+        wire.refused(400, "ERR:INVALID_REQUEST", Outcome.REFUSED, "INVALID_REQUEST", "", id="400"),
+        wire.OK_BUT_EMPTY,
+        wire.OK_WITH_A_PAGE,
+        wire.refused_with_status(200, '{"id": 1}', "unreadable", id="200-json"),
+        wire.refused_with_status(200, "ID:", "unreadable", id="200-id-without-value"),
+        wire.refused_with_status(200, "OK", "unreadable", id="200-unknown-word"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_each_message(
-    case: Refusal,
+    case: wire.Refusal,
 ) -> None:
     case.judge(handler, ACCOUNT, batch("+447700900001", "+447700900002"))
 
@@ -402,7 +387,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_an_id(
     sent = batch(*numbers, text=text)
     results = handler.parse_send_response(account, sent, WireResponse(status, body, {}))
     assert len(results) == len(numbers)
-    assert_accepted_only_on_2xx(results, status, says_why=True)
+    wire.assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- status reports ----------------------------------------------------------------
@@ -574,7 +559,7 @@ def test_callbacks_need_no_signature_and_inbound_needs_no_special_answer() -> No
 
 def test_intellisoftware_has_no_status_query_to_poll() -> None:
     assert handler.poll_request(ACCOUNT, BASE, [ID]) is None
-    assert handler.parse_poll_response(ACCOUNT, [ID], answer(200, "whatever")) == []
+    assert handler.parse_poll_response(ACCOUNT, [ID], wire.answer(200, "whatever")) == []
 
 
 def test_the_balance_call_posts_the_credentials_to_getbalance() -> None:
@@ -597,18 +582,18 @@ def test_the_balance_call_posts_the_credentials_to_getbalance() -> None:
     [("BALANCE:100", 100.0), ("BALANCE: 12.5\r\n", 12.5), ("balance:0", 0.0)],
 )
 def test_a_balance_answer_gives_the_remaining_credits(body: str, amount: float) -> None:
-    balance = handler.parse_balance(ACCOUNT, answer(200, body))
+    balance = handler.parse_balance(ACCOUNT, wire.answer(200, body))
     assert (balance.amount, balance.currency) == (amount, "credits")
 
 
 BALANCE_ERRORS = [
-    (answer(200, "ERR:LOGIN_INVALID"), "ERR:LOGIN_INVALID"),
-    (answer(200, "ERR:NO_PASSWORD"), "'password' is missing"),
-    (answer(200, "ERR:INTERNAL_ERROR"), "ERR:INTERNAL_ERROR"),
-    (answer(200, "BALANCE:lots"), "not a number"),
-    (answer(200, "BALANCE:" + "9" * 400), "not a number"),
-    (answer(200, ""), "empty answer"),
-    (answer(200, HTML_PAGE), "unreadable"),
+    (wire.answer(200, "ERR:LOGIN_INVALID"), "ERR:LOGIN_INVALID"),
+    (wire.answer(200, "ERR:NO_PASSWORD"), "'password' is missing"),
+    (wire.answer(200, "ERR:INTERNAL_ERROR"), "ERR:INTERNAL_ERROR"),
+    (wire.answer(200, "BALANCE:lots"), "not a number"),
+    (wire.answer(200, "BALANCE:" + "9" * 400), "not a number"),
+    (wire.answer(200, ""), "empty answer"),
+    (wire.answer(200, wire.HTML_PAGE), "unreadable"),
 ]
 
 

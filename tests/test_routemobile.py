@@ -33,16 +33,6 @@ from tests import wire
 from tests.conftest import Gateway
 from tests.databases import db_dump
 from tests.fake_routemobile import FakeRouteMobile
-from tests.wire import (
-    UNAUTHORIZED,
-    Refusal,
-    assert_accepted_only_on_2xx,
-    assert_covers,
-    date_ignored,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 USERNAME = "acme-http"
 PASSWORD = "Pw[9x!q&z"  # characters that change when URL-encoded
@@ -405,23 +395,23 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 @pytest.mark.parametrize(
     "case",
     [
-        refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
-        refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
-        throttled(503, "busy", "503", "busy", seconds="4", id="503"),
-        throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
-        date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),
-        UNAUTHORIZED,
-        refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
-        refused_with_status(404, HTML_PAGE, "nginx", id="404-html"),
-        refused(400, "1702", Outcome.ACCOUNT_ERROR, "1702", "missing", id="400-bare-code"),
-        refused_with_status(400, "1701|919800000001|x", "1701", id="400-success"),
-        refused_with_status(200, "", "empty body", id="200-empty"),
-        refused_with_status(200, HTML_PAGE, "nginx", id="200-html"),
-        refused_with_status(200, '{"status": "ok"}', "no answer code", id="json"),
+        wire.refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
+        wire.refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
+        wire.throttled(503, "busy", "503", "busy", seconds="4", id="503"),
+        wire.throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
+        wire.date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),
+        wire.UNAUTHORIZED,
+        wire.refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
+        wire.refused_with_status(404, HTML_PAGE, "nginx", id="404-html"),
+        wire.refused(400, "1702", Outcome.ACCOUNT_ERROR, "1702", "missing", id="400-bare-code"),
+        wire.refused_with_status(400, "1701|919800000001|x", "1701", id="400-success"),
+        wire.refused_with_status(200, "", "empty body", id="200-empty"),
+        wire.refused_with_status(200, HTML_PAGE, "nginx", id="200-html"),
+        wire.refused_with_status(200, '{"status": "ok"}', "no answer code", id="json"),
     ],
 )
 def test_http_failures_and_unreadable_answers_are_classified_for_every_message(
-    case: Refusal,
+    case: wire.Refusal,
 ) -> None:
     case.judge(handler, ACCOUNT, batch("+919800000001", "+919800000002"))
 
@@ -450,7 +440,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_with_ids_on_2
 ) -> None:
     sent = batch(*(f"+91980000000{i}" for i in range(1, size + 1)))
     results = wire.answer_each(handler, ACCOUNT, sent, status, body)
-    assert_accepted_only_on_2xx(results, status, says_why=True)
+    wire.assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- delivery reports --------------------------------------------------------------
@@ -475,7 +465,7 @@ STATUS_TABLE = wire.by_meaning(
 def test_each_table_covers_everything_the_handler_knows(
     table: list[tuple[str, Any]], known: Collection[str]
 ) -> None:
-    assert_covers(table, known)
+    wire.assert_covers(table, known)
 
 
 @pytest.mark.parametrize("form", CALLBACK_FORMS)

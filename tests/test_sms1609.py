@@ -27,7 +27,6 @@ from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
 from tests.fake_sms1609 import DELIVERY_CODES, ERROR_CODES, FakeSms1609
-from tests.wire import answer
 
 USER = "acme"
 PASSWORD = "pw-s3cret!"
@@ -132,7 +131,7 @@ SEND_URLS = [
 def test_several_messages_would_share_one_request_and_its_one_sms_id() -> None:
     sent = batch("+447012345678", "+447012345679")
     assert dict(handler.send_request(ACCOUNT, sent).params)["to"] == "447012345678,447012345679"
-    results = handler.parse_send_response(ACCOUNT, sent, answer(200, "OK 1234567"))
+    results = handler.parse_send_response(ACCOUNT, sent, wire.answer(200, "OK 1234567"))
     assert [r.request_ids for r in results] == [("1234567",), ("1234567",)]
 
 
@@ -151,7 +150,7 @@ def test_several_messages_would_share_one_request_and_its_one_sms_id() -> None:
     ],
 )
 def test_an_ok_with_an_sms_id_is_accepted_and_submitted(body: str) -> None:
-    result = one(answer(200, body))
+    result = one(wire.answer(200, body))
     assert (result.outcome, result.request_ids, result.status) == (
         Outcome.ACCEPTED,
         ("1234567",),
@@ -161,14 +160,14 @@ def test_an_ok_with_an_sms_id_is_accepted_and_submitted(body: str) -> None:
 
 def test_a_bare_ok_is_accepted_but_says_that_no_sms_id_came() -> None:
     for body in ("OK", "OK, message sent"):
-        result = one(answer(200, body))
+        result = one(wire.answer(200, body))
         assert (result.outcome, result.request_ids) == (Outcome.ACCEPTED, ())
         assert "without an SMS ID" in result.error_text
 
 
 @pytest.mark.parametrize("body", ["OK", "OK 1234567"])
 def test_an_ok_in_test_mode_is_validated(body: str) -> None:
-    result = one(answer(200, body), TEST_ACCOUNT)
+    result = one(wire.answer(200, body), TEST_ACCOUNT)
     assert (result.outcome, result.request_ids) == (Outcome.VALIDATED, ())
     assert "test=yes" in result.error_text
 
@@ -206,7 +205,7 @@ def test_the_error_table_covers_every_code_of_the_page() -> None:
 
 @pytest.mark.parametrize(("code", "outcome"), sorted(ERROR_TABLE.items()))
 def test_every_documented_error_code_has_its_outcome(code: str, outcome: Outcome) -> None:
-    result = one(answer(200, f"ERROR {code}"))
+    result = one(wire.answer(200, f"ERROR {code}"))
     assert (result.outcome, result.error_code) == (outcome, code)
     assert result.error_text and result.request_ids == ()
 
@@ -216,31 +215,31 @@ def test_every_documented_error_code_has_its_outcome(code: str, outcome: Outcome
     ["ERROR: 104", "ERROR 1.0.4", "error 104", "ERROR 104\n", "ERROR-104", "ERROR 104."],
 )
 def test_error_answers_are_read_in_every_spelling(body: str) -> None:
-    result = one(answer(200, body))
+    result = one(wire.answer(200, body))
     assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "104")
 
 
 def test_the_providers_own_error_text_is_kept() -> None:
-    result = one(answer(200, "ERROR 106 - No valid mobile number"))
+    result = one(wire.answer(200, "ERROR 106 - No valid mobile number"))
     assert result.error_code == "106"
     assert result.error_text.endswith("No valid mobile number")
 
 
 def test_a_transient_error_code_carries_retry_after() -> None:
-    result = one(answer(200, "ERROR 150", {"Retry-After": "30"}))
+    result = one(wire.answer(200, "ERROR 150", {"Retry-After": "30"}))
     assert (result.outcome, result.retry_after) == (Outcome.TRANSIENT, 30.0)
 
 
 @pytest.mark.parametrize(("body", "code"), [("ERROR 999", "999"), ("ERROR", "ERROR")])
 def test_an_unknown_or_missing_error_code_is_refused(body: str, code: str) -> None:
-    result = one(answer(200, body))
+    result = one(wire.answer(200, body))
     assert (result.outcome, result.error_code) == (Outcome.REFUSED, code)
     assert "unknown" in result.error_text
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_server_errors_and_throttling_are_transient(status: int) -> None:
-    result = one(answer(status, "<html>busy</html>", {"retry-after": "7"}))
+    result = one(wire.answer(status, "<html>busy</html>", {"retry-after": "7"}))
     assert (result.outcome, result.error_code, result.retry_after) == (
         Outcome.TRANSIENT,
         str(status),
@@ -250,13 +249,13 @@ def test_server_errors_and_throttling_are_transient(status: int) -> None:
 
 
 def test_a_date_in_retry_after_leaves_the_backoff_to_the_dispatcher() -> None:
-    result = one(answer(503, "", {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+    result = one(wire.answer(503, "", {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
     assert (result.outcome, result.retry_after) == (Outcome.TRANSIENT, None)
 
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_an_http_login_refusal_is_an_account_error(status: int) -> None:
-    assert one(answer(status, "Forbidden")).outcome is Outcome.ACCOUNT_ERROR
+    assert one(wire.answer(status, "Forbidden")).outcome is Outcome.ACCOUNT_ERROR
 
 
 @pytest.mark.parametrize(
@@ -270,7 +269,7 @@ def test_an_http_login_refusal_is_an_account_error(status: int) -> None:
     ],
 )
 def test_anything_else_is_refused_with_what_came(status: int, body: str) -> None:
-    result = one(answer(status, body))
+    result = one(wire.answer(status, body))
     assert (result.outcome, result.error_code) == (Outcome.REFUSED, str(status))
     assert f"HTTP {status}" in result.error_text
 
@@ -407,7 +406,7 @@ def test_an_answer_without_a_delivery_code_has_no_status(text: str) -> None:
 
 @pytest.mark.parametrize("code", [c for c, s in POLL_TABLE.items() if s is not None])
 def test_a_poll_answer_reports_the_polled_sms_id_with_its_code(code: str) -> None:
-    [report] = handler.parse_poll_response(ACCOUNT, ["1234567"], answer(200, code + "\n"))
+    [report] = handler.parse_poll_response(ACCOUNT, ["1234567"], wire.answer(200, code + "\n"))
     assert (report.request_id, report.status, report.error_code) == (
         "1234567",
         POLL_TABLE[code],
@@ -419,11 +418,11 @@ def test_a_poll_answer_reports_the_polled_sms_id_with_its_code(code: str) -> Non
 @pytest.mark.parametrize(
     ("ids", "response"),
     [
-        (["1234567"], answer(200, "NONE")),
-        ([], answer(200, "DELIVERED")),
-        (["1234567"], answer(500, "DELIVERED")),
-        (["1234567"], answer(200, "ERROR 104")),
-        (["1234567"], answer(200, b"\xff\xfe")),
+        (["1234567"], wire.answer(200, "NONE")),
+        ([], wire.answer(200, "DELIVERED")),
+        (["1234567"], wire.answer(500, "DELIVERED")),
+        (["1234567"], wire.answer(200, "ERROR 104")),
+        (["1234567"], wire.answer(200, b"\xff\xfe")),
     ],
     ids=["none", "no-id", "http-error", "error-answer", "garbage"],
 )
@@ -454,15 +453,15 @@ def test_the_credits_call_is_the_gateway_page_with_action_credits() -> None:
     ("body", "amount"), [("476", 476.0), ("476\n", 476.0), ("12.5", 12.5), ("0", 0.0)]
 )
 def test_a_bare_number_is_the_balance_in_credits(body: str, amount: float) -> None:
-    assert handler.parse_balance(ACCOUNT, answer(200, body)) == Balance(amount, "credits")
+    assert handler.parse_balance(ACCOUNT, wire.answer(200, body)) == Balance(amount, "credits")
 
 
 BALANCE_ERRORS = [
-    (answer(200, "ERROR 104"), "ERROR 104"),
-    (answer(200, "ERROR 1.1.6"), "ERROR 116"),
-    (answer(500, "oops"), "HTTP 500"),
-    (answer(200, "<html>login</html>"), "no number"),
-    (answer(200, ""), "no number"),
+    (wire.answer(200, "ERROR 104"), "ERROR 104"),
+    (wire.answer(200, "ERROR 1.1.6"), "ERROR 116"),
+    (wire.answer(500, "oops"), "HTTP 500"),
+    (wire.answer(200, "<html>login</html>"), "no number"),
+    (wire.answer(200, ""), "no number"),
 ]
 
 

@@ -35,19 +35,6 @@ from tests import wire
 from tests.conftest import Gateway, eventually
 from tests.databases import db_count
 from tests.fake_twilio import FakeTwilio, Plan, twilio_signature
-from tests.wire import (
-    BAD_GATEWAY_PAGE,
-    HTML_PAGE,
-    NOT_FOUND_PAGE,
-    OK_WITH_A_PAGE,
-    Refusal,
-    answer,
-    assert_accepted_only_on_2xx,
-    date_ignored,
-    refused,
-    refused_with_status,
-    throttled,
-)
 
 SID = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 TOKEN = "tw-auth-7f3a9c2e1d"
@@ -195,7 +182,9 @@ CREATED: dict[str, Any] = {
 
 def test_sdk_fixture_answer_is_accepted_with_its_sid_and_en_route_when_sent() -> None:
     # json.dumps escapes the lone surrogates of the fixture just as Twilio's JSON does.
-    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), answer(201, CREATED))
+    [result] = handler.parse_send_response(
+        ACCOUNT, batch("+14155552345"), wire.answer(201, CREATED)
+    )
     assert result.outcome is Outcome.ACCEPTED
     assert result.request_ids == ("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",)
     assert result.status is Status.ENROUTE
@@ -204,14 +193,14 @@ def test_sdk_fixture_answer_is_accepted_with_its_sid_and_en_route_when_sent() ->
 @pytest.mark.parametrize("status", ["queued", "accepted", "scheduled", "sending", "", "new"])
 def test_a_created_message_not_yet_at_the_carrier_is_submitted(status: str) -> None:
     body = {**CREATED, "status": status}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), answer(201, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), wire.answer(201, body))
     assert (result.outcome, result.status) == (Outcome.ACCEPTED, Status.SUBMITTED)
 
 
 @pytest.mark.parametrize("status", ["delivered", "read"])
 def test_a_send_answer_never_finalizes_a_message(status: str) -> None:
     body = {**CREATED, "status": status}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), answer(201, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), wire.answer(201, body))
     assert (result.outcome, result.status) == (Outcome.ACCEPTED, Status.ENROUTE)
 
 
@@ -231,7 +220,7 @@ def test_a_message_created_dead_is_classified_by_its_error_code(
     # Twilio sends no status callback for a message's initial status, so a message
     # that is born failed must not wait for one.
     body = {**CREATED, "status": status, "error_code": error_code}
-    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), answer(201, body))
+    [result] = handler.parse_send_response(ACCOUNT, batch("+14155552345"), wire.answer(201, body))
     assert (result.outcome, result.error_code, result.request_ids) == (outcome, code, ())
     assert "SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" in result.error_text
 
@@ -249,7 +238,9 @@ def twilio_refused(
     status: int, code: int, message: str, outcome: Outcome, *, id: str
 ) -> ParameterSet:
     """Twilio's error answer for `code`, classified under that code with its message."""
-    return refused(status, twilio_error(code, message, status), outcome, str(code), message, id=id)
+    return wire.refused(
+        status, twilio_error(code, message, status), outcome, str(code), message, id=id
+    )
 
 
 # Every error code the handler knows for a message create, with its HTTP status.
@@ -305,7 +296,7 @@ def test_every_twilio_error_code_is_classified_keeping_code_and_message(
 ) -> None:
     body = twilio_error(code, f"the message of {code}", http_status)
     [result] = handler.parse_send_response(
-        ACCOUNT, batch("+46700000001"), answer(http_status, body)
+        ACCOUNT, batch("+46700000001"), wire.answer(http_status, body)
     )
     assert result.outcome is outcome
     assert result.request_ids == ()
@@ -318,7 +309,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
 ) -> None:
     body = {"code": str(code), "status": http_status}
     [result] = handler.parse_send_response(
-        ACCOUNT, batch("+46700000001"), answer(http_status, body)
+        ACCOUNT, batch("+46700000001"), wire.answer(http_status, body)
     )
     assert (result.outcome, result.error_code) == (outcome, str(code))
     assert result.error_text == SEND_ERRORS[code].text
@@ -327,7 +318,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
 @pytest.mark.parametrize(
     "case",
     [
-        refused(
+        wire.refused(
             401,
             {
                 "code": 20003,
@@ -344,8 +335,8 @@ def test_a_code_without_a_message_gets_the_tables_description(
         twilio_refused(
             401, 20003, "Authenticate", Outcome.ACCOUNT_ERROR, id="401-legacy-authenticate"
         ),
-        refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-empty"),
-        throttled(
+        wire.refused(403, b"", Outcome.ACCOUNT_ERROR, "403", "empty answer", id="403-empty"),
+        wire.throttled(
             429,
             twilio_error(20429, "Too Many Requests", 429),
             "20429",
@@ -353,10 +344,10 @@ def test_a_code_without_a_message_gets_the_tables_description(
             seconds="7",
             id="429-retry-after-seconds",
         ),
-        date_ignored(
+        wire.date_ignored(
             429, b"", "429", "empty answer", header="retry-after", id="429-retry-after-date-ignored"
         ),
-        throttled(
+        wire.throttled(
             400,
             twilio_error(21611, "queue full", 400),
             "21611",
@@ -364,19 +355,21 @@ def test_a_code_without_a_message_gets_the_tables_description(
             seconds="30",
             id="transient-code-keeps-retry-after",
         ),
-        refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
-        BAD_GATEWAY_PAGE,
-        NOT_FOUND_PAGE,
+        wire.refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
+        wire.BAD_GATEWAY_PAGE,
+        wire.NOT_FOUND_PAGE,
         twilio_refused(400, 99999, "something new", Outcome.REFUSED, id="unknown-code-4xx"),
         twilio_refused(503, 99998, "something new", Outcome.TRANSIENT, id="unknown-code-5xx"),
         twilio_refused(403, 99997, "forbidden thing", Outcome.ACCOUNT_ERROR, id="unknown-code-403"),
-        refused_with_status(201, b"", "empty answer", id="201-empty"),
-        OK_WITH_A_PAGE,
-        refused_with_status(201, {**CREATED, "sid": ""}, "no message sid", id="201-without-sid"),
-        refused_with_status(201, [1, 2], "unexpected answer", id="201-json-list"),
+        wire.refused_with_status(201, b"", "empty answer", id="201-empty"),
+        wire.OK_WITH_A_PAGE,
+        wire.refused_with_status(
+            201, {**CREATED, "sid": ""}, "no message sid", id="201-without-sid"
+        ),
+        wire.refused_with_status(201, [1, 2], "unexpected answer", id="201-json-list"),
     ],
 )
-def test_every_error_answer_is_classified_without_raising(case: Refusal) -> None:
+def test_every_error_answer_is_classified_without_raising(case: wire.Refusal) -> None:
     case.judge(handler, ACCOUNT, batch("+46700000001"))
 
 
@@ -384,7 +377,7 @@ def test_messages_beyond_the_first_are_never_sent_and_say_so() -> None:
     sent = batch("+46700000001", "+46700000002")
     request = handler.send_request(ACCOUNT, sent)
     assert dict(request.form or ())["To"] == "+46700000001"
-    first, second = handler.parse_send_response(ACCOUNT, sent, answer(201, CREATED))
+    first, second = handler.parse_send_response(ACCOUNT, sent, wire.answer(201, CREATED))
     assert first.outcome is Outcome.ACCEPTED
     assert (second.outcome, second.error_code) == (Outcome.REFUSED, "not_sent")
 
@@ -409,7 +402,7 @@ def test_any_answer_yields_one_result_per_message_and_accepts_only_on_2xx(
     sent = batch(*(f"+4670000000{i}" for i in range(size)))
     results = handler.parse_send_response(ACCOUNT, sent, WireResponse(status, body, headers))
     assert len(results) == size
-    assert_accepted_only_on_2xx(results, status, says_why=True)
+    wire.assert_accepted_only_on_2xx(results, status, says_why=True)
 
 
 # -- signatures --------------------------------------------------------------------
@@ -819,7 +812,7 @@ def test_a_poll_without_ids_is_none_and_defaults_to_twilios_host() -> None:
 @pytest.mark.parametrize(("word", "status"), STATUS_TABLE)
 def test_a_polled_resource_reports_its_status(word: str, status: Status) -> None:
     body = {**CREATED, "status": word}
-    [report] = handler.parse_poll_response(ACCOUNT, [CREATED["sid"]], answer(200, body))
+    [report] = handler.parse_poll_response(ACCOUNT, [CREATED["sid"]], wire.answer(200, body))
     assert (report.request_id, report.status, report.recipient) == (
         CREATED["sid"],
         status,
@@ -829,7 +822,7 @@ def test_a_polled_resource_reports_its_status(word: str, status: Status) -> None
 
 def test_a_polled_failure_keeps_twilios_error_code_and_message() -> None:
     body = {**CREATED, "status": "undelivered", "error_code": 30007, "error_message": "Filtered"}
-    [report] = handler.parse_poll_response(ACCOUNT, [CREATED["sid"]], answer(200, body))
+    [report] = handler.parse_poll_response(ACCOUNT, [CREATED["sid"]], wire.answer(200, body))
     assert (report.status, report.error_code, report.error_text) == (
         Status.REJECTED,
         "30007",
@@ -839,19 +832,19 @@ def test_a_polled_failure_keeps_twilios_error_code_and_message() -> None:
 
 def test_a_polled_resource_without_a_sid_is_the_one_asked_for() -> None:
     body = {k: v for k, v in CREATED.items() if k != "sid"}
-    [report] = handler.parse_poll_response(ACCOUNT, ["SMasked"], answer(200, body))
+    [report] = handler.parse_poll_response(ACCOUNT, ["SMasked"], wire.answer(200, body))
     assert report.request_id == "SMasked"
 
 
 @pytest.mark.parametrize(
     "response",
     [
-        pytest.param(answer(404, twilio_error(20404, "not found", 404)), id="404"),
-        pytest.param(answer(401, twilio_error(20003, "Authenticate", 401)), id="401"),
-        pytest.param(answer(200, HTML_PAGE), id="html"),
-        pytest.param(answer(200, {**CREATED, "status": "received"}), id="inbound-message"),
-        pytest.param(answer(200, {**CREATED, "status": "weird"}), id="unknown-status"),
-        pytest.param(answer(200, [CREATED]), id="list"),
+        pytest.param(wire.answer(404, twilio_error(20404, "not found", 404)), id="404"),
+        pytest.param(wire.answer(401, twilio_error(20003, "Authenticate", 401)), id="401"),
+        pytest.param(wire.answer(200, wire.HTML_PAGE), id="html"),
+        pytest.param(wire.answer(200, {**CREATED, "status": "received"}), id="inbound-message"),
+        pytest.param(wire.answer(200, {**CREATED, "status": "weird"}), id="unknown-status"),
+        pytest.param(wire.answer(200, [CREATED]), id="list"),
     ],
 )
 def test_unreadable_poll_answers_give_no_reports(response: WireResponse) -> None:
@@ -870,18 +863,18 @@ def test_the_balance_is_fetched_and_read_from_the_sdk_fixture() -> None:
         "balance": "0.05",
         "currency": "USD",
     }
-    balance = handler.parse_balance(ACCOUNT, answer(200, body))
+    balance = handler.parse_balance(ACCOUNT, wire.answer(200, body))
     assert (balance.amount, balance.currency) == (0.05, "USD")
 
 
 BALANCE_ERRORS = [
-    (answer(401, twilio_error(20003, "Authenticate", 401)), "20003: Authenticate"),
-    (answer(502, HTML_PAGE), "Bad Gateway"),
-    (answer(200, {"balance": "lots", "currency": "USD"}), "numeric"),
-    (answer(200, {"balance": "NaN", "currency": "USD"}), "numeric"),
-    (answer(200, {"balance": True}), "numeric"),
-    (answer(200, {"currency": "USD"}), "numeric"),
-    (answer(200, "[1]"), "not a JSON object"),
+    (wire.answer(401, twilio_error(20003, "Authenticate", 401)), "20003: Authenticate"),
+    (wire.answer(502, wire.HTML_PAGE), "Bad Gateway"),
+    (wire.answer(200, {"balance": "lots", "currency": "USD"}), "numeric"),
+    (wire.answer(200, {"balance": "NaN", "currency": "USD"}), "numeric"),
+    (wire.answer(200, {"balance": True}), "numeric"),
+    (wire.answer(200, {"currency": "USD"}), "numeric"),
+    (wire.answer(200, "[1]"), "not a JSON object"),
 ]
 
 
