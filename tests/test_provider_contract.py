@@ -1,7 +1,8 @@
 """What every provider's handler must do alike, judged once over each provider's cases.
 
 The cases stay with their provider, in its documented shapes, as module tables
-(`SEND_URLS`, `INVALID_DLRS`, `BALANCE_ERRORS`); only the check that judges them lives here.
+(`SEND_URLS`, `INVALID_DLRS`, `BALANCE_ERRORS`, `ANY_SEND_ANSWER` with its
+`judge_any_answer`); only the check that judges them lives here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import pytest
 from _pytest.mark import ParameterSet
+from hypothesis import given
+from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, ProviderHandler, WireResponse
 from service.model import Account, SendBatch
@@ -67,3 +70,14 @@ def test_a_balance_answer_without_a_balance_raises_saying_why(
     handler: ProviderHandler, account: Account, response: WireResponse, says: str
 ) -> None:
     wire.assert_balance_invalid(handler, account, response, says)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS.values(), ids=PROVIDERS.keys())
+@given(data=st.data())
+def test_any_answer_yields_one_result_per_message_judged_by_its_provider(
+    provider: ModuleType, data: st.DataObject
+) -> None:
+    account, sent, response = data.draw(provider.ANY_SEND_ANSWER)
+    results = provider.handler.parse_send_response(account, sent, response)
+    assert len(results) == len(sent.messages)
+    provider.judge_any_answer(results, response.status_code)
