@@ -138,9 +138,7 @@ def test_a_single_answer_with_a_requestid_is_accepted_en_route() -> None:
     [result] = handler.parse_send_response(
         ACCOUNT, batch("+46700000000"), wire.answer(200, SINGLE_ANSWER)
     )
-    assert result.outcome is Outcome.ACCEPTED
-    assert result.request_ids == ("RXV66UX9433XJ400.15986176764672468",)
-    assert result.status is Status.ENROUTE
+    wire.assert_accepted(result, ("RXV66UX9433XJ400.15986176764672468",), Status.ENROUTE)
 
 
 @pytest.mark.parametrize("name", ["QUEUE", "QUEUED"])

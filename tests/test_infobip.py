@@ -163,9 +163,7 @@ def test_a_pending_accepted_answer_is_accepted_and_submitted_under_its_message_i
     [result] = handler.parse_send_response(
         ACCOUNT, batch("+41793026727"), wire.answer(200, ONE_ANSWER)
     )
-    assert result.outcome is Outcome.ACCEPTED
-    assert result.request_ids == ("2250be2d4219-3af1-78856-aabe-1362af1edfd2",)
-    assert result.status is Status.SUBMITTED
+    wire.assert_accepted(result, ("2250be2d4219-3af1-78856-aabe-1362af1edfd2",), Status.SUBMITTED)
 
 
 @pytest.mark.parametrize(

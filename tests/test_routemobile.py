@@ -215,9 +215,7 @@ def test_a_success_answer_accepts_the_message_with_its_id() -> None:
     [result] = handler.parse_send_response(
         ACCOUNT, batch("+919800000001"), answer(f"1701|919800000001|{MESSAGE_ID}\n")
     )
-    assert result.outcome is Outcome.ACCEPTED
-    assert result.request_ids == (MESSAGE_ID,)
-    assert result.status is Status.SUBMITTED
+    wire.assert_accepted(result, (MESSAGE_ID,), Status.SUBMITTED)
 
 
 def test_the_older_number_colon_id_form_is_read_too() -> None:

@@ -184,9 +184,7 @@ def test_sdk_fixture_answer_is_accepted_with_its_sid_and_en_route_when_sent() ->
     [result] = handler.parse_send_response(
         ACCOUNT, batch("+14155552345"), wire.answer(201, CREATED)
     )
-    assert result.outcome is Outcome.ACCEPTED
-    assert result.request_ids == ("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",)
-    assert result.status is Status.ENROUTE
+    wire.assert_accepted(result, ("SMaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",), Status.ENROUTE)
 
 
 @pytest.mark.parametrize("status", ["queued", "accepted", "scheduled", "sending", "", "new"])

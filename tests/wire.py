@@ -19,7 +19,7 @@ from hypothesis.strategies import SearchStrategy
 
 from handlers.base import CallbackRequest, ProviderHandler, WireRequest, WireResponse
 from service.errors import CallbackInvalid
-from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch
+from service.model import Account, Outcome, OutgoingSms, RecipientResult, SendBatch, Status
 
 Fields = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -215,6 +215,13 @@ def outgoing(
         OutgoingSms(f"m{i}", number, text, sender, encoding, segments)
         for i, number in enumerate(numbers)
     )
+
+
+def assert_accepted(result: RecipientResult, request_ids: tuple[str, ...], status: Status) -> None:
+    """Accepted under exactly these request IDs, in the status the provider's answer implies."""
+    assert result.outcome is Outcome.ACCEPTED
+    assert result.request_ids == request_ids
+    assert result.status is status
 
 
 def answer_each(
