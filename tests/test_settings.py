@@ -47,17 +47,25 @@ def test_a_bad_environment_value_is_a_clear_settings_error(
         load_settings({variable: value})
 
 
-def test_a_bad_file_value_names_the_setting(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "bad_line", "setting"),
+    [
+        ("port = 8080", 'port = "eighty"', "port"),
+        ('default_region = ""', 'default_region = "XX"', "default_region"),
+        ("rate_per_second = 50.0", "rate_per_second = 0", "rate_per_second"),
+        # A webhook delivery's lease must outlast its request, or a slow answer would
+        # let a second process deliver it again.
+        ("lease_seconds = 60.0", "lease_seconds = 10.0", "lease_seconds"),
+    ],
+)
+def test_a_bad_file_value_names_the_setting(
+    tmp_path: Path, line: str, bad_line: str, setting: str
+) -> None:
     text = Path("config/settings.toml").read_text()
+    assert line in text
     bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace("port = 8080", 'port = "eighty"'))
-    with pytest.raises(SettingsError, match="port"):
-        load_settings({"SMSGW_CONFIG": str(bad)})
-    bad.write_text(text.replace('default_region = ""', 'default_region = "XX"'))
-    with pytest.raises(SettingsError, match="default_region"):
-        load_settings({"SMSGW_CONFIG": str(bad)})
-    bad.write_text(text.replace("rate_per_second = 50.0", "rate_per_second = 0"))
-    with pytest.raises(SettingsError, match="rate_per_second"):
+    bad.write_text(text.replace(line, bad_line))
+    with pytest.raises(SettingsError, match=setting):
         load_settings({"SMSGW_CONFIG": str(bad)})
 
 

@@ -24,8 +24,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from service.errors import SettingsError
-from service.settings import load_settings
 from service.webhooks import new_secret, retry_after, retry_delay
 from tests.conftest import Gateway, error_of, eventually, running_gateway
 from tests.servers import serve
@@ -423,11 +421,3 @@ async def test_an_unreadable_body_is_400_and_an_unknown_webhook_404(gw: Gateway)
     missing = await gw.api.get("/v1/webhooks/wh_nope")
     assert missing.status_code == 404 and error_of(missing)["field"] == "id"
     assert (await gw.raw.get("/v1/webhooks")).status_code == 401
-
-
-def test_a_lease_no_longer_than_the_timeout_is_refused(tmp_path: Path) -> None:
-    text = Path("config/settings.toml").read_text()
-    bad = tmp_path / "bad.toml"
-    bad.write_text(text.replace("lease_seconds = 60.0", "lease_seconds = 10.0"))
-    with pytest.raises(SettingsError, match="lease_seconds"):
-        load_settings({"SMSGW_CONFIG": str(bad)})
