@@ -575,6 +575,3 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
             },
         },
     }
-
-
-SPEC = spec()

@@ -9,7 +9,7 @@ import pytest
 from starlette.routing import Route
 
 from service.app import create_app
-from service.openapi import SPEC
+from service.openapi import spec
 from tests.conftest import Gateway, error_of, eventually, make_settings
 
 
@@ -229,4 +229,4 @@ def test_every_public_route_is_described_in_the_openapi_document() -> None:
         for route in app.routes
         if isinstance(route, Route) and not route.path.startswith(("/callbacks/", "/sandbox"))
     }
-    assert routes - {"/openapi.json"} == set(SPEC["paths"])
+    assert routes - {"/openapi.json"} == set(spec()["paths"])

@@ -224,15 +224,6 @@ def assert_accepted(result: RecipientResult, request_ids: tuple[str, ...], statu
     assert result.status is status
 
 
-def answer_each(
-    handler: ProviderHandler, account: Account, sent: SendBatch, status: int, body: bytes
-) -> list[RecipientResult]:
-    """Parse any answer to `sent`, which must yield one result per message."""
-    results = handler.parse_send_response(account, sent, WireResponse(status, body))
-    assert len(results) == len(sent.messages)
-    return results
-
-
 def assert_accepted_only_on_2xx(
     results: Sequence[RecipientResult], status: int, *, says_why: bool = False
 ) -> None:
