@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
-from service.model import Account, InboundSms, Outcome, RecipientResult, SendBatch, Status
+from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -397,33 +397,23 @@ _KEYS = ["messages", "apiMessageId", "accepted", "to", "errorCode", "error", "er
 
 # Any answer to a send, with the batch and account it answers; the contract test
 # parses it and asks `judge_any_answer` whether each result is one this provider may give.
-ANY_SEND_ANSWER = st.builds(
-    lambda status, body, numbers: (ACCOUNT, batch(*numbers), WireResponse(status, body)),
-    status=st.integers(100, 599),
-    body=st.one_of(
-        st.binary(max_size=200),
-        st.recursive(
-            st.none()
-            | st.booleans()
-            | st.integers()
-            | st.floats(allow_nan=True)
-            | st.text(max_size=20)
-            | st.sampled_from(["27999000001", "+27999000002", "true"]),
-            lambda inner: (
-                st.lists(inner, max_size=3)
-                | st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)
-            ),
-            max_leaves=12,
-        ).map(lambda v: json.dumps(v).encode()),
-    ),
-    numbers=st.lists(
+ANY_SEND_ANSWER = wire.any_send_answer(
+    st.lists(
         st.sampled_from(["+27999000001", "+27999000002", "+4670000003"]), min_size=1, max_size=4
+    ).map(lambda numbers: batch(*numbers)),
+    wire.bytes_or_json(
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=True)
+        | st.text(max_size=20)
+        | st.sampled_from(["27999000001", "+27999000002", "true"]),
+        _KEYS,
+        fields=5,
+        leaves=12,
     ),
+    accounts=st.just(ACCOUNT),
 )
-
-
-def judge_any_answer(results: list[RecipientResult], status: int) -> None:
-    wire.assert_accepted_only_on_2xx(results, status)
 
 
 # -- status callbacks --------------------------------------------------------------
@@ -670,28 +660,17 @@ def test_a_poll_answer_naming_its_message_id_is_trusted_over_the_question() -> N
     assert (report.request_id, report.status) == ("A1", Status.ENROUTE)
 
 
-@pytest.mark.parametrize(
-    ("request_ids", "response"),
-    [
-        pytest.param(
-            ["A1"],
-            wire.answer(404, {"errorCode": 103, "error": "Unknown API message ID"}),
-            id="404",
-        ),
-        pytest.param(["A1"], wire.answer(401, {"errorCode": 1}), id="401"),
-        pytest.param(["A1"], wire.answer(200, wire.HTML_PAGE), id="html"),
-        pytest.param(["A1"], wire.answer(200, {"status": "GONE"}), id="unknown-name"),
-        pytest.param(["A1"], wire.answer(200, {}), id="no-status"),
-        pytest.param([], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="no-id-anywhere"),
-        pytest.param(
-            ["A1", "B2"], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="ambiguous-id"
-        ),
-    ],
-)
-def test_unreadable_poll_answers_give_no_reports(
-    request_ids: list[str], response: WireResponse
-) -> None:
-    assert handler.parse_poll_response(ACCOUNT, request_ids, response) == []
+UNREADABLE_POLL_ANSWERS = [
+    pytest.param(
+        ["A1"], wire.answer(404, {"errorCode": 103, "error": "Unknown API message ID"}), id="404"
+    ),
+    pytest.param(["A1"], wire.answer(401, {"errorCode": 1}), id="401"),
+    pytest.param(["A1"], wire.answer(200, wire.HTML_PAGE), id="html"),
+    pytest.param(["A1"], wire.answer(200, {"status": "GONE"}), id="unknown-name"),
+    pytest.param(["A1"], wire.answer(200, {}), id="no-status"),
+    pytest.param([], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="no-id-anywhere"),
+    pytest.param(["A1", "B2"], wire.answer(200, {"status": "MESSAGE_QUEUED"}), id="ambiguous-id"),
+]
 
 
 def test_the_balance_call_is_a_get_with_the_raw_key() -> None:

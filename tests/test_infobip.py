@@ -530,15 +530,8 @@ ANSWER_BODIES = st.one_of(
 
 # Any answer to a send, with the batch and account it answers; the contract test
 # parses it and asks `judge_any_answer` whether each result is one this provider may give.
-ANY_SEND_ANSWER = st.builds(
-    lambda status, body, size: (
-        ACCOUNT,
-        batch(*(f"+4179302672{i}" for i in range(size))),
-        WireResponse(status, body),
-    ),
-    status=st.integers(100, 599),
-    body=ANSWER_BODIES,
-    size=st.integers(1, 3),
+ANY_SEND_ANSWER = wire.any_send_answer(
+    wire.numbered_batches(batch, "+4179302672", 3), ANSWER_BODIES, accounts=st.just(ACCOUNT)
 )
 
 

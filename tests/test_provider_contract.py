@@ -1,8 +1,10 @@
 """What every provider's handler must do alike, judged once over each provider's cases.
 
 The cases stay with their provider, in its documented shapes, as module tables
-(`SEND_URLS`, `INVALID_DLRS`, `BALANCE_ERRORS`, `ANY_SEND_ANSWER` with its
-`judge_any_answer`); only the check that judges them lives here.
+(`SEND_URLS`, `INVALID_DLRS`, `UNREADABLE_POLL_ANSWERS`, `BALANCE_ERRORS`,
+`ANY_SEND_ANSWER` with its
+`judge_any_answer` where the provider's answers promise more than
+`wire.assert_accepted_only_on_2xx`); only the check that judges them lives here.
 """
 
 from __future__ import annotations
@@ -65,6 +67,15 @@ def test_a_delivery_report_the_provider_would_never_send_is_invalid(
     wire.assert_dlr_invalid(handler, account, callback)
 
 
+@pytest.mark.parametrize(
+    ("handler", "account", "ids", "response"), cases("UNREADABLE_POLL_ANSWERS")
+)
+def test_a_poll_answer_without_a_readable_status_for_a_known_id_gives_no_report(
+    handler: ProviderHandler, account: Account, ids: list[str], response: WireResponse
+) -> None:
+    assert handler.parse_poll_response(account, ids, response) == []
+
+
 @pytest.mark.parametrize(("handler", "account", "response", "says"), cases("BALANCE_ERRORS"))
 def test_a_balance_answer_without_a_balance_raises_saying_why(
     handler: ProviderHandler, account: Account, response: WireResponse, says: str
@@ -80,4 +91,5 @@ def test_any_answer_yields_one_result_per_message_judged_by_its_provider(
     account, sent, response = data.draw(provider.ANY_SEND_ANSWER)
     results = provider.handler.parse_send_response(account, sent, response)
     assert len(results) == len(sent.messages)
-    provider.judge_any_answer(results, response.status_code)
+    judge = getattr(provider, "judge_any_answer", wire.assert_accepted_only_on_2xx)
+    judge(results, response.status_code)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from handlers.base import WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
-from service.model import Account, Outcome, RecipientResult, SendBatch, Status
+from service.model import Account, Outcome, SendBatch, Status
 from service.transport import execute
 from tests import rig as rigging
 from tests import wire
@@ -418,14 +418,9 @@ ANSWER_TEXT = st.text(alphabet="0123456789|,: \n17ab-", max_size=80)
 
 # Any answer to a send, with the batch and account it answers; the contract test
 # parses it and asks `judge_any_answer` whether each result is one this provider may give.
-ANY_SEND_ANSWER = st.builds(
-    lambda status, body, size: (
-        ACCOUNT,
-        batch(*(f"+91980000000{i}" for i in range(1, size + 1))),
-        WireResponse(status, body),
-    ),
-    status=st.integers(100, 599),
-    body=st.one_of(
+ANY_SEND_ANSWER = wire.any_send_answer(
+    wire.numbered_batches(batch, "+91980000000", 4),
+    st.one_of(
         st.binary(max_size=120),
         ANSWER_TEXT.map(str.encode),
         st.lists(
@@ -437,12 +432,10 @@ ANY_SEND_ANSWER = st.builds(
             max_size=5,
         ).map(lambda items: ",".join("|".join(i) for i in items).encode()),
     ),
-    size=st.integers(1, 4),
+    accounts=st.just(ACCOUNT),
 )
 
-
-def judge_any_answer(results: list[RecipientResult], status: int) -> None:
-    wire.assert_accepted_only_on_2xx(results, status, says_why=True)
+judge_any_answer = partial(wire.assert_accepted_only_on_2xx, says_why=True)
 
 
 # -- delivery reports --------------------------------------------------------------

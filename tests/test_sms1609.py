@@ -275,14 +275,9 @@ def test_anything_else_is_refused_with_what_came(status: int, body: str) -> None
 
 # Any answer to a send, with the batch and account it answers; the contract test
 # parses it and asks `judge_any_answer` whether each result is one this provider may give.
-ANY_SEND_ANSWER = st.builds(
-    lambda status, body, headers, count, test_mode: (
-        TEST_ACCOUNT if test_mode else ACCOUNT,
-        batch(*[f"+44701234567{i}" for i in range(count)]),
-        WireResponse(status, body, headers),
-    ),
-    status=st.integers(100, 599),
-    body=st.one_of(
+ANY_SEND_ANSWER = wire.any_send_answer(
+    wire.numbered_batches(batch, "+44701234567", 3),
+    st.one_of(
         st.binary(max_size=200),
         st.text(max_size=80).map(str.encode),
         st.sampled_from([b"OK", b"OK 1", b"ERROR", b"ERROR 1.", b"ERROR .", b"\xff\xfeOK"]),
@@ -292,11 +287,10 @@ ANY_SEND_ANSWER = st.builds(
             st.text(max_size=10),
         ),
     ),
+    accounts=st.sampled_from([ACCOUNT, TEST_ACCOUNT]),
     headers=st.dictionaries(
         st.sampled_from(["Retry-After", "retry-after", "X"]), st.text(max_size=20)
     ),
-    count=st.integers(1, 3),
-    test_mode=st.booleans(),
 )
 
 
@@ -417,21 +411,13 @@ def test_a_poll_answer_reports_the_polled_sms_id_with_its_code(code: str) -> Non
     assert report.error_text and report.recipient == ""
 
 
-@pytest.mark.parametrize(
-    ("ids", "response"),
-    [
-        (["1234567"], wire.answer(200, "NONE")),
-        ([], wire.answer(200, "DELIVERED")),
-        (["1234567"], wire.answer(500, "DELIVERED")),
-        (["1234567"], wire.answer(200, "ERROR 104")),
-        (["1234567"], wire.answer(200, b"\xff\xfe")),
-    ],
-    ids=["none", "no-id", "http-error", "error-answer", "garbage"],
-)
-def test_a_poll_answer_without_a_status_or_an_id_gives_no_report(
-    ids: list[str], response: WireResponse
-) -> None:
-    assert handler.parse_poll_response(ACCOUNT, ids, response) == []
+UNREADABLE_POLL_ANSWERS = [
+    pytest.param(["1234567"], wire.answer(200, "NONE"), id="none"),
+    pytest.param([], wire.answer(200, "DELIVERED"), id="no-id"),
+    pytest.param(["1234567"], wire.answer(500, "DELIVERED"), id="http-error"),
+    pytest.param(["1234567"], wire.answer(200, "ERROR 104"), id="error-answer"),
+    pytest.param(["1234567"], wire.answer(200, b"\xff\xfe"), id="garbage"),
+]
 
 
 # -- balance -----------------------------------------------------------------------

@@ -238,6 +238,29 @@ def assert_accepted_only_on_2xx(
             assert result.error_code or not says_why
 
 
+NO_HEADERS: SearchStrategy[Mapping[str, str]] = st.just({})
+
+
+def any_send_answer(
+    batches: SearchStrategy[SendBatch],
+    bodies: SearchStrategy[bytes],
+    *,
+    accounts: SearchStrategy[Account],
+    headers: SearchStrategy[Mapping[str, str]] = NO_HEADERS,
+) -> SearchStrategy[tuple[Account, SendBatch, WireResponse]]:
+    """Any answer a provider might give to a send: any HTTP status with one of `bodies`
+    (and `headers`), answering one of `batches` sent from one of `accounts`."""
+    responses = st.builds(WireResponse, st.integers(100, 599), bodies, headers)
+    return st.tuples(accounts, batches, responses)
+
+
+def numbered_batches(
+    batch: Callable[..., SendBatch], prefix: str, most: int
+) -> SearchStrategy[SendBatch]:
+    """Batches of one to `most` recipients numbered `prefix`0, `prefix`1, ..."""
+    return st.integers(1, most).map(lambda n: batch(*(f"{prefix}{i}" for i in range(n))))
+
+
 def assert_covers(table: Iterable[tuple[Any, Any]], known: Iterable[Any]) -> None:
     """A table of cases names every code the provider documents, and no other."""
     assert {code for code, _ in table} == set(known)
@@ -296,4 +319,13 @@ def json_shapes(
             | st.dictionaries(st.sampled_from(list(keys)), inner, max_size=fields)
         ),
         max_leaves=leaves,
+    )
+
+
+def bytes_or_json(
+    scalars: SearchStrategy[Any], keys: Sequence[str], *, fields: int, leaves: int
+) -> SearchStrategy[bytes]:
+    """Any bytes, or a JSON document of `json_shapes`: what a provider could answer."""
+    return st.binary(max_size=200) | json_shapes(scalars, keys, fields=fields, leaves=leaves).map(
+        lambda value: json.dumps(value).encode()
     )
