@@ -42,6 +42,9 @@ _RULE_PROPERTIES: dict[str, Any] = {
 }
 
 
+_HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -155,7 +158,11 @@ def _account_properties(handlers: Mapping[str, ProviderHandler]) -> dict[str, An
         "pattern": {"type": "string", "enum": ["batch", "loop"]},
         "priority": {"type": "integer", "minimum": 0, "maximum": 1000000},
         "base_url": {"type": ["string", "null"]},
-        "options": {"type": "object"},
+        "options": {
+            "type": "object",
+            "description": "provider options by name (README: Providers)",
+            "additionalProperties": True,
+        },
         "description": {"type": "string", "maxLength": 500},
         "logo_url": {"type": "string", "maxLength": 500},
         "signup_url": {"type": "string", "maxLength": 500},
@@ -208,6 +215,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                 },
                 "Message": {
                     "type": "object",
+                    "required": ["id", "to", "status", "encoding", "segments", "account"],
                     "properties": {
                         "id": {"type": "string"},
                         "to": {"type": "string"},
@@ -215,11 +223,52 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
                         "segments": {"type": "integer"},
                         "account": {"type": "string"},
+                        "sender": {"type": ["string", "null"]},
+                        "text": {"type": "string"},
+                        "client_ref": {"type": ["string", "null"]},
                         "request_id": {"type": ["string", "null"]},
-                        "error": {"type": ["object", "null"]},
+                        "error": {"oneOf": [{"type": "null"}, _ref("MessageError")]},
                         "http_status": {"type": ["integer", "null"]},
                         "http_response": {"type": ["string", "null"]},
-                        "events": {"type": "array", "items": {"type": "object"}},
+                        "attempts": {"type": "integer"},
+                        "created_at": {"type": "string"},
+                        "updated_at": {"type": "string"},
+                        "events": {
+                            "type": "array",
+                            "description": "on GET /v1/messages/{id} only",
+                            "items": _ref("Event"),
+                        },
+                    },
+                },
+                "MessageError": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "Event": {
+                    "type": "object",
+                    "required": ["id", "ts", "event"],
+                    "description": "an event's own fields follow its name (README: Events)",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "ts": {"type": "string"},
+                        "event": {"type": "string"},
+                    },
+                    "additionalProperties": True,
+                },
+                "InboundMessage": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "account": {"type": "string"},
+                        "from": {"type": "string"},
+                        "to": {"type": "string"},
+                        "text": {"type": "string"},
+                        "provider_id": {"type": ["string", "null"]},
+                        "received_at": {"type": "string"},
+                        "rule": {"type": ["string", "null"]},
+                        "reply_note": {"type": ["string", "null"]},
+                        "reply": {"oneOf": [{"type": "null"}, _ref("Message")]},
                     },
                 },
                 "Counters": _COUNTERS,
@@ -386,7 +435,15 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "summary": "Inbound messages, newest first",
                     "parameters": _PAGE,
                     "responses": {
-                        "200": _json({"type": "object"}),
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "inbound": {"type": "array", "items": _ref("InboundMessage")},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            }
+                        ),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,
@@ -499,7 +556,16 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         }
                     ],
                     "responses": {
-                        "200": _json({"type": "object"}),
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "account": {"type": "string"},
+                                    "balance": {"type": "number"},
+                                    "currency": {"type": ["string", "null"]},
+                                },
+                            }
+                        ),
                         "401": _ERROR,
                         "404": _ERROR,
                         "502": _ERROR,
@@ -563,14 +629,11 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
                 },
             },
-            "/healthz": {"get": {"security": [], "responses": {"200": _json({"type": "object"})}}},
+            "/healthz": {"get": {"security": [], "responses": {"200": _json(_HEALTH)}}},
             "/readyz": {
                 "get": {
                     "security": [],
-                    "responses": {
-                        "200": _json({"type": "object"}),
-                        "503": _json({"type": "object"}),
-                    },
+                    "responses": {"200": _json(_HEALTH), "503": _json(_HEALTH)},
                 }
             },
         },
