@@ -543,13 +543,8 @@ ONE_API_EVENT = {
 
 
 INVALID_DLRS = [
-    pytest.param(json_callback(status_callback(messageId=None)), id="missing-message-id"),
-    pytest.param(json_callback(status_callback(messageId="  ")), id="blank-message-id"),
-    pytest.param(json_callback(status_callback(messageId={"id": 1})), id="message-id-object"),
-    pytest.param(json_callback(status_callback(statusCode="abc")), id="status-code-text"),
-    pytest.param(json_callback(status_callback(statusCode=4.5)), id="status-code-fraction"),
-    pytest.param(json_callback(status_callback(statusCode=True)), id="status-code-boolean"),
-    pytest.param(json_callback(status_callback(statusCode=[4])), id="status-code-list"),
+    *wire.unusable_ids(lambda **f: json_callback(status_callback(**f)), "messageId"),
+    *wire.unusable_codes(lambda **f: json_callback(status_callback(**f)), "statusCode"),
     pytest.param(json_callback(status_callback(status={"code": 4})), id="status-object"),
     pytest.param(get_callback(status_callback(statusCode="x4")), id="get-status-code-text"),
     pytest.param(

@@ -392,12 +392,8 @@ def test_query_parameters_and_a_json_body_are_read_together() -> None:
 
 
 INVALID_DLRS = [
-    pytest.param(json_callback(dlr(requestid=None)), id="missing-requestid"),
-    pytest.param(json_callback(dlr(requestid="  ")), id="blank-requestid"),
-    pytest.param(json_callback(dlr("abc", "DELIVRD")), id="status-int-text"),
-    pytest.param(json_callback(dlr(1.5, "DELIVRD")), id="status-int-fraction"),
-    pytest.param(json_callback(dlr(True, "DELIVRD")), id="status-int-boolean"),
-    pytest.param(json_callback(dlr([1], "DELIVRD")), id="status-int-list"),
+    *wire.unusable_ids(lambda **f: json_callback(dlr(**f)), "requestid"),
+    *wire.unusable_codes(lambda **f: json_callback(dlr(**f)), "status_int"),
     pytest.param(form_callback(dlr("x1", "DELIVRD")), id="form-status-int-text"),
     pytest.param(json_callback(dlr(None, None)), id="no-status-at-all"),
     pytest.param(json_callback(dlr(None, "")), id="blank-status-str-only"),

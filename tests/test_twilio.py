@@ -686,12 +686,12 @@ def test_an_inbound_status_at_the_dlr_url_is_invalid_and_says_why(word: str) -> 
 INVALID_DLRS = [
     pytest.param(form_callback(dlr(MessageSid=None, SmsSid=None)), id="no-sid"),
     pytest.param(form_callback(dlr(MessageSid=" ", SmsSid="")), id="blank-sid"),
+    *wire.unusable_ids(lambda **f: json_callback(dlr(SmsSid=None, **f)), "MessageSid"),
     pytest.param(form_callback(dlr(MessageStatus=None, SmsStatus=None)), id="no-status"),
     pytest.param(form_callback(dlr("gone")), id="unknown-status"),
     pytest.param(form_callback(dlr("DELIVRD")), id="smpp-vocabulary"),
     pytest.param(form_callback(dlr("undelivered", ErrorCode="x30003")), id="code-not-number"),
     pytest.param(json_callback(dlr(MessageStatus=["delivered"])), id="status-list"),
-    pytest.param(json_callback(dlr(MessageSid={"sid": "SM1"})), id="sid-object"),
     pytest.param(json_callback(dlr(ErrorCode=[30003])), id="code-list"),
     *wire.malformed(dlr(), b'{"MessageSid": "SM1", ', json_callback, get_callback),
 ]

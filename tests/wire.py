@@ -266,6 +266,22 @@ def assert_covers(table: Iterable[tuple[Any, Any]], known: Iterable[Any]) -> Non
     assert {code for code, _ in table} == set(known)
 
 
+def unusable_ids(make: Callable[..., CallbackRequest], field: str) -> list[ParameterSet]:
+    """A report whose id `field` is missing, blank or not a scalar: nothing to match it by."""
+    return [
+        pytest.param(make(**{field: value}), id=f"{field}-{how}")
+        for how, value in (("missing", None), ("blank", "  "), ("object", {"id": 1}))
+    ]
+
+
+def unusable_codes(make: Callable[..., CallbackRequest], field: str) -> list[ParameterSet]:
+    """A report whose numeric status `field` is not a whole number."""
+    return [
+        pytest.param(make(**{field: value}), id=f"{field}-{how}")
+        for how, value in (("text", "abc"), ("fraction", 4.5), ("boolean", True), ("list", [4]))
+    ]
+
+
 def malformed(
     record: Any,
     cut_short: bytes,
