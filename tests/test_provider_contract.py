@@ -1,7 +1,7 @@
 """What every provider's handler must do alike, judged once over each provider's cases.
 
 The cases stay with their provider, in its documented shapes, as module tables
-(`SEND_URLS`, `INVALID_DLRS`, `UNREADABLE_POLL_ANSWERS`, `BALANCE_ERRORS`,
+(`SEND_URLS`, `GET_SENDS`, `INVALID_DLRS`, `UNREADABLE_POLL_ANSWERS`, `BALANCE_ERRORS`,
 `ANY_SEND_ANSWER` with its
 `judge_any_answer` where the provider's answers promise more than
 `wire.assert_accepted_only_on_2xx`); only the check that judges them lives here.
@@ -58,6 +58,17 @@ def test_the_send_path_follows_the_base_url_or_the_public_host(
     handler: ProviderHandler, account: Account, batch: SendBatch, url: str
 ) -> None:
     assert handler.send_request(account, batch).url == url
+
+
+@pytest.mark.parametrize(("handler", "account", "batch", "url", "params"), cases("GET_SENDS"))
+def test_a_get_send_carries_exactly_the_documented_parameters_in_order(
+    handler: ProviderHandler,
+    account: Account,
+    batch: SendBatch,
+    url: str,
+    params: list[tuple[str, str]],
+) -> None:
+    wire.assert_get_request(handler.send_request(account, batch), url, params)
 
 
 @pytest.mark.parametrize(("handler", "account", "callback"), cases("INVALID_DLRS"))

@@ -97,10 +97,10 @@ def dlr(status: Any = "DELIVRD", **changes: Any) -> dict[str, Any]:
 # -- send requests -----------------------------------------------------------------
 
 
-def test_a_send_is_a_get_of_the_documented_parameters_with_numbers_without_plus() -> None:
-    request = handler.send_request(ACCOUNT, batch("+919800000001"))
-    wire.assert_get_request(
-        request,
+# The documented parameters, in order, with numbers written without their plus.
+GET_SENDS = [
+    (
+        batch("+919800000001"),
         f"{BASE}/bulksms/bulksms",
         [
             ("username", USERNAME),
@@ -112,6 +112,7 @@ def test_a_send_is_a_get_of_the_documented_parameters_with_numbers_without_plus(
             ("message", "Hello"),
         ],
     )
+]
 
 
 def test_a_batch_sends_its_numbers_comma_separated_in_batch_order() -> None:
