@@ -9,8 +9,8 @@ HMAC of its nonce, so forms carry it without the server remembering it.
 Signing out clears the cookie in that browser; a copied cookie stays valid until it
 expires (`[web] session_ttl`), as with any stateless session.
 
-A failed sign-in answers 401, so service.middleware.AuthThrottle counts it with every
-other failed authentication from that address.
+A failed sign-in is counted with the API's failed tokens from that address
+(service.ratelimit.FailedAuthentications); past the limit the login page says so, 429.
 """
 
 from __future__ import annotations

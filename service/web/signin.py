@@ -7,14 +7,19 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from service.errors import TooManyRequests, Unauthorized
+from service.ratelimit import API_AUTH, FailedAuthentications
 from service.web.render import page
 from service.web.session import COOKIE, LOGIN, PREFIX, SessionSigner, safe_next
 
 
 class SignIn:
-    def __init__(self, signer: SessionSigner, secure: bool) -> None:
+    def __init__(
+        self, signer: SessionSigner, secure: bool, failures: FailedAuthentications
+    ) -> None:
         self._signer = signer
         self._secure = secure
+        self._failures = failures
 
     async def login(self, request: Request) -> Response:
         if request.method == "GET":
@@ -26,14 +31,25 @@ class SignIn:
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         next_page = safe_next(form.get("next", ""))
         if not self._signer.token_ok(form.get("token", "").strip()):
-            # The token typed is never put back into the page.
-            return page(
-                request,
-                "login.html",
-                status=401,
-                next_page=next_page,
-                error="That is not one of this gateway's API tokens.",
+            # Counted with the API's failed tokens; past the limit the page says so.
+            refusal = self._failures.refusal(
+                request.client.host if request.client else "",
+                API_AUTH,
+                Unauthorized("That is not one of this gateway's API tokens."),
             )
+            if isinstance(refusal, TooManyRequests):
+                message = (
+                    "Too many failed sign-ins from your address. "
+                    f"Try again in {refusal.retry_after} seconds."
+                )
+            else:
+                message = refusal.message
+            # The token typed is never put back into the page.
+            answer = page(
+                request, "login.html", status=refusal.status, next_page=next_page, error=message
+            )
+            answer.headers.update(refusal.headers())
+            return answer
         cookie, _ = self._signer.issue()
         response = RedirectResponse(next_page, status_code=303)
         response.set_cookie(
