@@ -46,13 +46,15 @@ def client_address(scope: Scope) -> str:
     return str((scope.get("client") or ("", 0))[0])
 
 
-def is_known_token(given: bytes, tokens: Sequence[bytes]) -> bool:
-    """Compares against every token so the time taken does not reveal which matched;
-    the API and the console sign-in both check tokens through here."""
-    matched = False
-    for known in tokens:
-        matched |= hmac.compare_digest(given, known)
-    return matched
+def matching_token(given: bytes, tokens: Sequence[bytes]) -> int | None:
+    """The index of the token given. Compares against every token so the time taken
+    does not reveal which matched; the API and the console sign-in both check tokens
+    through here."""
+    found = None
+    for index, known in enumerate(tokens):
+        if hmac.compare_digest(given, known):
+            found = index
+    return found
 
 
 class BearerAuth:
@@ -91,7 +93,7 @@ class BearerAuth:
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not token:
             return False
-        return is_known_token(token.strip(), self._tokens)
+        return matching_token(token.strip(), self._tokens) is not None
 
 
 class BodyLimit:
