@@ -18,8 +18,9 @@ from service import api, callbacks, events_api, inbound_api, web
 from service.clock import iso_ago
 from service.errors import SmsgwError
 from service.metrics import CallbackCounter, Metrics
-from service.middleware import AuthThrottle, BearerAuth, BodyLimit, LoadShed
+from service.middleware import BearerAuth, BodyLimit, LoadShed
 from service.openapi import spec
+from service.ratelimit import FailedAuthentications
 from service.runtime import Runtime, running
 from service.sandbox import SandboxProvider
 from service.settings import Settings
@@ -29,7 +30,7 @@ _log = structlog.get_logger("smsgw.app")
 
 async def smsgw_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SmsgwError)
-    return JSONResponse(exc.as_body(), status_code=exc.status)
+    return JSONResponse(exc.as_body(), status_code=exc.status, headers=exc.headers())
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -70,10 +71,12 @@ def create_app(settings: Settings) -> Starlette:
     sandbox = SandboxProvider(settings.base_url, settings.sandbox_dlr_delay)
     # Made here, not in the lifespan: the middleware that counts callbacks needs it first.
     app_metrics = Metrics()
+    # Made here too: the bearer middleware and the console count failures in it.
+    auth_failures = FailedAuthentications(settings.auth_failure_limit, settings.auth_failure_window)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(settings, metrics=app_metrics) as runtime:
+        async with running(settings, metrics=app_metrics, auth_failures=auth_failures) as runtime:
             app.state.runtime = runtime
             _log.info("smsgw.started", public_url=settings.base_url, store=settings.store_name)
             try:
@@ -92,17 +95,12 @@ def create_app(settings: Settings) -> Starlette:
             *events_api.ROUTES,
             *callbacks.ROUTES,
             Mount("/sandbox", routes=sandbox.routes),
-            web.console(settings),
+            web.console(settings, auth_failures),
         ],
         middleware=[
             Middleware(CallbackCounter, metrics=app_metrics),
             Middleware(LoadShed, limit=settings.max_in_flight),
-            Middleware(
-                AuthThrottle,
-                limit=settings.auth_failure_limit,
-                window=settings.auth_failure_window,
-            ),
-            Middleware(BearerAuth, tokens=settings.api_tokens),
+            Middleware(BearerAuth, tokens=settings.api_tokens, failures=auth_failures),
             Middleware(
                 BodyLimit,
                 limits=[("/callbacks/", settings.callback_max_body)],

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from service import linear_regex
 from service.errors import SettingsError, ValidationFailed
 from service.model import AutoReplyRule, InboundDecision, InboundFacts, InboundSms, NewMessage
 from service.phone import to_e164
@@ -64,7 +65,12 @@ def matches(rule: AutoReplyRule, account: str, inbound: InboundSms) -> bool:
     if rule.kind == "keyword":
         return first_word(inbound.text) == rule.pattern.casefold()
     if rule.kind == "regex":
-        return re.search(rule.pattern, inbound.text) is not None
+        try:
+            return linear_regex.compile(rule.pattern).search(inbound.text)
+        except linear_regex.InvalidPattern:
+            # Stored before rules were checked against RE2: it never answers, the
+            # API refuses it on its next change.
+            return False
     return True
 
 
@@ -192,9 +198,13 @@ def _check(rule: AutoReplyRule) -> None:
                 "a regex rule needs a pattern of 1-200 characters", field="pattern"
             )
         try:
-            re.compile(rule.pattern)
-        except re.error as exc:
-            raise ValidationFailed(f"pattern is not a valid regex: {exc}", field="pattern") from exc
+            linear_regex.compile(rule.pattern)
+        except linear_regex.InvalidPattern as exc:
+            raise ValidationFailed(
+                f"pattern is not a regex smsgw can match in linear time (RE2 syntax: no "
+                f"backreferences or lookaround): {exc}",
+                field="pattern",
+            ) from exc
     if rule.kind == "default" and rule.pattern:
         raise ValidationFailed("a default rule has no pattern", field="pattern")
     if rule.kind == "keyword" and rule.pattern.upper() in OPT_OUT | OPT_IN:

@@ -20,11 +20,12 @@ from starlette.routing import Route
 from handlers import handler_for
 from handlers.base import CallbackRequest
 from service import autoreply, reconcile
-from service.accounts import callback_urls
+from service.accounts import callback_urls, new_callback_secret
 from service.clock import iso_ago
-from service.errors import Forbidden, NotFound, Unauthorized
+from service.errors import Forbidden, Unauthorized
 from service.model import Account
 from service.phone import e164_or_as_given
+from service.ratelimit import CALLBACK_AUTH
 from service.runtime import Runtime
 
 _log = structlog.get_logger("smsgw.callbacks")
@@ -33,18 +34,25 @@ SECRET_PARAM = "key"  # noqa: S105 - the parameter's name, not a secret
 # status URL given with it: the provider's reports then find that message.
 REPLY_PARAM = "ref"
 _OURS = frozenset({SECRET_PARAM, REPLY_PARAM})
+_DECOY_SECRET = new_callback_secret()
 
 
 async def _authenticated(request: Request) -> tuple[Runtime, Account, CallbackRequest]:
     rt: Runtime = request.app.state.runtime
     account = await rt.directory.get(request.path_params["account"])
-    if account is None:
-        raise NotFound("no such account", field="account")
-    given = request.query_params.get(SECRET_PARAM)
-    if not given:
-        raise Unauthorized("the callback URL's key is missing", field=SECRET_PARAM)
-    if not hmac.compare_digest(given.encode(), account.callback_secret.encode()):
-        raise Forbidden("the callback URL's key is wrong", field=SECRET_PARAM)
+    given = request.query_params.get(SECRET_PARAM, "")
+    # An unknown account is compared with a decoy and refused like a wrong key, with
+    # the same work, answer and count: account names cannot be found by asking.
+    expected = account.callback_secret if account is not None else _DECOY_SECRET
+    key_matches = hmac.compare_digest(given.encode(), expected.encode())
+    if account is None or not given or not key_matches:
+        refused = (
+            Unauthorized("the callback URL's key is missing", field=SECRET_PARAM)
+            if not given
+            else Forbidden("the callback URL's account and key do not match", field=SECRET_PARAM)
+        )
+        address = request.client.host if request.client else ""
+        raise rt.auth_failures.refusal(address, CALLBACK_AUTH, refused)
     callback = CallbackRequest(
         method=request.method,
         # The URL as the provider called it, which is what signatures cover.

@@ -22,6 +22,10 @@ class SmsgwError(Exception):
     def as_body(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
+    def headers(self) -> dict[str, str]:
+        """Response headers that belong to this error."""
+        return {}
+
 
 class BadRequest(SmsgwError):
     """The request cannot be read (malformed JSON, wrong content type, bad cursor)."""
@@ -67,6 +71,13 @@ class TooManyRequests(SmsgwError):
 
     status = 429
     code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int, field: str = "") -> None:
+        super().__init__(message, field=field)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"retry-after": str(self.retry_after)}
 
 
 class ProviderFailed(SmsgwError):

@@ -1,6 +1,7 @@
-"""Pure ASGI middleware: bearer-token auth for /v1 and /metrics, and request body limits.
+"""Pure ASGI middleware: bearer-token auth for /v1 and /metrics, request body limits,
+and load shedding.
 
-Both act before the application reads the body, so an unauthenticated or oversized
+They act before the application reads the body, so an unauthenticated or oversized
 request costs nothing more than its headers.
 """
 
@@ -8,9 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import math
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,16 +16,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.errors import (
     PayloadTooLarge,
     SmsgwError,
-    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
+from service.ratelimit import API_AUTH, FailedAuthentications
 
 
 async def send_error(
     send: Send, error: SmsgwError, headers: tuple[tuple[bytes, bytes], ...] = ()
 ) -> None:
     body = json.dumps(error.as_body()).encode()
+    own = tuple((k.encode(), v.encode()) for k, v in error.headers().items())
     await send(
         {
             "type": "http.response.start",
@@ -35,6 +34,7 @@ async def send_error(
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *own,
                 *headers,
             ],
         }
@@ -42,26 +42,35 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-def is_known_token(given: bytes, tokens: Sequence[bytes]) -> bool:
-    """Compares against every token so the time taken does not reveal which matched;
-    the API and the console sign-in both check tokens through here."""
-    matched = False
-    for known in tokens:
-        matched |= hmac.compare_digest(given, known)
-    return matched
+def client_address(scope: Scope) -> str:
+    return str((scope.get("client") or ("", 0))[0])
+
+
+def matching_token(given: bytes, tokens: Sequence[bytes]) -> int | None:
+    """The index of the token given. Compares against every token so the time taken
+    does not reveal which matched; the API and the console sign-in both check tokens
+    through here."""
+    found = None
+    for index, known in enumerate(tokens):
+        if hmac.compare_digest(given, known):
+            found = index
+    return found
 
 
 class BearerAuth:
-    """Requires `Authorization: Bearer <token>` on every path under `prefixes`."""
+    """Requires `Authorization: Bearer <token>` on every path under `prefixes`; a wrong
+    or missing token is counted in `failures`, which answers 429 past its limit."""
 
     def __init__(
         self,
         app: ASGIApp,
         tokens: tuple[str, ...],
+        failures: FailedAuthentications,
         prefixes: tuple[str, ...] = ("/v1/", "/metrics"),
     ) -> None:
         self.app = app
         self._tokens = [t.encode() for t in tokens]
+        self._failures = failures
         self._prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,11 +79,12 @@ class BearerAuth:
             and scope["path"].startswith(self._prefixes)
             and not self._authorized(scope)
         ):
-            await send_error(
-                send,
+            refusal = self._failures.refusal(
+                client_address(scope),
+                API_AUTH,
                 Unauthorized("a valid bearer token is required"),
-                ((b"www-authenticate", b"Bearer"),),
             )
+            await send_error(send, refusal, ((b"www-authenticate", b"Bearer"),))
             return
         await self.app(scope, receive, send)
 
@@ -83,7 +93,7 @@ class BearerAuth:
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer" or not token:
             return False
-        return is_known_token(token.strip(), self._tokens)
+        return matching_token(token.strip(), self._tokens) is not None
 
 
 class BodyLimit:
@@ -164,53 +174,3 @@ class LoadShed:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-
-
-class AuthThrottle:
-    """429 for a client address that failed authentication `limit` times in `window`
-    seconds: API tokens and callback keys cannot be guessed at full speed.
-
-    It counts the 401 and 403 answers of everything behind it, so API tokens,
-    callback keys and provider signatures are all covered by one rule. Addresses
-    are the peer's own (behind a proxy, the proxy's): the table holds at most
-    `max_clients` of them, dropping the oldest first.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int, window: float, max_clients: int = 10_000) -> None:
-        self.app = app
-        self._limit = limit
-        self._window = window
-        self._max_clients = max_clients
-        self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        client = (scope.get("client") or ("", 0))[0]
-        now = time.monotonic()
-        started, count = self._failures.get(client, (now, 0))
-        if now - started >= self._window:
-            self._failures.pop(client, None)
-            started, count = now, 0
-        if count >= self._limit:
-            wait = max(1, math.ceil(self._window - (now - started)))
-            await send_error(
-                send,
-                TooManyRequests("too many failed authentications; wait and retry"),
-                ((b"retry-after", str(wait).encode()),),
-            )
-            return
-
-        async def watching_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] in (401, 403):
-                self._record(client, now)
-            await send(message)
-
-        await self.app(scope, receive, watching_send)
-
-    def _record(self, client: str, now: float) -> None:
-        started, count = self._failures.pop(client, (now, 0))
-        self._failures[client] = (started, count + 1)
-        while len(self._failures) > self._max_clients:
-            self._failures.popitem(last=False)

@@ -23,6 +23,7 @@ from service.dispatcher import Dispatcher
 from service.events import EventBus, EventFormat, EventLogger
 from service.metrics import Metrics
 from service.poller import Poller
+from service.ratelimit import FailedAuthentications
 from service.settings import Settings
 from service.store import Store, open_store
 from service.transport import provider_client
@@ -40,6 +41,8 @@ class Runtime:
     events: EventBus
     event_format: EventFormat
     metrics: Metrics
+    auth_failures: FailedAuthentications
+    """Shared by every door that checks a credential: API, console, callbacks."""
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -59,7 +62,11 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, *, dispatch: bool = True, metrics: Metrics | None = None
+    settings: Settings,
+    *,
+    dispatch: bool = True,
+    metrics: Metrics | None = None,
+    auth_failures: FailedAuthentications | None = None,
 ) -> AsyncIterator[Runtime]:
     directory: AccountDirectory | None = None
     event_format = EventFormat(lambda name: directory.provider_of(name) if directory else "")
@@ -101,6 +108,8 @@ async def running(
             events,
             event_format,
             metrics=metrics,
+            auth_failures=auth_failures
+            or FailedAuthentications(settings.auth_failure_limit, settings.auth_failure_window),
         )
     finally:
         for task in tasks:

@@ -24,7 +24,7 @@ from service.autoreply import (
 )
 from service.errors import SettingsError, ValidationFailed
 from service.model import AutoReplyRule, InboundFacts, InboundSms
-from tests.conftest import Gateway, eventually, running_gateway
+from tests.conftest import Gateway, error_of, eventually, running_gateway
 
 POLICY = Policy(
     max_per_sender=3, window=3600, stop_reply="Bye. START to return.", start_reply="Hi again."
@@ -88,6 +88,28 @@ def test_a_regex_rule_searches_the_whole_text() -> None:
     regex = rule(kind="regex", pattern=r"(?i)\border\s+\d+")
     assert matches(regex, "acc", sms("where is ORDER 1234?"))
     assert not matches(regex, "acc", sms("order soon"))
+
+
+# A backtracking engine takes 2^n steps on this pattern when the text ends in a
+# non-match; with RE2 it is one linear pass, so the test finishes at all.
+CATASTROPHIC = "(a+)+$"
+
+
+def test_a_catastrophic_pattern_is_matched_in_linear_time() -> None:
+    regex = rule(kind="regex", pattern=CATASTROPHIC)
+    assert matches(regex, "acc", sms("a" * 5000))
+    assert not matches(regex, "acc", sms("a" * 5000 + "!"))
+
+
+def test_a_stored_rule_that_re2_cannot_run_answers_nothing() -> None:
+    # Rules stored before patterns were checked against RE2 may still hold one.
+    assert not matches(rule(kind="regex", pattern=r"(a)\1"), "acc", sms("aa"))
+
+
+def test_case_is_significant_unless_the_pattern_says_otherwise() -> None:
+    assert not matches(rule(kind="regex", pattern="hours"), "acc", sms("HOURS?"))
+    assert matches(rule(kind="regex", pattern="(?i)hours"), "acc", sms("HOURS?"))
+    assert matches(rule(kind="regex", pattern="(?i)ÖPPET"), "acc", sms("öppet?"))
 
 
 def test_a_default_rule_matches_anything_but_respects_its_scope() -> None:
@@ -276,6 +298,10 @@ def test_a_rule_body_becomes_a_rule_and_a_patch_changes_only_what_it_names() -> 
         ({"name": "x", "pattern": "STOP", "reply": "r"}, "pattern"),
         ({"name": "x", "kind": "regex", "pattern": "(", "reply": "r"}, "pattern"),
         ({"name": "x", "kind": "regex", "pattern": "a" * 201, "reply": "r"}, "pattern"),
+        ({"name": "x", "kind": "regex", "pattern": r"(a)\1", "reply": "r"}, "pattern"),
+        ({"name": "x", "kind": "regex", "pattern": "(?=a)", "reply": "r"}, "pattern"),
+        ({"name": "x", "kind": "regex", "pattern": "(?<!a)b", "reply": "r"}, "pattern"),
+        ({"name": "x", "kind": "regex", "pattern": "a{1000}{1000}", "reply": "r"}, "pattern"),
         ({"name": "x", "kind": "default", "pattern": "a", "reply": "r"}, "pattern"),
         ({"name": "x", "pattern": "a", "reply": ""}, "reply"),
         ({"name": "x", "pattern": "a", "reply": "hi {name}"}, "reply"),
@@ -396,6 +422,28 @@ async def test_regex_and_scoped_rules_answer_in_their_order(gateway: Gateway) ->
     assert (await newest_inbound(gateway))["rule"] == "order"
     await receive(gateway, "something else", sender="+46701234568")
     assert (await newest_inbound(gateway))["rule"] == "rest"
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?P<x>a)(?P=x)", "(?=order)"])
+async def test_a_pattern_re2_cannot_run_is_refused_with_422(gateway: Gateway, pattern: str) -> None:
+    body = {"name": "bad", "kind": "regex", "pattern": pattern, "reply": "r"}
+    answer = await gateway.api.post("/v1/autoreplies", json=body)
+    assert answer.status_code == 422 and error_of(answer)["field"] == "pattern"
+    assert "linear time" in error_of(answer)["message"]
+    await add_rule(gateway, name="fine", kind="regex", pattern="order", reply="r")
+    patched = await gateway.api.patch("/v1/autoreplies/fine", json={"pattern": pattern})
+    assert patched.status_code == 422 and error_of(patched)["field"] == "pattern"
+    [kept] = (await gateway.api.get("/v1/autoreplies")).json()["autoreplies"]
+    assert (kept["name"], kept["pattern"]) == ("fine", "order")
+
+
+async def test_a_catastrophic_rule_does_not_stall_the_inbound_callback(gateway: Gateway) -> None:
+    await add_rule(gateway, name="as", kind="regex", pattern=CATASTROPHIC, reply="all a")
+    missed = await receive(gateway, "a" * 5000 + "!", pid="in-1")
+    assert missed["stored"] == 1 and missed["replies"] == []
+    assert (await newest_inbound(gateway))["rule"] is None
+    hit = await receive(gateway, "a" * 5000, pid="in-2", sender="+46701234568")
+    assert len(hit["replies"]) == 1 and (await newest_inbound(gateway))["rule"] == "as"
 
 
 async def test_stop_suppresses_the_sender_until_start(gateway: Gateway) -> None:

@@ -51,9 +51,35 @@ async def test_a_missing_or_wrong_key_is_refused_and_stores_nothing(
     assert await stored_reports(gateway) == 0
 
 
-async def test_a_callback_for_an_unknown_account_is_404(gateway: Gateway) -> None:
-    response = await gateway.raw.post(f"{gateway.url}/callbacks/ghost/dlr?key=x", json=REPORT)
-    assert response.status_code == 404
+def comparable(answer: httpx.Response) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """Everything an answer shows but the clock."""
+    headers = sorted((k, v) for k, v in answer.headers.items() if k != "date")
+    return answer.status_code, answer.content, headers
+
+
+@pytest.mark.parametrize("kind", ["dlr", "inbound"])
+@pytest.mark.parametrize("key", [None, "", "x", "wrong-but-as-long-as-a-real-key-is-32c"])
+async def test_an_unknown_account_is_answered_exactly_like_a_wrong_key(
+    tmp_path: Path, kind: str, key: str | None
+) -> None:
+    # Account names cannot be enumerated: nothing in the answer tells them apart.
+    async with running_gateway(tmp_path, auth_failure_limit=10_000) as gw:
+        params = {} if key is None else {"key": key}
+        known = await gw.raw.post(f"/callbacks/sandbox/{kind}", params=params, json=REPORT)
+        unknown = await gw.raw.post(f"/callbacks/ghost/{kind}", params=params, json=REPORT)
+        assert known.status_code in (401, 403)
+        assert comparable(unknown) == comparable(known)
+        assert await stored_reports(gw) == 0
+
+
+async def test_unknown_accounts_and_wrong_keys_count_as_failures_alike(tmp_path: Path) -> None:
+    async with running_gateway(tmp_path, auth_failure_limit=2) as gw:
+        first = await gw.raw.post("/callbacks/ghost/dlr?key=x", json=REPORT)
+        second = await gw.raw.post("/callbacks/sandbox/dlr?key=x", json=REPORT)
+        assert (first.status_code, second.status_code) == (403, 403)
+        for account in ("ghost", "sandbox"):
+            third = await gw.raw.post(f"/callbacks/{account}/dlr?key=x", json=REPORT)
+            assert third.status_code == 429 and error_of(third)["code"] == "too_many_requests"
 
 
 @pytest.mark.parametrize(

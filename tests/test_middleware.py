@@ -10,12 +10,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from service.app import create_app
-from tests.conftest import TOKEN, error_of, running_gateway
+from tests.conftest import TOKEN, error_of, eventually, running_gateway
 
 
-async def test_repeated_authentication_failures_are_throttled_then_forgiven(
-    tmp_path: Path,
-) -> None:
+async def test_repeated_wrong_tokens_are_throttled_then_forgiven(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, auth_failure_limit=3, auth_failure_window=1.0) as gw:
         wrong = {"Authorization": "Bearer guess"}
         statuses = [(await gw.raw.get("/v1/stats", headers=wrong)).status_code for _ in range(3)]
@@ -23,17 +21,60 @@ async def test_repeated_authentication_failures_are_throttled_then_forgiven(
         throttled = await gw.raw.get("/v1/stats", headers=wrong)
         assert throttled.status_code == 429 and error_of(throttled)["code"] == "too_many_requests"
         assert throttled.headers["retry-after"] == "1"
-        # While throttled, even the right token waits: a guesser learns nothing by timing.
-        assert (await gw.api.get("/v1/stats")).status_code == 429
+        assert (await gw.raw.get("/v1/stats")).status_code == 429
         await asyncio.sleep(1.1)
+        assert (await gw.raw.get("/v1/stats", headers=wrong)).status_code == 401
+
+
+async def test_failures_from_an_address_refuse_only_its_wrong_credentials(
+    tmp_path: Path,
+) -> None:
+    # The default limit, 20 a minute, and everything from 127.0.0.1, as from a provider
+    # or an office behind the same address as a guesser.
+    async with running_gateway(tmp_path) as gw:
+        assert gw.settings.auth_failure_limit == 20
+        wrong = {"Authorization": "Bearer guess"}
+        tokens = [(await gw.raw.get("/v1/stats", headers=wrong)).status_code for _ in range(25)]
+        assert tokens == [401] * 20 + [429] * 5
+        urls = (await gw.api.get("/v1/accounts/sandbox")).json()["callback_urls"]
+        base = "/callbacks/sandbox"
+        keys = [
+            (await gw.raw.post(f"{base}/dlr?key=wrong", json={})).status_code for _ in range(25)
+        ]
+        assert keys == [403] * 20 + [429] * 5
+        # What presents a valid credential, or none where none is needed, is served.
         assert (await gw.api.get("/v1/stats")).status_code == 200
+        assert (await gw.api.get("/metrics")).status_code == 200
+        for path in ("/healthz", "/readyz", "/openapi.json"):
+            assert (await gw.raw.get(path)).status_code == 200, path
+        report = {"id": "sbx-early", "to": "46700000001", "status": "DELIVERED"}
+        dlr = await gw.raw.post(urls["dlr"], json=report)
+        assert dlr.status_code == 200 and dlr.json()["reports"] == ["unmatched"]
+        body = {"from": "+46701234567", "to": "+46700000000", "text": "still here", "id": "i1"}
+        assert (await gw.raw.post(urls["inbound"], json=body)).status_code == 200
+        [stored] = (await gw.api.get("/v1/inbound")).json()["inbound"]
+        assert stored["text"] == "still here"
+        # The sandbox's own reports come from 127.0.0.1 too: the message is delivered.
+        [sent] = await gw.send(to="+46700000001", text="hello")
+
+        async def delivered() -> bool:
+            return bool((await gw.message(sent["id"]))["status"] == "delivered")
+
+        await eventually(delivered)
+        signed_in = await gw.raw.post("/console/login", data={"token": TOKEN})
+        assert signed_in.status_code == 303
+        # ...and wrong credentials are still refused.
+        assert (await gw.raw.get("/v1/stats", headers=wrong)).status_code == 429
+        assert (await gw.raw.post(f"{base}/inbound?key=wrong", json={})).status_code == 429
+        assert (await gw.raw.post("/console/login", data={"token": "guess"})).status_code == 429
 
 
 async def test_wrong_callback_keys_count_as_failed_authentications(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, auth_failure_limit=2, auth_failure_window=60.0) as gw:
         url = "/callbacks/sandbox/dlr?key=wrong"
         assert [(await gw.raw.post(url, json={})).status_code for _ in range(2)] == [403, 403]
-        assert (await gw.raw.post(url, json={})).status_code == 429
+        throttled = await gw.raw.post(url, json={})
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
 
 
 async def test_successful_requests_never_count_towards_the_limit(tmp_path: Path) -> None:
@@ -110,13 +151,20 @@ async def test_every_callback_needs_its_accounts_key(tmp_path: Path) -> None:
                 assert (await gw.raw.request(method, base)).status_code == 401
                 assert (await gw.raw.request(method, base + "?key=wrong")).status_code == 403
                 assert (await gw.raw.request(method, base + "?key=")).status_code == 401
-            assert (await gw.raw.post(f"/callbacks/nobody/{kind}?key=x")).status_code == 404
+            assert (await gw.raw.post(f"/callbacks/nobody/{kind}?key=x")).status_code == 403
 
 
-async def test_failed_console_sign_ins_are_throttled_too(tmp_path: Path) -> None:
+async def test_failed_console_sign_ins_are_throttled_with_a_readable_page(
+    tmp_path: Path,
+) -> None:
     async with running_gateway(tmp_path, auth_failure_limit=2) as gw:
-        tries = [
-            (await gw.raw.post("/console/login", data={"token": "guess"})).status_code
-            for _ in range(3)
-        ]
-        assert tries == [401, 401, 429]
+        tries = [(await gw.raw.post("/console/login", data={"token": "guess"})) for _ in range(3)]
+        assert [t.status_code for t in tries] == [401, 401, 429]
+        throttled = tries[-1]
+        assert throttled.headers["content-type"].startswith("text/html")
+        assert int(throttled.headers["retry-after"]) >= 1
+        assert "Too many failed sign-ins" in throttled.text and "<form" in throttled.text
+        # Sign-ins and API calls guess the same tokens: they count together.
+        wrong = {"Authorization": "Bearer guess"}
+        assert (await gw.raw.get("/v1/stats", headers=wrong)).status_code == 429
+        assert (await gw.raw.post("/console/login", data={"token": TOKEN})).status_code == 303

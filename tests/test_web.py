@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.routing import Mount, Route
 
 from handlers import HANDLERS
 from service.app import create_app
@@ -20,7 +21,7 @@ from service.segments import segment
 from service.store import open_store
 from service.web.gateways import COLUMNS
 from service.web.pages import delivery_rate, hourly_chart
-from service.web.session import COOKIE, SessionSigner
+from service.web.session import COOKIE, PREFIX, SessionSigner
 from tests.conftest import TOKEN, Gateway, eventually, make_settings, running_gateway
 
 PAGES = ("/console/", "/console/history", "/console/send", "/console/inbound", "/console/gateways")
@@ -124,24 +125,31 @@ async def test_sign_in_never_redirects_off_the_console(gateway: Gateway) -> None
 
 
 async def test_the_cookie_is_secure_when_the_public_url_is_https(tmp_path: Path) -> None:
-    # Sign-in needs no store, so the app is called without its lifespan.
     app = create_app(make_settings(tmp_path, "https://sms.example"))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://sms.example") as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="https://sms.example") as http,
+    ):
         response = await http.post("/console/login", data={"token": TOKEN})
     assert response.status_code == 303 and "secure" in response.headers["set-cookie"].lower()
 
 
-def test_a_session_is_signed_bound_to_the_tokens_and_expires() -> None:
+def test_a_session_is_signed_bound_to_its_token_and_expires() -> None:
     now = [1_000_000.0]
     signer = SessionSigner(("a", "b"), ttl=60, clock=lambda: now[0])
-    cookie, session = signer.issue()
+    of_a, of_b = signer.token_id("a"), signer.token_id("b")
+    assert of_a and of_b and of_a != of_b and signer.token_id("c") is None
+    cookie, session = signer.issue(of_a)
     assert signer.read(cookie) == session and "a" not in cookie.split(".")
+    # Other tokens may come and go; without its own token a session is over.
     assert SessionSigner(("b", "a"), ttl=60, clock=lambda: now[0]).read(cookie) == session
-    assert SessionSigner(("a", "c"), ttl=60, clock=lambda: now[0]).read(cookie) is None
-    expires, nonce, signature = cookie.split(".")
-    assert signer.read(f"{int(expires) + 999}.{nonce}.{signature}") is None
-    assert signer.read(f"{expires}.{nonce}x.{signature}") is None
+    assert SessionSigner(("a", "c"), ttl=60, clock=lambda: now[0]).read(cookie) == session
+    assert SessionSigner(("b", "c"), ttl=60, clock=lambda: now[0]).read(cookie) is None
+    expires, token_id, nonce, signature = cookie.split(".")
+    assert signer.read(f"{int(expires) + 999}.{token_id}.{nonce}.{signature}") is None
+    assert signer.read(f"{expires}.{token_id}.{nonce}x.{signature}") is None
+    assert signer.read(f"{expires}.{of_b}.{nonce}.{signature}") is None
     assert signer.read("") is None and signer.read("junk") is None
     now[0] += 61
     assert signer.read(cookie) is None
@@ -161,6 +169,80 @@ async def test_signing_out_clears_the_cookie(console: Console) -> None:
         response.headers["set-cookie"].lower()
     )
     assert (await console.http.get("/console/")).status_code == 303
+
+
+def console_routes(gw: Gateway) -> list[tuple[str, str]]:
+    """(method, path) of every console page behind sign-in, parameters filled in."""
+    [mount] = [
+        r for r in create_app(gw.settings).routes if isinstance(r, Mount) and r.path == PREFIX
+    ]
+    found = []
+    for route in mount.routes:
+        if isinstance(route, Route) and route.path != "/login":
+            path = PREFIX + re.sub(r"\{[^}]+\}", "sandbox", route.path)
+            found += [(m, path) for m in sorted(route.methods or ()) if m != "HEAD"]
+    return found
+
+
+async def refused_everywhere(gw: Gateway, cookie: str, csrf: str) -> None:
+    """The cookie opens no console page, reading or writing, and changes nothing."""
+    routes = console_routes(gw)
+    assert len(routes) >= 15 and ("POST", "/console/send") in routes
+    headers = {"Cookie": f"{COOKIE}={cookie}"}
+    for method, path in routes:
+        form = {"csrf": csrf, "to": "+46700000001", "text": "x", "active": "0"}
+        answer = await gw.raw.request(
+            method, path, headers=headers, data=form if method == "POST" else None
+        )
+        assert answer.status_code == 303, (method, path, answer.status_code)
+        assert answer.headers["location"].startswith("/console/login")
+    assert await statuses(gw) == []
+    [sandbox] = (await gw.api.get("/v1/accounts")).json()["accounts"]
+    assert sandbox["active"] is True
+
+
+async def test_a_signed_out_session_is_refused_by_every_process(tmp_path: Path) -> None:
+    async with (
+        running_gateway(tmp_path) as first,
+        running_gateway(tmp_path) as second,
+        httpx.AsyncClient(base_url=first.url) as browser,
+    ):
+        signed_in = await sign_in(first, browser)
+        cookie = signed_in.cookies[COOKIE]
+        csrf = field_value((await browser.get("/console/send")).text, "csrf")
+        # One session, seen by both processes through the store.
+        headers = {"Cookie": f"{COOKIE}={cookie}"}
+        assert (await second.raw.get("/console/", headers=headers)).status_code == 200
+        signed_out = await browser.post("/console/logout", data={"csrf": csrf})
+        assert signed_out.status_code == 303
+        # A copy of the cookie kept from before is worth nothing, here or there.
+        await refused_everywhere(first, cookie, csrf)
+        await refused_everywhere(second, cookie, csrf)
+        login = await second.raw.get("/console/login", headers=headers)
+        assert login.status_code == 200 and 'type="password"' in login.text
+
+
+async def test_removing_a_token_ends_the_sessions_it_opened(tmp_path: Path) -> None:
+    spare = "spare-token-0b7d"
+    async with running_gateway(tmp_path, api_tokens=(TOKEN, spare)) as before:
+        cookies = {}
+        for token in (TOKEN, spare):
+            answer = await before.raw.post("/console/login", data={"token": token})
+            cookies[token] = answer.cookies[COOKIE]
+            before.raw.cookies.clear()
+        csrf = field_value(
+            (
+                await before.raw.get(
+                    "/console/send", headers={"Cookie": f"{COOKIE}={cookies[spare]}"}
+                )
+            ).text,
+            "csrf",
+        )
+    # Started again without the spare token, on the same store.
+    async with running_gateway(tmp_path, api_tokens=(TOKEN,)) as after:
+        await refused_everywhere(after, cookies[spare], csrf)
+        kept = await after.raw.get("/console/", headers={"Cookie": f"{COOKIE}={cookies[TOKEN]}"})
+        assert kept.status_code == 200
 
 
 # -- CSRF -----------------------------------------------------------------------------

@@ -203,5 +203,21 @@ class Store(Protocol):
         """Conclude or reschedule a claimed delivery and update its webhook's status."""
         ...
 
+    # console sessions
+    async def start_session(
+        self, session_id: str, token_id: str, expires_at: int, now: int
+    ) -> None:
+        """Record a signed-in session (dropping expired ones); times in Unix seconds."""
+        ...
+
+    async def session_live(self, session_id: str, token_id: str, now: int) -> bool:
+        """True while the session was started with that token, is not ended and has
+        not expired."""
+        ...
+
+    async def end_session(self, session_id: str) -> bool:
+        """Sign the session out everywhere; False when it was not live."""
+        ...
+
     # metrics
     async def gauges(self) -> Gauges: ...

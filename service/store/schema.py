@@ -194,6 +194,14 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX messages_final_at ON messages(status, updated_at)
         WHERE status IN ('delivered', 'undelivered', 'expired', 'rejected', 'failed');
     """,
+    # 5: console sessions live here, so that signing out ends one in every process.
+    """
+    CREATE TABLE console_sessions (
+        id TEXT PRIMARY KEY,
+        token_id TEXT NOT NULL,
+        expires_at {bigint} NOT NULL
+    );
+    """,
 )
 
 

@@ -3,10 +3,10 @@
 `SqlStore` is a facade: each method opens a write transaction (`_write`) or reads
 (`_fetchall`) and hands it to the module for that concern: `accounts`, `lifecycle`
 (a message from queued to concluded, and polls), `reports`, `inbox` (inbound,
-auto-reply rules, opt-outs), `webhooks` and `queries`. Those functions never call
-back into the store. A backend (sqlite.py, postgres.py) supplies connections,
-transactions and migrations through a `Tx`, and which stored events a reader may
-see yet.
+auto-reply rules, opt-outs), `webhooks`, `sessions` (the console's) and `queries`.
+Those functions never call back into the store. A backend (sqlite.py, postgres.py)
+supplies connections, transactions and migrations through a `Tx`, and which stored
+events a reader may see yet.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from service import model
 from service.sealing import Sealer
-from service.store import accounts, inbox, lifecycle, queries, reports, webhooks
+from service.store import accounts, inbox, lifecycle, queries, reports, sessions, webhooks
 from service.store.protocol import EventSink, InboundPlanner
 from service.store.tx import Row, Tx
 
@@ -200,6 +200,19 @@ class SqlStore(ABC):
 
     async def record_webhook_attempt(self, attempt: model.WebhookAttempt) -> None:
         await self._write(lambda tx: webhooks.record_attempt(tx, attempt))
+
+    # -- console sessions ------------------------------------------------------
+
+    async def start_session(
+        self, session_id: str, token_id: str, expires_at: int, now: int
+    ) -> None:
+        await self._write(lambda tx: sessions.start(tx, session_id, token_id, expires_at, now))
+
+    async def session_live(self, session_id: str, token_id: str, now: int) -> bool:
+        return await sessions.is_live(self._fetchall, session_id, token_id, now)
+
+    async def end_session(self, session_id: str) -> bool:
+        return await self._write(lambda tx: sessions.end(tx, session_id))
 
     # -- metrics ---------------------------------------------------------------
 

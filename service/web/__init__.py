@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from service.ratelimit import FailedAuthentications
 from service.settings import Settings
 from service.web import gateways, pages, send
 from service.web.render import STATIC, forbidden_page
@@ -17,9 +18,9 @@ from service.web.session import PREFIX, ConsoleAuth, SessionSigner
 from service.web.signin import SignIn
 
 
-def console(settings: Settings) -> Mount:
+def console(settings: Settings, failures: FailedAuthentications) -> Mount:
     signer = SessionSigner(settings.api_tokens, settings.web_session_ttl)
-    signin = SignIn(signer, secure=settings.base_url.startswith("https://"))
+    signin = SignIn(signer, secure=settings.base_url.startswith("https://"), failures=failures)
     return Mount(
         PREFIX,
         routes=[

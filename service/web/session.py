@@ -1,16 +1,17 @@
 """Console sign-in: signed session cookies, CSRF tokens, and the middleware that needs them.
 
-Nothing is stored on the server. The cookie holds an expiry and a random nonce, signed
-with HMAC-SHA256 under a key derived from every configured API token: any process with
-the same tokens accepts it, and changing the tokens ends every session at once. The
-cookie never holds a token, only what the key signed. A session's CSRF token is the
-HMAC of its nonce, so forms carry it without the server remembering it.
+The cookie holds an expiry, the id of the API token that signed in and a random nonce,
+signed with HMAC-SHA256 under a key derived from that token. The store holds each
+session signed in and not yet signed out (`Store.start_session`), under a hash of its
+nonce: a page needs both a valid signature and a live row. So signing out ends the
+session in every process sharing the store, even for a copied cookie, and removing a
+token from the settings ends the sessions it opened, as its key is gone, while other
+tokens' sessions go on. The cookie never holds a token, only what its key signed. A
+session's CSRF token is the HMAC of its nonce, so forms carry it without the server
+remembering it.
 
-Signing out clears the cookie in that browser; a copied cookie stays valid until it
-expires (`[web] session_ttl`), as with any stateless session.
-
-A failed sign-in answers 401, so service.middleware.AuthThrottle counts it with every
-other failed authentication from that address.
+A failed sign-in is counted with the API's failed tokens from that address
+(service.ratelimit.FailedAuthentications); past the limit the login page says so, 429.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from urllib.parse import parse_qsl, quote
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.middleware import is_known_token
+from service.middleware import matching_token
+from service.runtime import Runtime
+from service.store import Store
 
 COOKIE = "smsgw_session"
 PREFIX = "/console"
@@ -57,6 +60,8 @@ def _b64(raw: bytes) -> str:
 class Session:
     nonce: str
     expires: int
+    token_id: str
+    """Names the API token that signed in, without revealing it."""
     csrf: str
 
     @property
@@ -64,48 +69,98 @@ class Session:
         """Names this session's idempotency keys without revealing its nonce."""
         return "web-" + hashlib.sha256(self.nonce.encode()).hexdigest()[:16]
 
+    @property
+    def id(self) -> str:
+        """The store's name for this session: a hash, so the store holds no nonce."""
+        return hashlib.sha256(f"session|{self.nonce}".encode()).hexdigest()
+
 
 class SessionSigner:
     def __init__(
         self, tokens: tuple[str, ...], ttl: float, clock: Callable[[], float] = time.time
     ) -> None:
         self._tokens = [t.encode() for t in tokens]
-        material = b"\0".join(sorted(self._tokens))
-        self._key = hmac.new(material, b"smsgw console session v1", hashlib.sha256).digest()
+        keys = [
+            hmac.new(t, b"smsgw console session v2", hashlib.sha256).digest() for t in self._tokens
+        ]
+        # A token's id is public (it is in the cookie); its key is not.
+        self._ids = [_b64(hmac.new(k, b"token id", hashlib.sha256).digest()[:12]) for k in keys]
+        self._keys = dict(zip(self._ids, keys, strict=True))
         self.ttl = int(ttl)
         self._clock = clock
 
-    def token_ok(self, given: str) -> bool:
-        return is_known_token(given.encode(), self._tokens)
+    def now(self) -> int:
+        return int(self._clock())
 
-    def _sign(self, purpose: str, value: str) -> str:
-        return _b64(hmac.new(self._key, f"{purpose}|{value}".encode(), hashlib.sha256).digest())
+    def token_id(self, given: str) -> str | None:
+        """The id of the API token given, or None when it is none of them."""
+        index = matching_token(given.encode(), self._tokens)
+        return None if index is None else self._ids[index]
 
-    def issue(self) -> tuple[str, Session]:
-        """A new session and the cookie value that carries it."""
+    def _sign(self, key: bytes, purpose: str, value: str) -> str:
+        return _b64(hmac.new(key, f"{purpose}|{value}".encode(), hashlib.sha256).digest())
+
+    def issue(self, token_id: str) -> tuple[str, Session]:
+        """A new session for the token of that id, and the cookie value that carries it."""
         nonce = secrets.token_urlsafe(18)
-        expires = int(self._clock()) + self.ttl
-        payload = f"{expires}.{nonce}"
-        return f"{payload}.{self._sign('session', payload)}", self._session(nonce, expires)
+        expires = self.now() + self.ttl
+        payload = f"{expires}.{token_id}.{nonce}"
+        signature = self._sign(self._keys[token_id], "session", payload)
+        return f"{payload}.{signature}", self._session(nonce, expires, token_id)
 
-    def _session(self, nonce: str, expires: int) -> Session:
-        return Session(nonce, expires, self._sign("csrf", nonce))
+    def _session(self, nonce: str, expires: int, token_id: str) -> Session:
+        return Session(nonce, expires, token_id, self._sign(self._keys[token_id], "csrf", nonce))
 
     def read(self, cookie: str | None) -> Session | None:
-        """The session a cookie carries, or None when it is absent, forged or expired."""
-        if not cookie or not self._tokens:
+        """The session a cookie carries, or None when it is absent, forged, expired or
+        signed with a token no longer configured. Whether it is still live is the
+        store's to say (`live_session`)."""
+        if not cookie:
             return None
         payload, _, signature = cookie.rpartition(".")
-        expires, _, nonce = payload.partition(".")
-        if not hmac.compare_digest(signature.encode(), self._sign("session", payload).encode()):
+        expires, _, rest = payload.partition(".")
+        token_id, _, nonce = rest.partition(".")
+        key = self._keys.get(token_id)
+        if key is None or not nonce:
             return None
-        if not expires.isdigit() or int(expires) <= self._clock():
+        if not hmac.compare_digest(
+            signature.encode(), self._sign(key, "session", payload).encode()
+        ):
             return None
-        return self._session(nonce, int(expires))
+        if not expires.isascii() or not expires.isdigit() or int(expires) <= self._clock():
+            return None
+        return self._session(nonce, int(expires), token_id)
 
     @staticmethod
     def csrf_ok(session: Session, given: str) -> bool:
         return hmac.compare_digest(given.encode(), session.csrf.encode())
+
+
+def _store(scope: Scope) -> Store:
+    runtime: Runtime = scope["app"].state.runtime
+    return runtime.store
+
+
+async def live_session(signer: SessionSigner, scope: Scope) -> Session | None:
+    """The session of this request's cookie when its signature holds and the store
+    says it was not signed out."""
+    session = signer.read(cookie_of(scope))
+    if session is None:
+        return None
+    if not await _store(scope).session_live(session.id, session.token_id, signer.now()):
+        return None
+    return session
+
+
+async def start_session(signer: SessionSigner, scope: Scope, token_id: str) -> str:
+    """A new session, recorded in the store; returns its cookie value."""
+    cookie, session = signer.issue(token_id)
+    await _store(scope).start_session(session.id, token_id, session.expires, signer.now())
+    return cookie
+
+
+async def end_session(scope: Scope, session: Session) -> None:
+    await _store(scope).end_session(session.id)
 
 
 def cookie_of(scope: Scope) -> str | None:
@@ -157,7 +212,7 @@ class ConsoleAuth:
         if get_route_path(scope).startswith(_PUBLIC):
             await self.app(scope, receive, secured_send)
             return
-        session = self._signer.read(cookie_of(scope))
+        session = await live_session(self._signer, scope)
         if session is None:
             await _redirect_to_login(scope, secured_send)
             return
