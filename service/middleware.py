@@ -22,6 +22,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.parsing import int_of, is_digits
 
 
 async def send_error(
@@ -86,6 +87,13 @@ class BearerAuth:
         return is_known_token(token.strip(), self._tokens)
 
 
+def _declares_more(content_length: bytes, limit: int) -> bool:
+    """A Content-Length past `limit`; one of more digits than int() takes is past it too."""
+    text = content_length.decode("latin-1").strip()
+    size = int_of(text)
+    return size > limit if size is not None else is_digits(text)
+
+
 class BodyLimit:
     """413 for bodies over the limit of the first matching path prefix."""
 
@@ -103,7 +111,7 @@ class BodyLimit:
         )
         too_large = PayloadTooLarge(f"the body exceeds {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and _declares_more(declared, limit):
             await send_error(send, too_large)
             return
         received = 0

@@ -29,6 +29,7 @@ from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.middleware import is_known_token
+from service.parsing import int_of
 
 COOKIE = "smsgw_session"
 PREFIX = "/console"
@@ -99,9 +100,10 @@ class SessionSigner:
         expires, _, nonce = payload.partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign("session", payload).encode()):
             return None
-        if not expires.isdigit() or int(expires) <= self._clock():
+        until = int_of(expires)
+        if until is None or until <= self._clock():
             return None
-        return self._session(nonce, int(expires))
+        return self._session(nonce, until)
 
     @staticmethod
     def csrf_ok(session: Session, given: str) -> bool:
