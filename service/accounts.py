@@ -178,7 +178,9 @@ def _options(value: Any) -> dict[str, Any]:
     if len(json.dumps(value, separators=(",", ":"))) > bounds.OPTIONS_JSON:
         raise ValidationFailed(problem, field="options")
     rate = value.get("rate_per_second")
-    if rate is not None and not (isinstance(rate, int | float) and rate > 0):
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+    ):
         raise ValidationFailed(
             "options.rate_per_second must be a number above 0", field="options.rate_per_second"
         )

@@ -17,6 +17,9 @@ import pytest
 
 from handlers import HANDLERS
 from handlers.twilio import SIGNATURE_HEADER, signature
+from service.accounts import declared_accounts
+from service.errors import SettingsError
+from service.parsing import MAX_DEPTH
 from tests.conftest import Gateway, error_of, eventually, running_gateway
 from tests.databases import db_dump
 from tests.fake_connectel import FakeConnectel
@@ -277,3 +280,29 @@ async def test_callback_fields_longer_than_any_provider_sends_are_refused(
         assert (await gateway.raw.post(urls["inbound"], json=fields)).status_code == 200
     stored = (await gateway.api.get("/v1/inbound")).json()["inbound"]
     assert sorted(i["from"] for i in stored) == ["+467000000000001", "ABCDEFGHIJK"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"rate_per_second": "fast"}, {"rate_per_second": -1}, {"rate_per_second": True}],
+)
+async def test_an_options_rate_the_dispatcher_cannot_use_is_refused(
+    gateway: Gateway, options: dict[str, Any]
+) -> None:
+    body = {"name": "evil", "provider": "sandbox", "options": options}
+    response = await gateway.api.post("/v1/accounts", json=body)
+    assert response.status_code == 422 and error_of(response)["field"] == "options.rate_per_second"
+    assert [a["name"] for a in (await gateway.api.get("/v1/accounts")).json()["accounts"]] == [
+        "sandbox"
+    ]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1979-05-27", "[[[[1]]]]"])
+def test_a_gateways_files_options_must_be_what_json_carries(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "gateways.toml"
+    deep = value.replace("[[[[1]]]]", "[" * (MAX_DEPTH + 1) + "1" + "]" * (MAX_DEPTH + 1))
+    path.write_text(
+        f'[[account]]\nname = "s"\nprovider = "sandbox"\n[account.options]\na = {deep}\n'
+    )
+    with pytest.raises(SettingsError, match="options"):
+        declared_accounts(path, {})
