@@ -19,7 +19,6 @@ from handlers import HANDLERS
 from handlers.twilio import SIGNATURE_HEADER, signature
 from service.accounts import declared_accounts
 from service.errors import SettingsError
-from service.parsing import MAX_DEPTH
 from tests.conftest import Gateway, error_of, eventually, running_gateway
 from tests.databases import db_dump
 from tests.fake_connectel import FakeConnectel
@@ -300,7 +299,7 @@ async def test_an_options_rate_the_dispatcher_cannot_use_is_refused(
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1979-05-27", "[[[[1]]]]"])
 def test_a_gateways_files_options_must_be_what_json_carries(tmp_path: Path, value: str) -> None:
     path = tmp_path / "gateways.toml"
-    deep = value.replace("[[[[1]]]]", "[" * (MAX_DEPTH + 1) + "1" + "]" * (MAX_DEPTH + 1))
+    deep = value.replace("[[[[1]]]]", "[" * 40 + "1" + "]" * 40)
     path.write_text(
         f'[[account]]\nname = "s"\nprovider = "sandbox"\n[account.options]\na = {deep}\n'
     )
