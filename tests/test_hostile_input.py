@@ -14,11 +14,13 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from handlers import HANDLERS
 from handlers.twilio import SIGNATURE_HEADER, signature
 from service.accounts import declared_accounts
 from service.errors import SettingsError
+from service.middleware import BodyLimit
 from tests.conftest import Gateway, error_of, eventually, running_gateway
 from tests.databases import db_dump
 from tests.fake_connectel import FakeConnectel
@@ -307,3 +309,27 @@ def test_a_gateways_files_options_must_be_what_json_carries(tmp_path: Path, valu
     )
     with pytest.raises(SettingsError, match="options"):
         declared_accounts(path, {})
+
+
+@pytest.mark.parametrize(
+    ("declared", "status"), [(b"9" * 5_000, 413), (b"\xc2\xb2", 200), (b"10", 200)]
+)
+async def test_a_content_length_of_any_size_is_read_without_a_crash(
+    declared: bytes, status: int
+) -> None:
+    # uvicorn's own parser refuses these before the app; another server may not.
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/v1/messages", "headers": [(b"content-length", declared)]}
+    await BodyLimit(app, limits=[], default=1_000)(scope, receive, send)
+    assert sent[0]["status"] == status
