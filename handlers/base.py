@@ -8,14 +8,14 @@ dispatcher own retries, rate limits and redaction in one place.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl
 
-from service.errors import CallbackInvalid
+from service.errors import CallbackInvalid, Unparseable
 from service.model import Account, Balance, InboundSms, RecipientResult, Report, SendBatch
+from service.parsing import decode_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +39,11 @@ class WireResponse:
         return self.body.decode("utf-8", errors="replace")
 
     def json(self) -> Any:
-        """The body as JSON, or None when it is not JSON."""
+        """The body as JSON, or None when it is not JSON (or not within the limits of
+        `service.parsing`)."""
         try:
-            return json.loads(self.body)
-        except ValueError:
+            return decode_json(self.body)
+        except Unparseable:
             return None
 
 
@@ -65,9 +66,9 @@ class CallbackRequest:
     def json(self) -> Any:
         """The body parsed as JSON; a body that is not JSON is the caller's fault."""
         try:
-            return json.loads(self.body)
-        except ValueError as exc:
-            raise CallbackInvalid("callback body is not valid JSON") from exc
+            return decode_json(self.body)
+        except Unparseable as exc:
+            raise CallbackInvalid(f"callback {exc.message}", field="body") from exc
 
     def form(self) -> list[tuple[str, str]]:
         try:

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import handlers.wire as wire
 from handlers.base import API_KEY, CallbackRequest, ProviderHandler, WireRequest, WireResponse
-from service import model
+from service import model, parsing
 from service.errors import CallbackInvalid
 from service.model import Account, Outcome, RecipientResult, Report, Status
 
@@ -303,7 +303,7 @@ priority = 60
 def _sender(sender: str) -> str:
     """A numeric sender in international digits, an alphanumeric one as it is."""
     stripped = sender.strip()
-    if stripped.startswith("+") and stripped[1:].isdigit():
+    if stripped.startswith("+") and parsing.is_digits(stripped[1:]):
         return stripped[1:]
     return stripped
 

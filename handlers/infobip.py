@@ -89,7 +89,7 @@ _ERROR_CODES: dict[str, Outcome] = {
 # Validation errors on these request properties are about the sender ID.
 _SENDER_PROPERTY = re.compile(r"(^|[.\]])(from|sender)$")
 
-_PLACEHOLDER = re.compile(r"%(\d+)")
+_PLACEHOLDER = re.compile(r"%([0-9]{1,4})")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 

@@ -65,7 +65,6 @@ is invalid.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -147,8 +146,7 @@ _STATUS_TABLE: dict[int, _Code] = {
     12: _Code(Status.UNDELIVERED, "Rejected By Recipient (Voice-SMS)"),
 }
 
-_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_NUMBER_PART = re.compile(r"[+\d][\d ()./-]*")
+_NUMBER_PART = re.compile(r"[+0-9][0-9 ()./-]*")
 _MIN_SUFFIX_DIGITS = 6
 
 
@@ -252,8 +250,9 @@ priority = 30
         upper = text.upper()
         if upper.startswith("BALANCE:"):
             value = text[len("BALANCE:") :].strip()
-            if _DECIMAL.fullmatch(value) and math.isfinite(float(value)):
-                return model.Balance(float(value), "credits")
+            amount = wire.as_float(value)
+            if amount is not None:
+                return model.Balance(amount, "credits")
             raise ValueError(f"IntelliSoftware's balance is not a number: {value[:40]!r}")
         if upper.startswith("ERR:"):
             code = text[len("ERR:") :].strip().upper()
@@ -436,14 +435,8 @@ def _unreadable(response: WireResponse) -> RecipientResult:
 
 
 def _positive_int(value: Any, default: int) -> int:
-    if isinstance(value, bool):
-        return default
-    if isinstance(value, int):
-        return value if value >= 1 else default
-    if isinstance(value, str) and wire.UNSIGNED_INTEGER.fullmatch(value.strip()):
-        number = int(value.strip())
-        return number if number >= 1 else default
-    return default
+    number = wire.as_int(value, signed=False)
+    return number if number is not None and number >= 1 else default
 
 
 # -- callback helpers --------------------------------------------------------------

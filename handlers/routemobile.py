@@ -121,8 +121,7 @@ _TYPES: dict[str, tuple[str, str]] = {
 }
 HEX_TYPES = frozenset({"2", "6"})
 
-_CODE = re.compile(r"\d{3,6}")
-_AMOUNT = re.compile(r"[-+]?\d+(?:\.\d+)?")
+_CODE = re.compile(r"[0-9]{3,6}")
 # A shorter number is taken as the same destination written without its country code
 # only when it still has this many digits.
 _MIN_SUFFIX_DIGITS = 7
@@ -261,9 +260,10 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
         if "PERMISSION DENIED" in text.upper():
             raise ValueError("Route Mobile denied the credit check: wrong username or password")
         value = text.rsplit(":", 1)[-1].strip()
-        if not _AMOUNT.fullmatch(value):
+        amount = wire.as_float(value)
+        if amount is None:
             raise ValueError(f"unreadable credit check answer: {wire.snippet(text)!r}")
-        return model.Balance(float(value))
+        return model.Balance(amount)
 
 
 # -- the send answer ---------------------------------------------------------------

@@ -128,7 +128,7 @@ _OK = re.compile(
 _ERROR = re.compile(
     r"ERROR\b[\s:;,=#-]*(?P<code>\d+(?:\.\d+)*)?[\s:;,.=-]*(?P<rest>.*)", re.I | re.S
 )
-_NUMBER = re.compile(r"[+-]?\d+(?:[.,]\d+)?")
+_NUMBER = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
 _SPACE = re.compile(r"\s+")
 
 
@@ -253,12 +253,13 @@ options = { sha1_password = true, test_mode = false }
                 f"1609SMS answered the credits request with HTTP {response.status_code}: "
                 f"{wire.snippet(response.text) or 'empty body'}"
             )
-        if not _NUMBER.fullmatch(text):
+        amount = wire.as_float(text.replace(",", ".")) if _NUMBER.fullmatch(text) else None
+        if amount is None:
             raise ValueError(
                 f"1609SMS answered the credits request with no number: "
                 f"{wire.snippet(response.text) or 'empty body'}"
             )
-        return model.Balance(float(text.replace(",", ".")), "credits")
+        return model.Balance(amount, "credits")
 
 
 # -- request helpers ---------------------------------------------------------------

@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -347,11 +346,8 @@ active = false
                 f"Twilio's balance answer is not a JSON object: {wire.snippet(response.text)}"
             )
         raw = body.get("balance")
-        try:
-            amount = float(raw) if isinstance(raw, str | int | float) else None
-        except ValueError:
-            amount = None
-        if amount is None or isinstance(raw, bool) or not math.isfinite(amount):
+        amount = wire.as_float(raw)
+        if amount is None:
             raise ValueError(f"Twilio's balance answer has no numeric balance: {raw!r}")
         return model.Balance(amount, wire.as_text(body.get("currency")))
 

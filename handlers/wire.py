@@ -14,10 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from handlers.base import WireRequest, WireResponse
+from service import parsing
 from service.model import Outcome, RecipientResult, SendBatch
 
-SIGNED_INTEGER = re.compile(r"[+-]?\d+")
-UNSIGNED_INTEGER = re.compile(r"\d+")
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 SNIPPET_CHARS = 200
@@ -45,35 +44,15 @@ def as_int(value: Any, *, signed: bool = True) -> int | None:
     """An integer sent as a JSON number or as text ("004"); anything else is None.
 
     `signed=False` refuses text with a sign, for wire formats whose codes never carry
-    one (IntelliSoftware), so that "+5" is not mistaken for status 5.
+    one (IntelliSoftware), so that "+5" is not mistaken for status 5. Digits of other
+    scripts (Arabic-Indic one) and numbers past 64 bits are None too (`service.parsing`).
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    pattern = SIGNED_INTEGER if signed else UNSIGNED_INTEGER
-    if isinstance(value, str) and pattern.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
+    return parsing.json_int(value, signed=signed)
 
 
 def as_float(value: Any) -> float | None:
     """A finite number sent as a JSON number or as text; anything else is None."""
-    if isinstance(value, bool):
-        return None
-    number: float
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None
+    return parsing.json_float(value)
 
 
 def as_text(value: Any, *, strip: bool = True) -> str:
@@ -91,7 +70,7 @@ def as_text(value: Any, *, strip: bool = True) -> str:
 
 
 def digits_of(number: str) -> str:
-    return "".join(ch for ch in number if ch.isdigit())
+    return parsing.ascii_digits(number)
 
 
 def number_key(number: str) -> str:

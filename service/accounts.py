@@ -7,6 +7,7 @@ handler lists as secret, and a PATCH that sends the mask back keeps the old valu
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 import tomllib
@@ -18,7 +19,8 @@ from urllib.parse import quote, urlsplit
 
 from handlers import HANDLERS, handler_for
 from handlers.base import ProviderHandler
-from service.errors import Conflict, NotFound, SettingsError, ValidationFailed
+from service import bounds, parsing
+from service.errors import Conflict, NotFound, SettingsError, Unparseable, ValidationFailed
 from service.model import Account
 from service.store import Store
 from service.validation import json_object
@@ -49,7 +51,9 @@ def account_from_body(body: Any, existing: Account | None = None) -> Account:
     """An Account from a POST body, or from a PATCH body applied to `existing`."""
     body = json_object(body, _FIELDS)
     base = existing or Account(name="", provider="", callback_secret=new_callback_secret())
-    name = _text(body, "name", base.name, limit=64) if existing is None else base.name
+    name = (
+        _text(body, "name", base.name, limit=bounds.ACCOUNT_NAME) if existing is None else base.name
+    )
     if (
         not name
         or name != name.strip()
@@ -59,7 +63,7 @@ def account_from_body(body: Any, existing: Account | None = None) -> Account:
         raise ValidationFailed(
             "name must be 1-64 printable characters without / ? # % \\", field="name"
         )
-    provider = _text(body, "provider", base.provider, limit=32)
+    provider = _text(body, "provider", base.provider, limit=bounds.PROVIDER_NAME)
     if provider not in HANDLERS:
         raise ValidationFailed(
             f"provider must be one of {', '.join(sorted(HANDLERS))}", field="provider"
@@ -82,15 +86,17 @@ def account_from_body(body: Any, existing: Account | None = None) -> Account:
             handler.credential_fields,
             base.credentials if base.provider == provider else {},
         ),
-        sender=_text(body, "sender", base.sender, limit=20),
-        fallback_sender=_text(body, "fallback_sender", base.fallback_sender, limit=20),
+        sender=_text(body, "sender", base.sender, limit=bounds.ACCOUNT_SENDER),
+        fallback_sender=_text(
+            body, "fallback_sender", base.fallback_sender, limit=bounds.ACCOUNT_SENDER
+        ),
         active=_bool(body, "active", base.active),
         pattern=pattern,
         priority=_int(body, "priority", base.priority),
         base_url=_base_url(body.get("base_url", base.base_url)),
         options=_options(body.get("options", base.options)),
         callback_secret=base.callback_secret,
-        description=_text(body, "description", base.description, limit=500),
+        description=_text(body, "description", base.description, limit=bounds.DESCRIPTION),
         logo_url=_link(body, "logo_url", base.logo_url),
         signup_url=_link(body, "signup_url", base.signup_url),
     )
@@ -128,7 +134,7 @@ def _credentials(value: Any, required: tuple[str, ...], old: Mapping[str, str]) 
     for key, item in value.items():
         if key not in required:
             raise ValidationFailed(f"unknown credential {key!r}", field=f"credentials.{key}")
-        if not isinstance(item, str) or len(item) > 512:
+        if not isinstance(item, str) or len(item) > bounds.CREDENTIAL:
             raise ValidationFailed(f"credential {key} must be text", field=f"credentials.{key}")
         if item != MASK:
             merged[key] = item
@@ -139,7 +145,7 @@ def _credentials(value: Any, required: tuple[str, ...], old: Mapping[str, str]) 
 
 
 def _link(body: Mapping[str, Any], key: str, default: str) -> str:
-    value = _text(body, key, default, limit=500)
+    value = _text(body, key, default, limit=bounds.LINK)
     if value and urlsplit(value).scheme not in ("http", "https"):
         raise ValidationFailed(f"{key} must be an http(s) URL", field=key)
     return value
@@ -161,8 +167,23 @@ def _base_url(value: Any) -> str:
 def _options(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, dict) or len(str(value)) > 4096:
-        raise ValidationFailed("options must be a small JSON object", field="options")
+    problem = f"options must be a JSON object of at most {bounds.OPTIONS_JSON} bytes"
+    if not isinstance(value, dict):
+        raise ValidationFailed(problem, field="options")
+    try:
+        # A gateways file's TOML can hold what JSON cannot (nan, inf, dates).
+        parsing.check_tree(value, "options")
+    except Unparseable as exc:
+        raise ValidationFailed(exc.message, field="options") from exc
+    if len(json.dumps(value, separators=(",", ":"))) > bounds.OPTIONS_JSON:
+        raise ValidationFailed(problem, field="options")
+    rate = value.get("rate_per_second")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0
+    ):
+        raise ValidationFailed(
+            "options.rate_per_second must be a number above 0", field="options.rate_per_second"
+        )
     return dict(value)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from service import linear_regex
+from service import bounds, linear_regex
 from service.errors import SettingsError, ValidationFailed
 from service.model import AutoReplyRule, InboundDecision, InboundFacts, InboundSms, NewMessage
 from service.phone import to_e164
@@ -188,6 +188,9 @@ def _check(rule: AutoReplyRule) -> None:
         raise ValidationFailed("name must be 1-64 letters, digits, '_', '.' or '-'", field="name")
     if rule.kind not in KINDS:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
+    if len(rule.pattern) > bounds.RULE_PATTERN or len(rule.account) > bounds.ACCOUNT_NAME:
+        field = "pattern" if len(rule.pattern) > bounds.RULE_PATTERN else "account"
+        raise ValidationFailed(f"{field} is too long", field=field)
     if not 0 <= rule.position <= 1_000_000:
         raise ValidationFailed("position must be from 0 to 1000000", field="position")
     if rule.kind == "keyword" and (not rule.pattern or len(rule.pattern.split()) != 1):

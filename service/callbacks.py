@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from handlers import handler_for
 from handlers.base import CallbackRequest
-from service import autoreply, reconcile
+from service import autoreply, bounds, reconcile
 from service.accounts import callback_urls, new_callback_secret
 from service.clock import iso_ago
 from service.errors import Forbidden, Unauthorized
@@ -70,7 +70,7 @@ async def _authenticated(request: Request) -> tuple[Runtime, Account, CallbackRe
 async def delivery_report(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
     handler = handler_for(account.provider)
-    reports = handler.parse_dlr(account, callback)
+    reports = [bounds.checked_report(r) for r in handler.parse_dlr(account, callback)]
     reply_id = request.query_params.get(REPLY_PARAM)
     if reply_id and reports:
         first = reports[0]
@@ -103,7 +103,7 @@ async def delivery_report(request: Request) -> Response:
 async def inbound(request: Request) -> Response:
     rt, account, callback = await _authenticated(request)
     handler = handler_for(account.provider)
-    messages = handler.parse_inbound(account, callback)
+    messages = [bounds.checked_inbound(m) for m in handler.parse_inbound(account, callback)]
     policy = rt.autoreply_policy
     since = iso_ago(policy.window)
     # A provider that expects a body in answer (TwiML) carries the reply in it, but

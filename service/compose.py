@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers import handler_for
+from service import bounds
 from service.accounts import AccountDirectory
 from service.errors import ValidationFailed
 from service.model import Account, NewMessage
@@ -81,9 +82,10 @@ async def compose(body: Any, directory: AccountDirectory, rules: ComposeRules) -
         raise ValidationFailed("sender must be text", field="sender")
     sender = check_sender((given_sender or account.sender or rules.default_sender).strip())
     client_ref = body.get("client_ref", "")
-    if not isinstance(client_ref, str) or len(client_ref) > 128:
+    if not isinstance(client_ref, str) or len(client_ref) > bounds.IDENTIFIER:
         raise ValidationFailed(
-            "client_ref must be text of at most 128 characters", field="client_ref"
+            f"client_ref must be text of at most {bounds.IDENTIFIER} characters",
+            field="client_ref",
         )
     segmentation = segment(text)
     return [

@@ -34,6 +34,11 @@ class BadRequest(SmsgwError):
     code = "bad_request"
 
 
+class Unparseable(BadRequest):
+    """Input that `service.parsing` cannot read: JSON that is malformed, non-finite,
+    nested too deep or carries an integer past 64 bits."""
+
+
 class ValidationFailed(SmsgwError):
     """The request was read but a field is invalid; `field` names it."""
 

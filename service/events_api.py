@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from service.errors import BadRequest
 from service.http import page_args, runtime
+from service.parsing import int_of
 
 NEXT_CURSOR = "smsgw-next-cursor"
 _STREAM_BATCH = 500
@@ -34,9 +35,10 @@ def _after(request: Request) -> int:
         or request.query_params.get("cursor")
         or "0"
     ).strip()
-    if not raw.isdigit() or len(raw) > 18:
+    after = int_of(raw)
+    if after is None:
         raise BadRequest("after must be an event_id this API gave", field="after")
-    return int(raw)
+    return after
 
 
 def _json_line(line: dict[str, Any]) -> str:

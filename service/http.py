@@ -6,12 +6,12 @@ one to reach them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
 from service.errors import BadRequest, ValidationFailed
+from service.parsing import decode_json, int_of
 from service.runtime import Runtime
 
 
@@ -21,21 +21,18 @@ def runtime(request: Request) -> Runtime:
 
 
 async def read_json(request: Request) -> Any:
-    body = await request.body()
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest("the body must be valid JSON", field="body") from exc
+    return decode_json(await request.body())
 
 
 def page_args(request: Request, *, default: int = 50) -> tuple[int, int | None]:
     """(limit, cursor) from the query; a cursor is the opaque position of the last row."""
-    raw_limit = request.query_params.get("limit", str(default))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    limit = int_of(request.query_params.get("limit", str(default)), low=1, high=1000)
+    if limit is None:
         raise ValidationFailed("limit must be a whole number from 1 to 1000", field="limit")
     raw_cursor = request.query_params.get("cursor")
     if raw_cursor is None or raw_cursor == "":
-        return int(raw_limit), None
-    if not raw_cursor.isdigit() or len(raw_cursor) > 18:
+        return limit, None
+    cursor = int_of(raw_cursor)
+    if cursor is None:
         raise BadRequest("cursor is not one this API gave", field="cursor")
-    return int(raw_limit), int(raw_cursor)
+    return limit, cursor

@@ -19,6 +19,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.parsing import int_of, is_digits
 from service.ratelimit import API_AUTH, FailedAuthentications
 
 
@@ -96,6 +97,13 @@ class BearerAuth:
         return matching_token(token.strip(), self._tokens) is not None
 
 
+def _declares_more(content_length: bytes, limit: int) -> bool:
+    """A Content-Length past `limit`; one of more digits than int() takes is past it too."""
+    text = content_length.decode("latin-1").strip()
+    size = int_of(text)
+    return size > limit if size is not None else is_digits(text)
+
+
 class BodyLimit:
     """413 for bodies over the limit of the first matching path prefix."""
 
@@ -113,7 +121,7 @@ class BodyLimit:
         )
         too_large = PayloadTooLarge(f"the body exceeds {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and _declares_more(declared, limit):
             await send_error(send, too_large)
             return
         received = 0

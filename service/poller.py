@@ -15,15 +15,19 @@ import time
 from functools import partial
 
 import httpx
+import structlog
 
 from handlers import handler_for
-from service import reconcile
+from service import bounds, reconcile
 from service.accounts import AccountDirectory
+from service.errors import CallbackInvalid
 from service.model import PollDue
 from service.settings import Settings
 from service.store import Store
 from service.transport import execute
 from service.worker import run_passes
+
+_log = structlog.get_logger("smsgw.poller")
 
 
 class Poller:
@@ -67,7 +71,14 @@ class Poller:
                 return
             with contextlib.suppress(httpx.HTTPError):
                 response = await execute(self._client, request)
-                for report in handler.parse_poll_response(account, [request_id], response):
+                for answered in handler.parse_poll_response(account, [request_id], response):
+                    try:
+                        report = bounds.checked_report(answered)
+                    except CallbackInvalid as exc:
+                        _log.warning(
+                            "poll.report_refused", account=account.name, reason=exc.message
+                        )
+                        continue
                     key = reconcile.match_key(
                         report.request_id, report.recipient, handler.shares_request_ids
                     )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 
 from service.model import Counters, Status
+from service.parsing import ascii_digits, is_digits
 
 RANK: dict[Status, int] = {
     Status.QUEUED: 0,
@@ -67,14 +68,14 @@ _SPACE = re.compile(r"\s+")
 def request_id_key(request_id: str) -> str:
     """Providers echo IDs back with other case, padding, or leading zeros on numeric IDs."""
     key = _SPACE.sub("", request_id).casefold()
-    if key.isdigit():
+    if is_digits(key):
         key = key.lstrip("0") or "0"
     return key
 
 
 def recipient_key(recipient: str) -> str:
     """A number as digits only, without '+', '00' or leading zeros."""
-    return "".join(ch for ch in recipient if ch.isdigit()).lstrip("0")
+    return ascii_digits(recipient).lstrip("0")
 
 
 def match_key(request_id: str, recipient: str, shares_request_ids: bool) -> tuple[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from typing import Any
 
@@ -19,6 +18,9 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from service.errors import Unparseable
+from service.parsing import decode_json
 
 FINAL_BY_LAST_DIGIT = {"3": "UNDELIVERED", "4": "EXPIRED", "5": "REJECTED"}
 _log = structlog.get_logger("smsgw.sandbox")
@@ -34,8 +36,8 @@ class SandboxProvider:
 
     async def _send(self, request: Request) -> JSONResponse:
         try:
-            body: Any = json.loads(await request.body())
-        except ValueError:
+            body: Any = decode_json(await request.body())
+        except Unparseable:
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         if not isinstance(body, dict) or not isinstance(body.get("to"), list):
             return JSONResponse({"error": "to must be a list"}, status_code=400)

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from service import bounds
 from service.accounts import MASK
 from service.errors import ValidationFailed
 from service.events import EventBus, EventFormat
@@ -43,6 +44,7 @@ from service.model import (
     WebhookDelivery,
     WebhookOutcome,
 )
+from service.parsing import int_of, is_digits
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
@@ -98,8 +100,9 @@ def retry_after(value: str | None, now: float) -> float | None:
     if not value or not value.strip():
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if is_digits(value):
+        seconds = int_of(value)
+        return float(seconds) if seconds is not None else None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -121,9 +124,10 @@ def retry_delay(attempts: int, base: float, cap: float, asked: float | None) -> 
 def webhook_from_body(body: Any) -> NewWebhook:
     body = json_object(body, _FIELDS)
     description = body.get("description", "")
-    if not isinstance(description, str) or len(description) > 500:
+    if not isinstance(description, str) or len(description) > bounds.DESCRIPTION:
         raise ValidationFailed(
-            "description must be text of at most 500 characters", field="description"
+            f"description must be text of at most {bounds.DESCRIPTION} characters",
+            field="description",
         )
     return NewWebhook(
         id="wh_" + secrets.token_hex(8),
@@ -135,8 +139,8 @@ def webhook_from_body(body: Any) -> NewWebhook:
 
 
 def _url(value: Any) -> str:
-    problem = "url must be an http:// or https:// URL of at most 2000 characters"
-    if not isinstance(value, str) or len(value) > 2000:
+    problem = f"url must be an http:// or https:// URL of at most {bounds.WEBHOOK_URL} characters"
+    if not isinstance(value, str) or len(value) > bounds.WEBHOOK_URL:
         raise ValidationFailed(problem, field="url")
     url = value.strip()
     try:
@@ -155,7 +159,11 @@ def _filters(value: Any) -> tuple[str, ...]:
             f"events must be a list of at most {_MAX_FILTERS} event names", field="events"
         )
     for index, item in enumerate(value):
-        if not isinstance(item, str) or len(item) > 100 or not _FILTER.fullmatch(item):
+        if (
+            not isinstance(item, str)
+            or len(item) > bounds.EVENT_FILTER
+            or not _FILTER.fullmatch(item)
+        ):
             raise ValidationFailed(
                 "an event filter is an event name (message.delivered), a prefix glob "
                 "(message.*) or *",

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from service import bounds
 from service.clock import iso_ago
 from service.compose import compose
 from service.errors import ValidationFailed
@@ -70,8 +71,11 @@ def queued_view(m: NewMessage) -> dict[str, Any]:
 def idempotency_of(scope: str, key: str, body: Any) -> tuple[str, str]:
     """The (key, body hash) the store deduplicates a send by; `scope` keeps one
     client's keys apart from another's."""
-    if not 1 <= len(key) <= 200:
-        raise ValidationFailed("Idempotency-Key must be 1-200 characters", field="Idempotency-Key")
+    if not 1 <= len(key) <= bounds.IDEMPOTENCY_KEY:
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1-{bounds.IDEMPOTENCY_KEY} characters",
+            field="Idempotency-Key",
+        )
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return f"{scope}:{key}", hashlib.sha256(canonical).hexdigest()
 

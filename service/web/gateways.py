@@ -19,9 +19,10 @@ from starlette.responses import RedirectResponse, Response
 from handlers import HANDLERS, handler_for
 from handlers.base import Column, ProviderHandler
 from service.accounts import callback_urls, public_view
-from service.errors import SmsgwError, ValidationFailed
+from service.errors import SmsgwError, Unparseable, ValidationFailed
 from service.http import runtime
 from service.model import Account
+from service.parsing import decode_json, int_of
 from service.usecases.accounts import (
     add_account,
     balance_call,
@@ -82,7 +83,8 @@ def body_of(form: dict[str, str], handler: ProviderHandler) -> dict[str, Any]:
     priority = form.get("priority", "").strip()
     if priority:
         # Digits become a number; anything else goes as given for the API to refuse.
-        body["priority"] = int(priority) if priority.isdigit() else priority
+        number = int_of(priority)
+        body["priority"] = priority if number is None else number
     body["credentials"] = {
         key: form[f"credentials.{key}"]
         for key in handler.credential_fields
@@ -90,9 +92,11 @@ def body_of(form: dict[str, str], handler: ProviderHandler) -> dict[str, Any]:
     }
     options = form.get("options", "").strip()
     try:
-        body["options"] = json.loads(options) if options else {}
-    except ValueError as exc:
-        raise ValidationFailed("options must be a JSON object", field="options") from exc
+        body["options"] = decode_json(options, field="options") if options else {}
+    except Unparseable as exc:
+        raise ValidationFailed(
+            f"options must be a JSON object: {exc.message}", field="options"
+        ) from exc
     return body
 
 

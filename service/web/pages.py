@@ -14,6 +14,7 @@ from service.clock import iso
 from service.errors import SmsgwError, ValidationFailed
 from service.http import runtime
 from service.model import MessageFilter, Status
+from service.parsing import int_of
 from service.phone import to_e164
 from service.reconcile import FAILURES, is_final
 from service.usecases.messages import message_filter, message_view, stats_body
@@ -120,19 +121,21 @@ def _rows_arg(raw: str, default: int) -> int:
     limit."""
     if raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+    rows = int_of(raw, low=1, high=1000)
+    if rows is None:
         raise ValidationFailed(
             "the maximum number of messages must be a whole number from 1 to 1000", field="rows"
         )
-    return int(raw)
+    return rows
 
 
 def _cursor_arg(raw: str) -> int | None:
     if raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    cursor = int_of(raw)
+    if cursor is None:
         raise ValidationFailed("that page link is not one the console gave", field="cursor")
-    return int(raw)
+    return cursor
 
 
 async def general(request: Request) -> Response:

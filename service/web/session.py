@@ -30,6 +30,7 @@ from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.middleware import matching_token
+from service.parsing import int_of
 from service.runtime import Runtime
 from service.store import Store
 
@@ -127,9 +128,10 @@ class SessionSigner:
             signature.encode(), self._sign(key, "session", payload).encode()
         ):
             return None
-        if not expires.isascii() or not expires.isdigit() or int(expires) <= self._clock():
+        until = int_of(expires)
+        if until is None or until <= self._clock():
             return None
-        return self._session(nonce, int(expires), token_id)
+        return self._session(nonce, until, token_id)
 
     @staticmethod
     def csrf_ok(session: Session, given: str) -> bool:
