@@ -274,12 +274,23 @@ def unusable_ids(make: Callable[..., CallbackRequest], field: str) -> list[Param
     ]
 
 
+_NOT_CODES: list[tuple[str, Any]] = [
+    ("text", "abc"),
+    ("fraction", 4.5),
+    ("boolean", True),
+    ("list", [4]),
+    ("superscript", "\u00b2"),
+    ("arabic-indic", "\u0661"),
+    ("full-width", "\uff13"),
+    ("5000-digits", "4" * 5000),
+    ("past-64-bits", 2**64 + 4),
+]
+
+
 def unusable_codes(make: Callable[..., CallbackRequest], field: str) -> list[ParameterSet]:
-    """A report whose numeric status `field` is not a whole number."""
-    return [
-        pytest.param(make(**{field: value}), id=f"{field}-{how}")
-        for how, value in (("text", "abc"), ("fraction", 4.5), ("boolean", True), ("list", [4]))
-    ]
+    """A report whose numeric status `field` is not a whole number written in ASCII
+    digits within 64 bits: other scripts' digits and 5,000 digits included."""
+    return [pytest.param(make(**{field: value}), id=f"{field}-{how}") for how, value in _NOT_CODES]
 
 
 def malformed(
