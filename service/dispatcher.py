@@ -179,7 +179,9 @@ class Dispatcher:
         for message in messages:
             if message.id not in won:
                 continue
-            answer = _Answer(reason, f"{reason.replace('_', ' ')}: {message.account}")
+            answer = _Answer(
+                reason, f"{reason.replace('_', ' ')}: {message.account}", requested=False
+            )
             gone = Account(name=message.account, provider="")
             target = await self._failover_target(gone, message)
             results.append(
@@ -203,6 +205,7 @@ class Dispatcher:
             "circuit_open",
             f"{account.name} failed {self._settings.breaker_threshold} requests in a row; "
             "not tried until its circuit's next probe",
+            requested=False,
         )
         results = []
         for message in messages:
@@ -238,7 +241,7 @@ class Dispatcher:
         try:
             request = handler.send_request(account, batch)
         except SendRefused as declined:
-            answer = _Answer(declined.code, declined.text)
+            answer = _Answer(declined.code, declined.text, requested=False)
             await self._store.record_attempts(
                 [answer.result(m.id, Decision.FAILED) for m in messages]
             )
@@ -247,7 +250,9 @@ class Dispatcher:
             dry_run = RecipientResult(
                 Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
             )
-            await self._record(account, handler, messages, [dry_run] * len(messages), None, "")
+            await self._record(
+                account, handler, messages, [dry_run] * len(messages), None, "", requested=False
+            )
             return
         secrets = secret_values(account)
         started = time.perf_counter()
@@ -306,6 +311,8 @@ class Dispatcher:
         results: Sequence[RecipientResult],
         http_status: int | None,
         http_response: str,
+        *,
+        requested: bool = True,
     ) -> None:
         await self._store.record_attempts(
             [
@@ -320,6 +327,7 @@ class Dispatcher:
                         http_status,
                         http_response,
                         result.retry_after,
+                        requested,
                     ),
                 )
                 for message, result in zip(messages, results, strict=True)
@@ -429,6 +437,8 @@ class _Answer:
     http_status: int | None = None
     http_response: str = ""
     retry_after: float | None = None
+    requested: bool = True
+    """False when no request went out for it (an open circuit, a refused batch)."""
 
     def result(self, message_id: str, decision: Decision, **details: Any) -> AttemptResult:
         return AttemptResult(
@@ -438,5 +448,6 @@ class _Answer:
             error_text=self.text,
             http_status=self.http_status,
             http_response=self.http_response,
+            requested=self.requested,
             **details,
         )

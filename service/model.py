@@ -323,6 +323,8 @@ class AttemptResult:
     """RETRY: send with this sender ID instead (the account's fallback)."""
     poll_at: float | None = None
     """ACCEPTED: when to first poll for delivery status; None when reports are pushed."""
+    requested: bool = False
+    """A request went to the provider (or may have): the message's attempts count it."""
 
 
 @dataclass(frozen=True, slots=True)
