@@ -20,6 +20,7 @@ from handlers import HANDLERS, handler_for
 from handlers.base import ProviderHandler
 from service.errors import Conflict, NotFound, SettingsError, ValidationFailed
 from service.model import Account
+from service.redact import Redactor
 from service.store import Store
 from service.validation import json_object
 
@@ -200,6 +201,16 @@ def secret_values(account: Account) -> list[str]:
     return [v for k, v in account.credentials.items() if k in fields and v] + [
         account.callback_secret
     ]
+
+
+def redactor_for(account: Account) -> Redactor:
+    """What scrubs the account's secrets from its provider's answers: every secret, with
+    the other credentials (a username, an account SID) as Basic-auth companions."""
+    fields = handler_for(account.provider).secret_fields
+    return Redactor.of(
+        secret_values(account),
+        [v for k, v in account.credentials.items() if k not in fields],
+    )
 
 
 def declared_accounts(path: Path, environ: Mapping[str, str]) -> list[Account]:

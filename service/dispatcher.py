@@ -27,7 +27,7 @@ import structlog
 from handlers import handler_for
 from handlers.base import ProviderHandler, SendRefused
 from service import reconcile
-from service.accounts import AccountDirectory, callback_urls, secret_values
+from service.accounts import AccountDirectory, callback_urls, redactor_for
 from service.breaker import CircuitBreaker
 from service.metrics import Metrics
 from service.model import (
@@ -41,7 +41,7 @@ from service.model import (
     SendBatch,
 )
 from service.ratelimit import TokenBucket
-from service.redact import redact
+from service.redact import truncate
 from service.settings import Settings
 from service.store import Store
 from service.transport import NOT_SENT, execute
@@ -254,14 +254,14 @@ class Dispatcher:
                 account, handler, messages, [dry_run] * len(messages), None, "", requested=False
             )
             return
-        secrets = secret_values(account)
         started = time.perf_counter()
         try:
-            response = await execute(self._client, request)
+            # The answer and any error come back scrubbed of the account's secrets.
+            response = await execute(self._client, request, redactor_for(account))
         except NOT_SENT as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
-            refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))
+            refused = _Answer("connect_error", truncate(f"{type(exc).__name__}: {exc}"))
             await self._store.record_attempts(
                 [await self._retry(account, m, refused) for m in messages]
             )
@@ -269,7 +269,7 @@ class Dispatcher:
         except httpx.HTTPError as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
-            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            text = truncate(f"{type(exc).__name__}: {exc}")
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
                 [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
@@ -300,7 +300,7 @@ class Dispatcher:
             messages,
             results,
             response.status_code,
-            redact(response.text, secrets),
+            truncate(response.text),
         )
 
     async def _record(

@@ -18,7 +18,7 @@ import httpx
 
 from handlers import handler_for
 from service import reconcile
-from service.accounts import AccountDirectory
+from service.accounts import AccountDirectory, redactor_for
 from service.model import PollDue
 from service.settings import Settings
 from service.store import Store
@@ -66,7 +66,7 @@ class Poller:
                 await self._store.reschedule_poll(due.message_id, None)
                 return
             with contextlib.suppress(httpx.HTTPError):
-                response = await execute(self._client, request)
+                response = await execute(self._client, request, redactor_for(account))
                 for report in handler.parse_poll_response(account, [request_id], response):
                     key = reconcile.match_key(
                         report.request_id, report.recipient, handler.shares_request_ids

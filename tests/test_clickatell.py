@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
 from service.model import Account, InboundSms, Outcome, RecipientResult, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -869,7 +868,7 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
     )
     unknown = handler.poll_request(ACCOUNT, rig.base_url, ["0" * 32])
     assert unknown is not None
-    missing = await execute(rig.client, unknown)
+    missing = await rig.execute(unknown)
     assert missing.status_code == 404
     assert handler.parse_poll_response(ACCOUNT, ["0" * 32], missing) == []
 

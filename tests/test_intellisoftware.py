@@ -24,7 +24,6 @@ from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
 from service.model import Account, InboundSms, Outcome, RecipientResult, SendBatch, Status
 from service.segments import segment
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -732,7 +731,7 @@ async def test_the_fake_answers_national_numbers_in_international_form(rig: Rig)
     request = handler.send_request(ACCOUNT, rig.batch("+447700900001", "+447700900002"))
     assert request.form is not None
     national = [(k, "07700900001,07700900002" if k == "to" else v) for k, v in request.form]
-    response = await execute(rig.client, replace(request, form=national))
+    response = await rig.execute(replace(request, form=national))
     assert response.text.split("\r\n") == [f"447700900001,ID:{ID}", f"447700900002,ID:{ID}"]
 
 

@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from handlers.base import WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
 from service.model import Account, Outcome, RecipientResult, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -640,7 +639,7 @@ async def test_a_wrong_password_is_an_account_error_and_nothing_is_sent(rig: Rig
 async def test_a_blank_sender_is_a_missing_parameter_of_the_account(rig: Rig) -> None:
     sent = replace(batch("+919800000001", base_url=rig.base_url))
     sent = replace(sent, messages=(replace(sent.messages[0], sender=""),))
-    response = await execute(rig.client, handler.send_request(ACCOUNT, sent))
+    response = await rig.execute(handler.send_request(ACCOUNT, sent))
     [result] = handler.parse_send_response(ACCOUNT, sent, response)
     assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "1702")
 

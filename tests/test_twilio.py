@@ -28,7 +28,6 @@ from handlers.base import CallbackRequest, WireResponse
 from handlers.twilio import SEND_ERRORS, TwilioHandler, signature
 from service.errors import Forbidden
 from service.model import Account, InboundSms, Outcome, RecipientResult, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway, eventually
@@ -1053,7 +1052,7 @@ async def test_polls_follow_the_status_and_unknown_sids_give_nothing(rig: Rig) -
     sid = result.request_ids[0]
     poll = handler.poll_request(ACCOUNT, rig.base_url, [sid])
     assert poll is not None
-    [report] = handler.parse_poll_response(ACCOUNT, [sid], await execute(rig.client, poll))
+    [report] = handler.parse_poll_response(ACCOUNT, [sid], await rig.execute(poll))
     assert (report.request_id, report.status, report.error_code) == (
         sid,
         Status.UNDELIVERED,
@@ -1061,7 +1060,7 @@ async def test_polls_follow_the_status_and_unknown_sids_give_nothing(rig: Rig) -
     )
     unknown = handler.poll_request(ACCOUNT, rig.base_url, ["SM" + "0" * 32])
     assert unknown is not None
-    missing = await execute(rig.client, unknown)
+    missing = await rig.execute(unknown)
     assert missing.status_code == 404 and missing.json()["code"] == 20404
     assert handler.parse_poll_response(ACCOUNT, ["SM" + "0" * 32], missing) == []
 
