@@ -206,10 +206,10 @@ def secret_values(account: Account) -> list[str]:
 def redactor_for(account: Account) -> Redactor:
     """What scrubs the account's secrets from its provider's answers: every secret, with
     the other credentials (a username, an account SID) as Basic-auth companions."""
-    fields = handler_for(account.provider).secret_fields
+    handler = handler_for(account.provider)
     return Redactor.of(
-        secret_values(account),
-        [v for k, v in account.credentials.items() if k not in fields],
+        [*secret_values(account), *handler.wire_secrets(account)],
+        [v for k, v in account.credentials.items() if k not in handler.secret_fields],
     )
 
 

@@ -407,7 +407,15 @@ class Dispatcher:
                 text=f"gave up after {attempts} attempts: {answer.text}",
             ).result(message.id, Decision.FAILED)
         ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2 ** (attempts - 1))
-        delay = max(random.uniform(0, ceiling), answer.retry_after or 0.0)
+        delay = random.uniform(0, ceiling)
+        if answer.retry_after is not None:
+            # The provider's hint is honoured only within bounds: an hour-long (or
+            # endless) Retry-After must not park a message for good.
+            asked = min(
+                max(answer.retry_after, self._settings.retry_after_min),
+                self._settings.retry_after_max,
+            )
+            delay = max(delay, asked)
         return answer.result(message.id, Decision.RETRY, retry_at=time.time() + delay)
 
     async def _failover_target(self, account: Account, message: MessageRecord) -> str:

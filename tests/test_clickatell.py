@@ -351,7 +351,7 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             header="retry-after",
             id="429-retry-after",
         ),
-        wire.RETRY_AFTER_DATE_IGNORED,
+        wire.RETRY_AFTER_PAST_DATE,
         wire.INTERNAL_ERROR,
         wire.BAD_GATEWAY_PAGE,
         wire.NOT_FOUND_PAGE,

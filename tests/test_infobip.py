@@ -429,13 +429,13 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             seconds="7",
             id="429-TOO_MANY_REQUESTS",
         ),
-        wire.date_ignored(
+        wire.past_date(
             429,
             api_error("E429", "Too many requests sent."),
             "E429",
             "Too many requests sent.",
             header="retry-after",
-            id="429-E429-date-ignored",
+            id="429-E429-past-date",
         ),
         wire.refused(
             500,

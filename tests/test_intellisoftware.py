@@ -326,7 +326,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             header="retry-after",
             id="429-retry-after",
         ),
-        wire.date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
+        wire.past_date(429, b"", "429", "HTTP 429", id="429-retry-after-past-date"),
         wire.refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),

@@ -395,7 +395,7 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
         wire.refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
         wire.throttled(503, "busy", "503", "busy", seconds="4", id="503"),
         wire.throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
-        wire.date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),
+        wire.past_date(429, "", "429", "HTTP 429", id="429-past-date"),
         wire.UNAUTHORIZED,
         wire.refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
         wire.refused_with_status(404, HTML_PAGE, "nginx", id="404-html"),
