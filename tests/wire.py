@@ -162,8 +162,10 @@ def throttled(
     seconds: str,
     header: str = "Retry-After",
     id: str,
+    waits: float | None = None,
 ) -> ParameterSet:
-    """A transient refusal whose Retry-After, in seconds, the result must carry."""
+    """A transient refusal whose Retry-After, in seconds, the result must carry (or
+    `waits`, where the header is not a number of seconds)."""
     headers = {header: seconds}
     return refused(
         status,
@@ -172,7 +174,7 @@ def throttled(
         code,
         text,
         headers=headers,
-        retry_after=float(seconds),
+        retry_after=float(seconds) if waits is None else waits,
         id=id,
     )
 
@@ -182,16 +184,7 @@ def past_date(
 ) -> ParameterSet:
     """A transient refusal whose Retry-After is a date gone by: the result asks for no
     wait (the dispatcher's floor and backoff still apply)."""
-    return refused(
-        status,
-        body,
-        Outcome.TRANSIENT,
-        code,
-        text,
-        headers={header: HTTP_DATE},
-        retry_after=0.0,
-        id=id,
-    )
+    return throttled(status, body, code, text, seconds=HTTP_DATE, header=header, id=id, waits=0.0)
 
 
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
