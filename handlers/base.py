@@ -3,7 +3,7 @@
 A handler is pure translation: it builds `WireRequest`s and reads `WireResponse`s and
 `CallbackRequest`s. It never opens a socket, serves HTTP or touches storage, which is
 what lets every provider be tested against its wire format alone and lets the
-dispatcher own retries, rate limits and redaction in one place.
+dispatcher own retries and rate limits, and the transport redaction, in one place.
 """
 
 from __future__ import annotations
@@ -172,6 +172,11 @@ class ProviderHandler(Protocol):
     def secret_fields(self) -> tuple[str, ...]:
         """Credentials that are write-only: masked in the API, scrubbed from stored text."""
         return tuple(c.name for c in self.credentials if c.secret)
+
+    def wire_secrets(self, account: Account) -> tuple[str, ...]:
+        """Values the provider takes in place of a secret credential (a digest of it),
+        which authenticate like it and so are scrubbed like it."""
+        return ()
 
     def send_request(self, account: Account, batch: SendBatch) -> WireRequest:
         """Raises SendRefused when the batch must not be sent at all."""

@@ -149,6 +149,10 @@ options = { sha1_password = true, test_mode = false }
     pushes_reports = False
     native_test_mode = True
 
+    def wire_secrets(self, account: Account) -> tuple[str, ...]:
+        digest = _client_password(account)
+        return (digest,) if digest != account.credentials.get("password", "") else ()
+
     # -- sending -------------------------------------------------------------------
 
     def send_request(self, account: Account, batch: model.SendBatch) -> WireRequest:

@@ -8,9 +8,11 @@ format needs a stricter reading, it is a parameter here, not a private copy ther
 
 from __future__ import annotations
 
-import math
 import re
+import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
 
 from handlers.base import WireRequest, WireResponse
@@ -93,17 +95,34 @@ def header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Retry-After in seconds, when it is a finite, non-negative number.
+RETRY_AFTER_LIMIT = 366 * 24 * 3600.0
+"""The longest wait a provider's Retry-After can ask for here (the dispatcher's own
+`dispatch.retry_after_max` is the one that counts); longer ones read as this."""
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
-    An HTTP-date is legal too, but a skewed clock makes it misleading; the dispatcher's
-    own backoff is the better guess then, as it is for a value that never ends.
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Retry-After in seconds from `now`, between 0 and RETRY_AFTER_LIMIT; None when the
+    header is absent or unreadable (negative, not a number, inf or nan, no date).
+
+    Both forms of RFC 9110 are read: delta-seconds (any number of digits; a fraction is
+    tolerated) and an HTTP-date in any of its three formats, a past date meaning now.
     """
+    value = header(headers, "retry-after").strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        whole = value.partition(".")[0].lstrip("0")
+        # Compared by length first: int() refuses texts past 4,300 digits.
+        if len(whole) > len(str(int(RETRY_AFTER_LIMIT))):
+            return RETRY_AFTER_LIMIT
+        return min(float(value), RETRY_AFTER_LIMIT)
     try:
-        seconds = float(header(headers, "retry-after"))
-    except ValueError:
+        date = parsedate_to_datetime(value)
+        if date.tzinfo is None:  # the asctime format, which is always GMT
+            date = date.replace(tzinfo=UTC)
+        seconds = date.timestamp() - (time.time() if now is None else now)
+    except (ValueError, TypeError, OverflowError, IndexError):
         return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return min(max(seconds, 0.0), RETRY_AFTER_LIMIT)
 
 
 def snippet(text: str) -> str:

@@ -22,6 +22,7 @@ from handlers.base import ProviderHandler
 from service import bounds, parsing
 from service.errors import Conflict, NotFound, SettingsError, Unparseable, ValidationFailed
 from service.model import Account
+from service.redact import Redactor
 from service.store import Store
 from service.validation import json_object
 
@@ -221,6 +222,16 @@ def secret_values(account: Account) -> list[str]:
     return [v for k, v in account.credentials.items() if k in fields and v] + [
         account.callback_secret
     ]
+
+
+def redactor_for(account: Account) -> Redactor:
+    """What scrubs the account's secrets from its provider's answers: every secret, with
+    the other credentials (a username, an account SID) as Basic-auth companions."""
+    handler = handler_for(account.provider)
+    return Redactor.of(
+        [*secret_values(account), *handler.wire_secrets(account)],
+        [v for k, v in account.credentials.items() if k not in handler.secret_fields],
+    )
 
 
 def declared_accounts(path: Path, environ: Mapping[str, str]) -> list[Account]:

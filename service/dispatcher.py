@@ -27,7 +27,7 @@ import structlog
 from handlers import handler_for
 from handlers.base import ProviderHandler, SendRefused
 from service import reconcile
-from service.accounts import AccountDirectory, callback_urls, secret_values
+from service.accounts import AccountDirectory, callback_urls, redactor_for
 from service.breaker import CircuitBreaker
 from service.metrics import Metrics
 from service.model import (
@@ -41,7 +41,7 @@ from service.model import (
     SendBatch,
 )
 from service.ratelimit import TokenBucket
-from service.redact import redact
+from service.redact import truncate
 from service.settings import Settings
 from service.store import Store
 from service.transport import NOT_SENT, execute
@@ -179,7 +179,9 @@ class Dispatcher:
         for message in messages:
             if message.id not in won:
                 continue
-            answer = _Answer(reason, f"{reason.replace('_', ' ')}: {message.account}")
+            answer = _Answer(
+                reason, f"{reason.replace('_', ' ')}: {message.account}", requested=False
+            )
             gone = Account(name=message.account, provider="")
             target = await self._failover_target(gone, message)
             results.append(
@@ -203,6 +205,7 @@ class Dispatcher:
             "circuit_open",
             f"{account.name} failed {self._settings.breaker_threshold} requests in a row; "
             "not tried until its circuit's next probe",
+            requested=False,
         )
         results = []
         for message in messages:
@@ -238,7 +241,7 @@ class Dispatcher:
         try:
             request = handler.send_request(account, batch)
         except SendRefused as declined:
-            answer = _Answer(declined.code, declined.text)
+            answer = _Answer(declined.code, declined.text, requested=False)
             await self._store.record_attempts(
                 [answer.result(m.id, Decision.FAILED) for m in messages]
             )
@@ -247,16 +250,18 @@ class Dispatcher:
             dry_run = RecipientResult(
                 Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
             )
-            await self._record(account, handler, messages, [dry_run] * len(messages), None, "")
+            await self._record(
+                account, handler, messages, [dry_run] * len(messages), None, "", requested=False
+            )
             return
-        secrets = secret_values(account)
         started = time.perf_counter()
         try:
-            response = await execute(self._client, request)
+            # The answer and any error come back scrubbed of the account's secrets.
+            response = await execute(self._client, request, redactor_for(account))
         except NOT_SENT as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
-            refused = _Answer("connect_error", redact(f"{type(exc).__name__}: {exc}", secrets))
+            refused = _Answer("connect_error", truncate(f"{type(exc).__name__}: {exc}"))
             await self._store.record_attempts(
                 [await self._retry(account, m, refused) for m in messages]
             )
@@ -264,7 +269,7 @@ class Dispatcher:
         except httpx.HTTPError as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
-            text = redact(f"{type(exc).__name__}: {exc}", secrets)
+            text = truncate(f"{type(exc).__name__}: {exc}")
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
                 [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
@@ -295,7 +300,7 @@ class Dispatcher:
             messages,
             results,
             response.status_code,
-            redact(response.text, secrets),
+            truncate(response.text),
         )
 
     async def _record(
@@ -306,6 +311,8 @@ class Dispatcher:
         results: Sequence[RecipientResult],
         http_status: int | None,
         http_response: str,
+        *,
+        requested: bool = True,
     ) -> None:
         await self._store.record_attempts(
             [
@@ -320,6 +327,7 @@ class Dispatcher:
                         http_status,
                         http_response,
                         result.retry_after,
+                        requested,
                     ),
                 )
                 for message, result in zip(messages, results, strict=True)
@@ -399,7 +407,15 @@ class Dispatcher:
                 text=f"gave up after {attempts} attempts: {answer.text}",
             ).result(message.id, Decision.FAILED)
         ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2 ** (attempts - 1))
-        delay = max(random.uniform(0, ceiling), answer.retry_after or 0.0)
+        delay = random.uniform(0, ceiling)
+        if answer.retry_after is not None:
+            # The provider's hint is honoured only within bounds: an hour-long (or
+            # endless) Retry-After must not park a message for good.
+            asked = min(
+                max(answer.retry_after, self._settings.retry_after_min),
+                self._settings.retry_after_max,
+            )
+            delay = max(delay, asked)
         return answer.result(message.id, Decision.RETRY, retry_at=time.time() + delay)
 
     async def _failover_target(self, account: Account, message: MessageRecord) -> str:
@@ -429,6 +445,8 @@ class _Answer:
     http_status: int | None = None
     http_response: str = ""
     retry_after: float | None = None
+    requested: bool = True
+    """False when no request went out for it (an open circuit, a refused batch)."""
 
     def result(self, message_id: str, decision: Decision, **details: Any) -> AttemptResult:
         return AttemptResult(
@@ -438,5 +456,6 @@ class _Answer:
             error_text=self.text,
             http_status=self.http_status,
             http_response=self.http_response,
+            requested=self.requested,
             **details,
         )

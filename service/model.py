@@ -6,6 +6,7 @@ that give statuses their meaning live in `service.reconcile`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -129,6 +130,11 @@ class InboundSms:
 class Balance:
     amount: float
     currency: str = ""
+
+    def __post_init__(self) -> None:
+        # A provider's "1e999" or "NaN" reads as a float, but is no balance and no JSON.
+        if not math.isfinite(self.amount):
+            raise ValueError(f"a balance must be a finite number, not {self.amount}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +329,8 @@ class AttemptResult:
     """RETRY: send with this sender ID instead (the account's fallback)."""
     poll_at: float | None = None
     """ACCEPTED: when to first poll for delivery status; None when reports are pushed."""
+    requested: bool = False
+    """A request went to the provider (or may have): the message's attempts count it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ import structlog
 
 from handlers import handler_for
 from service import bounds, reconcile
-from service.accounts import AccountDirectory
+from service.accounts import AccountDirectory, redactor_for
 from service.errors import CallbackInvalid
 from service.model import PollDue
 from service.settings import Settings
@@ -70,7 +70,7 @@ class Poller:
                 await self._store.reschedule_poll(due.message_id, None)
                 return
             with contextlib.suppress(httpx.HTTPError):
-                response = await execute(self._client, request)
+                response = await execute(self._client, request, redactor_for(account))
                 for answered in handler.parse_poll_response(account, [request_id], response):
                     try:
                         report = bounds.checked_report(answered)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -42,6 +43,8 @@ class Settings:
     max_attempts: int
     backoff_base: float
     backoff_cap: float
+    retry_after_min: float
+    retry_after_max: float
     lease_seconds: float
     request_timeout: float
     concurrency: int
@@ -118,6 +121,8 @@ _TOML_KEYS = {
     ("dispatch", "max_attempts"): "max_attempts",
     ("dispatch", "backoff_base"): "backoff_base",
     ("dispatch", "backoff_cap"): "backoff_cap",
+    ("dispatch", "retry_after_min"): "retry_after_min",
+    ("dispatch", "retry_after_max"): "retry_after_max",
     ("dispatch", "lease_seconds"): "lease_seconds",
     ("dispatch", "request_timeout"): "request_timeout",
     ("dispatch", "concurrency"): "concurrency",
@@ -169,6 +174,8 @@ _POSITIVE = {
     "max_attempts",
     "backoff_base",
     "backoff_cap",
+    "retry_after_min",
+    "retry_after_max",
     "lease_seconds",
     "request_timeout",
     "concurrency",
@@ -246,6 +253,8 @@ def _coerce(raw: dict[str, Any]) -> Settings:
     if settings.webhook_lease_seconds <= settings.webhook_timeout:
         # A lease that ran out mid-request would let another process send it again.
         raise SettingsError("[webhooks] lease_seconds must be longer than [webhooks] timeout")
+    if settings.retry_after_min > settings.retry_after_max:
+        raise SettingsError("[dispatch] retry_after_min must not exceed retry_after_max")
     if settings.web_history_rows > 1000:
         raise SettingsError("[web] history_rows must be at most 1000")
     if not 1 <= settings.port <= 65535:
@@ -266,6 +275,8 @@ def _convert(name: str, kind: str, value: Any) -> Any:
     if isinstance(value, bool):
         raise TypeError("expected a number")
     number = int(value) if kind == "int" else float(value)
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
     if name in _POSITIVE and number <= 0:
         raise ValueError("must be greater than zero")
     if name == "sandbox_dlr_delay" and number < 0:

@@ -24,14 +24,13 @@ import random
 import re
 import secrets
 import time
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
+from handlers import wire
 from service import bounds
 from service.accounts import MASK
 from service.errors import ValidationFailed
@@ -44,7 +43,6 @@ from service.model import (
     WebhookDelivery,
     WebhookOutcome,
 )
-from service.parsing import int_of, is_digits
 from service.redact import redact
 from service.settings import Settings
 from service.store import Store
@@ -93,23 +91,6 @@ def signed_headers(secret: str, event: Event, body: bytes, now: float) -> dict[s
 
 
 # -- retry schedule ----------------------------------------------------------------
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a Retry-After header asks for: delay-seconds or an HTTP-date."""
-    if not value or not value.strip():
-        return None
-    value = value.strip()
-    if is_digits(value):
-        seconds = int_of(value)
-        return float(seconds) if seconds is not None else None
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:  # "-0000" means UTC (RFC 5322)
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, moment.timestamp() - now)
 
 
 def retry_delay(attempts: int, base: float, cap: float, asked: float | None) -> float:
@@ -305,7 +286,7 @@ class WebhookWorker:
                     return self._concluded(delivery, WebhookOutcome.GONE, status, error)
                 snippet = await _snippet(answer)
                 error = f"HTTP {status}: {snippet}" if snippet else f"HTTP {status}"
-                asked = retry_after(answer.headers.get("retry-after"), now)
+                asked = wire.retry_after(answer.headers, now)
         except TimeoutError:
             error = f"no answer within {self._settings.webhook_timeout:g} s"
         except httpx.HTTPError as exc:

@@ -47,7 +47,7 @@ class FakeConnectel(FakeServer):
       `bulks`: bulk ID -> its request IDs in request order.
     - `fail_next`: HTTP statuses to answer the next send requests with instead, one
       per request, first first (e.g. `[503, 429]`); nothing is accepted or recorded in
-      `sent`. A 429 carries `Retry-After: 1`.
+      `sent`. A 429 carries `Retry-After: <retry_after>` (default "1").
     - `hang_next`: how many upcoming send requests are accepted (IDs assigned,
       recorded in `sent`, DLRs scheduled) but answered only after `hang_seconds`
       (default 5.0), so that a client timeout leaves the outcome unknown.
@@ -79,6 +79,7 @@ class FakeConnectel(FakeServer):
         self.messages: dict[str, dict[str, Any]] = {}
         self.bulks: dict[str, list[str]] = {}
         self.fail_next: list[int] = []
+        self.retry_after = "1"
         self.dlr_format = "json"
         self.dlr_plan: Plan = [(0, "ENROUTE"), (1, "DELIVRD")]
         self.dlr_plan_for: Callable[[str], Plan] | None = None
@@ -135,7 +136,7 @@ class FakeConnectel(FakeServer):
     async def _send(self, request: Request) -> JSONResponse:
         self.requests_seen += 1
         if self.fail_next:
-            return _failure(self.fail_next.pop(0))
+            return _failure(self.fail_next.pop(0), self.retry_after)
         try:
             fields = await _read_fields(request)
         except ValueError as exc:
@@ -356,8 +357,8 @@ def _error(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
 
-def _failure(status: int) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status == 429 else None
+def _failure(status: int, retry_after: str) -> JSONResponse:
+    headers = {"Retry-After": retry_after} if status == 429 else None
     reasons = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Unavailable"}
     return JSONResponse(
         {"error": reasons.get(status, "Error"), "message": f"simulated HTTP {status}"},

@@ -9,15 +9,21 @@ shapes; this base keeps only that machinery, so the fakes cannot drift apart in 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
+from itertools import permutations
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class FakeServer:
@@ -49,10 +55,15 @@ class FakeServer:
         self.dlr_acks: list[int] = []
         self.hang_next = 0
         self.hang_seconds = 5.0
+        self.echo: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
         self._release = asyncio.Event()
-        self.app = Starlette(routes=list(routes), lifespan=self._lifespan)
+        self.app = Starlette(
+            routes=list(routes),
+            lifespan=self._lifespan,
+            middleware=[Middleware(Echo, fake=self)],
+        )
 
     async def drain(self) -> None:
         """Wait until every background push has been answered."""
@@ -128,3 +139,82 @@ async def query_and_form(request: Request) -> dict[str, str]:
         body = (await request.body()).decode("utf-8", errors="replace")
         fields.update(parse_qsl(body, keep_blank_values=True))
     return fields
+
+
+def echo_forms(values: Sequence[str]) -> list[str]:
+    """Each value plain, JSON-escaped (also with `\\/`), URL-encoded (with `%20` or `+`,
+    upper- or lower-case hex) and in base64, and each pair as HTTP Basic `a:b` does."""
+    forms: list[str] = []
+    for value in values:
+        escaped = json.dumps(value)[1:-1]
+        encoded = quote(value, safe="")
+        forms += [
+            value,
+            escaped,
+            escaped.replace("/", "\\/"),
+            encoded,
+            quote_plus(value),
+            re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), encoded),
+            base64.b64encode(value.encode()).decode(),
+        ]
+    forms += [base64.b64encode(f"{a}:{b}".encode()).decode() for a, b in permutations(values, 2)]
+    return forms
+
+
+class Echo:
+    """The fakes' echo mode, as ASGI middleware: while `fake.echo` is set, each answer
+    gets an `X-Echo-<n>` header per form, the forms appended to every text of a JSON
+    body that has a space (its messages, not its codes) and under an `echo` key of a
+    JSON object (written with `\\/` for `/`, as PHP does), or appended to a body of any
+    other kind."""
+
+    def __init__(self, app: ASGIApp, fake: FakeServer) -> None:
+        self.app = app
+        self.fake = fake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.fake.echo:
+            await self.app(scope, receive, send)
+            return
+        forms = echo_forms(self.fake.echo)
+        start: Message = {}
+        chunks: list[bytes] = []
+
+        async def echoing(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = _echo_body(b"".join(chunks), forms)
+            headers = [(k, v) for k, v in start["headers"] if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            headers += [(f"x-echo-{n}".encode(), f.encode()) for n, f in enumerate(forms)]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, echoing)
+
+
+def _echo_body(body: bytes, forms: list[str]) -> bytes:
+    text = " echo: " + " ".join(forms)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict | list):  # text, or a bare number such as "1702"
+        return body + text.encode()
+
+    def echoed(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: echoed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [echoed(v) for v in value]
+        return value + text if isinstance(value, str) and " " in value else value
+
+    document = echoed(document)
+    if isinstance(document, dict):
+        document["echo"] = text
+    return json.dumps(document).replace("/", "\\/").encode()

@@ -99,3 +99,24 @@ async def test_after_the_cooldown_a_probe_that_succeeds_closes_the_circuit(
         ids = [m["id"] for m in sent]
         events = [e for e in await events_of(gateway, ids) if e["event"] == "message.retry"]
         assert {e["error_code"] for e in events} >= {"circuit_open"}
+
+
+async def test_a_deferral_by_an_open_circuit_is_not_an_attempt(tmp_path: Path) -> None:
+    """Attempts count requests that went out: the message gives up after exactly
+    `max_attempts` requests however often the open circuit held it back."""
+    async with connectel_setup(
+        tmp_path, pattern="loop", breaker_threshold=2, breaker_cooldown=0.3, max_attempts=4,
+        backoff_base=0.01, backoff_cap=0.02,
+    ) as (gateway, fake):  # fmt: skip
+        fake.fail_next = [503] * 50
+        [sent] = await gateway.send(to="+46700000001", text="outage", account="conn")
+
+        async def failed() -> dict[str, Any]:
+            detail = await gateway.message(sent["id"])
+            return detail if detail["status"] == "failed" else {}
+
+        detail = await eventually(failed)
+        assert fake.requests_seen == gateway.settings.max_attempts == detail["attempts"]
+        assert detail["error"]["message"].startswith(f"gave up after {fake.requests_seen} ")
+        deferred = [e for e in detail["events"] if e.get("error_code") == "circuit_open"]
+        assert deferred, "the circuit never held the message back"

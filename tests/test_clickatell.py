@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireResponse
 from handlers.clickatell import ClickatellHandler
 from service.model import Account, InboundSms, Outcome, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -352,7 +351,7 @@ def test_a_zero_or_null_error_code_is_no_error(code: int | None) -> None:
             header="retry-after",
             id="429-retry-after",
         ),
-        wire.RETRY_AFTER_DATE_IGNORED,
+        wire.RETRY_AFTER_PAST_DATE,
         wire.INTERNAL_ERROR,
         wire.BAD_GATEWAY_PAGE,
         wire.NOT_FOUND_PAGE,
@@ -843,7 +842,7 @@ async def test_polls_reflect_the_latest_status_and_a_final_one_sticks(rig: Rig) 
     )
     unknown = handler.poll_request(ACCOUNT, rig.base_url, ["0" * 32])
     assert unknown is not None
-    missing = await execute(rig.client, unknown)
+    missing = await rig.execute(unknown)
     assert missing.status_code == 404
     assert handler.parse_poll_response(ACCOUNT, ["0" * 32], missing) == []
 

@@ -245,7 +245,7 @@ def test_a_bulk_entry_without_a_requestid_is_refused_with_its_own_error() -> Non
             header="retry-after",
             id="429-retry-after-seconds",
         ),
-        wire.RETRY_AFTER_DATE_IGNORED,
+        wire.RETRY_AFTER_PAST_DATE,
         wire.INTERNAL_ERROR,
         wire.BAD_GATEWAY_PAGE,
         wire.throttled(503, {"error": "Unavailable"}, "503", "Unavailable", seconds="1", id="503"),

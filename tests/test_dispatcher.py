@@ -7,11 +7,15 @@ callback URL smsgw gives for the account, as Connectel does.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from service.model import Status
 from service.reconcile import derive_counters
@@ -21,6 +25,7 @@ from tests.databases import db_count, db_dump, db_rows
 from tests.fake_connectel import FakeConnectel
 from tests.fake_routemobile import FakeRouteMobile
 from tests.servers import serve
+from tests.test_web import sign_in
 
 
 async def table_counters(gateway: Gateway) -> dict[str, int]:
@@ -114,6 +119,48 @@ async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:
         [message] = await gateway.send(to="+46700000001", text="slow down", account="conn")
         await rigging.settle(gateway, fake, [message["id"]])
         assert time.monotonic() - started >= 1.0
+
+
+def strict_json(text: str) -> Any:
+    """JSON as RFC 8259 has it: `NaN` and `Infinity`, which Python would read, fail."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "hint",
+    ["inf", "nan", "-5", "1e309", "1e300", "99999999999999999999", "9" * 5000, "soon",
+     "Fri, 31 Dec 9999 23:59:59 GMT"],
+)  # fmt: skip
+async def test_a_429s_retry_after_is_held_within_bounds_and_every_view_stays_json(
+    tmp_path: Path, hint: str
+) -> None:
+    """Whatever a provider's Retry-After says, the retry comes due no later than
+    `dispatch.retry_after_max`, and the message, its events and the console still read."""
+    async with rigging.connectel_setup(
+        tmp_path, retry_after_min=0.05, retry_after_max=0.3
+    ) as (gateway, fake):  # fmt: skip
+        fake.fail_next, fake.retry_after = [429], hint
+        asked = time.time()
+        status, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "hint")
+        assert status == "delivered" and fake.requests_seen == 2
+        [retry] = [e for e in detail["events"] if e["event"] == "message.retry"]
+        assert asked <= retry["retry_at"] <= time.time() + gateway.settings.retry_after_max
+        views = [
+            await gateway.api.get(f"/v1/messages/{detail['id']}"),
+            await gateway.api.get("/v1/messages"),
+        ]
+        assert all(strict_json(view.text) for view in views if view.status_code == 200)
+        assert [view.status_code for view in views] == [200, 200]
+        events = await gateway.api.get("/v1/events", params={"limit": 1000})
+        assert [strict_json(line) for line in events.text.splitlines()]
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as console:
+            await sign_in(gateway, console)
+            page = await console.get(f"/console/messages/{detail['id']}")
+        assert page.status_code == 200
 
 
 async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(

@@ -6,6 +6,7 @@ import pytest
 
 from handlers.base import WireRequest, WireResponse
 from handlers.wire import (
+    RETRY_AFTER_LIMIT,
     SNIPPET_CHARS,
     as_float,
     as_int,
@@ -97,15 +98,45 @@ def test_a_header_is_found_in_any_case() -> None:
     assert header({}, "retry-after") == ""
 
 
-@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("2", 2.0), ("1.5", 1.5)])
-def test_retry_after_is_a_number_of_seconds(value: str, seconds: float) -> None:
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("0", 0.0),
+        ("2", 2.0),
+        ("007", 7.0),
+        ("1.5", 1.5),
+        (" 3 ", 3.0),
+        ("99999999999999999999", RETRY_AFTER_LIMIT),
+        ("9" * 5000, RETRY_AFTER_LIMIT),  # past int()'s 4,300 digits
+    ],
+)
+def test_retry_after_is_a_bounded_number_of_seconds(value: str, seconds: float) -> None:
     assert retry_after({"Retry-After": value}) == seconds
 
 
+NOW = 1_700_000_000.0  # Tue, 14 Nov 2023 22:13:20 GMT
+
+
 @pytest.mark.parametrize(
-    "value", ["", "-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT", "inf", "nan", "1e400"]
+    ("value", "seconds"),
+    [
+        ("Tue, 14 Nov 2023 22:14:50 GMT", 90.0),
+        ("Tuesday, 14-Nov-23 22:14:50 GMT", 90.0),
+        ("Tue Nov 14 22:14:50 2023", 90.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", RETRY_AFTER_LIMIT),
+    ],
 )
-def test_retry_after_leaves_dates_and_odd_values_to_the_dispatchers_backoff(value: str) -> None:
+def test_retry_after_reads_an_http_date_in_any_of_its_forms(value: str, seconds: float) -> None:
+    assert retry_after({"Retry-After": value}, now=NOW) == seconds
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["", "-1", "soon", "inf", "-inf", "nan", "Infinity", "1e400", "1e309", "٣", "+5",
+     "Fri, 31 Dec 99999 23:59:59 GMT"],
+)  # fmt: skip
+def test_retry_after_leaves_odd_values_to_the_dispatchers_backoff(value: str) -> None:
     assert retry_after({"retry-after": value}) is None
 
 

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from handlers.base import CallbackRequest, WireResponse
 from handlers.infobip import InfobipHandler
 from service.model import Account, InboundSms, Outcome, RecipientResult, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -430,13 +429,13 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
             seconds="7",
             id="429-TOO_MANY_REQUESTS",
         ),
-        wire.date_ignored(
+        wire.past_date(
             429,
             api_error("E429", "Too many requests sent."),
             "E429",
             "Too many requests sent.",
             header="retry-after",
-            id="429-E429-date-ignored",
+            id="429-E429-past-date",
         ),
         wire.refused(
             500,
@@ -1014,7 +1013,7 @@ async def test_a_planned_failure_may_name_its_code_then_the_send_goes_through(ri
 async def test_a_malformed_request_gets_validation_errors(rig: Rig) -> None:
     request = handler.send_request(ACCOUNT, rig.batch("+41793026727"))
     broken = {"messages": [{**request.json["messages"][0], "text": " ", "from": ""}]}
-    response = await execute(rig.client, replace(request, json=broken))
+    response = await rig.execute(replace(request, json=broken))
     [result] = handler.parse_send_response(ACCOUNT, rig.batch("+41793026727"), response)
     assert response.status_code == 400
     assert result.outcome is Outcome.SENDER_REJECTED  # one violation names the sender
@@ -1135,7 +1134,7 @@ async def test_polls_read_the_logs_as_the_statuses_advance(rig: Rig) -> None:
     ids = [r.request_ids[0] for r in results]
     request = handler.poll_request(ACCOUNT, rig.base_url, [*ids, "unknown-id"])
     assert request is not None
-    reports = handler.parse_poll_response(ACCOUNT, ids, await execute(rig.client, request))
+    reports = handler.parse_poll_response(ACCOUNT, ids, await rig.execute(request))
     assert [(r.request_id, r.status) for r in reports] == [
         (ids[0], Status.DELIVERED),
         (ids[1], Status.EXPIRED),
@@ -1156,7 +1155,7 @@ async def test_a_poll_with_a_wrong_key_gets_nothing(rig: Rig) -> None:
     wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
     request = handler.poll_request(wrong, rig.base_url, ["x"])
     assert request is not None
-    response = await execute(rig.client, request)
+    response = await rig.execute(request)
     assert response.status_code == 401 and json.loads(response.body)["errorCode"] == "E401"
     assert handler.parse_poll_response(wrong, ["x"], response) == []
 
@@ -1166,10 +1165,10 @@ async def test_the_balance_falls_as_messages_are_accepted(rig: Rig) -> None:
     await rig.results(rig.batch("+41793026727", "+41793026834"))
     request = handler.balance_request(ACCOUNT, rig.base_url)
     assert request is not None
-    balance = handler.parse_balance(ACCOUNT, await execute(rig.client, request))
+    balance = handler.parse_balance(ACCOUNT, await rig.execute(request))
     assert (balance.amount, balance.currency) == (4.98, "EUR")
     wrong = replace(ACCOUNT, credentials={"api_key": "nope"})
-    denied = await execute(rig.client, replace(request, headers={"Authorization": "App nope"}))
+    denied = await rig.execute(replace(request, headers={"Authorization": "App nope"}))
     with pytest.raises(ValueError, match="UNAUTHORIZED"):
         handler.parse_balance(wrong, denied)
 

@@ -24,7 +24,6 @@ from handlers.base import CallbackRequest, SendRefused, WireResponse
 from handlers.intellisoftware import IntelliSoftwareHandler
 from service.model import Account, InboundSms, Outcome, SendBatch, Status
 from service.segments import segment
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -327,7 +326,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             header="retry-after",
             id="429-retry-after",
         ),
-        wire.date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
+        wire.past_date(429, b"", "429", "HTTP 429", id="429-retry-after-past-date"),
         wire.refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
@@ -729,7 +728,7 @@ async def test_the_fake_answers_national_numbers_in_international_form(rig: Rig)
     request = handler.send_request(ACCOUNT, rig.batch("+447700900001", "+447700900002"))
     assert request.form is not None
     national = [(k, "07700900001,07700900002" if k == "to" else v) for k, v in request.form]
-    response = await execute(rig.client, replace(request, form=national))
+    response = await rig.execute(replace(request, form=national))
     assert response.text.split("\r\n") == [f"447700900001,ID:{ID}", f"447700900002,ID:{ID}"]
 
 

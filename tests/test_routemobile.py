@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from handlers.base import WireResponse
 from handlers.routemobile import CODES, DLR_STATUSES, RouteMobileHandler
 from service.model import Account, Outcome, SendBatch, Status
-from service.transport import execute
 from tests import rig as rigging
 from tests import wire
 from tests.conftest import Gateway
@@ -397,7 +396,7 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
         wire.refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
         wire.throttled(503, "busy", "503", "busy", seconds="4", id="503"),
         wire.throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
-        wire.date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),
+        wire.past_date(429, "", "429", "HTTP 429", id="429-past-date"),
         wire.UNAUTHORIZED,
         wire.refused(403, "", Outcome.ACCOUNT_ERROR, "403", "empty body", id="403"),
         wire.refused_with_status(404, HTML_PAGE, "nginx", id="404-html"),
@@ -632,7 +631,7 @@ async def test_a_wrong_password_is_an_account_error_and_nothing_is_sent(rig: Rig
 async def test_a_blank_sender_is_a_missing_parameter_of_the_account(rig: Rig) -> None:
     sent = replace(batch("+919800000001", base_url=rig.base_url))
     sent = replace(sent, messages=(replace(sent.messages[0], sender=""),))
-    response = await execute(rig.client, handler.send_request(ACCOUNT, sent))
+    response = await rig.execute(handler.send_request(ACCOUNT, sent))
     [result] = handler.parse_send_response(ACCOUNT, sent, response)
     assert (result.outcome, result.error_code) == (Outcome.ACCOUNT_ERROR, "1702")
 

@@ -53,6 +53,10 @@ def test_a_bad_environment_value_is_a_clear_settings_error(
         ("port = 8080", 'port = "eighty"', "port"),
         ('default_region = ""', 'default_region = "XX"', "default_region"),
         ("rate_per_second = 50.0", "rate_per_second = 0", "rate_per_second"),
+        # The bound on providers' Retry-After must itself be a bound.
+        ("retry_after_max = 3600.0", "retry_after_max = inf", "retry_after_max"),
+        ("retry_after_min = 1.0", "retry_after_min = nan", "retry_after_min"),
+        ("retry_after_min = 1.0", "retry_after_min = 7200.0", "retry_after_min"),
         # A webhook delivery's lease must outlast its request, or a slow answer would
         # let a second process deliver it again.
         ("lease_seconds = 60.0", "lease_seconds = 10.0", "lease_seconds"),

@@ -248,9 +248,9 @@ def test_server_errors_and_throttling_are_transient(status: int) -> None:
     assert "busy" in result.error_text
 
 
-def test_a_date_in_retry_after_leaves_the_backoff_to_the_dispatcher() -> None:
+def test_a_date_gone_by_in_retry_after_asks_for_no_wait() -> None:
     result = one(wire.answer(503, "", {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}))
-    assert (result.outcome, result.retry_after) == (Outcome.TRANSIENT, None)
+    assert (result.outcome, result.retry_after) == (Outcome.TRANSIENT, 0.0)
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -769,3 +769,32 @@ async def test_a_test_mode_account_only_has_1609sms_check_the_message(tmp_path: 
         [done] = (await settle(gateway, [message["id"]])).values()
         assert done["status"] != "delivered" and done["request_id"] in (None, "")
         assert len(fake.tested) == 1 and fake.sent == [] and fake.credits == 476
+
+
+async def test_a_balance_past_any_float_is_a_provider_error_not_infinity(tmp_path: Path) -> None:
+    """400 digits read as float are `inf`: a 502 that says so, never `Infinity` or a 500."""
+    async with sms1609_setup(tmp_path) as (gateway, fake):
+        fake.credits = 10**400
+        answer = await gateway.api.get("/v1/balance/s1609")
+        assert answer.status_code == 502, answer.text
+        assert "finite" in json.loads(answer.text)["error"]["message"]
+
+
+async def test_the_sha1_digest_that_stands_for_the_password_is_scrubbed_like_it(
+    tmp_path: Path,
+) -> None:
+    """With `sha1_password` the digest is what authenticates, so an answer that echoes
+    it (1609SMS's error pages quote the request) keeps it out of every view."""
+    async with sms1609_setup(tmp_path, options={"sha1_password": True}) as (gateway, fake):
+        wrong = "not-the-password"
+        patched = await gateway.api.patch(
+            "/v1/accounts/s1609", json={"credentials": {"password": wrong}}
+        )
+        assert patched.status_code == 200, patched.text
+        digest = hashlib.sha1(wrong.encode()).hexdigest()  # noqa: S324
+        fake.echo = [digest]
+        [message] = await gateway.send(to="+447012345678", text="hi", account="s1609")
+        [settled] = (await rigging.settled_messages(gateway, [message["id"]], fake)).values()
+        assert settled["status"] == "failed"
+        shown = (await gateway.api.get(f"/v1/messages/{message['id']}")).text
+        assert digest not in shown and "[redacted]" in shown

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -233,10 +234,23 @@ async def test_only_one_claimant_wins_a_message(store: Store) -> None:
 async def test_a_retry_waits_until_it_is_due(store: Store) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)
-    await store.record_attempts([AttemptResult("m1", Decision.RETRY, retry_at=time.time() + 30)])
+    retry = AttemptResult("m1", Decision.RETRY, retry_at=time.time() + 30, requested=True)
+    await store.record_attempts([retry])
     assert await store.due_messages(time.time(), 10) == []
     due = await store.due_messages(time.time() + 31, 10)
     assert [m.id for m in due] == ["m1"] and due[0].attempts == 1
+
+
+@pytest.mark.parametrize("never", [math.inf, math.nan])
+async def test_the_store_refuses_a_time_that_never_comes(store: Store, never: float) -> None:
+    """The last guard: a non-finite number is refused, not stored; the claim stands."""
+    await store.enqueue([new_message("m1")], {})
+    await store.claim(["m1"], time.time(), 60)
+    with pytest.raises(ValueError, match="non-finite"):
+        await store.record_attempts([AttemptResult("m1", Decision.RETRY, retry_at=never)])
+    message = await store.get_message("m1")
+    assert message is not None and message.status is Status.SENDING
+    assert await store.due_messages(time.time() + 10**9, 10) == []
 
 
 async def test_an_expired_claim_becomes_outcome_unknown_and_is_never_resent(

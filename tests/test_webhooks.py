@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from service.webhooks import new_secret, retry_after, retry_delay
+from handlers import wire
+from service.webhooks import new_secret, retry_delay
 from tests.conftest import Gateway, error_of, eventually, running_gateway
 from tests.servers import serve
 
@@ -335,15 +336,11 @@ def test_backoff_doubles_up_to_the_cap_with_full_jitter() -> None:
     assert retry_delay(1, 1.0, 60.0, 120.0) == 120.0
 
 
-def test_retry_after_reads_seconds_and_http_dates() -> None:
+def test_a_receivers_retry_after_is_read_as_a_providers_is() -> None:
     now = time.time()
-    assert retry_after("7", now) == 7.0
-    in_a_minute = retry_after(formatdate(now + 60, usegmt=True), now)
+    in_a_minute = wire.retry_after({"retry-after": formatdate(now + 60, usegmt=True)}, now)
     assert in_a_minute is not None and 58 <= in_a_minute <= 61
-    assert retry_after(formatdate(now - 60, usegmt=True), now) == 0.0
-    assert retry_after("soon", now) is None
-    assert retry_after("-3", now) is None
-    assert retry_after(None, now) is None
+    assert wire.retry_after({"retry-after": "\u00b2"}, now) is None  # isdigit() says yes
 
 
 # -- the API -----------------------------------------------------------------------

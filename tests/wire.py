@@ -150,7 +150,7 @@ def refused_with_status(status: int, body: Any, text: str, *, id: str) -> Parame
 
 
 HTTP_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
-"""A Retry-After given as a date: handlers honour only delays in seconds."""
+"""A Retry-After given as a date that has passed: the wait it asks for is none."""
 
 
 def throttled(
@@ -162,8 +162,10 @@ def throttled(
     seconds: str,
     header: str = "Retry-After",
     id: str,
+    waits: float | None = None,
 ) -> ParameterSet:
-    """A transient refusal whose Retry-After, in seconds, the result must carry."""
+    """A transient refusal whose Retry-After, in seconds, the result must carry (or
+    `waits`, where the header is not a number of seconds)."""
     headers = {header: seconds}
     return refused(
         status,
@@ -172,16 +174,17 @@ def throttled(
         code,
         text,
         headers=headers,
-        retry_after=float(seconds),
+        retry_after=float(seconds) if waits is None else waits,
         id=id,
     )
 
 
-def date_ignored(
+def past_date(
     status: int, body: Any, code: str, text: str, *, header: str = "Retry-After", id: str
 ) -> ParameterSet:
-    """A transient refusal whose Retry-After is a date, so the result carries no delay."""
-    return refused(status, body, Outcome.TRANSIENT, code, text, headers={header: HTTP_DATE}, id=id)
+    """A transient refusal whose Retry-After is a date gone by: the result asks for no
+    wait (the dispatcher's floor and backoff still apply)."""
+    return throttled(status, body, code, text, seconds=HTTP_DATE, header=header, id=id, waits=0.0)
 
 
 HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1></body></html>"
@@ -196,15 +199,7 @@ INTERNAL_ERROR = refused(
     500, "Internal error", Outcome.TRANSIENT, "500", "Internal error", id="500"
 )
 UNAUTHORIZED = refused(401, "Unauthorized", Outcome.ACCOUNT_ERROR, "401", "Unauthorized", id="401")
-RETRY_AFTER_DATE_IGNORED = refused(
-    429,
-    b"",
-    Outcome.TRANSIENT,
-    "429",
-    "empty answer",
-    headers={"Retry-After": HTTP_DATE},
-    id="429-retry-after-date-ignored",
-)
+RETRY_AFTER_PAST_DATE = past_date(429, b"", "429", "empty answer", id="429-retry-after-past-date")
 
 
 def outgoing(

@@ -154,18 +154,15 @@ async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) ->
             await _fail_opted_out(tx, message_id, opted_out[0], Status(opted_out[1]))
             continue
         won.append(message_id)
+        # No attempt is counted here: a claim may end without a request (an open
+        # circuit, a missing account); `conclude` counts the requests that went out.
         row = await tx.fetchone(
-            "UPDATE messages SET status = 'sending', attempts = attempts + 1, "
+            "UPDATE messages SET status = 'sending', "
             "updated_at = ? WHERE id = ? AND status = 'queued' RETURNING account",
             (iso_now(), message_id),
         )
         if row is not None:
             await tx.event("message.sending", message_id, row[0], status=Status.SENDING.value)
-        else:
-            await tx.execute(
-                "UPDATE messages SET attempts = attempts + 1 WHERE id = ?",
-                (message_id,),
-            )
     return won
 
 
@@ -181,6 +178,7 @@ async def expire_claims(tx: Tx, now: float) -> int:
             Decision.UNKNOWN,
             error_code="outcome_unknown",
             error_text="the send was interrupted; not resent to avoid a duplicate",
+            requested=True,  # it may have gone out before the process died
         )
         await conclude(tx, interrupted)
     return len(rows)
@@ -207,12 +205,13 @@ async def conclude(tx: Tx, result: AttemptResult) -> None:
     account, old = loaded
     await tx.execute(
         "UPDATE messages SET http_status = ?, http_response = ?, error_code = ?, "
-        "error_text = ? WHERE id = ?",
+        "error_text = ?, attempts = attempts + ? WHERE id = ?",
         (
             result.http_status,
             result.http_response,
             result.error_code,
             result.error_text,
+            int(result.requested),
             result.message_id,
         ),
     )

@@ -33,7 +33,7 @@ from service.sealing import Sealer
 from service.store.protocol import EventSink
 from service.store.schema import migrate
 from service.store.sql import SqlStore
-from service.store.tx import Row, Tx
+from service.store.tx import Row, Tx, finite
 
 T = TypeVar("T")
 
@@ -94,17 +94,17 @@ class _PostgresTx(Tx):
         self._pending: list[tuple[Any, ...]] = []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _rowcount(await self._conn.execute(dollar_params(sql), *params))
+        return _rowcount(await self._conn.execute(dollar_params(sql), *finite(params)))
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self._conn.executemany(dollar_params(sql), rows)
+            await self._conn.executemany(dollar_params(sql), [finite(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return [tuple(r) for r in await self._conn.fetch(dollar_params(sql), *params)]
 
     async def insert(self, sql: str, params: Sequence[Any]) -> int:
-        new_id = await self._conn.fetchval(dollar_params(sql) + " RETURNING id", *params)
+        new_id = await self._conn.fetchval(dollar_params(sql) + " RETURNING id", *finite(params))
         return int(new_id or 0)
 
     async def lock(self, name: str) -> None:

@@ -33,7 +33,7 @@ from service.sealing import Sealer
 from service.store.protocol import EventSink
 from service.store.schema import migrate
 from service.store.sql import SqlStore
-from service.store.tx import Row, Tx, write_counters
+from service.store.tx import Row, Tx, finite, write_counters
 
 T = TypeVar("T")
 
@@ -94,17 +94,17 @@ class _SqliteTx(Tx):
         self.event_rows: list[tuple[Any, ...]] = []
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self._db.execute(sql, params).rowcount
+        return self._db.execute(sql, finite(params)).rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            self._db.executemany(sql, rows)
+            self._db.executemany(sql, [finite(row) for row in rows])
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self._db.execute(sql, params).fetchall()
 
     async def insert(self, sql: str, params: Sequence[Any]) -> int:
-        cursor = self._db.execute(sql, params)
+        cursor = self._db.execute(sql, finite(params))
         return (cursor.lastrowid or 0) if cursor.rowcount else 0
 
     async def _store_event(

@@ -12,6 +12,7 @@ rows last of all, written once at the end of each transaction (`Tx.finish`).
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -33,6 +34,15 @@ _COUNTER_UPSERT = (
     f"VALUES (?, {', '.join('?' for _ in reconcile.COUNTER_NAMES)}) "
     f"ON CONFLICT(account) DO UPDATE SET {_COUNTER_SET}"
 )
+
+
+def finite(params: Sequence[Any]) -> Sequence[Any]:
+    """`params`, after making sure no float among them is infinite or NaN: such a value
+    would keep an outbox row from ever coming due, and no JSON view could show it."""
+    for value in params:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"refusing to store the non-finite number {value}")
+    return params
 
 
 def placeholders(n: int) -> str:
@@ -100,7 +110,7 @@ class Tx(ABC):
     async def event(self, name: str, message_id: str = "", account: str = "", **data: Any) -> Event:
         ts = self.now()
         event_id = await self._store_event(
-            ts, name, message_id, account, json.dumps(data, separators=(",", ":"))
+            ts, name, message_id, account, json.dumps(data, separators=(",", ":"), allow_nan=False)
         )
         event = Event(name, ts, message_id, account, data, event_id)
         self.events.append(event)

@@ -6,10 +6,9 @@ from typing import Any
 
 from handlers import handler_for
 from handlers.base import WireRequest
-from service.accounts import account_from_body, secret_values
+from service.accounts import account_from_body, redactor_for
 from service.errors import NotFound, ProviderFailed, ValidationFailed
 from service.model import Account, Balance
-from service.redact import redact
 from service.runtime import Runtime
 from service.transport import execute
 
@@ -50,9 +49,11 @@ async def fetch_balance(rt: Runtime, acct: Account) -> Balance:
         raise NotFound(
             f"{acct.provider} has no balance call", field="account", code="not_supported"
         )
+    redactor = redactor_for(acct)
     try:
-        return handler_for(acct.provider).parse_balance(acct, await execute(rt.client, wire))
+        answer = await execute(rt.client, wire, redactor)
+        return handler_for(acct.provider).parse_balance(acct, answer)
     except Exception as exc:
-        raise ProviderFailed(
-            redact(f"the provider's balance call failed: {exc}", secret_values(acct))
-        ) from exc
+        # The answer was scrubbed; a handler's own exception text may still quote the
+        # request, so it is scrubbed too.
+        raise ProviderFailed(redactor.text(f"the provider's balance call failed: {exc}")) from None
