@@ -373,7 +373,11 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
 
 def _failure(code: int | None, text: str, response: WireResponse) -> RecipientResult:
     known = ERRORS.get(code) if code is not None else None
-    outcome = known.outcome if known else _outcome_by_http(response.status_code)
+    outcome = _outcome_by_http(response.status_code)
+    if known is not None and outcome is not Outcome.UNKNOWN:
+        # Clickatell's own code, unless the HTTP status says the answer may not be
+        # Clickatell's last word (a 500, 502 or 504 from whatever is in front of it).
+        outcome = known.outcome
     wait = wire.retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
     return RecipientResult(
         outcome,
@@ -386,9 +390,7 @@ def _failure(code: int | None, text: str, response: WireResponse) -> RecipientRe
 def _outcome_by_http(status_code: int) -> Outcome:
     if status_code in (401, 402, 403):
         return Outcome.ACCOUNT_ERROR
-    if status_code == 429 or status_code >= 500:
-        return Outcome.TRANSIENT
-    return Outcome.REFUSED
+    return wire.server_failure(status_code) or Outcome.REFUSED
 
 
 def _retry_after_if_transient(response: WireResponse) -> float | None:

@@ -14,7 +14,8 @@ Wire format:
 - No balance call is documented.
 
 The reference documents no error answers. What we rely on: a refused request has
-no `requestid`; its HTTP status classifies it (401/403 account, 429/5xx transient,
+no `requestid`; its HTTP status classifies it (401/403 account, 429/503 transient, other 5xx
+unknown: a proxy's 500/502/504 does not prove Connectel took nothing,
 other 4xx refused); whatever code and text the body carries is kept for operators.
 """
 
@@ -134,10 +135,12 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
         body = response.json()
         if code in (401, 403):
             return wire.for_each(batch, _failure(Outcome.ACCOUNT_ERROR, response, body))
-        if code == 429 or code >= 500:
-            failure = _failure(Outcome.TRANSIENT, response, body)
-            wait = wire.retry_after(response.headers)
-            return wire.for_each(batch, replace(failure, retry_after=wait))
+        server = wire.server_failure(code)
+        if server is not None:
+            failure = _failure(server, response, body)
+            if server is Outcome.TRANSIENT:
+                failure = replace(failure, retry_after=wire.retry_after(response.headers))
+            return wire.for_each(batch, failure)
         if not 200 <= code < 300 or not isinstance(body, dict):
             return wire.for_each(batch, _failure(Outcome.REFUSED, response, body))
         overall = _send_status(body)

@@ -353,8 +353,8 @@ def _failure(response: WireResponse, body: Any) -> RecipientResult:
     code, text, properties = _error_details(body) if isinstance(body, dict) else ("", "", [])
     if status in (401, 403):
         outcome = Outcome.ACCOUNT_ERROR
-    elif status == 429 or status >= 500:
-        outcome = Outcome.TRANSIENT
+    elif status >= 500 or status == 429:
+        outcome = wire.server_failure(status) or Outcome.TRANSIENT
     elif code.upper() in _ERROR_CODES:
         outcome = _ERROR_CODES[code.upper()]
     elif status == 404:

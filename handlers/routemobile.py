@@ -178,12 +178,15 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
         self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         status = response.status_code
-        if status == 429 or status >= 500:
+        server = wire.server_failure(status)
+        if server is not None:
             failure = RecipientResult(
-                Outcome.TRANSIENT,
+                server,
                 error_code=str(status),
                 error_text=_describe(response, "busy or failing"),
-                retry_after=wire.retry_after(response.headers),
+                retry_after=wire.retry_after(response.headers)
+                if server is Outcome.TRANSIENT
+                else None,
             )
             return [failure for _ in batch.messages]
         entries = parse_answer(response.text)

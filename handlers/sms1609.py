@@ -308,7 +308,7 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
     text = _clean(response.text)
     status = response.status_code
     error = _ERROR.fullmatch(text)
-    if error:
+    if error and wire.server_failure(status) is not Outcome.UNKNOWN:
         code = _error_code(error.group("code"))
         known = _ERRORS.get(code)
         if known is not None:
@@ -320,12 +320,13 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
             if known.outcome is Outcome.TRANSIENT:
                 result = replace(result, retry_after=wire.retry_after(response.headers))
             return result
-    if status == 429 or status >= 500:
+    server = wire.server_failure(status)
+    if server is not None:
         return RecipientResult(
-            Outcome.TRANSIENT,
+            server,
             error_code=str(status),
-            error_text=_describe(response, "1609SMS is unavailable"),
-            retry_after=wire.retry_after(response.headers),
+            error_text=_describe(response, "1609SMS is unavailable or failing"),
+            retry_after=wire.retry_after(response.headers) if server is Outcome.TRANSIENT else None,
         )
     if status in (401, 403):
         return RecipientResult(

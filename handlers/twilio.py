@@ -111,9 +111,9 @@ _Error = wire.ErrorMeaning
 # Twilio's error codes for creating a message, by what they mean for the message.
 # ACCOUNT_ERROR: the account cannot send it (another account may); SENDER_REJECTED: the
 # sender cannot (the fallback sender may); REFUSED: this message can never go;
-# TRANSIENT: nothing was created, ask again later. (Twilio warns that a create answered
-# 20500 may have been processed all the same; it is retried like every 5xx here, so a
-# rare duplicate is the price of not losing the message.)
+# TRANSIENT: nothing was created, ask again later; UNKNOWN: Twilio warns that a create
+# answered 20500 may have been processed all the same, so it is never resent (nor is
+# any other 5xx but 503: a proxy's 500/502/504 proves nothing either).
 SEND_ERRORS: dict[int, _Error] = {
     10001: _Error(Outcome.ACCOUNT_ERROR, "Account is not active"),
     20003: _Error(Outcome.ACCOUNT_ERROR, "Permission denied: wrong Account SID or auth token"),
@@ -148,7 +148,7 @@ SEND_ERRORS: dict[int, _Error] = {
     21635: _Error(Outcome.REFUSED, "'To' cannot be a landline"),
     21658: _Error(Outcome.REFUSED, "A parameter exceeded its character limit"),
     20429: _Error(Outcome.TRANSIENT, "Too many requests"),
-    20500: _Error(Outcome.TRANSIENT, "Twilio internal server error"),
+    20500: _Error(Outcome.UNKNOWN, "Twilio internal server error"),
     20503: _Error(Outcome.TRANSIENT, "Twilio service unavailable"),
     21611: _Error(Outcome.TRANSIENT, "The sender's queue is full"),
     30001: _Error(Outcome.TRANSIENT, "Queue overflow"),
@@ -380,12 +380,14 @@ def _send_result(response: WireResponse) -> RecipientResult:
         return _created(response, body)
     code, message = _error_fields(body)
     known = SEND_ERRORS.get(int(code)) if code else None
-    if known is not None:
+    if wire.server_failure(status_code) is Outcome.UNKNOWN:
+        outcome = Outcome.UNKNOWN  # whatever the body says, it may not be Twilio's
+    elif known is not None:
         outcome = known.outcome
     elif status_code in (401, 403):
         outcome = Outcome.ACCOUNT_ERROR
     elif status_code == 429 or status_code >= 500:
-        outcome = Outcome.TRANSIENT
+        outcome = wire.server_failure(status_code) or Outcome.TRANSIENT
     else:
         outcome = Outcome.REFUSED
     text = (

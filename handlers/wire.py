@@ -127,6 +127,22 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
+NOT_TAKEN_STATUSES = frozenset({429, 503})
+"""HTTP answers that prove the provider did not take a send: it is asking us to slow
+down, or it is unavailable and took nothing. Any other 5xx (500, 502, 504...) may come
+from a proxy or gateway in front of a provider that has already taken the message."""
+
+
+def server_failure(status_code: int) -> Outcome | None:
+    """TRANSIENT for 429 and 503, UNKNOWN for any other 5xx, None for the rest: the
+    handler reads those itself."""
+    if status_code in NOT_TAKEN_STATUSES:
+        return Outcome.TRANSIENT
+    if status_code >= 500:
+        return Outcome.UNKNOWN
+    return None
+
+
 def snippet(text: str) -> str:
     """An answer's text for an error message: tags dropped, white space folded, cut short."""
     return _SPACE.sub(" ", _TAG.sub(" ", text)).strip()[:SNIPPET_CHARS]

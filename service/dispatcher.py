@@ -7,7 +7,9 @@ that dies mid-send leaves a claim whose lease expires into `outcome_unknown`
 rather than a blind resend; for the same reason a request that may have reached
 the provider (read timeout, reset connection) is never retried. Only failures that
 prove the provider did not take the message are retried: connection refused or
-timed out while connecting, 5xx, 429, and providers' own "try later" answers.
+timed out while connecting, 429, 503, and providers' own "try later" answers. Any
+other 5xx (a proxy's 500, 502 or 504 included) leaves the outcome unknown, like a
+read timeout: the message waits for a report or the conclusion (`service.ambiguous`).
 """
 
 from __future__ import annotations

@@ -803,7 +803,7 @@ async def test_refusals_per_number_and_unapproved_senders_are_told_apart(rig: Ri
     assert (rejected.outcome, rejected.error_code) == (Outcome.SENDER_REJECTED, "123")
 
 
-async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+async def test_429_and_503_are_retried_a_500_is_unknown_then_a_send_goes_through(rig: Rig) -> None:
     rig.fake.fail_next = [503, 429, 500]
     outcomes = []
     for _ in range(4):
@@ -812,7 +812,7 @@ async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Ri
     assert outcomes == [
         (Outcome.TRANSIENT, "901", 1.0),
         (Outcome.TRANSIENT, "429", 1.0),
-        (Outcome.TRANSIENT, "500", None),
+        (Outcome.UNKNOWN, "500", None),
         (Outcome.ACCEPTED, "", None),
     ]
     assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from service.model import Status
 from service.reconcile import derive_counters
 from tests import rig as rigging
@@ -97,14 +99,38 @@ async def test_reports_may_arrive_as_form_posts_or_get_queries(tmp_path: Path) -
             ] == "delivered"
 
 
-async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: Path) -> None:
+async def test_answers_proving_nothing_was_taken_are_retried_with_backoff_until_accepted(
+    tmp_path: Path,
+) -> None:
     async with rigging.connectel_setup(tmp_path) as (gateway, fake):
-        fake.fail_next = [503, 500]
+        fake.fail_next = [503, 429]
         _, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "retry")
         assert detail["status"] == "delivered" and detail["attempts"] == 3
         retries = [e for e in detail["events"] if e["event"] == "message.retry"]
-        assert [e["http_status"] for e in retries] == [503, 500]
+        assert [e["http_status"] for e in retries] == [503, 429]
         assert fake.requests_seen == 3 and len(fake.sent) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_server_error_that_may_hide_a_sent_message_is_never_resent(
+    tmp_path: Path, status: int
+) -> None:
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
+        fake.fail_next = [status]
+        [message] = await gateway.send(to="+46700000001", text="taken?", account="conn")
+
+        async def concluded() -> dict[str, Any]:
+            detail = await gateway.message(message["id"])
+            return detail if detail["error"] else {}
+
+        detail = await eventually(concluded)
+        assert (detail["status"], detail["error"]["code"]) == ("sending", str(status))
+        assert "message.outcome_unknown" in [e["event"] for e in detail["events"]]
+        # A later message goes out and settles: the dispatcher has passed over the
+        # outbox since, and did not send the first one again.
+        _, later = await rigging.send_one(gateway, fake, "conn", "+46700000002", "later")
+        assert later["status"] == "delivered"
+        assert fake.requests_seen == 2 and detail["attempts"] == 1
 
 
 async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:

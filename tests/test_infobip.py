@@ -441,7 +441,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
         wire.refused(
             500,
             legacy("GENERAL_ERROR", "Something went wrong. Please contact support."),
-            Outcome.TRANSIENT,
+            Outcome.UNKNOWN,
             "GENERAL_ERROR",
             "Something went wrong",
             id="500-GENERAL_ERROR",
@@ -449,7 +449,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
         wire.refused(
             500,
             api_error("E500", "Something went wrong."),
-            Outcome.TRANSIENT,
+            Outcome.UNKNOWN,
             "E500",
             "Something went wrong.",
             id="500-E500",
@@ -994,7 +994,7 @@ async def test_the_fake_answers_each_documented_submission_status_as_the_handler
         (403, Outcome.ACCOUNT_ERROR, "FORBIDDEN", "E403"),
         (404, Outcome.ACCOUNT_ERROR, "NOT_FOUND", "E404"),
         (429, Outcome.TRANSIENT, "TOO_MANY_REQUESTS", "E429"),
-        (500, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
+        (500, Outcome.UNKNOWN, "GENERAL_ERROR", "E500"),
         (503, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
     ],
 )

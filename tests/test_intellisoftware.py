@@ -328,7 +328,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             id="429-retry-after",
         ),
         wire.date_ignored(429, b"", "429", "HTTP 429", id="429-retry-after-date-ignored"),
-        wire.refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
+        wire.refused(500, "boom", Outcome.UNKNOWN, "500", "boom", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
         wire.NOT_FOUND_PAGE,

@@ -392,8 +392,8 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 @pytest.mark.parametrize(
     "case",
     [
-        wire.refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
-        wire.refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
+        wire.refused(500, "", Outcome.UNKNOWN, "500", "empty body", id="500"),
+        wire.refused(502, HTML_PAGE, Outcome.UNKNOWN, "502", "Bad Gateway", id="502"),
         wire.throttled(503, "busy", "503", "busy", seconds="4", id="503"),
         wire.throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
         wire.date_ignored(429, "", "429", "HTTP 429", id="429-date-ignored"),

@@ -275,7 +275,7 @@ ERROR_TABLE = [
     (21635, 400, Outcome.REFUSED),
     (21658, 400, Outcome.REFUSED),
     (20429, 429, Outcome.TRANSIENT),
-    (20500, 500, Outcome.TRANSIENT),
+    (20500, 500, Outcome.UNKNOWN),
     (20503, 503, Outcome.TRANSIENT),
     (21611, 400, Outcome.TRANSIENT),
     (30001, 400, Outcome.TRANSIENT),
@@ -352,7 +352,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
             seconds="30",
             id="transient-code-keeps-retry-after",
         ),
-        wire.refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
+        wire.refused(500, "Internal error", Outcome.UNKNOWN, "500", "Internal", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.NOT_FOUND_PAGE,
         twilio_refused(400, 99999, "something new", Outcome.REFUSED, id="unknown-code-4xx"),
@@ -972,7 +972,7 @@ async def test_an_overlong_body_is_refused_by_the_fake(rig: Rig) -> None:
     assert (result.outcome, result.error_code) == (Outcome.REFUSED, "21617")
 
 
-async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+async def test_429_and_503_are_retried_a_500_is_unknown_then_a_send_goes_through(rig: Rig) -> None:
     rig.fake.fail_next = [503, 429, 500]
     sent = rig.batch("+46700000001")
     outcomes = []
@@ -982,7 +982,7 @@ async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Ri
     assert outcomes[:3] == [
         (Outcome.TRANSIENT, "20503", None),
         (Outcome.TRANSIENT, "20429", 1.0),
-        (Outcome.TRANSIENT, "20500", None),
+        (Outcome.UNKNOWN, "20500", None),
     ]
     assert outcomes[3][0] is Outcome.ACCEPTED
     assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1
