@@ -28,7 +28,16 @@ handler cannot serve both. One API callbacks (`{"event": {"messageStatusUpdate":
 Account options read here (all optional):
 - `validity_period`: minutes Clickatell keeps trying (`validityPeriod`).
 - `client_message_id` (default true): send smsgw's message ID as `clientMessageId`
-  on single-recipient requests; Clickatell echoes it in status callbacks.
+  on single-recipient requests; Clickatell echoes it in status callbacks, where it is
+  the report's `reference`: a send whose answer was lost is found by it.
+
+Which answers prove a send was not taken (and are retried): HTTP 429 and 503, and the
+per-number or top-level error codes of `ERRORS` that Clickatell answers itself (901
+"Internal error" included, as Clickatell's own refusal). Any other 5xx is an unknown
+outcome, never resent, whatever code its body carries: a proxy may have answered it.
+The status look-up takes Clickatell's apiMessageId only, so a send whose answer was
+lost cannot be polled; its status callback finds it by `clientMessageId`, or by
+recipient when it went in a batch.
 The dispatcher itself reads `test_mode`, `poll` and `rate_per_second`; Clickatell has
 no native test mode, so test mode is smsgw's dry run.
 """
@@ -459,6 +468,7 @@ def _report(fields: Mapping[str, Any]) -> Report:
         recipient=wire.as_text(_first(fields, "to", "toNumber")),
         error_code=f"{code:03d}" if code is not None else "",
         error_text=text,
+        reference=wire.as_text(fields.get("clientMessageId")),
     )
 
 

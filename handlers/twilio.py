@@ -29,6 +29,16 @@ Account options read:
 - `validity_period`: seconds (1-36000) a message may wait in Twilio's queue, sent as
   `ValidityPeriod`; Twilio fails it with 30036 after that.
 
+Our reference: the Messages resource takes no client reference, but `StatusCallback`
+is per message and Twilio calls it exactly as given, so smsgw adds its message ID to
+it (`smsgw_message=`); status callbacks carry it back as the report's `reference`,
+which finds a send whose answer was lost. GET Message needs Twilio's SID, which such
+a send never got, so it is not polled.
+
+Which answers prove a send was not taken (and are retried): HTTP 429 and 503, and the
+TRANSIENT codes of `SEND_ERRORS` in a 4xx answer. A 20500, and any 5xx but 503, is an
+unknown outcome: never resent.
+
 There is no test flag in the API: Twilio's test credentials are a separate Account
 SID/auth token pair, usable as an ordinary account (validated, never delivered, no
 status callbacks), so an account in `test_mode` is smsgw's own dry run.
@@ -43,7 +53,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 import handlers.wire as wire
@@ -54,6 +64,8 @@ from service.model import Account, Outcome, RecipientResult, Report, Status
 
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
+REFERENCE_PARAMETER = "smsgw_message"
+"""The StatusCallback query parameter carrying our message ID back (see `_with_reference`)."""
 
 # Every value of a Message resource's `status`, outbound first. Twilio's "failed" means
 # it could not send the message at all (queue overflow, suspended account...) and
@@ -192,7 +204,7 @@ active = false
             form.append(("From", message.sender))
         form.append(("Body", message.text))
         if batch.dlr_url:
-            form.append(("StatusCallback", batch.dlr_url))
+            form.append(("StatusCallback", _with_reference(batch.dlr_url, message.message_id)))
         validity = wire.as_int(account.options.get("validity_period"))
         if validity is not None:
             form.append(("ValidityPeriod", str(validity)))
@@ -242,6 +254,7 @@ active = false
                 message=_field(fields, "ErrorMessage"),
                 recipient=_field(fields, "To"),
                 names=("MessageSid", "MessageStatus", "ErrorCode"),
+                reference=_field(fields, REFERENCE_PARAMETER),
             )
         ]
 
@@ -504,6 +517,11 @@ def _url_variants(url: str) -> list[str]:
 # -- report helpers ----------------------------------------------------------------
 
 
+def _with_reference(url: str, message_id: str) -> str:
+    """The StatusCallback URL carrying our message ID, which Twilio calls back as given."""
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({REFERENCE_PARAMETER: message_id})}"
+
+
 def _report(
     *,
     request_id: str,
@@ -512,6 +530,7 @@ def _report(
     message: str,
     recipient: str,
     names: tuple[str, str, str],
+    reference: str = "",
 ) -> Report:
     id_name, status_name, code_name = names
     if not request_id:
@@ -545,6 +564,7 @@ def _report(
         recipient=recipient,
         error_code=str(number) if number is not None else "",
         error_text=f"{word}: {reason}" if reason else word,
+        reference=reference,
     )
 
 

@@ -34,6 +34,7 @@ from service.breaker import CircuitBreaker
 from service.metrics import Metrics
 from service.model import (
     Account,
+    Ambiguity,
     AttemptResult,
     Decision,
     MessageRecord,
@@ -71,6 +72,9 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(settings.concurrency)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
+        self._ambiguity = Ambiguity(
+            settings.ambiguous_conclude_after, settings.ambiguous_match_window
+        )
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""
@@ -81,7 +85,8 @@ class Dispatcher:
 
     async def _sweep_and_send(self) -> bool:
         if time.time() >= self._next_sweep:
-            await self._store.expire_claims(time.time())
+            await self._store.expire_claims(time.time(), self._ambiguity)
+            await self._store.conclude_unresolved(time.time())
             self._next_sweep = time.time() + self._settings.lease_seconds / 4
         return await self.run_once()
 
@@ -269,7 +274,10 @@ class Dispatcher:
             text = redact(f"{type(exc).__name__}: {exc}", secrets)
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
-                [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
+                [
+                    unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._ambiguity)
+                    for m in messages
+                ]
             )
             return
         elapsed = time.perf_counter() - started
@@ -357,7 +365,7 @@ class Dispatcher:
             return await self._retry(account, message, answer)
         if outcome is Outcome.UNKNOWN:
             return replace(answer, code=answer.code or "outcome_unknown").result(
-                message.id, Decision.UNKNOWN
+                message.id, Decision.UNKNOWN, ambiguity=self._ambiguity
             )
         if outcome is Outcome.SENDER_REJECTED and account.fallback_sender not in (
             "",

@@ -983,3 +983,12 @@ async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> N
         assert await rigging.listed_inbound(gateway) == ("+46700000001", "Hi there", "click")
         balance = (await gateway.api.get("/v1/balance/click")).json()
         assert balance == {"account": "click", "balance": 1234.5, "currency": "USD"}
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeClickatell(API_KEY),
+    account=CLICKATELL,
+    late_report=lambda fake, to: fake.push_dlr(next(iter(fake.messages)), to, 4),
+    by="reference",
+)
+"""A lost answer is found by its `clientMessageId` (see tests/test_ambiguous.py)."""

@@ -164,21 +164,22 @@ async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
         assert set(statuses.values()) == {"delivered"} and fake.requests_seen == 4
 
 
-async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -> None:
+async def test_a_timeout_after_sending_is_never_resent_and_the_reports_it_raced_resolve_it(
+    tmp_path: Path,
+) -> None:
     async with rigging.connectel_setup(tmp_path, request_timeout=0.5) as (gateway, fake):
         fake.hang_next, fake.hang_seconds = 1, 3.0
         [message] = await gateway.send(to="+46700000001", text="lost?", account="conn")
-
-        async def concluded() -> dict[str, Any]:
-            detail = await gateway.message(message["id"])
-            return detail if detail["error"] else {}
-
-        detail = await eventually(concluded)
-        assert detail["status"] == "sending"
-        assert detail["error"]["code"] == "outcome_unknown"
+        # The fake pushes its reports while it holds the answer back: they wait as
+        # unmatched until the timeout makes the send ambiguous, then find it by recipient.
+        detail = await rigging.settled_messages(gateway, [message["id"]], fake)
+        events = [e["event"] for e in detail[message["id"]]["events"]]
+        assert detail[message["id"]]["status"] == "delivered"
+        assert events.index("message.outcome_unknown") < events.index("message.resolved")
         fake.release_hung()
-        await asyncio.sleep(0.3)
-        assert len(fake.sent) == 1 and fake.requests_seen == 1
+        _, later = await rigging.send_one(gateway, fake, "conn", "+46700000002", "later")
+        assert later["status"] == "delivered"
+        assert len(fake.sent) == 2 and fake.requests_seen == 2
 
 
 async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> None:

@@ -890,3 +890,13 @@ async def test_the_balance_and_forwarded_inbound_sms_show_in_the_api(tmp_path: P
             ("+447710123456", "Hi there"),
             ("+447710123457", "And JSON"),
         ]
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeIntelliSoftware(USERNAME, PASSWORD),
+    account=rigging.account_fields(
+        "intelli", "intellisoftware", {"username": USERNAME, "password": PASSWORD}, "ACME"
+    ),
+    late_report=lambda fake, to: fake.push_dlr(next(iter(fake.messages))[0], to, 4),
+)
+"""IntelliSoftware echoes nothing of ours: a lost answer is found by its recipient."""

@@ -874,3 +874,14 @@ async def test_the_balance_endpoint_reads_route_mobiles_credit_check(tmp_path: P
         fake.password = "rotated"
         failed = await gateway.api.get("/v1/balance/rm")
         assert failed.status_code == 502 and PASSWORD not in failed.text
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeRouteMobile(USERNAME, PASSWORD),
+    account=rigging.account_fields(
+        "rm", "routemobile", {"username": USERNAME, "password": PASSWORD}, "ACME"
+    ),
+    late_report=lambda fake, _to: fake.push_dlr(next(iter(fake.messages)), "DELIVRD"),
+    callbacks=("dlr",),
+)
+"""Route Mobile echoes nothing of ours: a lost answer is found by its recipient."""

@@ -794,3 +794,16 @@ async def test_a_test_mode_account_only_has_1609sms_check_the_message(tmp_path: 
         [done] = (await settle(gateway, [message["id"]])).values()
         assert done["status"] != "delivered" and done["request_id"] in (None, "")
         assert len(fake.tested) == 1 and fake.sent == [] and fake.credits == 476
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeSms1609(USER, PASSWORD),
+    account=rigging.account_fields(
+        "s1609", "sms1609", {"username": USER, "password": PASSWORD}, "IKEA"
+    ),
+    late_report=None,
+    quiet="status_plan",
+    callbacks=(),
+)
+"""1609SMS pushes nothing and its report page needs the SMS ID the lost answer held:
+such a send can only be concluded."""
