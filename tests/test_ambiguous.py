@@ -80,3 +80,44 @@ async def test_a_lost_send_answer_is_concluded_counted_and_its_late_report_match
             requests=1, accepted=1, delivered=1
         )
         assert fake.requests_seen == 1
+
+
+async def test_a_report_two_unresolved_sends_could_fit_waits_unmatched(tmp_path: Any) -> None:
+    async with rigging.connectel_setup(tmp_path, pattern="loop", **QUICK) as (gateway, fake):
+        fake.dlr_plan, fake.hang_next, fake.hang_seconds = [], 2, 30.0
+        sent = await gateway.send(to=[TO, TO], text="twice to one number", account="conn")
+        for message in sent:
+            await _status_once(gateway, message["id"], "expired")
+        first = next(iter(fake.messages))
+        assert await fake.push_dlr(first, TO.lstrip("+"), 1, "DELIVRD") == 200
+        after = [await gateway.message(m["id"]) for m in sent]
+        assert [m["status"] for m in after] == ["expired", "expired"]  # a guess is no match
+        assert not [e for m in after for e in m["events"] if e["event"] == "message.resolved"]
+        [parked] = await db_rows(
+            gateway.settings, "SELECT message_id FROM reports WHERE request_id = ?", first
+        )
+        assert parked == (None,)
+        assert await _counters_match_the_table(gateway, "conn") == rigging.tally(
+            requests=2, accepted=2, undelivered=2
+        )
+
+
+async def test_a_concluded_send_keeps_its_status_for_a_report_that_is_not_final(
+    tmp_path: Any,
+) -> None:
+    async with rigging.connectel_setup(tmp_path, **QUICK) as (gateway, fake):
+        fake.dlr_plan, fake.hang_next, fake.hang_seconds = [], 1, 30.0
+        [message] = await gateway.send(to=TO, text="late news", account="conn")
+        await _status_once(gateway, message["id"], "expired")
+        request_id = next(iter(fake.messages))
+        assert await fake.push_dlr(request_id, TO.lstrip("+"), 0, "ENROUTE") == 200
+        kept = await gateway.message(message["id"])
+        assert kept["status"] == "expired"
+        [matched] = [e for e in kept["events"] if e["event"] == "dlr.matched"]
+        assert (matched["status"], matched["applied"]) == ("enroute", False)
+        assert await fake.push_dlr(request_id, TO.lstrip("+"), 5, "UNDELIV") == 200
+        failed = await gateway.message(message["id"])
+        assert (failed["status"], failed["request_id"]) == ("undelivered", request_id)
+        assert await _counters_match_the_table(gateway, "conn") == rigging.tally(
+            requests=1, accepted=1, undelivered=1
+        )

@@ -260,7 +260,7 @@ async def apply_to_messages(
                     **({"corrected": True} if guessed else {}),
                 )
                 old = new
-            if guessed and reconcile.is_final(new):
+            if guessed and reconcile.is_final(combined):
                 # The provider has spoken: its word stands from now on.
                 guessed = False
                 await tx.execute("UPDATE messages SET guessed = 0 WHERE id = ?", (message_id,))
