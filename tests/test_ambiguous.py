@@ -22,7 +22,7 @@ from tests.databases import db_rows
 from tests.test_provider_contract import PROVIDERS
 
 TO = "+46700000001"
-QUICK = {
+QUICK: dict[str, Any] = {
     "request_timeout": 0.5,
     "lease_seconds": 2.0,  # the dispatcher's sweep, which concludes, runs every lease / 4
     "ambiguous_conclude_after": 1.0,
