@@ -17,7 +17,9 @@ Wire format (the username/password interface of the "HTTP Interface" pages):
   POSTs the form fields `msgid`, `status` (a number) and `toaddr` to the URL set in
   the account's Preferences > Forwarding tab (give it `callback_urls.dlr`); it is not
   set per request, so `SendBatch.dlr_url` is unused. It retries every 5 minutes until
-  it gets HTTP 200. The HTTP interface has no status query, so there is no polling.
+  it gets HTTP 200. The HTTP interface has no status query, so there is no polling,
+  and takes no client reference, so a send whose answer was lost is found by the
+  report's `toaddr` when exactly one unresolved send to that number fits.
 - Inbound ("Receive SMS Message"): forwarded from the same Forwarding tab (give it
   `callback_urls.inbound`), either as the classic POST form `from`, `text`, `msgid`,
   `sent`, `networkcode`, or as the newer JSON `{"messages": [{"from", "to",
@@ -70,7 +72,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import handlers.wire as wire
@@ -212,9 +214,7 @@ priority = 30
         server = wire.server_failure(code)
         if server is not None:
             failure = _http_failure(server, response, answer)
-            if server is Outcome.TRANSIENT:
-                failure = replace(failure, retry_after=wire.retry_after(response.headers))
-            return wire.for_each(batch, failure)
+            return wire.for_each(batch, wire.with_retry_after(failure, response))
         if not 200 <= code < 300:
             # Only a success status can carry IDs; an error code in the body still counts.
             lines = answer.unnumbered or answer.numbered

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from handlers.base import WireRequest, WireResponse
@@ -141,6 +142,13 @@ def server_failure(status_code: int) -> Outcome | None:
     if status_code >= 500:
         return Outcome.UNKNOWN
     return None
+
+
+def with_retry_after(result: RecipientResult, response: WireResponse) -> RecipientResult:
+    """`result` carrying the answer's Retry-After when it is to be retried."""
+    if result.outcome is not Outcome.TRANSIENT:
+        return result
+    return replace(result, retry_after=retry_after(response.headers))
 
 
 def snippet(text: str) -> str:
