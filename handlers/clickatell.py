@@ -28,7 +28,16 @@ handler cannot serve both. One API callbacks (`{"event": {"messageStatusUpdate":
 Account options read here (all optional):
 - `validity_period`: minutes Clickatell keeps trying (`validityPeriod`).
 - `client_message_id` (default true): send smsgw's message ID as `clientMessageId`
-  on single-recipient requests; Clickatell echoes it in status callbacks.
+  on single-recipient requests; Clickatell echoes it in status callbacks, where it is
+  the report's `reference`: a send whose answer was lost is found by it.
+
+Which answers prove a send was not taken (and are retried): HTTP 429 and 503, and the
+per-number or top-level error codes of `ERRORS` that Clickatell answers itself (901
+"Internal error" included, as Clickatell's own refusal). Any other 5xx is an unknown
+outcome, never resent, whatever code its body carries: a proxy may have answered it.
+The status look-up takes Clickatell's apiMessageId only, so a send whose answer was
+lost cannot be polled; its status callback finds it by `clientMessageId`, or by
+recipient when it went in a batch.
 The dispatcher itself reads `test_mode`, `poll` and `rate_per_second`; Clickatell has
 no native test mode, so test mode is smsgw's dry run.
 """
@@ -373,7 +382,11 @@ def _overall_failure(response: WireResponse, body: Mapping[str, Any]) -> Recipie
 
 def _failure(code: int | None, text: str, response: WireResponse) -> RecipientResult:
     known = ERRORS.get(code) if code is not None else None
-    outcome = known.outcome if known else _outcome_by_http(response.status_code)
+    outcome = _outcome_by_http(response.status_code)
+    if known is not None and outcome is not Outcome.UNKNOWN:
+        # Clickatell's own code, unless the HTTP status says the answer may not be
+        # Clickatell's last word (a 500, 502 or 504 from whatever is in front of it).
+        outcome = known.outcome
     wait = wire.retry_after(response.headers) if outcome is Outcome.TRANSIENT else None
     return RecipientResult(
         outcome,
@@ -386,9 +399,7 @@ def _failure(code: int | None, text: str, response: WireResponse) -> RecipientRe
 def _outcome_by_http(status_code: int) -> Outcome:
     if status_code in (401, 402, 403):
         return Outcome.ACCOUNT_ERROR
-    if status_code == 429 or status_code >= 500:
-        return Outcome.TRANSIENT
-    return Outcome.REFUSED
+    return wire.server_failure(status_code) or Outcome.REFUSED
 
 
 def _retry_after_if_transient(response: WireResponse) -> float | None:
@@ -457,6 +468,7 @@ def _report(fields: Mapping[str, Any]) -> Report:
         recipient=wire.as_text(_first(fields, "to", "toNumber")),
         error_code=f"{code:03d}" if code is not None else "",
         error_text=text,
+        reference=wire.as_text(fields.get("clientMessageId")),
     )
 
 

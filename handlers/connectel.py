@@ -14,15 +14,22 @@ Wire format:
 - No balance call is documented.
 
 The reference documents no error answers. What we rely on: a refused request has
-no `requestid`; its HTTP status classifies it (401/403 account, 429/5xx transient,
-other 4xx refused); whatever code and text the body carries is kept for operators.
+no `requestid`; its HTTP status classifies it (401/403 account, 429 and 503 transient,
+other 4xx refused, any other 5xx unknown: a proxy's 500, 502 or 504 does not prove
+Connectel took nothing, so it is never resent); whatever code and text the body
+carries is kept for operators.
+
+Our reference: the bulk form's per-recipient `key` is ours, but the reference shows
+it only in the send answer, never in a DLR or the delivery look-up, and the look-up
+needs the `requestid`/`bulkid` the lost answer held. So a send whose answer was lost
+is found by its DLR's `recipient` (when exactly one unresolved send to that number
+fits), and is not polled.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import handlers.wire as wire
@@ -134,10 +141,10 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
         body = response.json()
         if code in (401, 403):
             return wire.for_each(batch, _failure(Outcome.ACCOUNT_ERROR, response, body))
-        if code == 429 or code >= 500:
-            failure = _failure(Outcome.TRANSIENT, response, body)
-            wait = wire.retry_after(response.headers)
-            return wire.for_each(batch, replace(failure, retry_after=wait))
+        server = wire.server_failure(code)
+        if server is not None:
+            failure = _failure(server, response, body)
+            return wire.for_each(batch, wire.with_retry_after(failure, response))
         if not 200 <= code < 300 or not isinstance(body, dict):
             return wire.for_each(batch, _failure(Outcome.REFUSED, response, body))
         overall = _send_status(body)

@@ -37,6 +37,17 @@ Wire format:
 - Balance: GET {base}/account/1/balance -> `{"balance": 47.79, "currency": "EUR"}`.
 - Infobip has no validate-only send, so test mode is smsgw's dry run.
 
+Our reference: `callbackData` (per message entry, so only on single-recipient
+requests) is echoed in every delivery report and becomes the report's `reference`,
+which finds a send whose answer was lost; a batch's reports fall back on the
+recipient. Our own `messageId` per destination would also be echoed, and would let
+/sms/3/logs be polled for such a send, but the fallback sender resends after a
+REJECTED answer and a reused messageId is refused, so it is not used.
+
+Which answers prove a send was not taken (and are retried): HTTP 429 and 503, and
+TOO_MANY_REQUESTS/E429 in any answer. Any other 5xx (GENERAL_ERROR/E500 included) is
+an unknown outcome: never resent.
+
 Status mapping: see `handlers.infobip_status`.
 
 Account options:
@@ -129,6 +140,8 @@ signup_url = "https://www.infobip.com/signup"
         if batch.dlr_url:
             entry["notifyUrl"] = batch.dlr_url
             entry["notifyContentType"] = "application/json"
+        if len(batch.messages) == 1:
+            entry["callbackData"] = first.message_id  # echoed in its reports
         if _flag(account.options, "intermediate_report", default=False):
             entry["intermediateReport"] = True
         validity = _validity_minutes(account.options.get("validity_period"))
@@ -353,8 +366,8 @@ def _failure(response: WireResponse, body: Any) -> RecipientResult:
     code, text, properties = _error_details(body) if isinstance(body, dict) else ("", "", [])
     if status in (401, 403):
         outcome = Outcome.ACCOUNT_ERROR
-    elif status == 429 or status >= 500:
-        outcome = Outcome.TRANSIENT
+    elif status >= 500 or status == 429:
+        outcome = wire.server_failure(status) or Outcome.TRANSIENT
     elif code.upper() in _ERROR_CODES:
         outcome = _ERROR_CODES[code.upper()]
     elif status == 404:

@@ -172,6 +172,7 @@ def report_of(entry: Any, final_at_operator: bool) -> Report:
         recipient=number_of(entry),
         error_code=resolved.code,
         error_text=text,
+        reference=wire.as_text(entry.get("callbackData")),
     )
 
 

@@ -17,7 +17,9 @@ Wire format (the username/password interface of the "HTTP Interface" pages):
   POSTs the form fields `msgid`, `status` (a number) and `toaddr` to the URL set in
   the account's Preferences > Forwarding tab (give it `callback_urls.dlr`); it is not
   set per request, so `SendBatch.dlr_url` is unused. It retries every 5 minutes until
-  it gets HTTP 200. The HTTP interface has no status query, so there is no polling.
+  it gets HTTP 200. The HTTP interface has no status query, so there is no polling,
+  and takes no client reference, so a send whose answer was lost is found by the
+  report's `toaddr` when exactly one unresolved send to that number fits.
 - Inbound ("Receive SMS Message"): forwarded from the same Forwarding tab (give it
   `callback_urls.inbound`), either as the classic POST form `from`, `text`, `msgid`,
   `sent`, `networkcode`, or as the newer JSON `{"messages": [{"from", "to",
@@ -48,8 +50,10 @@ Send errors (the provider's code is kept as error_code, without the `ERR:` prefi
   PARAMETER_INVALID (the Unicode `hex`), and any undocumented code...
 - SENDER_REJECTED: ...except undocumented codes naming the sender (SENDER, ORIGINATOR
   or FROM in the code), where the fallback sender may help.
-- TRANSIENT: GATEWAY_ERROR, INTERNAL_ERROR.
-HTTP 401/403 is an account error and HTTP 429/5xx transient (with Retry-After),
+- TRANSIENT: GATEWAY_ERROR, INTERNAL_ERROR: IntelliSoftware's own answer that it did
+  not take the submission.
+HTTP 401/403 is an account error, HTTP 429/503 transient (with Retry-After) and any
+other 5xx unknown (a proxy's 500/502/504 does not prove nothing was sent),
 whatever the body says. Only a 2xx answer can accept: any other status is refused
 unless its body carries an ERR: code, which then classifies it. A 2xx body that is
 neither `ID:` nor `ERR:` is refused with the body quoted, never resent.
@@ -67,7 +71,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import handlers.wire as wire
@@ -205,11 +209,10 @@ priority = 30
         answer = _read_answer(response.text)
         if code in (401, 403):
             return wire.for_each(batch, _http_failure(Outcome.ACCOUNT_ERROR, response, answer))
-        if code == 429 or code >= 500:
-            failure = _http_failure(Outcome.TRANSIENT, response, answer)
-            return wire.for_each(
-                batch, replace(failure, retry_after=wire.retry_after(response.headers))
-            )
+        server = wire.server_failure(code)
+        if server is not None:
+            failure = _http_failure(server, response, answer)
+            return wire.for_each(batch, wire.with_retry_after(failure, response))
         if not 200 <= code < 300:
             # Only a success status can carry IDs; an error code in the body still counts.
             lines = answer.unnumbered or answer.numbered

@@ -17,6 +17,12 @@ Wire format:
 - Balance: GET {base}/CreditCheck/checkcredits?username=&password= answers
   `BALANCE:1234.56`, or `PERMISSION DENIED` for wrong credentials.
 - No inbound SMS callback and no status look-up are documented.
+- No client reference is documented for the send (the DLR's `sUdf1`/`sUdf2`/`sTagName`
+  are not among the send's parameters), so a send whose answer was lost is found by
+  its DLR's `sMobileNo` when exactly one unresolved send to that number fits.
+- Retried: HTTP 429 and 503, and the codes `CODES` marks TRANSIENT (Route Mobile's own
+  answer). Any other 5xx, and 1715 (response timeout), is an unknown outcome: never
+  resent.
 
 The password travels in the URL (or form), so it is a secret field: smsgw scrubs it
 from every stored response and error text.
@@ -177,12 +183,15 @@ base_url = "https://rslr.connectbind.com"  # the host your Route Mobile account 
         self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         status = response.status_code
-        if status == 429 or status >= 500:
-            failure = RecipientResult(
-                Outcome.TRANSIENT,
-                error_code=str(status),
-                error_text=_describe(response, "busy or failing"),
-                retry_after=wire.retry_after(response.headers),
+        server = wire.server_failure(status)
+        if server is not None:
+            failure = wire.with_retry_after(
+                RecipientResult(
+                    server,
+                    error_code=str(status),
+                    error_text=_describe(response, "busy or failing"),
+                ),
+                response,
             )
             return [failure for _ in batch.messages]
         entries = parse_answer(response.text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from handlers import wire
 from handlers.base import CallbackRequest, Credential, ProviderHandler, WireRequest, WireResponse
 from service import model
 from service.errors import CallbackInvalid
@@ -55,9 +56,10 @@ class SandboxHandler(ProviderHandler):
         self, account: Account, batch: model.SendBatch, response: WireResponse
     ) -> list[RecipientResult]:
         body = response.json()
-        if response.status_code >= 500 or response.status_code == 429:
+        server = wire.server_failure(response.status_code)
+        if server is not None:
             return [
-                RecipientResult(Outcome.TRANSIENT, error_code=str(response.status_code))
+                RecipientResult(server, error_code=str(response.status_code))
                 for _ in batch.messages
             ]
         answers = body.get("messages") if isinstance(body, dict) else None

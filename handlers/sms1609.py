@@ -19,6 +19,11 @@ client library or other reference to this API could be found):
   so none are sent.
 - Credits: GET {base}/module/gateway.php?clientuser=&clientpwd=&action=credits answers
   a bare number (`476`).
+- No client reference is documented, nothing is pushed and the report page needs the
+  SMS ID of the answer: a send whose answer was lost can only be concluded (after
+  `[ambiguous] conclude_after`), never matched to a status.
+- Retried: HTTP 429 and 503, and the `_ERRORS` codes marked TRANSIENT (1609SMS's own
+  answer, unless it came with another 5xx). Any other 5xx is an unknown outcome.
 - Inbound SMS on a virtual number is mentioned, but no callback format is documented;
   `parse_inbound` refuses every callback with that reason.
 
@@ -313,7 +318,7 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
     text = _clean(response.text)
     status = response.status_code
     error = _ERROR.fullmatch(text)
-    if error:
+    if error and wire.server_failure(status) is not Outcome.UNKNOWN:
         code = _error_code(error.group("code"))
         known = _ERRORS.get(code)
         if known is not None:
@@ -325,12 +330,11 @@ def _send_result(account: Account, response: WireResponse) -> RecipientResult:
             if known.outcome is Outcome.TRANSIENT:
                 result = replace(result, retry_after=wire.retry_after(response.headers))
             return result
-    if status == 429 or status >= 500:
-        return RecipientResult(
-            Outcome.TRANSIENT,
-            error_code=str(status),
-            error_text=_describe(response, "1609SMS is unavailable"),
-            retry_after=wire.retry_after(response.headers),
+    server = wire.server_failure(status)
+    if server is not None:
+        failing = _describe(response, "1609SMS is unavailable or failing")
+        return wire.with_retry_after(
+            RecipientResult(server, error_code=str(status), error_text=failing), response
         )
     if status in (401, 403):
         return RecipientResult(

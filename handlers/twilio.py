@@ -29,6 +29,16 @@ Account options read:
 - `validity_period`: seconds (1-36000) a message may wait in Twilio's queue, sent as
   `ValidityPeriod`; Twilio fails it with 30036 after that.
 
+Our reference: the Messages resource takes no client reference, but `StatusCallback`
+is per message and Twilio calls it exactly as given, so smsgw adds its message ID to
+it (`smsgw_message=`); status callbacks carry it back as the report's `reference`,
+which finds a send whose answer was lost. GET Message needs Twilio's SID, which such
+a send never got, so it is not polled.
+
+Which answers prove a send was not taken (and are retried): HTTP 429 and 503, and the
+TRANSIENT codes of `SEND_ERRORS` in a 4xx answer. A 20500, and any 5xx but 503, is an
+unknown outcome: never resent.
+
 There is no test flag in the API: Twilio's test credentials are a separate Account
 SID/auth token pair, usable as an ordinary account (validated, never delivered, no
 status callbacks), so an account in `test_mode` is smsgw's own dry run.
@@ -42,7 +52,7 @@ import hmac
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 import handlers.wire as wire
@@ -53,6 +63,8 @@ from service.model import Account, Outcome, RecipientResult, Report, Status
 
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
+REFERENCE_PARAMETER = "smsgw_message"
+"""The StatusCallback query parameter carrying our message ID back (see `_with_reference`)."""
 
 # Every value of a Message resource's `status`, outbound first. Twilio's "failed" means
 # it could not send the message at all (queue overflow, suspended account...) and
@@ -110,9 +122,9 @@ _Error = wire.ErrorMeaning
 # Twilio's error codes for creating a message, by what they mean for the message.
 # ACCOUNT_ERROR: the account cannot send it (another account may); SENDER_REJECTED: the
 # sender cannot (the fallback sender may); REFUSED: this message can never go;
-# TRANSIENT: nothing was created, ask again later. (Twilio warns that a create answered
-# 20500 may have been processed all the same; it is retried like every 5xx here, so a
-# rare duplicate is the price of not losing the message.)
+# TRANSIENT: nothing was created, ask again later; UNKNOWN: Twilio warns that a create
+# answered 20500 may have been processed all the same, so it is never resent (nor is
+# any other 5xx but 503: a proxy's 500/502/504 proves nothing either).
 SEND_ERRORS: dict[int, _Error] = {
     10001: _Error(Outcome.ACCOUNT_ERROR, "Account is not active"),
     20003: _Error(Outcome.ACCOUNT_ERROR, "Permission denied: wrong Account SID or auth token"),
@@ -147,7 +159,7 @@ SEND_ERRORS: dict[int, _Error] = {
     21635: _Error(Outcome.REFUSED, "'To' cannot be a landline"),
     21658: _Error(Outcome.REFUSED, "A parameter exceeded its character limit"),
     20429: _Error(Outcome.TRANSIENT, "Too many requests"),
-    20500: _Error(Outcome.TRANSIENT, "Twilio internal server error"),
+    20500: _Error(Outcome.UNKNOWN, "Twilio internal server error"),
     20503: _Error(Outcome.TRANSIENT, "Twilio service unavailable"),
     21611: _Error(Outcome.TRANSIENT, "The sender's queue is full"),
     30001: _Error(Outcome.TRANSIENT, "Queue overflow"),
@@ -191,7 +203,7 @@ active = false
             form.append(("From", message.sender))
         form.append(("Body", message.text))
         if batch.dlr_url:
-            form.append(("StatusCallback", batch.dlr_url))
+            form.append(("StatusCallback", _with_reference(batch.dlr_url, message.message_id)))
         validity = wire.as_int(account.options.get("validity_period"))
         if validity is not None:
             form.append(("ValidityPeriod", str(validity)))
@@ -241,6 +253,7 @@ active = false
                 message=_field(fields, "ErrorMessage"),
                 recipient=_field(fields, "To"),
                 names=("MessageSid", "MessageStatus", "ErrorCode"),
+                reference=_field(fields, REFERENCE_PARAMETER),
             )
         ]
 
@@ -376,12 +389,14 @@ def _send_result(response: WireResponse) -> RecipientResult:
         return _created(response, body)
     code, message = _error_fields(body)
     known = SEND_ERRORS.get(int(code)) if code else None
-    if known is not None:
+    if wire.server_failure(status_code) is Outcome.UNKNOWN:
+        outcome = Outcome.UNKNOWN  # whatever the body says, it may not be Twilio's
+    elif known is not None:
         outcome = known.outcome
     elif status_code in (401, 403):
         outcome = Outcome.ACCOUNT_ERROR
     elif status_code == 429 or status_code >= 500:
-        outcome = Outcome.TRANSIENT
+        outcome = wire.server_failure(status_code) or Outcome.TRANSIENT
     else:
         outcome = Outcome.REFUSED
     text = (
@@ -498,6 +513,11 @@ def _url_variants(url: str) -> list[str]:
 # -- report helpers ----------------------------------------------------------------
 
 
+def _with_reference(url: str, message_id: str) -> str:
+    """The StatusCallback URL carrying our message ID, which Twilio calls back as given."""
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({REFERENCE_PARAMETER: message_id})}"
+
+
 def _report(
     *,
     request_id: str,
@@ -506,6 +526,7 @@ def _report(
     message: str,
     recipient: str,
     names: tuple[str, str, str],
+    reference: str = "",
 ) -> Report:
     id_name, status_name, code_name = names
     if not request_id:
@@ -539,6 +560,7 @@ def _report(
         recipient=recipient,
         error_code=str(number) if number is not None else "",
         error_text=f"{word}: {reason}" if reason else word,
+        reference=reference,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -123,6 +124,29 @@ def retry_after(headers: Mapping[str, str], now: float | None = None) -> float |
     except (ValueError, TypeError, OverflowError, IndexError):
         return None
     return min(max(seconds, 0.0), RETRY_AFTER_LIMIT)
+
+
+NOT_TAKEN_STATUSES = frozenset({429, 503})
+"""HTTP answers that prove the provider did not take a send: it is asking us to slow
+down, or it is unavailable and took nothing. Any other 5xx (500, 502, 504...) may come
+from a proxy or gateway in front of a provider that has already taken the message."""
+
+
+def server_failure(status_code: int) -> Outcome | None:
+    """TRANSIENT for 429 and 503, UNKNOWN for any other 5xx, None for the rest: the
+    handler reads those itself."""
+    if status_code in NOT_TAKEN_STATUSES:
+        return Outcome.TRANSIENT
+    if status_code >= 500:
+        return Outcome.UNKNOWN
+    return None
+
+
+def with_retry_after(result: RecipientResult, response: WireResponse) -> RecipientResult:
+    """`result` carrying the answer's Retry-After when it is to be retried."""
+    if result.outcome is not Outcome.TRANSIENT:
+        return result
+    return replace(result, retry_after=retry_after(response.headers))
 
 
 def snippet(text: str) -> str:

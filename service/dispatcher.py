@@ -7,7 +7,9 @@ that dies mid-send leaves a claim whose lease expires into `outcome_unknown`
 rather than a blind resend; for the same reason a request that may have reached
 the provider (read timeout, reset connection) is never retried. Only failures that
 prove the provider did not take the message are retried: connection refused or
-timed out while connecting, 5xx, 429, and providers' own "try later" answers.
+timed out while connecting, 429, 503, and providers' own "try later" answers. Any
+other 5xx (a proxy's 500, 502 or 504 included) leaves the outcome unknown, like a
+read timeout: the message waits for a report or the conclusion (`service.ambiguous`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from service.breaker import CircuitBreaker
 from service.metrics import Metrics
 from service.model import (
     Account,
+    Ambiguity,
     AttemptResult,
     Decision,
     MessageRecord,
@@ -69,6 +72,9 @@ class Dispatcher:
         self._in_flight = asyncio.Semaphore(settings.concurrency)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
+        self._ambiguity = Ambiguity(
+            settings.ambiguous_conclude_after, settings.ambiguous_match_window
+        )
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""
@@ -79,7 +85,8 @@ class Dispatcher:
 
     async def _sweep_and_send(self) -> bool:
         if time.time() >= self._next_sweep:
-            await self._store.expire_claims(time.time())
+            await self._store.expire_claims(time.time(), self._ambiguity)
+            await self._store.conclude_unresolved(time.time())
             self._next_sweep = time.time() + self._settings.lease_seconds / 4
         return await self.run_once()
 
@@ -272,7 +279,10 @@ class Dispatcher:
             text = truncate(f"{type(exc).__name__}: {exc}")
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             await self._store.record_attempts(
-                [unknown.result(m.id, Decision.UNKNOWN) for m in messages]
+                [
+                    unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._ambiguity)
+                    for m in messages
+                ]
             )
             return
         elapsed = time.perf_counter() - started
@@ -363,7 +373,7 @@ class Dispatcher:
             return await self._retry(account, message, answer)
         if outcome is Outcome.UNKNOWN:
             return replace(answer, code=answer.code or "outcome_unknown").result(
-                message.id, Decision.UNKNOWN
+                message.id, Decision.UNKNOWN, ambiguity=self._ambiguity
             )
         if outcome is Outcome.SENDER_REJECTED and account.fallback_sender not in (
             "",

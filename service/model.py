@@ -116,6 +116,9 @@ class Report:
     recipient: str = ""
     error_code: str = ""
     error_text: str = ""
+    reference: str = ""
+    """Our message ID, where the provider echoes one we gave it with the send; it finds
+    a message whose send answer was lost (see `Ambiguity`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +311,16 @@ class Decision(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Ambiguity:
+    """How long a send whose outcome is unknown waits to be resolved (settings
+    `[ambiguous]`): until `conclude_after` seconds without a report conclude it, and for
+    `match_window` seconds a report without our reference may find it by recipient."""
+
+    conclude_after: float = 86400.0
+    match_window: float = 259200.0
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptResult:
     """What the dispatcher concluded for one message after one send attempt."""
 
@@ -331,6 +344,8 @@ class AttemptResult:
     """ACCEPTED: when to first poll for delivery status; None when reports are pushed."""
     requested: bool = False
     """A request went to the provider (or may have): the message's attempts count it."""
+    ambiguity: Ambiguity = Ambiguity()
+    """UNKNOWN: how long the message waits for a report before it is concluded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,8 +37,19 @@ def is_final(status: Status) -> bool:
     return status in FINAL
 
 
-def advance(current: Status, reported: Status) -> Status:
-    """The status after a report: never backwards, and the first final status wins."""
+UNRESOLVED = Status.EXPIRED
+"""Where smsgw concludes a send whose outcome stayed unknown: no report said what
+became of it within the time allowed, which is what `expired` means. It counts as a
+request made, accepted and undelivered; it was never shown to be refused (`failed`),
+and the provider may well have taken it."""
+
+
+def advance(current: Status, reported: Status, *, guessed: bool = False) -> Status:
+    """The status after a report: never backwards, and the first final status wins,
+    unless that final status is smsgw's own conclusion (`guessed`, see UNRESOLVED):
+    then the provider's own final report replaces it, once."""
+    if guessed and reported in FINAL:
+        return reported
     if current in FINAL or RANK[reported] <= RANK[current]:
         return current
     return reported

@@ -53,6 +53,8 @@ class Settings:
     poll_first_after: float
     poll_max_interval: float
     poll_give_up: float
+    ambiguous_conclude_after: float
+    ambiguous_match_window: float
     gateways_file: str
     autoreply_file: str
     autoreply_max_per_sender: int
@@ -131,6 +133,8 @@ _TOML_KEYS = {
     ("poll", "first_after"): "poll_first_after",
     ("poll", "max_interval"): "poll_max_interval",
     ("poll", "give_up"): "poll_give_up",
+    ("ambiguous", "conclude_after"): "ambiguous_conclude_after",
+    ("ambiguous", "match_window"): "ambiguous_match_window",
     ("gateways", "file"): "gateways_file",
     ("autoreply", "file"): "autoreply_file",
     ("autoreply", "max_per_sender"): "autoreply_max_per_sender",
@@ -196,6 +200,8 @@ _POSITIVE = {
     "poll_first_after",
     "poll_max_interval",
     "poll_give_up",
+    "ambiguous_conclude_after",
+    "ambiguous_match_window",
     "autoreply_max_per_sender",
     "autoreply_window",
     "web_history_rows",

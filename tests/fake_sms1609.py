@@ -155,6 +155,7 @@ class FakeSms1609(FakeServer):
             "status": "NONE",
             "plan": list(plan),
         }
+        await self._hang_if_asked()
         return self._answer(f"OK {smsid}")
 
     async def _report(self, request: Request) -> PlainTextResponse:

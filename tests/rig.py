@@ -14,7 +14,7 @@ their own small `rig` fixture or `<provider>_setup`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +165,28 @@ async def provider_loop(
     """`provider_gateway` for tests that need the fake rather than the created account."""
     async with provider_gateway(tmp_path, fake, account, **settings) as (gateway, _):
         yield gateway, fake
+
+
+@dataclass(frozen=True)
+class Ambiguous(Generic[F]):
+    """How one provider's fake is made to lose a send's answer and report on it later,
+    for the contract test of ambiguous sends (tests/test_ambiguous.py).
+
+    - `fake`: a new fake; `account`: the account's fields; `callbacks`: what it pushes.
+    - `quiet`: the fake's knob holding the reports it pushes by itself after a send,
+      emptied so that the only report is the late one.
+    - `late_report`: push "delivered" for the one message the fake took for number
+      `to` (digits), returning our callback's HTTP status; None when the provider can
+      push nothing and has no look-up by our reference (the send is only concluded).
+    - `by`: how smsgw finds the message for that report ("reference" or "recipient").
+    """
+
+    fake: Callable[[], F]
+    account: dict[str, Any]
+    late_report: Callable[[F, str], Awaitable[int]] | None
+    by: str = "recipient"
+    quiet: str = "dlr_plan"
+    callbacks: Collection[str] = CALLBACKS
 
 
 async def settled_messages(

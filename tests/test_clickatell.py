@@ -776,7 +776,7 @@ async def test_refusals_per_number_and_unapproved_senders_are_told_apart(rig: Ri
     assert (rejected.outcome, rejected.error_code) == (Outcome.SENDER_REJECTED, "123")
 
 
-async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+async def test_429_and_503_are_retried_a_500_is_unknown_then_a_send_goes_through(rig: Rig) -> None:
     rig.fake.fail_next = [503, 429, 500]
     outcomes = []
     for _ in range(4):
@@ -785,7 +785,7 @@ async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Ri
     assert outcomes == [
         (Outcome.TRANSIENT, "901", 1.0),
         (Outcome.TRANSIENT, "429", 1.0),
-        (Outcome.TRANSIENT, "500", None),
+        (Outcome.UNKNOWN, "500", None),
         (Outcome.ACCEPTED, "", None),
     ]
     assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1
@@ -956,3 +956,12 @@ async def test_replies_are_listed_and_the_balance_is_served(tmp_path: Path) -> N
         assert await rigging.listed_inbound(gateway) == ("+46700000001", "Hi there", "click")
         balance = (await gateway.api.get("/v1/balance/click")).json()
         assert balance == {"account": "click", "balance": 1234.5, "currency": "USD"}
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeClickatell(API_KEY),
+    account=CLICKATELL,
+    late_report=lambda fake, to: fake.push_dlr(next(iter(fake.messages)), to, 4),
+    by="reference",
+)
+"""A lost answer is found by its `clientMessageId` (see tests/test_ambiguous.py)."""

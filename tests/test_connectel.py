@@ -712,3 +712,11 @@ def test_an_empty_bulk_answer_keeps_the_body_error_for_every_message() -> None:
     )
     assert {(r.outcome, r.error_code) for r in results} == {(Outcome.REFUSED, "2")}
     assert all("sender blocked" in r.error_text for r in results)
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeConnectel(TOKEN),
+    account=rigging.account_fields("conn", "connectel", {"token": TOKEN}, "IKEA"),
+    late_report=lambda fake, to: fake.push_dlr(next(iter(fake.messages)), to, 1, "DELIVRD"),
+)
+"""Connectel echoes nothing of ours: a lost answer is found by its recipient."""

@@ -102,14 +102,38 @@ async def test_reports_may_arrive_as_form_posts_or_get_queries(tmp_path: Path) -
             ] == "delivered"
 
 
-async def test_server_errors_are_retried_with_backoff_until_accepted(tmp_path: Path) -> None:
+async def test_answers_proving_nothing_was_taken_are_retried_with_backoff_until_accepted(
+    tmp_path: Path,
+) -> None:
     async with rigging.connectel_setup(tmp_path) as (gateway, fake):
-        fake.fail_next = [503, 500]
+        fake.fail_next = [503, 429]
         _, detail = await rigging.send_one(gateway, fake, "conn", "+46700000001", "retry")
         assert detail["status"] == "delivered" and detail["attempts"] == 3
         retries = [e for e in detail["events"] if e["event"] == "message.retry"]
-        assert [e["http_status"] for e in retries] == [503, 500]
+        assert [e["http_status"] for e in retries] == [503, 429]
         assert fake.requests_seen == 3 and len(fake.sent) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+async def test_a_server_error_that_may_hide_a_sent_message_is_never_resent(
+    tmp_path: Path, status: int
+) -> None:
+    async with rigging.connectel_setup(tmp_path) as (gateway, fake):
+        fake.fail_next = [status]
+        [message] = await gateway.send(to="+46700000001", text="taken?", account="conn")
+
+        async def concluded() -> dict[str, Any]:
+            detail = await gateway.message(message["id"])
+            return detail if detail["error"] else {}
+
+        detail = await eventually(concluded)
+        assert (detail["status"], detail["error"]["code"]) == ("sending", str(status))
+        assert "message.outcome_unknown" in [e["event"] for e in detail["events"]]
+        # A later message goes out and settles: the dispatcher has passed over the
+        # outbox since, and did not send the first one again.
+        _, later = await rigging.send_one(gateway, fake, "conn", "+46700000002", "later")
+        assert later["status"] == "delivered"
+        assert fake.requests_seen == 2 and detail["attempts"] == 1
 
 
 async def test_a_429_waits_at_least_its_retry_after(tmp_path: Path) -> None:
@@ -185,21 +209,22 @@ async def test_one_accounts_requests_run_side_by_side_up_to_the_concurrency(
         assert set(statuses.values()) == {"delivered"} and fake.requests_seen == 4
 
 
-async def test_a_timeout_after_sending_is_never_blindly_resent(tmp_path: Path) -> None:
+async def test_a_timeout_after_sending_is_never_resent_and_the_reports_it_raced_resolve_it(
+    tmp_path: Path,
+) -> None:
     async with rigging.connectel_setup(tmp_path, request_timeout=0.5) as (gateway, fake):
         fake.hang_next, fake.hang_seconds = 1, 3.0
         [message] = await gateway.send(to="+46700000001", text="lost?", account="conn")
-
-        async def concluded() -> dict[str, Any]:
-            detail = await gateway.message(message["id"])
-            return detail if detail["error"] else {}
-
-        detail = await eventually(concluded)
-        assert detail["status"] == "sending"
-        assert detail["error"]["code"] == "outcome_unknown"
+        # The fake pushes its reports while it holds the answer back: they wait as
+        # unmatched until the timeout makes the send ambiguous, then find it by recipient.
+        detail = await rigging.settled_messages(gateway, [message["id"]], fake)
+        events = [e["event"] for e in detail[message["id"]]["events"]]
+        assert detail[message["id"]]["status"] == "delivered"
+        assert events.index("message.outcome_unknown") < events.index("message.resolved")
         fake.release_hung()
-        await asyncio.sleep(0.3)
-        assert len(fake.sent) == 1 and fake.requests_seen == 1
+        _, later = await rigging.send_one(gateway, fake, "conn", "+46700000002", "later")
+        assert later["status"] == "delivered"
+        assert len(fake.sent) == 2 and fake.requests_seen == 2
 
 
 async def test_a_refused_connection_is_retried_then_fails(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ def test_one_message_is_posted_as_the_documented_advanced_json_with_app_key_auth
                 "text": "This is a sample message",
                 "notifyUrl": DLR_URL,
                 "notifyContentType": "application/json",
+                "callbackData": "m0",  # our message ID, echoed in its reports
             }
         ]
     }
@@ -108,12 +109,13 @@ def test_a_batch_is_one_message_entry_with_a_destination_per_recipient_in_order(
         {"to": "41793026834"},
         {"to": "4670000002"},
     ]
+    assert "callbackData" not in entry  # one entry for all: it could name none of them
 
 
 def test_without_a_sender_or_callback_url_those_fields_are_left_out() -> None:
     request = handler.send_request(ACCOUNT, batch("+41793026727", sender="", dlr_url=""))
     [entry] = request.json["messages"]
-    assert set(entry) == {"destinations", "text"}
+    assert set(entry) == {"destinations", "text", "callbackData"}
 
 
 def test_options_ask_for_intermediate_reports_and_a_validity_period() -> None:
@@ -440,7 +442,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
         wire.refused(
             500,
             legacy("GENERAL_ERROR", "Something went wrong. Please contact support."),
-            Outcome.TRANSIENT,
+            Outcome.UNKNOWN,
             "GENERAL_ERROR",
             "Something went wrong",
             id="500-GENERAL_ERROR",
@@ -448,7 +450,7 @@ def api_error(code: str, text: str, *violations: tuple[str, str]) -> dict[str, A
         wire.refused(
             500,
             api_error("E500", "Something went wrong."),
-            Outcome.TRANSIENT,
+            Outcome.UNKNOWN,
             "E500",
             "Something went wrong.",
             id="500-E500",
@@ -986,7 +988,7 @@ async def test_the_fake_answers_each_documented_submission_status_as_the_handler
         (403, Outcome.ACCOUNT_ERROR, "FORBIDDEN", "E403"),
         (404, Outcome.ACCOUNT_ERROR, "NOT_FOUND", "E404"),
         (429, Outcome.TRANSIENT, "TOO_MANY_REQUESTS", "E429"),
-        (500, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
+        (500, Outcome.UNKNOWN, "GENERAL_ERROR", "E500"),
         (503, Outcome.TRANSIENT, "GENERAL_ERROR", "E500"),
     ],
 )
@@ -1305,3 +1307,12 @@ async def test_a_malformed_report_is_refused_and_nothing_is_stored(tmp_path: Pat
         response = await gateway.raw.post(fake.dlr_url, json={"results": [{"to": "4179"}]})
         assert response.status_code == 422
         assert (await gateway.stats())["accounts"].get("ib", {}).get("unmatched", 0) == 0
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeInfobip(API_KEY),
+    account=rigging.account_fields("ib", "infobip", {"api_key": API_KEY}, "InfoSMS"),
+    late_report=lambda fake, _to: fake.push_dlr(next(iter(fake.messages)), 5),
+    by="reference",
+)
+"""A lost answer is found by its `callbackData` (see tests/test_ambiguous.py)."""

@@ -327,7 +327,7 @@ def test_every_err_code_is_classified_on_a_recipient_line(
             id="429-retry-after",
         ),
         wire.past_date(429, b"", "429", "HTTP 429", id="429-retry-after-past-date"),
-        wire.refused(500, "boom", Outcome.TRANSIENT, "500", "boom", id="500"),
+        wire.refused(500, "boom", Outcome.UNKNOWN, "500", "boom", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.throttled(503, f"ID:{ID}", "503", "HTTP 503", seconds="1", id="503-even-with-an-id"),
         wire.NOT_FOUND_PAGE,
@@ -886,3 +886,13 @@ async def test_the_balance_and_forwarded_inbound_sms_show_in_the_api(tmp_path: P
             ("+447710123456", "Hi there"),
             ("+447710123457", "And JSON"),
         ]
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeIntelliSoftware(USERNAME, PASSWORD),
+    account=rigging.account_fields(
+        "intelli", "intellisoftware", {"username": USERNAME, "password": PASSWORD}, "ACME"
+    ),
+    late_report=lambda fake, to: fake.push_dlr(next(iter(fake.messages))[0], to, 4),
+)
+"""IntelliSoftware echoes nothing of ours: a lost answer is found by its recipient."""

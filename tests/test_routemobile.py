@@ -392,8 +392,8 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h
 @pytest.mark.parametrize(
     "case",
     [
-        wire.refused(500, "", Outcome.TRANSIENT, "500", "empty body", id="500"),
-        wire.refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502"),
+        wire.refused(500, "", Outcome.UNKNOWN, "500", "empty body", id="500"),
+        wire.refused(502, HTML_PAGE, Outcome.UNKNOWN, "502", "Bad Gateway", id="502"),
         wire.throttled(503, "busy", "503", "busy", seconds="4", id="503"),
         wire.throttled(429, "", "429", "HTTP 429", seconds="2", header="retry-after", id="429"),
         wire.past_date(429, "", "429", "HTTP 429", id="429-past-date"),
@@ -865,3 +865,14 @@ async def test_the_balance_endpoint_reads_route_mobiles_credit_check(tmp_path: P
         fake.password = "rotated"
         failed = await gateway.api.get("/v1/balance/rm")
         assert failed.status_code == 502 and PASSWORD not in failed.text
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeRouteMobile(USERNAME, PASSWORD),
+    account=rigging.account_fields(
+        "rm", "routemobile", {"username": USERNAME, "password": PASSWORD}, "ACME"
+    ),
+    late_report=lambda fake, _to: fake.push_dlr(next(iter(fake.messages)), "DELIVRD"),
+    callbacks=("dlr",),
+)
+"""Route Mobile echoes nothing of ours: a lost answer is found by its recipient."""

@@ -100,7 +100,7 @@ def test_a_message_is_a_form_post_to_the_accounts_messages_resource() -> None:
         ("To", "+46700000001"),
         ("From", SENDER),
         ("Body", "Hello"),
-        ("StatusCallback", DLR_URL),
+        ("StatusCallback", f"{DLR_URL}&smsgw_message=m0"),  # our reference rides along
     ]
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert request.headers["Accept"] == "application/json"
@@ -275,7 +275,7 @@ ERROR_TABLE = [
     (21635, 400, Outcome.REFUSED),
     (21658, 400, Outcome.REFUSED),
     (20429, 429, Outcome.TRANSIENT),
-    (20500, 500, Outcome.TRANSIENT),
+    (20500, 500, Outcome.UNKNOWN),
     (20503, 503, Outcome.TRANSIENT),
     (21611, 400, Outcome.TRANSIENT),
     (30001, 400, Outcome.TRANSIENT),
@@ -352,7 +352,7 @@ def test_a_code_without_a_message_gets_the_tables_description(
             seconds="30",
             id="transient-code-keeps-retry-after",
         ),
-        wire.refused(500, "Internal error", Outcome.TRANSIENT, "500", "Internal", id="500"),
+        wire.refused(500, "Internal error", Outcome.UNKNOWN, "500", "Internal", id="500"),
         wire.BAD_GATEWAY_PAGE,
         wire.NOT_FOUND_PAGE,
         twilio_refused(400, 99999, "something new", Outcome.REFUSED, id="unknown-code-4xx"),
@@ -905,7 +905,7 @@ async def test_a_message_is_created_by_the_fake_with_an_sm_sid(rig: Rig) -> None
             "To": "+46700000001",
             "From": SENDER,
             "Body": "Hello",
-            "StatusCallback": f"{rig.receiver_url}/dlr?key=k",
+            "StatusCallback": f"{rig.receiver_url}/dlr?key=k&smsgw_message=m0",
         }
     ]
 
@@ -962,7 +962,7 @@ async def test_an_overlong_body_is_refused_by_the_fake(rig: Rig) -> None:
     assert (result.outcome, result.error_code) == (Outcome.REFUSED, "21617")
 
 
-async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Rig) -> None:
+async def test_429_and_503_are_retried_a_500_is_unknown_then_a_send_goes_through(rig: Rig) -> None:
     rig.fake.fail_next = [503, 429, 500]
     sent = rig.batch("+46700000001")
     outcomes = []
@@ -972,7 +972,7 @@ async def test_planned_failures_are_transient_then_the_send_goes_through(rig: Ri
     assert outcomes[:3] == [
         (Outcome.TRANSIENT, "20503", None),
         (Outcome.TRANSIENT, "20429", 1.0),
-        (Outcome.TRANSIENT, "20500", None),
+        (Outcome.UNKNOWN, "20500", None),
     ]
     assert outcomes[3][0] is Outcome.ACCEPTED
     assert rig.fake.requests_seen == 4 and len(rig.fake.sent) == 1
@@ -984,7 +984,7 @@ async def test_status_callbacks_arrive_signed_for_the_url_given_and_parse(rig: R
     await rig.fake.drain()
     reports = []
     for call in rig.receiver.calls:
-        assert call.url == sent.dlr_url
+        assert call.url == f"{sent.dlr_url}&smsgw_message=m0"
         assert call.headers["content-type"] == "application/x-www-form-urlencoded"
         handler.authenticate(ACCOUNT, call)  # signed as Twilio signs: does not raise
         reports.extend(handler.parse_dlr(ACCOUNT, call))
@@ -1111,7 +1111,8 @@ async def test_a_send_is_delivered_by_twilios_signed_status_callbacks(tmp_path: 
         statuses = await rigging.settle(gateway, fake, [message["id"]])
         assert statuses[message["id"]] == "delivered"
         [sent] = fake.sent
-        assert sent["StatusCallback"] == account["callback_urls"]["dlr"]
+        dlr_url = account["callback_urls"]["dlr"]
+        assert sent["StatusCallback"] == f"{dlr_url}&smsgw_message={message['id']}"
         assert (sent["To"], sent["From"], sent["Body"]) == ("+46700000001", SENDER, "hello")
         assert fake.dlr_acks == [200, 200]
         assert all("X-Twilio-Signature" in headers for *_, headers in fake.callbacks)
@@ -1301,3 +1302,15 @@ async def test_the_balance_endpoint_reads_twilios_balance(tmp_path: Path) -> Non
         response = await gateway.api.get("/v1/balance/tw")
         assert response.status_code == 200
         assert response.json() == {"account": "tw", "balance": 42.17, "currency": "USD"}
+
+
+AMBIGUOUS = rigging.Ambiguous(
+    fake=lambda: FakeTwilio(SID, TOKEN),
+    account=rigging.account_fields(
+        "tw", "twilio", {"account_sid": SID, "auth_token": TOKEN}, SENDER
+    ),
+    late_report=lambda fake, _to: fake.push_status(next(iter(fake.messages)), "delivered"),
+    by="reference",
+    quiet="status_plan",
+)
+"""A lost answer is found by the message ID in its StatusCallback URL."""

@@ -191,13 +191,13 @@ HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body><h1>Oops</h1
 """A proxy's error page: what a handler reports of it must carry no markup."""
 
 # Answers that several providers' handlers classify alike.
-BAD_GATEWAY_PAGE = refused(502, HTML_PAGE, Outcome.TRANSIENT, "502", "Bad Gateway", id="502")
+# A 500, 502 or 504 does not prove the provider took nothing (a proxy in front of it
+# answers them too): the outcome is unknown, never resent.
+BAD_GATEWAY_PAGE = refused(502, HTML_PAGE, Outcome.UNKNOWN, "502", "Bad Gateway", id="502")
 NOT_FOUND_PAGE = refused(404, HTML_PAGE, Outcome.REFUSED, "404", "Oops", id="404-html")
 OK_WITH_A_PAGE = refused(200, HTML_PAGE, Outcome.REFUSED, "200", "unreadable", id="200-html-page")
 OK_BUT_EMPTY = refused(200, b"", Outcome.REFUSED, "200", "empty answer", id="200-empty")
-INTERNAL_ERROR = refused(
-    500, "Internal error", Outcome.TRANSIENT, "500", "Internal error", id="500"
-)
+INTERNAL_ERROR = refused(500, "Internal error", Outcome.UNKNOWN, "500", "Internal error", id="500")
 UNAUTHORIZED = refused(401, "Unauthorized", Outcome.ACCOUNT_ERROR, "401", "Unauthorized", id="401")
 RETRY_AFTER_PAST_DATE = past_date(429, b"", "429", "empty answer", id="429-retry-after-past-date")
 

@@ -17,13 +17,14 @@ from service.errors import Conflict
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
+    Ambiguity,
     AttemptResult,
     Decision,
     NewMessage,
     PollDue,
     Status,
 )
-from service.store.reports import apply_parked, set_status
+from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
 from service.store.tx import IN_CHUNK, Read, Tx, key_lock, placeholders
 
 # A message whose recipient opted out before it could go. An auto-reply is spared
@@ -166,7 +167,7 @@ async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) ->
     return won
 
 
-async def expire_claims(tx: Tx, now: float) -> int:
+async def expire_claims(tx: Tx, now: float, ambiguity: Ambiguity) -> int:
     rows = await tx.fetchall(
         "SELECT message_id FROM outbox WHERE claimed_until < ? ORDER BY message_id"
         f"{tx.skip_locked('outbox')}",
@@ -179,6 +180,7 @@ async def expire_claims(tx: Tx, now: float) -> int:
             error_code="outcome_unknown",
             error_text="the send was interrupted; not resent to avoid a duplicate",
             requested=True,  # it may have gone out before the process died
+            ambiguity=ambiguity,
         )
         await conclude(tx, interrupted)
     return len(rows)
@@ -220,13 +222,22 @@ async def conclude(tx: Tx, result: AttemptResult) -> None:
         return
     await tx.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
     if result.decision is Decision.UNKNOWN:
+        now = time.time()
+        conclude_at = now + result.ambiguity.conclude_after
+        await tx.execute(
+            "UPDATE messages SET unknown_since = COALESCE(unknown_since, ?), match_until = ?, "
+            "conclude_at = ? WHERE id = ?",
+            (now, now + result.ambiguity.match_window, conclude_at, result.message_id),
+        )
         await tx.event(
             "message.outcome_unknown",
             result.message_id,
             account,
             error_code=result.error_code,
             error_text=result.error_text,
+            conclude_at=conclude_at,
         )
+        await apply_parked_ambiguous(tx, result.message_id, account)
         return
     await _conclude_answered(tx, account, old, result)
 
@@ -319,6 +330,43 @@ async def _conclude_answered(tx: Tx, account: str, old: Status, result: AttemptR
             http_status=result.http_status,
         )
     await apply_parked(tx, account, result.keys)
+
+
+# -- sends whose outcome stayed unknown -------------------------------------------------
+
+UNRESOLVED_CODE = "outcome_unresolved"
+
+
+async def conclude_unresolved(tx: Tx, now: float, limit: int) -> int:
+    """Conclude the unknown sends whose time ran out with no report (reconcile.UNRESOLVED),
+    marked as smsgw's guess; those a report resolved meanwhile only lose their deadline."""
+    rows = await tx.fetchall(
+        "SELECT id, account, status FROM messages WHERE conclude_at <= ? "
+        f"ORDER BY conclude_at LIMIT ?{tx.skip_locked('messages')}",
+        (now, limit),
+    )
+    for message_id, account, status in rows:
+        await tx.execute("UPDATE messages SET conclude_at = NULL WHERE id = ?", (message_id,))
+        if Status(status) is not Status.SENDING:
+            continue
+        text = (
+            "the provider's answer to the send was lost and no report came in time; "
+            "a later report from the provider still replaces this status"
+        )
+        await tx.execute(
+            "UPDATE messages SET guessed = 1, error_code = ?, error_text = ? WHERE id = ?",
+            (UNRESOLVED_CODE, text, message_id),
+        )
+        await set_status(
+            tx,
+            message_id,
+            account,
+            Status.SENDING,
+            reconcile.UNRESOLVED,
+            error_code=UNRESOLVED_CODE,
+            error_text=text,
+        )
+    return len(rows)
 
 
 # -- polling ---------------------------------------------------------------------------

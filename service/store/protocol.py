@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from service.model import (
     Account,
+    Ambiguity,
     AttemptResult,
     AutoReplyRule,
     Counters,
@@ -99,8 +100,13 @@ class Store(Protocol):
         """Mark messages as in flight; returns those this caller won."""
         ...
 
-    async def expire_claims(self, now: float) -> int:
+    async def expire_claims(self, now: float, ambiguity: Ambiguity | None = None) -> int:
         """Claims past their lease: the process died mid-send, the outcome is unknown."""
+        ...
+
+    async def conclude_unresolved(self, now: float, limit: int = 500) -> int:
+        """Conclude the sends whose outcome stayed unknown past their time (the
+        `Ambiguity` they were recorded with); returns how many were due."""
         ...
 
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None: ...

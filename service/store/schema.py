@@ -202,6 +202,22 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at {bigint} NOT NULL
     );
     """,
+    # 6: sends whose outcome is unknown. `unknown_since` marks one (and stays); until
+    # `match_until` a report may find it by recipient; at `conclude_at` smsgw concludes
+    # it, and `guessed` says its final status is smsgw's, which the provider's own final
+    # report may still correct. Reports keep the reference (our message ID) a provider
+    # echoed, and the recipient's digits, to find such a message once it is recorded.
+    """
+    ALTER TABLE messages ADD COLUMN unknown_since {real};
+    ALTER TABLE messages ADD COLUMN match_until {real};
+    ALTER TABLE messages ADD COLUMN conclude_at {real};
+    ALTER TABLE messages ADD COLUMN guessed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_ambiguous ON messages(account, recipient)
+        WHERE unknown_since IS NOT NULL;
+    CREATE INDEX messages_conclude ON messages(conclude_at) WHERE conclude_at IS NOT NULL;
+    ALTER TABLE reports ADD COLUMN reference TEXT NOT NULL DEFAULT '';
+    ALTER TABLE reports ADD COLUMN rcpt_digits TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 

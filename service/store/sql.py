@@ -95,8 +95,12 @@ class SqlStore(ABC):
     async def claim(self, message_ids: Sequence[str], now: float, lease: float) -> list[str]:
         return await self._write(lambda tx: lifecycle.claim(tx, message_ids, now, lease))
 
-    async def expire_claims(self, now: float) -> int:
-        return await self._write(lambda tx: lifecycle.expire_claims(tx, now))
+    async def expire_claims(self, now: float, ambiguity: model.Ambiguity | None = None) -> int:
+        unknown = ambiguity or model.Ambiguity()
+        return await self._write(lambda tx: lifecycle.expire_claims(tx, now, unknown))
+
+    async def conclude_unresolved(self, now: float, limit: int = 500) -> int:
+        return await self._write(lambda tx: lifecycle.conclude_unresolved(tx, now, limit))
 
     async def record_attempts(self, results: Sequence[model.AttemptResult]) -> None:
         await self._write(lambda tx: lifecycle.record_attempts(tx, results))
