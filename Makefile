@@ -6,7 +6,7 @@ PORT ?= 8080
 SMSGW_API_TOKENS ?= dev-token
 export SMSGW_API_TOKENS
 
-.PHONY: run test lint check clean bench bench-tools bench-ingest bench-dispatch bench-scale bench-soak
+.PHONY: run test lint check clean bench bench-tools bench-ingest bench-dispatch bench-scale bench-soak bench-ratelimit bench-multiprocess
 
 $(BIN)/smsgw: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,4 +47,10 @@ bench-scale: $(BIN)/smsgw  ## cost per DLR with 10k vs 1M messages stored
 bench-soak: $(BIN)/smsgw bench-tools  ## 1M callbacks, RSS at start and end
 	$(BIN)/python -m bench.soak
 
-bench: bench-ingest bench-dispatch bench-scale bench-soak
+bench-ratelimit: $(BIN)/smsgw  ## the token bucket's burst and rate on the wall clock
+	$(BIN)/python -m bench.ratelimit
+
+bench-multiprocess: $(BIN)/smsgw  ## wall time of the two-servers-and-a-worker test (PostgreSQL)
+	$(BIN)/python -m bench.multiprocess
+
+bench: bench-ingest bench-dispatch bench-scale bench-soak bench-ratelimit

@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from service.errors import SmsgwError, TooManyRequests
 
@@ -16,13 +16,22 @@ class TokenBucket:
 
     A batch larger than the burst waits for a full bucket, then goes and leaves the
     bucket in debt, so big batches are never starved and the average rate still holds.
+    `clock` and `sleep` are the wall clock unless a test drives time itself.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.rate = rate
         self._capacity = max(rate, 1.0)
         self._tokens = self._capacity
-        self._stamp = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
         self._lock = asyncio.Lock()
 
     async def acquire(self, count: int = 1) -> None:
@@ -30,12 +39,12 @@ class TokenBucket:
             self._refill()
             needed = min(float(count), self._capacity)
             if self._tokens < needed:
-                await asyncio.sleep((needed - self._tokens) / self.rate)
+                await self._sleep((needed - self._tokens) / self.rate)
                 self._refill()
             self._tokens -= count
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 

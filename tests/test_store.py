@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from service.errors import Conflict, Unavailable
 from service.model import (
@@ -35,7 +32,7 @@ from service.model import (
     ReportOutcome,
     Status,
 )
-from service.reconcile import DELIVERY_FAILURES, match_key
+from service.reconcile import match_key
 from service.store import Store
 from service.store import open_store as open_configured_store
 from service.store.postgres import PostgresStore
@@ -450,77 +447,7 @@ async def test_history_pages_newest_first(store: Store) -> None:
     assert [m.id for m in first + rest] == ["m4", "m3", "m2", "m1", "m0"]
 
 
-# -- the central property ------------------------------------------------------------
-
-NON_FINAL = [Status.SUBMITTED, Status.ENROUTE]
-
-
-@st.composite
-def report_streams(draw: st.DrawFn) -> tuple[list[Status], list[tuple[int, Status]], int]:
-    """Per-part final statuses, the reports in arrival order, and where the send answer falls.
-
-    Every part gets one final status (failing parts share one kind, as a real network
-    reports them), any number of non-final reports, and any report may be duplicated.
-    """
-    parts = draw(st.integers(1, 3))
-    failure = draw(st.sampled_from(sorted(DELIVERY_FAILURES)))
-    finals = draw(
-        st.lists(st.sampled_from([Status.DELIVERED, failure]), min_size=parts, max_size=parts)
-    )
-    reports = [
-        (p, s) for p in range(parts) for s in draw(st.lists(st.sampled_from(NON_FINAL), max_size=2))
-    ]
-    reports += [(p, finals[p]) for p in range(parts)]
-    reports += draw(st.lists(st.sampled_from(reports), max_size=4))
-    arrival = draw(st.permutations(reports))
-    return finals, list(arrival), draw(st.integers(0, len(arrival)))
-
-
-def expected_status(finals: Sequence[Status]) -> Status:
-    failed = [s for s in finals if s is not Status.DELIVERED]
-    return failed[0] if failed else Status.DELIVERED
-
-
-_examples = itertools.count()
-
-
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(report_streams())
-def test_any_order_duplication_and_race_of_reports_gives_the_in_order_result(
-    tmp_path: Path, case: tuple[list[Status], list[tuple[int, Status]], int]
-) -> None:
-    finals, arrival, send_at = case
-    # One store for every example; each example has an account and IDs of its own.
-    n = next(_examples)
-    account, message_id = f"acc{n}", f"m{n}"
-
-    async def run() -> None:
-        store = await open_store(tmp_path)
-        await store.create_account(Account(account, "sandbox", callback_secret="s"))
-        message = replace(new_message(message_id, segments=len(finals)), account=account)
-        await store.enqueue([message], {})
-        await store.claim([message_id], time.time(), 60)
-        request_ids = [f"P{n}-{p}" for p in range(len(finals))]
-        for index in range(len(arrival) + 1):
-            if index == send_at:
-                await store.record_attempts([accepted(message_id, *request_ids)])
-            if index < len(arrival):
-                part, status = arrival[index]
-                rid = request_ids[part]
-                await store.apply_report(account, Report(rid, status), match_key(rid, "", False))
-        stored = await store.get_message(message_id)
-        stats = await store.stats(FAR_FUTURE)
-        derived = await store.derive_counters()
-        await store.close()
-        assert stored is not None and stored.status is expected_status(finals)
-        assert stats.accounts[account] == derived[account]
-        assert stats.unmatched.get(account, 0) == 0
-
-    asyncio.run(run())
+# The central property, many messages against an independent model: test_store_counters.py.
 
 
 # -- several processes on one database -----------------------------------------------

@@ -1,0 +1,232 @@
+"""The counters, against a model of design.md section 2 written here and nowhere else.
+
+Many messages per example, each with its own fate: accepted (in one to three parts),
+refused (with or without a request ID), accepted after a retry, or left ambiguous (the
+request may have reached the provider; no answer recorded). Their reports arrive
+interleaved, in any order, duplicated, ahead of the send answer, and after a final
+status. The store's status of every message, its counters and its unmatched count
+must equal what the model says.
+
+The model imports nothing from `service.reconcile`: its ranking and its counter
+arithmetic are its own, so a mistake shared by the store and reconcile shows here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service.model import Account, AttemptResult, Counters, Decision, Report, Status
+from service.reconcile import match_key
+from tests.test_store import FAR_FUTURE, accepted, new_message, open_store
+
+# -- the model ------------------------------------------------------------------------
+
+# design.md 2: queued < sending < submitted < enroute < final; the first final wins.
+MODEL_RANK = {
+    "queued": 0,
+    "sending": 1,
+    "submitted": 2,
+    "enroute": 3,
+    "delivered": 9,
+    "undelivered": 9,
+    "expired": 9,
+    "rejected": 9,
+    "failed": 9,
+}
+DELIVERY_FAILURE = ("undelivered", "expired", "rejected")
+
+
+def model_advance(current: str, reported: str) -> str:
+    if MODEL_RANK[current] == 9 or MODEL_RANK[reported] <= MODEL_RANK[current]:
+        return current
+    return reported
+
+
+def model_status(fate: str, parts: list[list[str]]) -> str:
+    """A message's status once every report of each part (in arrival order) is in."""
+    if fate in ("failed", "failed_with_id"):
+        return "failed"
+    if fate == "ambiguous":
+        return "sending"
+    ends = []
+    for reports in parts:
+        status = "submitted"
+        for reported in reports:
+            status = model_advance(status, reported)
+        ends.append(status)
+    # design.md 2, multipart: failed when any part finally fails, delivered when every
+    # part is delivered, otherwise as far along as its slowest undelivered part.
+    failures = [s for s in ends if s in DELIVERY_FAILURE]
+    if failures:
+        return failures[0]
+    if all(s == "delivered" for s in ends):
+        return "delivered"
+    return min((s for s in ends if s != "delivered"), key=MODEL_RANK.__getitem__)
+
+
+def model_counters(statuses: list[str]) -> dict[str, int]:
+    """design.md 2: requests = accepted + failed (answers a provider gave), pending =
+    accepted and not final; a message with no answer yet counts nowhere."""
+    counters = dict.fromkeys(
+        ("requests", "accepted", "failed", "delivered", "undelivered", "pending"), 0
+    )
+    for status in statuses:
+        if status in ("queued", "sending"):
+            continue
+        counters["requests"] += 1
+        if status == "failed":
+            counters["failed"] += 1
+            continue
+        counters["accepted"] += 1
+        if status == "delivered":
+            counters["delivered"] += 1
+        elif status in DELIVERY_FAILURE:
+            counters["undelivered"] += 1
+        else:
+            counters["pending"] += 1
+    return counters
+
+
+# -- the scenarios --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fate:
+    kind: str
+    """accepted, retried (accepted on its second try), failed, failed_with_id, ambiguous"""
+    parts: int
+    failure: str
+    """The one kind of delivery failure this message's network reports, if any."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    fates: list[Fate]
+    arrival: list[tuple[int, int, str]]
+    """(message, part, status) of each report, in arrival order."""
+    answered_at: list[int]
+    """For each message: how many reports arrived before its send answer was recorded."""
+
+
+FATES = ("accepted", "retried", "failed", "failed_with_id", "ambiguous")
+REPORTED = ("submitted", "enroute", "delivered")
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    fates = []
+    reports: list[tuple[int, int, str]] = []
+    for m in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(FATES))
+        parts = draw(st.integers(1, 3)) if kind in ("accepted", "retried") else 1
+        failure = draw(st.sampled_from(DELIVERY_FAILURE))
+        fates.append(Fate(kind, parts, failure))
+        for part in range(parts):
+            # Zero reports leaves the part pending; two finals are final-then-later.
+            statuses = draw(st.lists(st.sampled_from((*REPORTED, failure)), max_size=3))
+            reports += [(m, part, s) for s in statuses]
+    reports += draw(st.lists(st.sampled_from(reports), max_size=4)) if reports else []
+    arrival = list(draw(st.permutations(reports)))
+    answered_at = [draw(st.integers(0, len(arrival))) for _ in fates]
+    return Scenario(fates, arrival, answered_at)
+
+
+def expected(scenario: Scenario) -> tuple[list[str], dict[str, int], int]:
+    """The model's status of each message, the account's counters and unmatched count."""
+    statuses = []
+    for m, fate in enumerate(scenario.fates):
+        parts: list[list[str]] = [[] for _ in range(fate.parts)]
+        for message, part, status in scenario.arrival:
+            if message == m:
+                parts[part].append(status)
+        statuses.append(model_status(fate.kind, parts))
+    # A report is stored once per (ID, status); one whose ID no answer ever recorded
+    # stays unmatched.
+    never_recorded = {m for m, f in enumerate(scenario.fates) if f.kind in ("failed", "ambiguous")}
+    unmatched = {(m, p, s) for m, p, s in scenario.arrival if m in never_recorded}
+    return statuses, model_counters(statuses), len(unmatched)
+
+
+# -- the store against the model ------------------------------------------------------
+
+
+def answer(fate: Fate, message_id: str, request_ids: list[str]) -> AttemptResult:
+    if fate.kind in ("accepted", "retried"):
+        return accepted(message_id, *request_ids)
+    if fate.kind == "failed_with_id":
+        return AttemptResult(
+            message_id,
+            Decision.FAILED,
+            request_ids=tuple(request_ids),
+            keys=tuple(match_key(r, "", False) for r in request_ids),
+            error_code="REFUSED",
+        )
+    if fate.kind == "failed":
+        return AttemptResult(message_id, Decision.FAILED, error_code="REFUSED")
+    return AttemptResult(message_id, Decision.UNKNOWN, error_code="timeout")
+
+
+_examples = itertools.count()
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(scenarios())
+def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
+    tmp_path: Path, scenario: Scenario
+) -> None:
+    # One store for every example; each example has an account and IDs of its own.
+    n = next(_examples)
+    account = f"acc{n}"
+    ids = [f"m{n}-{m}" for m in range(len(scenario.fates))]
+    request_ids = [
+        [f"P{n}-{m}-{p}" for p in range(fate.parts)] for m, fate in enumerate(scenario.fates)
+    ]
+    statuses, counters, unmatched = expected(scenario)
+
+    async def run() -> None:
+        store = await open_store(tmp_path)
+        try:
+            await store.create_account(Account(account, "sandbox", callback_secret="s"))
+            messages = [
+                replace(new_message(i, to=f"+4670000{m:04d}", segments=f.parts), account=account)
+                for m, (i, f) in enumerate(zip(ids, scenario.fates, strict=True))
+            ]
+            await store.enqueue(messages, {})
+            assert sorted(await store.claim(ids, time.time(), 60)) == sorted(ids)
+            retried = [i for i, f in zip(ids, scenario.fates, strict=True) if f.kind == "retried"]
+            await store.record_attempts(
+                [AttemptResult(i, Decision.RETRY, retry_at=time.time() - 1) for i in retried]
+            )
+            assert sorted(await store.claim(retried, time.time(), 60)) == sorted(retried)
+            for index in range(len(scenario.arrival) + 1):
+                due = [m for m, at in enumerate(scenario.answered_at) if at == index]
+                if due:
+                    await store.record_attempts(
+                        [answer(scenario.fates[m], ids[m], request_ids[m]) for m in due]
+                    )
+                if index < len(scenario.arrival):
+                    m, part, status = scenario.arrival[index]
+                    rid = request_ids[m][part]
+                    await store.apply_report(
+                        account, Report(rid, Status(status)), match_key(rid, "", False)
+                    )
+            stored = [await store.get_message(i) for i in ids]
+            stats = await store.stats(FAR_FUTURE)
+        finally:
+            await store.close()
+        assert [m.status.value if m else None for m in stored] == statuses
+        assert asdict(stats.accounts.get(account, Counters())) == counters
+        assert stats.unmatched.get(account, 0) == unmatched
+
+    asyncio.run(run())
