@@ -5,7 +5,8 @@ Each is what the other side can really need: a phone number is at most 15 digits
 (E.164) however it is written, an alphanumeric sender 11 characters, a message what
 the longest concatenated SMS can carry, an identifier far less than a page. Past a
 bound a request is refused (4xx) and nothing is stored; only a report's free text is
-cut short instead, since refusing it would lose the status it carries.
+cut short instead, since refusing it would lose the status it carries. A NUL character
+is refused the same way, except in free text, where it is shown as U+FFFD.
 """
 
 from __future__ import annotations
@@ -44,9 +45,20 @@ RULE_REPLY = 1000
 EVENT_FILTER = 100
 
 
+NUL = "\x00"
+"""No network or provider puts U+0000 in a number or an ID, and PostgreSQL cannot store
+it in text: refused in identifying fields, shown as U+FFFD in free text."""
+
+
 def _refuse_long(value: str, limit: int, field: str, what: str) -> None:
     if len(value) > limit:
         raise CallbackInvalid(f"{what} is longer than {limit} characters", field=field)
+    if NUL in value:
+        raise CallbackInvalid(f"{what} holds a NUL character", field=field)
+
+
+def _readable(text: str) -> str:
+    return text.replace(NUL, "\ufffd")
 
 
 def _refuse_unreal_address(value: str, field: str, what: str) -> None:
@@ -69,9 +81,8 @@ def checked_report(report: Report) -> Report:
     _refuse_long(report.request_id, IDENTIFIER, "request_id", "the report's request ID")
     _refuse_unreal_address(report.recipient, "recipient", "the report's recipient")
     _refuse_long(report.error_code, ERROR_CODE, "error_code", "the report's error code")
-    if len(report.error_text) <= ERROR_TEXT:
-        return report
-    return replace(report, error_text=_clip(report.error_text, ERROR_TEXT))
+    error_text = _clip(_readable(report.error_text), ERROR_TEXT)
+    return report if error_text == report.error_text else replace(report, error_text=error_text)
 
 
 def checked_inbound(message: InboundSms) -> InboundSms:
@@ -79,6 +90,7 @@ def checked_inbound(message: InboundSms) -> InboundSms:
     message stored in part is a different message."""
     _refuse_unreal_address(message.sender, "from", "the inbound message's sender")
     _refuse_unreal_address(message.recipient, "to", "the inbound message's recipient")
-    _refuse_long(message.text, MESSAGE_TEXT, "text", "the inbound message's text")
+    _refuse_long(_readable(message.text), MESSAGE_TEXT, "text", "the inbound message's text")
     _refuse_long(message.provider_id, IDENTIFIER, "id", "the inbound message's ID")
-    return message
+    text = _readable(message.text)
+    return message if text == message.text else replace(message, text=text)

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from service.errors import BadRequest, ValidationFailed
+from service.errors import BadRequest, Unparseable, ValidationFailed
 from service.parsing import decode_json, int_of
 from service.runtime import Runtime
 
@@ -21,7 +21,23 @@ def runtime(request: Request) -> Runtime:
 
 
 async def read_json(request: Request) -> Any:
-    return decode_json(await request.body())
+    body = await request.body()
+    value = decode_json(body)
+    # JSON can carry U+0000 only escaped; PostgreSQL cannot store it in text, and no
+    # field of the API has a use for it.
+    if b"\\u0000" in body and _holds_nul(value):
+        raise Unparseable("the body holds a NUL character (U+0000)", field="body")
+    return value
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def page_args(request: Request, *, default: int = 50) -> tuple[int, int | None]:

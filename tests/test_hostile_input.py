@@ -333,3 +333,40 @@ async def test_a_content_length_of_any_size_is_read_without_a_crash(
     scope = {"type": "http", "path": "/v1/messages", "headers": [(b"content-length", declared)]}
     await BodyLimit(app, limits=[], default=1_000)(scope, receive, send)
     assert sent[0]["status"] == status
+
+
+NUL_BODIES = [
+    ("POST", "/v1/messages", {"to": "+46700000001", "text": "a\x00b"}),
+    ("POST", "/v1/messages", {"to": "+46700000001", "text": "hi", "client_ref": "r\x00"}),
+    ("POST", "/v1/messages", {"to": "+46700000001", "text": "hi", "sender": "AC\x00ME"}),
+    ("POST", "/v1/accounts", {"name": "n\x00l", "provider": "sandbox"}),
+    ("POST", "/v1/accounts", {"name": "nul", "provider": "sandbox", "description": "\x00"}),
+    ("POST", "/v1/accounts", {"name": "nul", "provider": "sandbox", "options": {"a": "\x00"}}),
+    ("POST", "/v1/webhooks", {"url": "https://example.com/hook", "description": "\x00"}),
+    ("POST", "/v1/webhooks", {"url": "https://example.com/h\x00ok"}),
+    ("POST", "/v1/autoreplies", {"name": "r", "pattern": "H\x00I", "reply": "x"}),
+    ("POST", "/v1/autoreplies", {"name": "r", "pattern": "HI", "reply": "x\x00"}),
+    ("POST", "/v1/suppressions", {"number": "+4670000\x000001"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), NUL_BODIES)
+async def test_a_nul_character_in_any_api_field_is_refused_or_stored_never_a_5xx(
+    gateway: Gateway, method: str, path: str, body: dict[str, object]
+) -> None:
+    """PostgreSQL cannot store U+0000 in text and SQLite can: either store answers."""
+    response = await gateway.api.request(method, path, json=body)
+    assert response.status_code < 500, response.text
+    assert (await gateway.api.get("/v1/stats")).status_code == 200
+
+
+async def test_a_nul_character_in_a_console_form_is_never_a_5xx(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        assert (await sign_in(gateway, http)).status_code == 303
+        form_page = (await http.get("/console/gateways/new", params={"provider": "sandbox"})).text
+        form = {"csrf": field_value(form_page, "csrf"), "provider": "sandbox"}
+        form |= {"name": "nul", "description": "a\x00b"}
+        response = await http.post("/console/gateways/new", data=form)
+        assert response.status_code < 500, response.text
+        shown = (await gateway.api.get("/v1/accounts/nul")).json()
+        assert shown["description"] == "a\ufffdb"

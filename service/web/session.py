@@ -239,7 +239,9 @@ def _form(scope: Scope, body: bytes) -> list[tuple[str, str]] | None:
     if content_type != b"application/x-www-form-urlencoded":
         return None
     try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        # No browser sends U+0000 and PostgreSQL cannot store it in text.
+        text = body.decode("utf-8").replace("%00", "%EF%BF%BD").replace("\x00", "\ufffd")
+        return parse_qsl(text, keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         return None
 
