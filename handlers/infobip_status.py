@@ -178,7 +178,10 @@ def report_of(entry: Any, final_at_operator: bool) -> Report:
 
 def _error_text(error: Mapping[str, Any]) -> str:
     """The error object as text, or "" for Infobip's NO_ERROR."""
-    error_id = wire.as_int(error.get("id"))
+    raw_id = error.get("id")
+    error_id = wire.as_int(raw_id)
+    if error_id is None and not wire.is_blank(raw_id):
+        raise Unreadable("error.id must be an integer")
     name = wire.as_text(error.get("name"))
     if error_id == 0 or name.upper() == "NO_ERROR" or not (name or error_id):
         return ""

@@ -65,6 +65,8 @@ def _refuse_unreal_address(value: str, field: str, what: str) -> None:
     """A number of more than 15 significant digits, or an alphanumeric sender of more
     than 11 characters, is not one a mobile network delivers."""
     _refuse_long(value, ADDRESS, field, what)
+    if any(ch.isnumeric() and not ch.isascii() for ch in value):
+        raise CallbackInvalid(f"{what} has digits other than 0-9", field=field)
     if any(ch.isalpha() for ch in value):
         _refuse_long(value, ALPHANUMERIC_SENDER, field, what)
     elif len(ascii_digits(value).lstrip("0")) > E164_DIGITS:
