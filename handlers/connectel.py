@@ -139,11 +139,9 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
     ) -> list[RecipientResult]:
         code = response.status_code
         body = response.json()
-        if code in (401, 403):
-            return wire.for_each(batch, _failure(Outcome.ACCOUNT_ERROR, response, body))
-        server = wire.server_failure(code)
-        if server is not None:
-            failure = _failure(server, response, body)
+        decided = wire.status_failure(code)
+        if decided is not None:
+            failure = _failure(decided, response, body)
             return wire.for_each(batch, wire.with_retry_after(failure, response))
         if not 200 <= code < 300 or not isinstance(body, dict):
             return wire.for_each(batch, _failure(Outcome.REFUSED, response, body))

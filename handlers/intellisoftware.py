@@ -207,11 +207,9 @@ priority = 30
     ) -> list[RecipientResult]:
         code = response.status_code
         answer = _read_answer(response.text)
-        if code in (401, 403):
-            return wire.for_each(batch, _http_failure(Outcome.ACCOUNT_ERROR, response, answer))
-        server = wire.server_failure(code)
-        if server is not None:
-            failure = _http_failure(server, response, answer)
+        decided = wire.status_failure(code)
+        if decided is not None:
+            failure = _http_failure(decided, response, answer)
             return wire.for_each(batch, wire.with_retry_after(failure, response))
         if not 200 <= code < 300:
             # Only a success status can carry IDs; an error code in the body still counts.

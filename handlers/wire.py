@@ -142,6 +142,14 @@ def server_failure(status_code: int) -> Outcome | None:
     return None
 
 
+def status_failure(status_code: int) -> Outcome | None:
+    """What an HTTP status decides before the body is read: the login refused (401, 403)
+    is the account's error; otherwise `server_failure`."""
+    if status_code in (401, 403):
+        return Outcome.ACCOUNT_ERROR
+    return server_failure(status_code)
+
+
 def with_retry_after(result: RecipientResult, response: WireResponse) -> RecipientResult:
     """`result` carrying the answer's Retry-After when it is to be retried."""
     if result.outcome is not Outcome.TRANSIENT:
