@@ -18,6 +18,7 @@ from service.errors import (
     SmsgwError,
     Unauthorized,
     Unavailable,
+    Unparseable,
 )
 from service.parsing import int_of, is_digits
 from service.ratelimit import API_AUTH, FailedAuthentications
@@ -104,6 +105,13 @@ def _declares_more(content_length: bytes, limit: int) -> bool:
     return size > limit if size is not None else is_digits(text)
 
 
+def _holds_nul(scope: Scope) -> bool:
+    """A NUL in the path or query: no route has a use for one, and PostgreSQL cannot
+    store or compare it in text."""
+    query: bytes = scope.get("query_string", b"")
+    return "\x00" in scope["path"] or b"%00" in query or b"\x00" in query
+
+
 class BodyLimit:
     """413 for bodies over the limit of the first matching path prefix."""
 
@@ -119,6 +127,9 @@ class BodyLimit:
         limit = next(
             (n for prefix, n in self._limits if scope["path"].startswith(prefix)), self._default
         )
+        if _holds_nul(scope):
+            await send_error(send, Unparseable("the URL holds a NUL character (U+0000)"))
+            return
         too_large = PayloadTooLarge(f"the body exceeds {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and _declares_more(declared, limit):

@@ -370,3 +370,20 @@ async def test_a_nul_character_in_a_console_form_is_never_a_5xx(gateway: Gateway
         assert response.status_code < 500, response.text
         shown = (await gateway.api.get("/v1/accounts/nul")).json()
         assert shown["description"] == "a\ufffdb"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/messages?to=%2B4670%00",
+        "/v1/messages?account=a%00",
+        "/v1/messages/m%00",
+        "/v1/inbound?x=%00",
+    ],
+)
+async def test_a_nul_character_in_a_url_is_a_400_on_either_store(
+    gateway: Gateway, url: str
+) -> None:
+    response = await gateway.api.get(url)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "bad_request"
