@@ -7,7 +7,7 @@ from typing import Any
 
 from handlers import HANDLERS
 from handlers.base import ProviderHandler
-from service.model import Status
+from service.openapi_schemas import ref, schemas
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _PAGE = [
@@ -25,49 +25,11 @@ _AFTER = {
     "description": "the last event_id read; the Last-Event-ID header does the same",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
-_RULE_PROPERTIES: dict[str, Any] = {
-    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
-    "position": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 100},
-    "kind": {"type": "string", "enum": ["keyword", "regex", "default"], "default": "keyword"},
-    "pattern": {"type": "string", "maxLength": 200},
-    "reply": {
-        "type": "string",
-        "minLength": 1,
-        "maxLength": 1000,
-        "description": "template: {from}, {to}, {text}, {keyword}",
-    },
-    "account": {"type": ["string", "null"]},
-    "number": {"type": ["string", "null"]},
-    "active": {"type": "boolean", "default": True},
-}
-
-
 _HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_COUNTERS = {
-    "type": "object",
-    "properties": {
-        name: {"type": "integer"}
-        for name in (
-            "requests",
-            "accepted",
-            "failed",
-            "delivered",
-            "undelivered",
-            "pending",
-            "unmatched",
-        )
-    },
-}
 
 
 def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any]:
@@ -79,7 +41,7 @@ def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any
                 "200": _json(
                     {
                         "type": "object",
-                        "properties": {key: {"type": "array", "items": _ref(schema)}},
+                        "properties": {key: {"type": "array", "items": ref(schema)}},
                     }
                 ),
                 "401": _ERROR,
@@ -89,10 +51,10 @@ def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any
             "summary": added,
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _ref(f"{schema}Input")}},
+                "content": {"application/json": {"schema": ref(f"{schema}Input")}},
             },
             "responses": {
-                "201": _json(_ref(schema), "Created"),
+                "201": _json(ref(schema), "Created"),
                 "400": _ERROR,
                 "401": _ERROR,
                 "409": _ERROR,
@@ -107,16 +69,16 @@ def _named(schema: str) -> dict[str, Any]:
     return {
         "get": {
             "parameters": [_NAME],
-            "responses": {"200": _json(_ref(schema)), "401": _ERROR, "404": _ERROR},
+            "responses": {"200": _json(ref(schema)), "401": _ERROR, "404": _ERROR},
         },
         "patch": {
             "parameters": [_NAME],
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": _ref(f"{schema}Input")}},
+                "content": {"application/json": {"schema": ref(f"{schema}Input")}},
             },
             "responses": {
-                "200": _json(_ref(schema)),
+                "200": _json(ref(schema)),
                 "400": _ERROR,
                 "401": _ERROR,
                 "404": _ERROR,
@@ -130,48 +92,8 @@ def _named(schema: str) -> dict[str, Any]:
     }
 
 
-def _credentials(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
-    """Every registered credential by name; which ones an account needs depends on its
-    provider, so none is required here and the API says which one is missing."""
-    used_by: dict[str, list[str]] = {}
-    for handler in handlers.values():
-        for credential in handler.credentials:
-            used_by.setdefault(credential.name, []).append(handler.display_name)
-    return {
-        "type": "object",
-        "properties": {
-            name: {"type": "string", "description": ", ".join(companies)}
-            for name, companies in used_by.items()
-        },
-        "additionalProperties": {"type": "string"},
-    }
-
-
-def _account_properties(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
-    return {
-        "name": {"type": "string", "maxLength": 64},
-        "provider": {"type": "string", "enum": sorted(handlers)},
-        "credentials": _credentials(handlers),
-        "sender": {"type": "string", "maxLength": 20},
-        "fallback_sender": {"type": "string", "maxLength": 20},
-        "active": {"type": "boolean"},
-        "pattern": {"type": "string", "enum": ["batch", "loop"]},
-        "priority": {"type": "integer", "minimum": 0, "maximum": 1000000},
-        "base_url": {"type": ["string", "null"]},
-        "options": {
-            "type": "object",
-            "description": "provider options by name (README: Providers)",
-            "additionalProperties": True,
-        },
-        "description": {"type": "string", "maxLength": 500},
-        "logo_url": {"type": "string", "maxLength": 500},
-        "signup_url": {"type": "string", "maxLength": 500},
-    }
-
-
 def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
     """The document for the providers registered in `handlers`."""
-    account_properties = _account_properties(handlers)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -181,167 +103,8 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": _json(_ref("Error"), "Error")},
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "field"],
-                            "properties": {
-                                k: {"type": "string"} for k in ("code", "message", "field")
-                            },
-                        }
-                    },
-                },
-                "SendRequest": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "to": {
-                            "oneOf": [
-                                {"type": "string"},
-                                {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                            ]
-                        },
-                        "text": {"type": "string", "minLength": 1},
-                        "automation": {"type": "string", "description": "number|message"},
-                        "sender": {"type": "string"},
-                        "account": {"type": "string"},
-                        "client_ref": {"type": "string", "maxLength": 128},
-                    },
-                },
-                "Message": {
-                    "type": "object",
-                    "required": ["id", "to", "status", "encoding", "segments", "account"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "to": {"type": "string"},
-                        "status": {"type": "string", "enum": [s.value for s in Status]},
-                        "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
-                        "segments": {"type": "integer"},
-                        "account": {"type": "string"},
-                        "sender": {"type": ["string", "null"]},
-                        "text": {"type": "string"},
-                        "client_ref": {"type": ["string", "null"]},
-                        "request_id": {"type": ["string", "null"]},
-                        "error": {"oneOf": [{"type": "null"}, _ref("MessageError")]},
-                        "http_status": {"type": ["integer", "null"]},
-                        "http_response": {"type": ["string", "null"]},
-                        "attempts": {"type": "integer"},
-                        "created_at": {"type": "string"},
-                        "updated_at": {"type": "string"},
-                        "events": {
-                            "type": "array",
-                            "description": "on GET /v1/messages/{id} only",
-                            "items": _ref("Event"),
-                        },
-                    },
-                },
-                "MessageError": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                },
-                "Event": {
-                    "type": "object",
-                    "required": ["id", "ts", "event"],
-                    "description": "an event's own fields follow its name (README: Events)",
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "ts": {"type": "string"},
-                        "event": {"type": "string"},
-                    },
-                    "additionalProperties": True,
-                },
-                "InboundMessage": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "integer"},
-                        "account": {"type": "string"},
-                        "from": {"type": "string"},
-                        "to": {"type": "string"},
-                        "text": {"type": "string"},
-                        "provider_id": {"type": ["string", "null"]},
-                        "received_at": {"type": "string"},
-                        "rule": {"type": ["string", "null"]},
-                        "reply_note": {"type": ["string", "null"]},
-                        "reply": {"oneOf": [{"type": "null"}, _ref("Message")]},
-                    },
-                },
-                "Counters": _COUNTERS,
-                "AutoReplyInput": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": _RULE_PROPERTIES,
-                },
-                "AutoReply": {"type": "object", "properties": _RULE_PROPERTIES},
-                "Suppression": {
-                    "type": "object",
-                    "properties": {
-                        "number": {"type": "string"},
-                        "keyword": {"type": "string"},
-                        "account": {"type": ["string", "null"]},
-                        "created_at": {"type": "string"},
-                    },
-                },
-                "AccountInput": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": account_properties,
-                },
-                "WebhookInput": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["url"],
-                    "properties": {
-                        "url": {"type": "string", "format": "uri", "maxLength": 2000},
-                        "events": {
-                            "type": "array",
-                            "maxItems": 50,
-                            "items": {"type": "string", "examples": ["message.*", "dlr.matched"]},
-                            "description": "event names, prefix.* globs or *; empty: every event",
-                        },
-                        "description": {"type": "string", "maxLength": 500},
-                    },
-                },
-                "Webhook": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "url": {"type": "string"},
-                        "events": {"type": "array", "items": {"type": "string"}},
-                        "description": {"type": "string"},
-                        "active": {"type": "boolean"},
-                        "secret": {
-                            "type": "string",
-                            "description": "whsec_… in the 201 answer to POST only; masked after",
-                        },
-                        "last_status": {"type": ["integer", "null"]},
-                        "last_error": {"type": ["string", "null"]},
-                        "last_attempt_at": {"type": ["string", "null"]},
-                        "failures": {"type": "integer", "description": "consecutive"},
-                        "delivered": {"type": "integer"},
-                        "pending": {"type": "integer"},
-                        "created_at": {"type": "string"},
-                    },
-                },
-                "Account": {
-                    "type": "object",
-                    "properties": {
-                        **account_properties,
-                        "callback_urls": {
-                            "type": "object",
-                            "properties": {
-                                "dlr": {"type": "string"},
-                                "inbound": {"type": "string"},
-                            },
-                        },
-                    },
-                },
-            },
+            "responses": {"Error": _json(ref("Error"), "Error")},
+            "schemas": schemas(handlers),
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -357,14 +120,14 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("SendRequest")}},
+                        "content": {"application/json": {"schema": ref("SendRequest")}},
                     },
                     "responses": {
                         "202": _json(
                             {
                                 "type": "object",
                                 "properties": {
-                                    "messages": {"type": "array", "items": _ref("Message")}
+                                    "messages": {"type": "array", "items": ref("Message")}
                                 },
                             },
                             "Queued",
@@ -390,7 +153,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             {
                                 "type": "object",
                                 "properties": {
-                                    "messages": {"type": "array", "items": _ref("Message")},
+                                    "messages": {"type": "array", "items": ref("Message")},
                                     "next_cursor": {"type": ["string", "null"]},
                                 },
                             }
@@ -407,7 +170,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "parameters": [
                         {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
-                    "responses": {"200": _json(_ref("Message")), "401": _ERROR, "404": _ERROR},
+                    "responses": {"200": _json(ref("Message")), "401": _ERROR, "404": _ERROR},
                 }
             },
             "/v1/stats": {
@@ -418,10 +181,10 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             {
                                 "type": "object",
                                 "properties": {
-                                    "total": _ref("Counters"),
+                                    "total": ref("Counters"),
                                     "accounts": {
                                         "type": "object",
-                                        "additionalProperties": _ref("Counters"),
+                                        "additionalProperties": ref("Counters"),
                                     },
                                 },
                             }
@@ -439,7 +202,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             {
                                 "type": "object",
                                 "properties": {
-                                    "inbound": {"type": "array", "items": _ref("InboundMessage")},
+                                    "inbound": {"type": "array", "items": ref("InboundMessage")},
                                     "next_cursor": {"type": ["string", "null"]},
                                 },
                             }
@@ -465,7 +228,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             {
                                 "type": "object",
                                 "properties": {
-                                    "suppressions": {"type": "array", "items": _ref("Suppression")}
+                                    "suppressions": {"type": "array", "items": ref("Suppression")}
                                 },
                             }
                         ),
@@ -487,7 +250,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _json(_ref("Suppression"), "Added"),
+                        "201": _json(ref("Suppression"), "Added"),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,
@@ -593,7 +356,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             {
                                 "type": "object",
                                 "properties": {
-                                    "webhooks": {"type": "array", "items": _ref("Webhook")}
+                                    "webhooks": {"type": "array", "items": ref("Webhook")}
                                 },
                             }
                         ),
@@ -604,10 +367,10 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "summary": "Register an event webhook (Standard Webhooks signatures)",
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("WebhookInput")}},
+                        "content": {"application/json": {"schema": ref("WebhookInput")}},
                     },
                     "responses": {
-                        "201": _json(_ref("Webhook"), "Created; the only answer with the secret"),
+                        "201": _json(ref("Webhook"), "Created; the only answer with the secret"),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,
@@ -619,7 +382,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "parameters": [
                         {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
                     ],
-                    "responses": {"200": _json(_ref("Webhook")), "401": _ERROR, "404": _ERROR},
+                    "responses": {"200": _json(ref("Webhook")), "401": _ERROR, "404": _ERROR},
                 },
                 "delete": {
                     "summary": "Remove a webhook and its pending deliveries",

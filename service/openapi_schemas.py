@@ -1,0 +1,248 @@
+"""The schemas of the OpenAPI document: every body the API takes or gives, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from handlers.base import ProviderHandler
+from service.model import Status
+
+_RULE_PROPERTIES: dict[str, Any] = {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "position": {"type": "integer", "minimum": 0, "maximum": 1000000, "default": 100},
+    "kind": {"type": "string", "enum": ["keyword", "regex", "default"], "default": "keyword"},
+    "pattern": {"type": "string", "maxLength": 200},
+    "reply": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 1000,
+        "description": "template: {from}, {to}, {text}, {keyword}",
+    },
+    "account": {"type": ["string", "null"]},
+    "number": {"type": ["string", "null"]},
+    "active": {"type": "boolean", "default": True},
+}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_COUNTERS = {
+    "type": "object",
+    "properties": {
+        name: {"type": "integer"}
+        for name in (
+            "requests",
+            "accepted",
+            "failed",
+            "delivered",
+            "undelivered",
+            "pending",
+            "unmatched",
+        )
+    },
+}
+
+
+def _credentials(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
+    """Every registered credential by name; which ones an account needs depends on its
+    provider, so none is required here and the API says which one is missing."""
+    used_by: dict[str, list[str]] = {}
+    for handler in handlers.values():
+        for credential in handler.credentials:
+            used_by.setdefault(credential.name, []).append(handler.display_name)
+    return {
+        "type": "object",
+        "properties": {
+            name: {"type": "string", "description": ", ".join(companies)}
+            for name, companies in used_by.items()
+        },
+        "additionalProperties": {"type": "string"},
+    }
+
+
+def _account_properties(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
+    return {
+        "name": {"type": "string", "maxLength": 64},
+        "provider": {"type": "string", "enum": sorted(handlers)},
+        "credentials": _credentials(handlers),
+        "sender": {"type": "string", "maxLength": 20},
+        "fallback_sender": {"type": "string", "maxLength": 20},
+        "active": {"type": "boolean"},
+        "pattern": {"type": "string", "enum": ["batch", "loop"]},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000000},
+        "base_url": {"type": ["string", "null"]},
+        "options": {
+            "type": "object",
+            "description": "provider options by name (README: Providers)",
+            "additionalProperties": True,
+        },
+        "description": {"type": "string", "maxLength": 500},
+        "logo_url": {"type": "string", "maxLength": 500},
+        "signup_url": {"type": "string", "maxLength": 500},
+    }
+
+
+def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
+    """`components.schemas` for the providers registered in `handlers`."""
+    account_properties = _account_properties(handlers)
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message", "field"],
+                    "properties": {k: {"type": "string"} for k in ("code", "message", "field")},
+                }
+            },
+        },
+        "SendRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "to": {
+                    "oneOf": [
+                        {"type": "string"},
+                        {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                    ]
+                },
+                "text": {"type": "string", "minLength": 1},
+                "automation": {"type": "string", "description": "number|message"},
+                "sender": {"type": "string"},
+                "account": {"type": "string"},
+                "client_ref": {"type": "string", "maxLength": 128},
+            },
+        },
+        "Message": {
+            "type": "object",
+            "required": ["id", "to", "status", "encoding", "segments", "account"],
+            "properties": {
+                "id": {"type": "string"},
+                "to": {"type": "string"},
+                "status": {"type": "string", "enum": [s.value for s in Status]},
+                "encoding": {"type": "string", "enum": ["GSM-7", "UCS-2"]},
+                "segments": {"type": "integer"},
+                "account": {"type": "string"},
+                "sender": {"type": ["string", "null"]},
+                "text": {"type": "string"},
+                "client_ref": {"type": ["string", "null"]},
+                "request_id": {"type": ["string", "null"]},
+                "error": {"oneOf": [{"type": "null"}, ref("MessageError")]},
+                "http_status": {"type": ["integer", "null"]},
+                "http_response": {"type": ["string", "null"]},
+                "attempts": {"type": "integer"},
+                "created_at": {"type": "string"},
+                "updated_at": {"type": "string"},
+                "events": {
+                    "type": "array",
+                    "description": "on GET /v1/messages/{id} only",
+                    "items": ref("Event"),
+                },
+            },
+        },
+        "MessageError": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "ts", "event"],
+            "description": "an event's own fields follow its name (README: Events)",
+            "properties": {
+                "id": {"type": "integer"},
+                "ts": {"type": "string"},
+                "event": {"type": "string"},
+            },
+            "additionalProperties": True,
+        },
+        "InboundMessage": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "account": {"type": "string"},
+                "from": {"type": "string"},
+                "to": {"type": "string"},
+                "text": {"type": "string"},
+                "provider_id": {"type": ["string", "null"]},
+                "received_at": {"type": "string"},
+                "rule": {"type": ["string", "null"]},
+                "reply_note": {"type": ["string", "null"]},
+                "reply": {"oneOf": [{"type": "null"}, ref("Message")]},
+            },
+        },
+        "Counters": _COUNTERS,
+        "AutoReplyInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _RULE_PROPERTIES,
+        },
+        "AutoReply": {"type": "object", "properties": _RULE_PROPERTIES},
+        "Suppression": {
+            "type": "object",
+            "properties": {
+                "number": {"type": "string"},
+                "keyword": {"type": "string"},
+                "account": {"type": ["string", "null"]},
+                "created_at": {"type": "string"},
+            },
+        },
+        "AccountInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": account_properties,
+        },
+        "WebhookInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "format": "uri", "maxLength": 2000},
+                "events": {
+                    "type": "array",
+                    "maxItems": 50,
+                    "items": {"type": "string", "examples": ["message.*", "dlr.matched"]},
+                    "description": "event names, prefix.* globs or *; empty: every event",
+                },
+                "description": {"type": "string", "maxLength": 500},
+            },
+        },
+        "Webhook": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "url": {"type": "string"},
+                "events": {"type": "array", "items": {"type": "string"}},
+                "description": {"type": "string"},
+                "active": {"type": "boolean"},
+                "secret": {
+                    "type": "string",
+                    "description": "whsec_… in the 201 answer to POST only; masked after",
+                },
+                "last_status": {"type": ["integer", "null"]},
+                "last_error": {"type": ["string", "null"]},
+                "last_attempt_at": {"type": ["string", "null"]},
+                "failures": {"type": "integer", "description": "consecutive"},
+                "delivered": {"type": "integer"},
+                "pending": {"type": "integer"},
+                "created_at": {"type": "string"},
+            },
+        },
+        "Account": {
+            "type": "object",
+            "properties": {
+                **account_properties,
+                "callback_urls": {
+                    "type": "object",
+                    "properties": {
+                        "dlr": {"type": "string"},
+                        "inbound": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
