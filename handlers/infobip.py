@@ -364,10 +364,9 @@ def _is_error_body(body: Mapping[str, Any]) -> bool:
 def _failure(response: WireResponse, body: Any) -> RecipientResult:
     status = response.status_code
     code, text, properties = _error_details(body) if isinstance(body, dict) else ("", "", [])
-    if status in (401, 403):
-        outcome = Outcome.ACCOUNT_ERROR
-    elif status >= 500 or status == 429:
-        outcome = wire.server_failure(status) or Outcome.TRANSIENT
+    decided = wire.status_failure(status)
+    if decided is not None:
+        outcome = decided
     elif code.upper() in _ERROR_CODES:
         outcome = _ERROR_CODES[code.upper()]
     elif status == 404:

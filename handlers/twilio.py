@@ -393,12 +393,8 @@ def _send_result(response: WireResponse) -> RecipientResult:
         outcome = Outcome.UNKNOWN  # whatever the body says, it may not be Twilio's
     elif known is not None:
         outcome = known.outcome
-    elif status_code in (401, 403):
-        outcome = Outcome.ACCOUNT_ERROR
-    elif status_code == 429 or status_code >= 500:
-        outcome = wire.server_failure(status_code) or Outcome.TRANSIENT
     else:
-        outcome = Outcome.REFUSED
+        outcome = wire.status_failure(status_code) or Outcome.REFUSED
     text = (
         message
         or (known.text if known else "")

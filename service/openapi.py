@@ -32,6 +32,17 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _page_of(key: str, schema: str) -> dict[str, Any]:
+    """A page of `schema` items under `key`, with the cursor of the next page."""
+    return {
+        "type": "object",
+        "properties": {
+            key: {"type": "array", "items": ref(schema)},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+
+
 def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any]:
     """A collection of named resources: list them, add one from `<schema>Input`."""
     return {
@@ -149,15 +160,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         ),
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "messages": {"type": "array", "items": ref("Message")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            }
-                        ),
+                        "200": _json(_page_of("messages", "Message")),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,
@@ -198,15 +201,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                     "summary": "Inbound messages, newest first",
                     "parameters": _PAGE,
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "inbound": {"type": "array", "items": ref("InboundMessage")},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            }
-                        ),
+                        "200": _json(_page_of("inbound", "InboundMessage")),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,

@@ -42,6 +42,11 @@ UNRESOLVED = Status.EXPIRED
 became of it within the time allowed, which is what `expired` means. It counts as a
 request made, accepted and undelivered; it was never shown to be refused (`failed`),
 and the provider may well have taken it."""
+UNRESOLVED_CODE = "outcome_unresolved"
+UNRESOLVED_TEXT = (
+    "the provider's answer to the send was lost and no report came in time; "
+    "a later report from the provider still replaces this status"
+)
 
 
 def advance(current: Status, reported: Status, *, guessed: bool = False) -> Status:

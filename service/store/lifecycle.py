@@ -334,8 +334,6 @@ async def _conclude_answered(tx: Tx, account: str, old: Status, result: AttemptR
 
 # -- sends whose outcome stayed unknown -------------------------------------------------
 
-UNRESOLVED_CODE = "outcome_unresolved"
-
 
 async def conclude_unresolved(tx: Tx, now: float, limit: int) -> int:
     """Conclude the unknown sends whose time ran out with no report (reconcile.UNRESOLVED),
@@ -349,13 +347,9 @@ async def conclude_unresolved(tx: Tx, now: float, limit: int) -> int:
         await tx.execute("UPDATE messages SET conclude_at = NULL WHERE id = ?", (message_id,))
         if Status(status) is not Status.SENDING:
             continue
-        text = (
-            "the provider's answer to the send was lost and no report came in time; "
-            "a later report from the provider still replaces this status"
-        )
         await tx.execute(
             "UPDATE messages SET guessed = 1, error_code = ?, error_text = ? WHERE id = ?",
-            (UNRESOLVED_CODE, text, message_id),
+            (reconcile.UNRESOLVED_CODE, reconcile.UNRESOLVED_TEXT, message_id),
         )
         await set_status(
             tx,
@@ -363,8 +357,8 @@ async def conclude_unresolved(tx: Tx, now: float, limit: int) -> int:
             account,
             Status.SENDING,
             reconcile.UNRESOLVED,
-            error_code=UNRESOLVED_CODE,
-            error_text=text,
+            error_code=reconcile.UNRESOLVED_CODE,
+            error_text=reconcile.UNRESOLVED_TEXT,
         )
     return len(rows)
 
