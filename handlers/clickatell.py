@@ -267,12 +267,13 @@ priority = 60
         self, account: Account, base_url: str, request_ids: Sequence[str]
     ) -> WireRequest | None:
         """The status of the first ID: the look-up takes one `messageId` per request."""
-        if not request_ids:
+        message_id = wire.first_id(request_ids)
+        if message_id is None:
             return None
         return wire.json_api_get(
             f"{wire.resolve_base(base_url, self.public_base_url)}/public-client/message/status",
             _authorization(account),
-            params=(("messageId", request_ids[0]),),
+            params=(("messageId", message_id),),
         )
 
     def poll_reports(

@@ -195,14 +195,15 @@ options = { format = "json" }          # or "form"; poll = true to poll as well
 
         The ID may be a request ID or a bulk ID; the poller asks once per ID.
         """
-        if not request_ids:
+        request_id = wire.first_id(request_ids)
+        if request_id is None:
             return None
         return WireRequest(
             "GET",
             f"{wire.resolve_base(base_url, self.public_base_url)}/api/v2/delivery/",
             params=(
                 ("authorization", account.credentials.get("token", "")),
-                ("requestid", request_ids[0]),
+                ("requestid", request_id),
             ),
             headers={"Accept": "application/json"},
         )

@@ -151,10 +151,12 @@ _STATUS_TABLE: dict[int, _Code] = {
 }
 
 _NUMBER_PART = re.compile(r"[+0-9][0-9 ()./-]*")
-_MIN_SUFFIX_DIGITS = 6
 
 
 class IntelliSoftwareHandler(ProviderHandler):
+    """One form request per batch of up to 100 numbers; the ID it answers is shared by
+    the batch, so a report is matched by that ID and its recipient."""
+
     name = "intellisoftware"
     display_name = "IntelliSoftware"
     docs_url = "https://www.intellisoftware.co.uk"
@@ -393,13 +395,10 @@ def _by_suffix(ours: list[str], theirs: list[str]) -> dict[str, str]:
     ours; it is taken only when exactly one of ours and one of theirs fit each other.
     """
 
-    def fits(a: str, b: str) -> bool:
-        return min(len(a), len(b)) >= _MIN_SUFFIX_DIGITS and (a.endswith(b) or b.endswith(a))
-
     pairs: dict[str, str] = {}
     for key in ours:
-        candidates = [other for other in theirs if fits(key, other)]
-        if len(candidates) == 1 and sum(fits(k, candidates[0]) for k in ours) == 1:
+        candidates = [other for other in theirs if wire.same_subscriber(key, other)]
+        if len(candidates) == 1 and sum(wire.same_subscriber(k, candidates[0]) for k in ours) == 1:
             pairs[key] = candidates[0]
     return pairs
 

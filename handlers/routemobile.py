@@ -128,12 +128,12 @@ _TYPES: dict[str, tuple[str, str]] = {
 HEX_TYPES = frozenset({"2", "6"})
 
 _CODE = re.compile(r"[0-9]{3,6}")
-# A shorter number is taken as the same destination written without its country code
-# only when it still has this many digits.
-_MIN_SUFFIX_DIGITS = 7
 
 
 class RouteMobileHandler(ProviderHandler):
+    """One Bulk HTTP request per batch; each destination gets its own code and message
+    ID, and reports arrive on the URL configured with Route Mobile, not per request."""
+
     name = "routemobile"
     display_name = "Route Mobile"
     docs_url = "https://www.routemobile.com"
@@ -316,7 +316,7 @@ def _match(messages: Sequence[model.OutgoingSms], entries: list[Entry]) -> list[
     numbered = [e for e in entries if e.number]
     claimed: dict[int, Entry] = {}
     free = list(range(len(numbered)))
-    for same in (wire.same_number, _same_subscriber):
+    for same in (wire.same_number, wire.same_subscriber):
         for index, message in enumerate(messages):
             if index in claimed:
                 continue
@@ -331,7 +331,8 @@ def _match(messages: Sequence[model.OutgoingSms], entries: list[Entry]) -> list[
         # the leftover names another message's number (a repeated answer, not this one).
         leftover = numbered[free[0]].number
         if not any(
-            wire.same_number(m.to, leftover) or _same_subscriber(m.to, leftover) for m in messages
+            wire.same_number(m.to, leftover) or wire.same_subscriber(m.to, leftover)
+            for m in messages
         ):
             claimed[unclaimed[0]] = numbered[free[0]]
     fallback = _fallback(entries)
@@ -403,13 +404,6 @@ def _wants_dlr(options: Mapping[str, Any]) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("0", "false", "no", "off", "")
     return bool(value)
-
-
-def _same_subscriber(a: str, b: str) -> bool:
-    """One number is the other without its country code (or with a trunk zero)."""
-    x, y = wire.digits_of(a).lstrip("0"), wire.digits_of(b).lstrip("0")
-    short, long = sorted((x, y), key=len)
-    return len(short) >= _MIN_SUFFIX_DIGITS and long.endswith(short)
 
 
 def _describe(response: WireResponse, what: str) -> str:

@@ -74,36 +74,41 @@ SINGLE_SMS_CHARS = 160
 LONG_SMS_CHARS = 459
 
 
-_Error = wire.ErrorMeaning
-
-
-# Every error code of the page, with what it means for the message.
-_ERRORS: dict[str, _Error] = {
-    "100": _Error(Outcome.ACCOUNT_ERROR, "username is empty"),
-    "101": _Error(Outcome.ACCOUNT_ERROR, "password is empty"),
-    "102": _Error(Outcome.REFUSED, "the message has no content"),
-    "103": _Error(Outcome.REFUSED, "the mobile number has no content"),
-    "104": _Error(Outcome.ACCOUNT_ERROR, "no valid username and password combination"),
-    "105": _Error(Outcome.REFUSED, "message longer than 160 characters without type=long"),
-    "106": _Error(Outcome.REFUSED, "no valid mobile number (country code, then number)"),
-    "107": _Error(Outcome.REFUSED, "no valid country code: this country cannot be reached"),
-    "108": _Error(Outcome.ACCOUNT_ERROR, "not enough credits left"),
-    "109": _Error(Outcome.SENDER_REJECTED, "the sender name is empty"),
-    "110": _Error(Outcome.SENDER_REJECTED, "a sender number must start with '+'"),
-    "111": _Error(Outcome.SENDER_REJECTED, "no valid sender name (too long)"),
-    "112": _Error(Outcome.REFUSED, "no valid country code"),
-    "113": _Error(
-        Outcome.SENDER_REJECTED, "the sender contains characters not allowed on all networks"
-    ),
-    "114": _Error(Outcome.REFUSED, "no valid country code: the country is not permitted"),
-    "115": _Error(Outcome.ACCOUNT_ERROR, "account blocked: payment not received"),
-    "116": _Error(Outcome.ACCOUNT_ERROR, "account blocked; contact 1609SMS"),
-    "117": _Error(Outcome.SENDER_REJECTED, "this sender name is not allowed"),
-    "118": _Error(Outcome.REFUSED, "a long message may have at most 459 characters (3 parts)"),
-    "119": _Error(Outcome.REFUSED, "long messages cannot be sent to this country"),
-    "120": _Error(Outcome.TRANSIENT, "a problem with the 1609SMS gateway"),
-    "150": _Error(Outcome.TRANSIENT, "scheduled maintenance: the service is unavailable"),
-}
+# Every error code of the page, by what it means for the message.
+_ERRORS = wire.meanings_by_outcome(
+    {
+        Outcome.ACCOUNT_ERROR: {
+            "100": "username is empty",
+            "101": "password is empty",
+            "104": "no valid username and password combination",
+            "108": "not enough credits left",
+            "115": "account blocked: payment not received",
+            "116": "account blocked; contact 1609SMS",
+        },
+        Outcome.SENDER_REJECTED: {
+            "109": "the sender name is empty",
+            "110": "a sender number must start with '+'",
+            "111": "no valid sender name (too long)",
+            "113": "the sender contains characters not allowed on all networks",
+            "117": "this sender name is not allowed",
+        },
+        Outcome.REFUSED: {
+            "102": "the message has no content",
+            "103": "the mobile number has no content",
+            "105": "message longer than 160 characters without type=long",
+            "106": "no valid mobile number (country code, then number)",
+            "107": "no valid country code: this country cannot be reached",
+            "112": "no valid country code",
+            "114": "no valid country code: the country is not permitted",
+            "118": "a long message may have at most 459 characters (3 parts)",
+            "119": "long messages cannot be sent to this country",
+        },
+        Outcome.TRANSIENT: {
+            "120": "a problem with the 1609SMS gateway",
+            "150": "scheduled maintenance: the service is unavailable",
+        },
+    }
+)
 
 
 class _Delivery(NamedTuple):
@@ -207,12 +212,13 @@ options = { sha1_password = true, test_mode = false }
         self, account: Account, base_url: str, request_ids: Sequence[str]
     ) -> WireRequest | None:
         """The status page for the first ID only: it takes one SMS ID per request."""
-        if not request_ids or not request_ids[0].strip():
+        sms_id = wire.first_id(request_ids)
+        if sms_id is None:
             return None
         return WireRequest(
             "GET",
             f"{wire.resolve_base(base_url, self.public_base_url)}{STATUS_PATH}",
-            params=(("smsid", request_ids[0].strip()),),
+            params=(("smsid", sms_id),),
             headers={"Accept": "text/plain"},
         )
 
@@ -224,7 +230,8 @@ options = { sha1_password = true, test_mode = false }
         The answer is a bare code without the ID, so without `request_ids` nothing can
         be reported; NONE, an error answer or anything unreadable give no report.
         """
-        if not request_ids or not request_ids[0].strip():
+        sms_id = wire.first_id(request_ids)
+        if sms_id is None:
             return []
         if not 200 <= response.status_code < 300:
             return []
@@ -236,7 +243,7 @@ options = { sha1_password = true, test_mode = false }
             return []
         return [
             Report(
-                request_id=request_ids[0].strip(),
+                request_id=sms_id,
                 status=delivery.status,
                 error_code=code,
                 error_text=delivery.text,

@@ -307,9 +307,10 @@ active = false
 
         The poller asks once per ID.
         """
-        if not request_ids:
+        first = wire.first_id(request_ids)
+        if first is None:
             return None
-        sid = quote(request_ids[0].strip(), safe="")
+        sid = quote(first, safe="")
         return WireRequest(
             "GET",
             f"{_account_url(account, base_url, self.public_base_url)}/Messages/{sid}.json",

@@ -33,6 +33,25 @@ class ErrorMeaning(NamedTuple):
     text: str
 
 
+def meanings_by_outcome(
+    table: Mapping[Outcome, Mapping[str, str]],
+) -> dict[str, ErrorMeaning]:
+    """A provider's error codes, written grouped by how the send ends, looked up by code."""
+    return {
+        code: ErrorMeaning(outcome, text)
+        for outcome, texts in table.items()
+        for code, text in texts.items()
+    }
+
+
+def first_id(request_ids: Sequence[str]) -> str | None:
+    """The ID a one-per-request status look-up asks for: the first, without the white
+    space around it; None when there is none or it is blank, so that a look-up never
+    turns into a listing of every message (`/Messages/.json`)."""
+    first = request_ids[0].strip() if request_ids else ""
+    return first or None
+
+
 def resolve_base(base_url: str, default: str) -> str:
     """The account's base URL, or the provider's public one when the account has none;
     without a trailing slash, so that paths are simply appended."""
@@ -86,6 +105,18 @@ def same_number(a: str, b: str) -> bool:
     """Equal as numbers, whether written with '+', '00' or plain digits; a number
     without digits equals nothing."""
     return number_key(a) == number_key(b) != ""
+
+
+SUBSCRIBER_DIGITS = 7
+"""The fewest digits a number written without its country code may keep and still be
+taken for the full number: shorter tails match too many subscribers."""
+
+
+def same_subscriber(a: str, b: str) -> bool:
+    """One number is the other written without its country code (or with a trunk
+    zero), as providers that rewrite numbers echo them."""
+    short, long = sorted((number_key(a), number_key(b)), key=len)
+    return len(short) >= SUBSCRIBER_DIGITS and long.endswith(short)
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

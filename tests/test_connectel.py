@@ -450,11 +450,8 @@ def test_a_poll_asks_the_delivery_path_for_the_first_id_only() -> None:
     assert request.json is None and request.form is None
 
 
-def test_a_poll_without_ids_or_base_url_behaves() -> None:
-    assert handler.poll_request(ACCOUNT, BASE, []) is None
-    request = handler.poll_request(ACCOUNT, "", ["RA.1"])
-    assert request is not None
-    assert request.url == "https://smsapi.connectel.se/api/v2/delivery/"
+# An ID to poll and where the poll goes without the account's base URL.
+POLL_HOSTS = [("RA.1", "https://smsapi.connectel.se/api/v2/delivery/")]
 
 
 # The reference's example repeats "statusDesc"; JSON readers keep the last one.

@@ -8,6 +8,7 @@ from handlers.base import WireRequest, WireResponse
 from handlers.wire import (
     RETRY_AFTER_LIMIT,
     SNIPPET_CHARS,
+    ErrorMeaning,
     as_float,
     as_int,
     as_text,
@@ -18,11 +19,13 @@ from handlers.wire import (
     is_blank,
     json_api_get,
     json_api_headers,
+    meanings_by_outcome,
     missing_from_answer,
     number_key,
     resolve_base,
     retry_after,
     same_number,
+    same_subscriber,
     snippet,
 )
 from service.model import Outcome, OutgoingSms, RecipientResult, SendBatch
@@ -90,6 +93,37 @@ def test_numbers_compare_by_their_digits_whatever_their_prefix() -> None:
     assert same_number("+46701", "0046701")
     assert not same_number("+46701", "+46702")
     assert not same_number("", "+")
+
+
+@pytest.mark.parametrize(
+    ("ours", "echoed"),
+    [("+447700900123", "07700900123"), ("+919800000001", "9800000001"), ("4670123", "4670123")],
+)
+def test_a_number_echoed_without_its_country_code_is_the_same_subscriber(
+    ours: str, echoed: str
+) -> None:
+    assert same_subscriber(ours, echoed)
+    assert same_subscriber(echoed, ours)
+
+
+@pytest.mark.parametrize(
+    ("ours", "echoed"),
+    [("+447700900123", "900123"), ("+447700900123", "07700900124"), ("", ""), ("+46", "46")],
+)
+def test_a_tail_shorter_than_a_subscriber_number_or_another_number_is_not(
+    ours: str, echoed: str
+) -> None:
+    assert not same_subscriber(ours, echoed)
+
+
+def test_codes_written_by_outcome_are_looked_up_by_code() -> None:
+    table = meanings_by_outcome(
+        {Outcome.ACCOUNT_ERROR: {"100": "no login"}, Outcome.REFUSED: {"102": "no text"}}
+    )
+    assert table == {
+        "100": ErrorMeaning(Outcome.ACCOUNT_ERROR, "no login"),
+        "102": ErrorMeaning(Outcome.REFUSED, "no text"),
+    }
 
 
 def test_a_header_is_found_in_any_case() -> None:

@@ -1,10 +1,10 @@
 """What every provider's handler must do alike, judged once over each provider's cases.
 
 The cases stay with their provider, in its documented shapes, as module tables
-(`SEND_URLS`, `GET_SENDS`, `INVALID_DLRS`, `UNREADABLE_POLL_ANSWERS`, `BALANCE_ERRORS`,
-`ANY_SEND_ANSWER` with its
-`judge_any_answer` where the provider's answers promise more than
-`wire.assert_accepted_only_on_2xx`); only the check that judges them lives here.
+(`SEND_URLS`, `GET_SENDS`, `POLL_HOSTS`, `INVALID_DLRS`, `UNREADABLE_POLL_ANSWERS`,
+`BALANCE_ERRORS`, `ANY_SEND_ANSWER` with its `judge_any_answer` where the provider's
+answers promise more than `wire.assert_accepted_only_on_2xx`); only the check that
+judges them lives here.
 """
 
 from __future__ import annotations
@@ -69,6 +69,16 @@ def test_a_get_send_carries_exactly_the_documented_parameters_in_order(
     params: list[tuple[str, str]],
 ) -> None:
     wire.assert_get_request(handler.send_request(account, batch), url, params)
+
+
+@pytest.mark.parametrize(("handler", "account", "request_id", "url"), cases("POLL_HOSTS"))
+def test_a_poll_without_ids_is_none_and_without_a_base_url_goes_to_the_public_host(
+    handler: ProviderHandler, account: Account, request_id: str, url: str
+) -> None:
+    assert handler.poll_request(account, "http://h:81", []) is None
+    assert handler.poll_request(account, "http://h:81", [" "]) is None
+    request = handler.poll_request(account, "", [request_id])
+    assert request is not None and request.url == url
 
 
 @pytest.mark.parametrize(("handler", "account", "callback"), cases("INVALID_DLRS"))

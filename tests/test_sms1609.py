@@ -365,12 +365,8 @@ def test_a_poll_asks_the_status_page_for_the_first_sms_id_without_credentials() 
     assert PASSWORD not in repr(request) and USER not in repr(request)
 
 
-def test_a_poll_without_ids_is_none_and_without_base_url_goes_to_the_public_host() -> None:
-    assert handler.poll_request(ACCOUNT, BASE, []) is None
-    assert handler.poll_request(ACCOUNT, BASE, [" "]) is None
-    request = handler.poll_request(ACCOUNT, "", ["1234567"])
-    assert request is not None
-    assert request.url == "http://217.19.227.48/module/gatewayrapport.php"
+# An ID to poll and where the poll goes without the account's base URL.
+POLL_HOSTS = [("1234567", "http://217.19.227.48/module/gatewayrapport.php")]
 
 
 POLL_TABLE: dict[str, Status | None] = {

@@ -793,11 +793,8 @@ def test_a_poll_fetches_the_first_ids_message_resource_with_basic_auth() -> None
     assert request.json is None and request.form is None and not request.params
 
 
-def test_a_poll_without_ids_is_none_and_defaults_to_twilios_host() -> None:
-    assert handler.poll_request(ACCOUNT, BASE, []) is None
-    request = handler.poll_request(ACCOUNT, "", ["SMaa"])
-    assert request is not None
-    assert request.url.startswith("https://api.twilio.com/2010-04-01/")
+# An ID to poll and where the poll goes without the account's base URL.
+POLL_HOSTS = [("SMaa", f"https://api.twilio.com/2010-04-01/Accounts/{SID}/Messages/SMaa.json")]
 
 
 @pytest.mark.parametrize(("word", "status"), STATUS_TABLE)
