@@ -122,6 +122,78 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedReport:
+    """A report with the key it is matched and deduplicated by (`reconcile.match_key`)."""
+
+    report: Report
+    key: tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RawCallback:
+    """A provider's callback as it came, without the URL's key or any credential."""
+
+    method: str
+    content_type: str = ""
+    query: str = ""
+    """The query string without smsgw's `key`."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The headers a provider's signature is read from."""
+    body: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """A delivery-report callback, authenticated and parsed, as the inbox keeps it."""
+
+    account: str
+    reports: tuple[KeyedReport, ...]
+    callback: RawCallback
+    received_at: float
+    reply_ref: str = ""
+    """The auto-reply a TwiML answer sent, whose status this callback reports."""
+
+
+class InboxState(StrEnum):
+    PENDING = "pending"
+    """Stored, not yet applied."""
+    APPLIED = "applied"
+    """Every report of it found its message (or repeated one already kept)."""
+    PARKED = "parked"
+    """A report of it waits for its message's send answer."""
+    UNMATCHED = "unmatched"
+    """A report of it has waited longer than `dlr.unmatched_ttl`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReport:
+    report: Report
+    outcome: str
+    """pending, matched, parked, unmatched or duplicate."""
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRecord:
+    id: int
+    account: str
+    received_at: float
+    applied_at: float | None
+    state: InboxState
+    callback: RawCallback
+    reports: tuple[StoredReport, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFilter:
+    account: str = ""
+    state: InboxState | None = None
+    since: float | None = None
+    until: float | None = None
+    ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class InboundSms:
     sender: str
     recipient: str
@@ -392,6 +464,10 @@ class Gauges:
     """Outbox rows: queued, waiting to retry, or in flight."""
     webhook_backlog: int
     """Webhook deliveries not yet acknowledged."""
+    inbox_depth: int = 0
+    """Callbacks stored and not yet applied."""
+    inbox_oldest: float | None = None
+    """When the oldest of them arrived (epoch seconds)."""
 
 
 @dataclass(frozen=True, slots=True)

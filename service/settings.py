@@ -64,6 +64,10 @@ class Settings:
     autoreply_own_numbers: tuple[str, ...]
     callback_max_body: int
     unmatched_ttl: float
+    inbox_batch: int
+    inbox_max_depth: int
+    inbox_max_lag: float
+    inbox_retention: float
     sandbox_account: str
     sandbox_dlr_delay: float
     webhook_timeout: float
@@ -144,6 +148,10 @@ _TOML_KEYS = {
     ("autoreply", "own_numbers"): "autoreply_own_numbers",
     ("callbacks", "max_body"): "callback_max_body",
     ("dlr", "unmatched_ttl"): "unmatched_ttl",
+    ("inbox", "batch"): "inbox_batch",
+    ("inbox", "max_depth"): "inbox_max_depth",
+    ("inbox", "max_lag"): "inbox_max_lag",
+    ("inbox", "retention"): "inbox_retention",
     ("sandbox", "account"): "sandbox_account",
     ("sandbox", "dlr_delay"): "sandbox_dlr_delay",
     ("webhooks", "timeout"): "webhook_timeout",
@@ -187,6 +195,10 @@ _POSITIVE = {
     "breaker_cooldown",
     "callback_max_body",
     "unmatched_ttl",
+    "inbox_batch",
+    "inbox_max_depth",
+    "inbox_max_lag",
+    "inbox_retention",
     "busy_timeout",
     "pool_min",
     "pool_max",

@@ -110,6 +110,16 @@ class _PostgresTx(Tx):
     async def lock(self, name: str) -> None:
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
 
+    async def lock_all(self, names: Sequence[str]) -> None:
+        # One round trip for a whole batch's keys, taken in the order of their hashes
+        # (the lock's real identity), which every transaction shares.
+        if names:
+            await self._conn.execute(
+                "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+                "hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n ORDER BY h) AS keys",
+                list(names),
+            )
+
     def skip_locked(self, table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED"
 

@@ -25,6 +25,9 @@ from service.model import (
     InboundRecord,
     InboundResult,
     InboundSms,
+    InboxEntry,
+    InboxFilter,
+    InboxRecord,
     MessageFilter,
     MessageRecord,
     NewMessage,
@@ -125,6 +128,36 @@ class Store(Protocol):
     async def apply_report(
         self, account: str, report: Report, key: tuple[str, str]
     ) -> ReportOutcome: ...
+
+    # the callback inbox
+    async def append_inbox(self, entries: Sequence[InboxEntry]) -> None:
+        """Store callbacks to apply later; returns once they are durably committed."""
+        ...
+
+    async def apply_inbox(self, limit: int) -> int:
+        """Apply up to `limit` stored callbacks, oldest first, in one transaction; how
+        many were applied (0: none waited)."""
+        ...
+
+    async def replay_inbox(self, ids: Sequence[int]) -> int:
+        """Apply stored callbacks again (idempotent); how many were found."""
+        ...
+
+    async def prune_inbox(self, before: float) -> int:
+        """Forget applied callbacks received before `before` (epoch seconds)."""
+        ...
+
+    async def inbox_depth(self) -> tuple[int, float | None]:
+        """Callbacks waiting to be applied, and when the oldest of them arrived."""
+        ...
+
+    async def list_inbox(
+        self, filters: InboxFilter, after: int, limit: int, unmatched_before: float
+    ) -> list[InboxRecord]: ...
+
+    async def inbox_ids(
+        self, filters: InboxFilter, after: int, limit: int, unmatched_before: float
+    ) -> list[int]: ...
 
     async def receive_inbound(
         self, account: str, inbound: InboundSms, replies_since: str, plan: InboundPlanner

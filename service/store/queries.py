@@ -116,7 +116,10 @@ async def gauges(read: Read) -> Gauges:
     by_status = await read(
         "SELECT account, status, COUNT(*) FROM messages GROUP BY account, status", ()
     )
-    [(outbox, backlog)] = await read(
-        "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM webhook_deliveries)", ()
+    [(outbox, backlog, depth, oldest)] = await read(
+        "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM webhook_deliveries), "
+        "(SELECT COUNT(*) FROM callback_inbox WHERE applied_at IS NULL), "
+        "(SELECT MIN(received_at) FROM callback_inbox WHERE applied_at IS NULL)",
+        (),
     )
-    return Gauges({(row[0], row[1]): row[2] for row in by_status}, outbox, backlog)
+    return Gauges({(row[0], row[1]): row[2] for row in by_status}, outbox, backlog, depth, oldest)

@@ -1,20 +1,30 @@
 """Delivery reports and the status changes they make.
 
+Reports are applied in batches (`apply_reports`): the inbox's applier hands over up to
+a few hundred at once, the poller one, a send answer the reports parked for it. A batch
+locks its match keys, reads the matched messages and their parts in a few set-based
+statements, applies the reports one by one in memory with `reconcile`'s rules, in the
+order given, and writes what changed once: the new report rows, the parts, the
+messages, the events and the counters. Applying a batch is the same as applying its
+reports one at a time.
+
 A report either matches the parts a send response recorded, or is parked until that
-response arrives (`apply_parked`); both paths apply it the same way. `set_status` is
-the one place a message's status moves, with its counter delta and its event.
+response arrives (`apply_parked`). `set_status` is the one place a message's status
+moves outside this batch, with the same counter delta and event (`_status_changed`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from service import reconcile
 from service.model import Report, ReportOutcome, Status
-from service.store.tx import Tx, key_lock, placeholders
+from service.store.tx import IN_CHUNK, Row, Tx, key_lock, placeholders
 
+Key = tuple[str, str]
 Matched = tuple[str, Status, bool]
 """A matched message: its id, its status and whether that status is smsgw's guess."""
 
@@ -29,9 +39,20 @@ async def set_status(
     )
     if reconcile.is_final(new):
         await tx.execute("DELETE FROM polls WHERE message_id = ?", (message_id,))
-        submitted_at = row[0] if row else None
-        if submitted_at is not None:
-            data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
+    await _status_changed(tx, message_id, account, old, new, row[0] if row else None, data)
+
+
+async def _status_changed(
+    tx: Tx,
+    message_id: str,
+    account: str,
+    old: Status,
+    new: Status,
+    submitted_at: float | None,
+    data: dict[str, Any],
+) -> None:
+    if reconcile.is_final(new) and submitted_at is not None:
+        data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
     tx.add_counters(account, reconcile.counter_delta(old, new))
     await tx.event(
         f"message.{new.value}",
@@ -43,83 +64,316 @@ async def set_status(
     )
 
 
-async def apply_report(tx: Tx, account: str, report: Report, key: tuple[str, str]) -> ReportOutcome:
-    # Serializes this report with its send response recorded elsewhere: either
-    # the parts exist when the report looks for them, or the report is parked
-    # when the response looks for parked reports.
-    await tx.lock(key_lock(account, key))
-    matched = await matched_messages(tx, account, key) or await adopt_ambiguous(
-        tx, account, report, key
-    )
-    report_id = await tx.insert(
-        "INSERT INTO reports (account, rid_key, rcpt_key, status, request_id, "
-        "recipient, error_code, error_text, received_at, message_id, reference, "
-        "rcpt_digits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (
-            account,
-            *key,
-            report.status.value,
-            report.request_id,
-            report.recipient,
-            report.error_code,
-            report.error_text,
-            tx.now(),
-            matched[0][0] if matched else None,
-            report.reference,
-            reconcile.recipient_key(report.recipient),
-        ),
-    )
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A report to apply, with the match key its provider's handler gave it."""
+
+    account: str
+    report: Report
+    key: Key
+    inbox_id: int | None = None
+    """The stored callback it came in, for a report from the inbox."""
+    parked_id: int | None = None
+    """Its stored row, for a report parked earlier and applied now."""
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    account: str
+    status: Status
+    guessed: bool
+    submitted_at: float | None
+    error: tuple[str, str]
+    parts: dict[int, Status] = field(default_factory=dict)
+    keys: dict[int, Key] = field(default_factory=dict)
+    changed_parts: set[int] = field(default_factory=set)
+    moved: bool = False
+    """Its status changed."""
+    changed: bool = False
+    """Its status, error or guess changed."""
+
+
+class _Batch:
+    """What a batch has read, and what it will write."""
+
+    def __init__(self, tx: Tx) -> None:
+        self.tx = tx
+        self.messages: dict[str, _Message] = {}
+        self.by_key: dict[tuple[str, Key], list[str]] = {}
+        self.stored: dict[tuple[str, Key, Status], tuple[int, str | None]] = {}
+        """(account, key, status) -> (report row id, message id) of reports kept."""
+        self.new_rows: list[tuple[Any, ...]] = []
+        self.matched_parked: list[tuple[str, int]] = []
+
+    async def load(self, items: Sequence[Incoming]) -> None:
+        account_keys = sorted({(i.account, i.key) for i in items})
+        await self.tx.lock_all([key_lock(account, key) for account, key in account_keys])
+        triples = [(account, *key) for account, key in account_keys]
+        for row in await _select_by_keys(
+            self.tx,
+            "SELECT account, rid_key, rcpt_key, status, id, message_id FROM reports",
+            triples,
+        ):
+            self.stored[(row[0], (row[1], row[2]), Status(row[3]))] = (row[4], row[5])
+        found: set[str] = set()
+        for row in await _select_by_keys(
+            self.tx,
+            "SELECT account, rid_key, rcpt_key, message_id FROM message_parts",
+            triples,
+        ):
+            self.by_key.setdefault((row[0], (row[1], row[2])), []).append(row[3])
+            found.add(row[3])
+        for ids in self.by_key.values():
+            ids.sort()
+        await self.load_messages(found)
+
+    async def load_messages(self, ids: Iterable[str]) -> None:
+        """Read messages with their rows locked, in id order (reports for two parts of
+        one message, taken in two processes, combine one after the other), then all
+        their parts."""
+        wanted = sorted(set(ids) - set(self.messages))
+        for start in range(0, len(wanted), IN_CHUNK):
+            chunk = wanted[start : start + IN_CHUNK]
+            for row in await self.tx.fetchall(
+                "SELECT id, account, status, guessed, submitted_at, error_code, error_text "
+                f"FROM messages WHERE id IN ({placeholders(len(chunk))}) "
+                f"ORDER BY id{self.tx.FOR_UPDATE}",
+                chunk,
+            ):
+                self.messages[row[0]] = _Message(
+                    row[0], row[1], Status(row[2]), bool(row[3]), row[4], (row[5], row[6])
+                )
+            for row in await self.tx.fetchall(
+                "SELECT message_id, part, status, rid_key, rcpt_key FROM message_parts "
+                f"WHERE message_id IN ({placeholders(len(chunk))}) ORDER BY message_id, part",
+                chunk,
+            ):
+                message = self.messages[row[0]]
+                message.parts[row[1]] = Status(row[2])
+                message.keys[row[1]] = (row[3], row[4])
+
+    async def write(self) -> None:
+        tx = self.tx
+        await tx.executemany(
+            "INSERT INTO reports (account, rid_key, rcpt_key, status, request_id, recipient, "
+            "error_code, error_text, received_at, message_id, reference, rcpt_digits, "
+            "inbox_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            self.new_rows,
+        )
+        await tx.executemany("UPDATE reports SET message_id = ? WHERE id = ?", self.matched_parked)
+        parts = [
+            (m.parts[p].value, m.id, p)
+            for m in self.messages.values()
+            for p in sorted(m.changed_parts)
+        ]
+        await tx.executemany(
+            "UPDATE message_parts SET status = ? WHERE message_id = ? AND part = ?", parts
+        )
+        changed = [m for m in self.messages.values() if m.changed]
+        await tx.executemany(
+            "UPDATE messages SET status = ?, updated_at = ?, error_code = ?, error_text = ?, "
+            "guessed = ? WHERE id = ?",
+            [
+                (m.status.value, tx.now(), *m.error, int(m.guessed), m.id)
+                for m in changed
+                if m.moved
+            ],
+        )
+        # Only the guess settled: updated_at stays when the status became final.
+        await tx.executemany(
+            "UPDATE messages SET error_code = ?, error_text = ?, guessed = ? WHERE id = ?",
+            [(*m.error, int(m.guessed), m.id) for m in changed if not m.moved],
+        )
+        finals = sorted(m.id for m in changed if m.moved and reconcile.is_final(m.status))
+        for start in range(0, len(finals), IN_CHUNK):
+            chunk = finals[start : start + IN_CHUNK]
+            await tx.execute(
+                f"DELETE FROM polls WHERE message_id IN ({placeholders(len(chunk))})", chunk
+            )
+
+
+async def _select_by_keys(
+    tx: Tx, select: str, triples: Sequence[tuple[str, str, str]], also: str = ""
+) -> list[Row]:
+    """Rows of `select` whose (account, rid_key, rcpt_key) is one of `triples`, and
+    that meet the condition `also`."""
+    found: list[Row] = []
+    chunk_size = IN_CHUNK // 3
+    for start in range(0, len(triples), chunk_size):
+        chunk = triples[start : start + chunk_size]
+        values = ", ".join("(?, ?, ?)" for _ in chunk)
+        found.extend(
+            await tx.fetchall(
+                f"{select} WHERE (account, rid_key, rcpt_key) IN (VALUES {values}){also}",
+                [value for triple in chunk for value in triple],
+            )
+        )
+    return found
+
+
+async def apply_reports(tx: Tx, items: Sequence[Incoming]) -> list[ReportOutcome]:
+    """Apply `items` in order: each is stored once (a second report with the same key
+    and status is a duplicate that changes nothing), and moves the messages it matches,
+    or is parked until its send answer is recorded."""
+    if not items:
+        return []
+    batch = _Batch(tx)
+    await batch.load(items)
+    outcomes = [await _apply_one(batch, item) for item in items]
+    await batch.write()
+    return outcomes
+
+
+async def apply_report(tx: Tx, account: str, report: Report, key: Key) -> ReportOutcome:
+    [outcome] = await apply_reports(tx, [Incoming(account, report, key)])
+    return outcome
+
+
+async def _apply_one(batch: _Batch, item: Incoming) -> ReportOutcome:
+    tx, report, account = batch.tx, item.report, item.account
     details = {
         "request_id": report.request_id,
         "status": report.status.value,
         "error_code": report.error_code,
     }
-    if not report_id:
-        message_id = matched[0][0] if matched else ""
-        await tx.event("dlr.duplicate", message_id, account, **details)
-        return ReportOutcome.DUPLICATE
+    matched = batch.by_key.get((account, item.key), [])
+    parked_id = item.parked_id
+    if parked_id is None:
+        prior = batch.stored.get((account, item.key, report.status))
+        if prior is not None:
+            if prior[1] is not None or not matched or not prior[0]:
+                await tx.event("dlr.duplicate", matched[0] if matched else "", account, **details)
+                return ReportOutcome.DUPLICATE
+            # Kept earlier while its message was unknown, and found now: a replay.
+            parked_id = prior[0]
     if not matched:
-        await tx.event("dlr.unmatched", "", account, **details)
+        matched = await _adopt(batch, item)
+    if parked_id is None:
+        batch.stored[(account, item.key, report.status)] = (0, matched[0] if matched else None)
+        batch.new_rows.append(
+            (
+                account,
+                *item.key,
+                report.status.value,
+                report.request_id,
+                report.recipient,
+                report.error_code,
+                report.error_text,
+                tx.now(),
+                matched[0] if matched else None,
+                report.reference,
+                reconcile.recipient_key(report.recipient),
+                item.inbox_id,
+            )
+        )
+    elif matched:
+        batch.matched_parked.append((matched[0], parked_id))
+    if not matched:
+        if item.parked_id is None and parked_id is None:
+            await tx.event("dlr.unmatched", "", account, **details)
         return ReportOutcome.UNMATCHED
-    await apply_to_messages(tx, account, report, key, matched, parked=False)
+    for message_id in matched:
+        await _apply_to_message(
+            batch, batch.messages[message_id], item, parked=parked_id is not None
+        )
     return ReportOutcome.MATCHED
 
 
-async def apply_parked(tx: Tx, account: str, keys: Sequence[tuple[str, str]]) -> None:
+async def _apply_to_message(
+    batch: _Batch, message: _Message, item: Incoming, *, parked: bool
+) -> None:
+    """Apply a report to every part of `message` under its key."""
+    tx, report = batch.tx, item.report
+    ordered = list(message.parts)
+    for part in [p for p in ordered if message.keys[p] == item.key]:
+        new_part = reconcile.advance(message.parts[part], report.status)
+        if new_part is not message.parts[part]:
+            message.parts[part] = new_part
+            message.changed_parts.add(part)
+        combined = reconcile.combine_parts([message.parts[p] for p in ordered], ordered.index(part))
+        old, guessed = message.status, message.guessed
+        new = reconcile.advance(old, combined, guessed=guessed)
+        await tx.event(
+            "dlr.matched",
+            message.id,
+            item.account,
+            request_id=report.request_id,
+            status=report.status.value,
+            error_code=report.error_code,
+            error_text=report.error_text,
+            applied=new is not old,
+            parked=parked,
+        )
+        if new is not old:
+            if new in reconcile.FAILURES or guessed:
+                message.error = (report.error_code, report.error_text)
+            message.status = new
+            message.moved = message.changed = True
+            await _status_changed(
+                tx,
+                message.id,
+                message.account,
+                old,
+                new,
+                message.submitted_at,
+                {
+                    "request_id": report.request_id,
+                    "error_code": report.error_code,
+                    **({"corrected": True} if guessed else {}),
+                },
+            )
+        if guessed and reconcile.is_final(combined):
+            # The provider has spoken: its word stands from now on.
+            message.guessed = False
+            message.changed = True
+
+
+async def _adopt(batch: _Batch, item: Incoming) -> list[str]:
+    """The unresolved send this report finds (see `adopt_ambiguous`), loaded into the
+    batch; [] when none fits."""
+    found = await adopt_ambiguous(batch.tx, item.account, item.report, item.key)
+    if not found:
+        return []
+    await batch.load_messages(found)
+    for message_id in found:
+        message = batch.messages[message_id]
+        if item.key not in message.keys.values():
+            message.parts[0] = Status.SENDING
+            message.keys[0] = item.key
+    batch.by_key[(item.account, item.key)] = found
+    return found
+
+
+async def apply_parked(tx: Tx, account: str, keys: Sequence[Key]) -> None:
     """Apply the reports that arrived before the send response which recorded `keys`,
     and mark them matched."""
-    for rid_key, rcpt_key in sorted(set(keys)):
-        parked = await tx.fetchall(
-            "SELECT id, status, request_id, recipient, error_code, error_text FROM reports "
-            "WHERE account = ? AND rid_key = ? AND rcpt_key = ? AND message_id IS NULL "
-            "ORDER BY id",
-            (account, rid_key, rcpt_key),
-        )
-        if not parked:
-            continue
-        matched = await matched_messages(tx, account, (rid_key, rcpt_key))
-        for row in parked:
-            report = Report(row[2], Status(row[1]), row[3], row[4], row[5])
-            matched = await apply_to_messages(
-                tx, account, report, (rid_key, rcpt_key), matched, parked=True
-            )
-        await tx.execute(
-            f"UPDATE reports SET message_id = ? WHERE id IN ({placeholders(len(parked))})",
-            (matched[0][0] if matched else None, *(row[0] for row in parked)),
-        )
-
-
-async def matched_messages(tx: Tx, account: str, key: tuple[str, str]) -> list[Matched]:
-    """The messages with a part under `key`, in id order, their rows locked: reports
-    for two parts of one message, taken in two processes, combine one after the
-    other."""
-    rows = await tx.fetchall(
-        "SELECT id, status, guessed FROM messages WHERE id IN (SELECT message_id FROM "
-        "message_parts WHERE account = ? AND rid_key = ? AND rcpt_key = ?) "
-        f"ORDER BY id{tx.FOR_UPDATE}",
-        (account, *key),
+    triples = [(account, *key) for key in sorted(set(keys))]
+    if not triples:
+        return
+    parked = await _select_by_keys(
+        tx,
+        "SELECT id, status, request_id, recipient, error_code, error_text, reference, "
+        "rid_key, rcpt_key FROM reports",
+        triples,
+        " AND message_id IS NULL",
     )
-    return [(row[0], Status(row[1]), bool(row[2])) for row in rows]
+    await _apply_stored(tx, account, sorted(parked))
+
+
+async def _apply_stored(tx: Tx, account: str, rows: Sequence[Row]) -> None:
+    await apply_reports(
+        tx,
+        [
+            Incoming(
+                account,
+                Report(row[2], Status(row[1]), row[3], row[4], row[5], row[6]),
+                (row[7], row[8]),
+                parked_id=row[0],
+            )
+            for row in rows
+        ],
+    )
 
 
 # A send whose outcome is unknown and that no report has yet found: it has no parts.
@@ -129,9 +383,7 @@ _AMBIGUOUS = (
 )
 
 
-async def adopt_ambiguous(
-    tx: Tx, account: str, report: Report, key: tuple[str, str]
-) -> list[Matched]:
+async def adopt_ambiguous(tx: Tx, account: str, report: Report, key: Key) -> list[str]:
     """The send whose answer was lost that this report is about, given the report's
     key as its one part from now on; [] when no single message fits.
 
@@ -168,7 +420,7 @@ async def adopt_ambiguous(
     await tx.event(
         "message.resolved", message_id, account, request_id=report.request_id, matched_by=how
     )
-    return await matched_messages(tx, account, key)
+    return [message_id]
 
 
 async def apply_parked_ambiguous(tx: Tx, message_id: str, account: str) -> None:
@@ -187,82 +439,4 @@ async def apply_parked_ambiguous(tx: Tx, message_id: str, account: str) -> None:
         "ORDER BY id",
         (account, row[1], message_id, reconcile.recipient_key(row[0])),
     )
-    for found in parked:
-        report = Report(found[2], Status(found[1]), found[3], found[4], found[5], found[6])
-        key = (found[7], found[8])
-        await tx.lock(key_lock(account, key))
-        matched = await matched_messages(tx, account, key) or await adopt_ambiguous(
-            tx, account, report, key
-        )
-        if matched:
-            await apply_to_messages(tx, account, report, key, matched, parked=True)
-            await tx.execute(
-                "UPDATE reports SET message_id = ? WHERE id = ?", (matched[0][0], found[0])
-            )
-
-
-async def apply_to_messages(
-    tx: Tx,
-    account: str,
-    report: Report,
-    key: tuple[str, str],
-    matched: list[Matched],
-    *,
-    parked: bool,
-) -> list[Matched]:
-    """Apply a report to every part under `key` of the messages it matched; returns
-    those messages with their statuses now."""
-    after: list[Matched] = []
-    for message_id, old, guessed in matched:
-        # Read after the message row's lock (see matched_messages).
-        rows = await tx.fetchall(
-            "SELECT part, status, rid_key = ? AND rcpt_key = ? FROM message_parts "
-            "WHERE message_id = ? ORDER BY part",
-            (*key, message_id),
-        )
-        parts = {row[0]: Status(row[1]) for row in rows}
-        ordered = list(parts)
-        for part in (row[0] for row in rows if row[2]):
-            new_part = reconcile.advance(parts[part], report.status)
-            if new_part is not parts[part]:
-                parts[part] = new_part
-                await tx.execute(
-                    "UPDATE message_parts SET status = ? WHERE message_id = ? AND part = ?",
-                    (new_part.value, message_id, part),
-                )
-            combined = reconcile.combine_parts([parts[p] for p in ordered], ordered.index(part))
-            new = reconcile.advance(old, combined, guessed=guessed)
-            await tx.event(
-                "dlr.matched",
-                message_id,
-                account,
-                request_id=report.request_id,
-                status=report.status.value,
-                error_code=report.error_code,
-                error_text=report.error_text,
-                applied=new is not old,
-                parked=parked,
-            )
-            if new is not old:
-                if new in reconcile.FAILURES or guessed:
-                    await tx.execute(
-                        "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
-                        (report.error_code, report.error_text, message_id),
-                    )
-                await set_status(
-                    tx,
-                    message_id,
-                    account,
-                    old,
-                    new,
-                    request_id=report.request_id,
-                    error_code=report.error_code,
-                    **({"corrected": True} if guessed else {}),
-                )
-                old = new
-            if guessed and reconcile.is_final(combined):
-                # The provider has spoken: its word stands from now on.
-                guessed = False
-                await tx.execute("UPDATE messages SET guessed = 0 WHERE id = ?", (message_id,))
-        after.append((message_id, old, guessed))
-    return after
+    await _apply_stored(tx, account, parked)

@@ -218,6 +218,30 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE reports ADD COLUMN reference TEXT NOT NULL DEFAULT '';
     ALTER TABLE reports ADD COLUMN rcpt_digits TEXT NOT NULL DEFAULT '';
     """,
+    # 7: the callback inbox. A delivery-report callback is stored here, parsed and
+    # authenticated, before its 2xx; the applier applies its reports later, in batches
+    # (`applied_at` set then). `reports` holds the normalized reports with their match
+    # keys, the other columns the callback as it came (secrets removed). Stored reports
+    # name the callback they came in (`inbox_id`).
+    """
+    CREATE TABLE callback_inbox (
+        id {id},
+        account TEXT NOT NULL,
+        received_at {real} NOT NULL,
+        method TEXT NOT NULL,
+        content_type TEXT NOT NULL DEFAULT '',
+        query TEXT NOT NULL DEFAULT '',
+        headers TEXT NOT NULL DEFAULT '{{}}',
+        body TEXT NOT NULL DEFAULT '',
+        reports TEXT NOT NULL,
+        reply_ref TEXT NOT NULL DEFAULT '',
+        applied_at {real}
+    );
+    CREATE INDEX callback_inbox_pending ON callback_inbox(id) WHERE applied_at IS NULL;
+    CREATE INDEX callback_inbox_received ON callback_inbox(received_at);
+    ALTER TABLE reports ADD COLUMN inbox_id {bigint};
+    CREATE INDEX reports_inbox ON reports(inbox_id) WHERE inbox_id IS NOT NULL;
+    """,
 )
 
 

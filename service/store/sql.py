@@ -17,7 +17,16 @@ from typing import Any, ClassVar, TypeVar
 
 from service import model
 from service.sealing import Sealer
-from service.store import accounts, inbox, lifecycle, queries, reports, sessions, webhooks
+from service.store import (
+    accounts,
+    callback_inbox,
+    inbox,
+    lifecycle,
+    queries,
+    reports,
+    sessions,
+    webhooks,
+)
 from service.store.protocol import EventSink, InboundPlanner
 from service.store.tx import Row, Tx
 
@@ -121,6 +130,35 @@ class SqlStore(ABC):
         self, account: str, report: model.Report, key: tuple[str, str]
     ) -> model.ReportOutcome:
         return await self._write(lambda tx: reports.apply_report(tx, account, report, key))
+
+    # -- the callback inbox ----------------------------------------------------
+
+    async def append_inbox(self, entries: Sequence[model.InboxEntry]) -> None:
+        await self._write(lambda tx: callback_inbox.append(tx, entries))
+
+    async def apply_inbox(self, limit: int) -> int:
+        return await self._write(lambda tx: callback_inbox.apply_pending(tx, limit))
+
+    async def replay_inbox(self, ids: Sequence[int]) -> int:
+        return await self._write(lambda tx: callback_inbox.replay(tx, ids))
+
+    async def prune_inbox(self, before: float) -> int:
+        return await self._write(lambda tx: callback_inbox.prune(tx, before))
+
+    async def inbox_depth(self) -> tuple[int, float | None]:
+        return await callback_inbox.gauges(self._fetchall)
+
+    async def list_inbox(
+        self, filters: model.InboxFilter, after: int, limit: int, unmatched_before: float
+    ) -> list[model.InboxRecord]:
+        return await callback_inbox.select(self._fetchall, filters, after, limit, unmatched_before)
+
+    async def inbox_ids(
+        self, filters: model.InboxFilter, after: int, limit: int, unmatched_before: float
+    ) -> list[int]:
+        return await callback_inbox.select_ids(
+            self._fetchall, filters, after, limit, unmatched_before
+        )
 
     # -- inbound ---------------------------------------------------------------
 

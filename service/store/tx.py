@@ -96,6 +96,12 @@ class Tx(ABC):
         exist yet; the single SQLite writer needs none."""
         return None
 
+    async def lock_all(self, names: Sequence[str]) -> None:
+        """`lock` on each of `names`, in sorted order so that two transactions taking
+        overlapping sets cannot deadlock."""
+        for name in sorted(set(names)):
+            await self.lock(name)
+
     def skip_locked(self, table: str) -> str:
         """Appended to a claim's SELECT: rows another transaction is claiming are
         left to it rather than waited for."""
