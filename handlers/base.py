@@ -160,6 +160,8 @@ class ProviderHandler(Protocol):
     """True when one request ID covers many recipients, so reports match by recipient too."""
     pushes_reports: ClassVar[bool] = True
     """False when delivery status can only be polled; the poller then asks for it."""
+    signed_headers: ClassVar[tuple[str, ...]] = ()
+    """The headers (lower case) `authenticate` reads: kept with a stored callback."""
     native_test_mode: ClassVar[bool] = False
     """True when the API itself validates without sending (1609SMS `test=yes`); for
     the others an account in test mode is a dry run that never leaves smsgw."""

@@ -177,6 +177,7 @@ class TwilioHandler(ProviderHandler):
     display_name = "Twilio"
     docs_url = "https://www.twilio.com/docs/messaging/api"
     public_base_url = "https://api.twilio.com"
+    signed_headers = (SIGNATURE_HEADER,)
     credentials = (
         Credential("account_sid", "Account SID", "API key"),
         Credential("auth_token", "Auth token", "Secret key", secret=True),

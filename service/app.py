@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import structlog
@@ -14,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from service import api, callbacks, events_api, inbound_api, web
+from service import api, callbacks, events_api, inbound_api, reports_api, web
 from service.clock import iso_ago
 from service.errors import SmsgwError
+from service.ingest import DlrIngest
 from service.metrics import CallbackCounter, Metrics
 from service.middleware import BearerAuth, BodyLimit, LoadShed
 from service.openapi import spec
@@ -49,10 +51,20 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    ready = await request.app.state.runtime.store.ping()
-    return JSONResponse(
-        {"status": "ready" if ready else "unavailable"}, status_code=200 if ready else 503
-    )
+    rt: Runtime = request.app.state.runtime
+    if not await rt.store.ping():
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    reasons = []
+    depth, oldest = await rt.store.inbox_depth()
+    lag = max(0.0, time.time() - oldest) if oldest is not None else 0.0
+    if lag > rt.settings.inbox_max_lag:
+        reasons.append(
+            f"inbox: the oldest of {depth} stored callbacks has waited {lag:.0f} s to be "
+            f"applied (more than [inbox] max_lag, {rt.settings.inbox_max_lag:g} s)"
+        )
+    if reasons:
+        return JSONResponse({"status": "degraded", "reasons": reasons}, status_code=503)
+    return JSONResponse({"status": "ready"})
 
 
 async def openapi(request: Request) -> Response:
@@ -93,11 +105,13 @@ def create_app(settings: Settings) -> Starlette:
             *api.ROUTES,
             *inbound_api.ROUTES,
             *events_api.ROUTES,
+            *reports_api.ROUTES,
             *callbacks.ROUTES,
             Mount("/sandbox", routes=sandbox.routes),
             web.console(settings, auth_failures),
         ],
         middleware=[
+            Middleware(DlrIngest, metrics=app_metrics, max_in_flight=settings.max_in_flight),
             Middleware(CallbackCounter, metrics=app_metrics),
             Middleware(LoadShed, limit=settings.max_in_flight),
             Middleware(BearerAuth, tokens=settings.api_tokens, failures=auth_failures),

@@ -57,7 +57,7 @@ def _refuse_long(value: str, limit: int, field: str, what: str) -> None:
         raise CallbackInvalid(f"{what} holds a NUL character", field=field)
 
 
-def _readable(text: str) -> str:
+def readable(text: str) -> str:
     return text.replace(NUL, "\ufffd")
 
 
@@ -83,7 +83,7 @@ def checked_report(report: Report) -> Report:
     _refuse_long(report.request_id, IDENTIFIER, "request_id", "the report's request ID")
     _refuse_unreal_address(report.recipient, "recipient", "the report's recipient")
     _refuse_long(report.error_code, ERROR_CODE, "error_code", "the report's error code")
-    error_text = _clip(_readable(report.error_text), ERROR_TEXT)
+    error_text = _clip(readable(report.error_text), ERROR_TEXT)
     return report if error_text == report.error_text else replace(report, error_text=error_text)
 
 
@@ -92,7 +92,7 @@ def checked_inbound(message: InboundSms) -> InboundSms:
     message stored in part is a different message."""
     _refuse_unreal_address(message.sender, "from", "the inbound message's sender")
     _refuse_unreal_address(message.recipient, "to", "the inbound message's recipient")
-    _refuse_long(_readable(message.text), MESSAGE_TEXT, "text", "the inbound message's text")
+    _refuse_long(readable(message.text), MESSAGE_TEXT, "text", "the inbound message's text")
     _refuse_long(message.provider_id, IDENTIFIER, "id", "the inbound message's ID")
-    text = _readable(message.text)
+    text = readable(message.text)
     return message if text == message.text else replace(message, text=text)

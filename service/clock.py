@@ -15,3 +15,7 @@ def iso_now() -> str:
 
 def iso_ago(seconds: float) -> str:
     return iso(datetime.now(UTC) - timedelta(seconds=seconds))
+
+
+def iso_of(epoch: float) -> str:
+    return iso(datetime.fromtimestamp(epoch, UTC))

@@ -92,11 +92,33 @@ class ProviderFailed(SmsgwError):
     code = "provider_error"
 
 
+class MethodNotAllowed(SmsgwError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str, *, allow: str) -> None:
+        super().__init__(message)
+        self.allow = allow
+
+    def headers(self) -> dict[str, str]:
+        return {"allow": self.allow}
+
+
 class Unavailable(SmsgwError):
-    """The store cannot commit now; callers (and providers) should retry."""
+    """The store cannot commit now, or the service is too busy; callers (and providers)
+    should retry, after `retry_after` seconds when it is given."""
 
     status = 503
     code = "unavailable"
+
+    def __init__(
+        self, message: str, *, field: str = "", code: str = "", retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, field=field, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {} if self.retry_after is None else {"retry-after": str(self.retry_after)}
 
 
 class CallbackInvalid(ValidationFailed):

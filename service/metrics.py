@@ -13,6 +13,7 @@ provider metrics of the worker's dispatcher are the worker's own and /metrics (o
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -110,6 +111,16 @@ class Metrics:
             "Event deliveries to webhooks not yet acknowledged.",
             registry=self.registry,
         )
+        self._inbox_depth = Gauge(
+            "smsgw_inbox_depth",
+            "Delivery-report callbacks stored (acknowledged) and not yet applied.",
+            registry=self.registry,
+        )
+        self._inbox_lag = Gauge(
+            "smsgw_inbox_lag_seconds",
+            "Seconds the oldest stored callback not yet applied has waited; 0 when none.",
+            registry=self.registry,
+        )
         # Zeros from the start, so that rate() sees the first callback of each series.
         for kind in _CALLBACK_KINDS:
             for outcome in _OUTCOMES:
@@ -152,6 +163,9 @@ class Metrics:
                 self._counters.labels(account, name).set(value)
         self._outbox.set(gauges.outbox)
         self._webhook_backlog.set(gauges.webhook_backlog)
+        self._inbox_depth.set(gauges.inbox_depth)
+        oldest = gauges.inbox_oldest
+        self._inbox_lag.set(max(0.0, time.time() - oldest) if oldest is not None else 0.0)
         return generate_latest(self.registry)
 
 

@@ -98,14 +98,14 @@ class BearerAuth:
         return matching_token(token.strip(), self._tokens) is not None
 
 
-def _declares_more(content_length: bytes, limit: int) -> bool:
+def declares_more(content_length: bytes, limit: int) -> bool:
     """A Content-Length past `limit`; one of more digits than int() takes is past it too."""
     text = content_length.decode("latin-1").strip()
     size = int_of(text)
     return size > limit if size is not None else is_digits(text)
 
 
-def _holds_nul(scope: Scope) -> bool:
+def holds_nul(scope: Scope) -> bool:
     """A NUL in the path or query: no route has a use for one, and PostgreSQL cannot
     store or compare it in text."""
     query: bytes = scope.get("query_string", b"")
@@ -127,12 +127,12 @@ class BodyLimit:
         limit = next(
             (n for prefix, n in self._limits if scope["path"].startswith(prefix)), self._default
         )
-        if _holds_nul(scope):
+        if holds_nul(scope):
             await send_error(send, Unparseable("the URL holds a NUL character (U+0000)"))
             return
         too_large = PayloadTooLarge(f"the body exceeds {limit} bytes")
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and _declares_more(declared, limit):
+        if declared is not None and declares_more(declared, limit):
             await send_error(send, too_large)
             return
         received = 0

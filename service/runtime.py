@@ -18,6 +18,7 @@ import httpx
 
 from service.accounts import AccountDirectory, declared_accounts
 from service.autoreply import Policy, declared_rules, own_number_keys
+from service.callback_inbox import Appender, Applier
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
 from service.events import EventBus, EventFormat, EventLogger
@@ -43,6 +44,8 @@ class Runtime:
     metrics: Metrics
     auth_failures: FailedAuthentications
     """Shared by every door that checks a credential: API, console, callbacks."""
+    applier: Applier
+    appender: Appender
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -79,7 +82,9 @@ async def running(
     directory = AccountDirectory(store)
     client = provider_client(settings)
     dispatcher = Dispatcher(store, directory, settings, client, metrics)
-    tasks = (
+    applier = Applier(store, settings.inbox_batch, settings.inbox_retention)
+    # Every process applies stored callbacks, whether or not it dispatches.
+    tasks = [asyncio.create_task(applier.run(), name="inbox-applier")] + (
         [
             asyncio.create_task(dispatcher.run(), name="dispatcher"),
             asyncio.create_task(Poller(store, directory, settings, client).run(), name="poller"),
@@ -110,6 +115,8 @@ async def running(
             metrics=metrics,
             auth_failures=auth_failures
             or FailedAuthentications(settings.auth_failure_limit, settings.auth_failure_window),
+            applier=applier,
+            appender=Appender(store, applier.appended),
         )
     finally:
         for task in tasks:
