@@ -25,7 +25,31 @@ _AFTER = {
     "description": "the last event_id read; the Last-Event-ID header does the same",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
-_HEALTH = {"type": "object", "properties": {"status": {"type": "string"}}}
+_HEALTH = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_TIME = {"type": "string", "format": "date-time"}
+_REPORT_FILTERS = [
+    {"name": "account", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "state",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["pending", "applied", "parked", "unmatched"]},
+    },
+    {"name": "since", "in": "query", "schema": _TIME},
+    {"name": "until", "in": "query", "schema": _TIME},
+    {
+        "name": "after",
+        "in": "query",
+        "description": "the next_cursor of the page before",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    _PAGE[0],
+]
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -279,6 +303,42 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                             "description": "NDJSON; the smsgw-next-cursor header is the next after",
                             "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
                         },
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "422": _ERROR,
+                    },
+                }
+            },
+            "/v1/reports": {
+                "get": {
+                    "summary": "Stored delivery-report callbacks, oldest first, with what "
+                    "became of each report",
+                    "parameters": _REPORT_FILTERS,
+                    "responses": {
+                        "200": _json(_page_of("reports", "StoredCallback")),
+                        "400": _ERROR,
+                        "401": _ERROR,
+                        "422": _ERROR,
+                    },
+                }
+            },
+            "/v1/reports/replay": {
+                "post": {
+                    "summary": "Apply stored callbacks again (idempotent)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": ref("ReplayInput")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "replayed": {"type": "integer"},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            }
+                        ),
                         "400": _ERROR,
                         "401": _ERROR,
                         "422": _ERROR,

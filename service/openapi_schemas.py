@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.base import ProviderHandler
-from service.model import Status
+from service.model import InboxState, Status
 
 _RULE_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
@@ -173,6 +173,64 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "rule": {"type": ["string", "null"]},
                 "reply_note": {"type": ["string", "null"]},
                 "reply": {"oneOf": [{"type": "null"}, ref("Message")]},
+            },
+        },
+        "StoredCallback": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "account": {"type": "string"},
+                "state": {"type": "string", "enum": [s.value for s in InboxState]},
+                "received_at": {"type": "string"},
+                "applied_at": {"type": ["string", "null"]},
+                "reports": {"type": "array", "items": ref("StoredReport")},
+                "callback": {
+                    "type": "object",
+                    "description": "as it came, without the URL's key or any credential",
+                    "properties": {
+                        "method": {"type": "string"},
+                        "content_type": {"type": "string"},
+                        "query": {"type": "string"},
+                        "headers": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                        },
+                        "body": {"type": "string"},
+                    },
+                },
+            },
+        },
+        "StoredReport": {
+            "type": "object",
+            "properties": {
+                "request_id": {"type": "string"},
+                "recipient": {"type": "string"},
+                "status": {"type": "string", "enum": [s.value for s in Status]},
+                "error_code": {"type": "string"},
+                "error_text": {"type": "string"},
+                "outcome": {
+                    "type": "string",
+                    "enum": ["pending", "matched", "parked", "unmatched", "duplicate"],
+                },
+                "message_id": {"type": ["string", "null"]},
+            },
+        },
+        "ReplayInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "ids, or a filter (account, state, since, until) with a cursor",
+            "properties": {
+                "ids": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 5000,
+                    "items": {"type": "integer", "minimum": 1},
+                },
+                "account": {"type": "string"},
+                "state": {"type": "string", "enum": [s.value for s in InboxState]},
+                "since": {"type": "string", "format": "date-time"},
+                "until": {"type": "string", "format": "date-time"},
+                "after": {"type": "string", "pattern": "^[0-9]+$"},
             },
         },
         "Counters": _COUNTERS,

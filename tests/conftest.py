@@ -124,6 +124,17 @@ class Gateway:
         body: dict[str, Any] = (await self.api.get("/v1/stats")).json()
         return body
 
+    async def applied(self) -> None:
+        """Wait until every stored delivery-report callback has been applied."""
+
+        async def none_pending() -> bool:
+            response = await self.api.get("/v1/reports", params={"state": "pending"})
+            assert response.status_code == 200, response.text
+            pending: list[object] = response.json()["reports"]
+            return pending == []
+
+        await eventually(none_pending)
+
     async def add_account(self, **body: Any) -> dict[str, Any]:
         response = await self.api.post("/v1/accounts", json=body)
         assert response.status_code == 201, response.text

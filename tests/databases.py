@@ -195,7 +195,7 @@ async def writes_blocked(settings: Settings) -> AsyncIterator[None]:
         conn = await asyncpg.connect(settings.database_url)
         try:
             async with conn.transaction():
-                await conn.execute("LOCK TABLE reports IN EXCLUSIVE MODE")
+                await conn.execute("LOCK TABLE callback_inbox, reports IN EXCLUSIVE MODE")
                 yield
         finally:
             await conn.close()

@@ -71,6 +71,7 @@ async def test_a_lost_send_answer_is_concluded_counted_and_its_late_report_match
             assert fake.requests_seen == 1
             return
         assert await spec.late_report(fake, TO.lstrip("+")) == 200
+        await gateway.applied()
         corrected = await gateway.message(message["id"])
         assert corrected["status"] == "delivered"
         resolved = [e for e in corrected["events"] if e["event"] == "message.resolved"]
@@ -90,6 +91,7 @@ async def test_a_report_two_unresolved_sends_could_fit_waits_unmatched(tmp_path:
             await _status_once(gateway, message["id"], "expired")
         first = next(iter(fake.messages))
         assert await fake.push_dlr(first, TO.lstrip("+"), 1, "DELIVRD") == 200
+        await gateway.applied()
         after = [await gateway.message(m["id"]) for m in sent]
         assert [m["status"] for m in after] == ["expired", "expired"]  # a guess is no match
         assert not [e for m in after for e in m["events"] if e["event"] == "message.resolved"]
@@ -111,11 +113,13 @@ async def test_a_concluded_send_keeps_its_status_for_a_report_that_is_not_final(
         await _status_once(gateway, message["id"], "expired")
         request_id = next(iter(fake.messages))
         assert await fake.push_dlr(request_id, TO.lstrip("+"), 0, "ENROUTE") == 200
+        await gateway.applied()
         kept = await gateway.message(message["id"])
         assert kept["status"] == "expired"
         [matched] = [e for e in kept["events"] if e["event"] == "dlr.matched"]
         assert (matched["status"], matched["applied"]) == ("enroute", False)
         assert await fake.push_dlr(request_id, TO.lstrip("+"), 5, "UNDELIV") == 200
+        await gateway.applied()
         failed = await gateway.message(message["id"])
         assert (failed["status"], failed["request_id"]) == ("undelivered", request_id)
         assert await _counters_match_the_table(gateway, "conn") == rigging.tally(

@@ -13,7 +13,13 @@ from tests.databases import db_count, writes_blocked
 
 
 async def stored_reports(gateway: Gateway) -> int:
+    """Reports stored: applied, or in the inbox waiting to be."""
+    await gateway.applied()
     return await db_count(gateway.settings, "SELECT COUNT(*) FROM reports")
+
+
+async def stored_callbacks(gateway: Gateway) -> int:
+    return await db_count(gateway.settings, "SELECT COUNT(*) FROM callback_inbox")
 
 
 async def callback_urls(gateway: Gateway, account: str = "sandbox") -> dict[str, str]:
@@ -28,8 +34,11 @@ REPORT = {"id": "sbx-unknown", "to": "46700000001", "status": "DELIVERED"}
 
 async def test_a_report_with_the_right_key_is_stored_and_acknowledged(gateway: Gateway) -> None:
     response = await gateway.raw.post((await callback_urls(gateway))["dlr"], json=REPORT)
-    assert response.status_code == 200 and response.json()["reports"] == ["unmatched"]
+    assert response.status_code == 200 and response.json() == {"ok": True, "stored": 1}
+    assert await stored_callbacks(gateway) == 1
     assert await stored_reports(gateway) == 1
+    [entry] = (await gateway.api.get("/v1/reports")).json()["reports"]
+    assert entry["state"] == "parked" and entry["reports"][0]["outcome"] == "parked"
 
 
 async def test_a_report_may_arrive_as_a_get_query_or_a_form(gateway: Gateway) -> None:
@@ -48,6 +57,7 @@ async def test_a_missing_or_wrong_key_is_refused_and_stores_nothing(
     params = {} if key is None else {"key": key}
     response = await gateway.raw.post(url, params=params, json=REPORT)
     assert response.status_code == status
+    assert await stored_callbacks(gateway) == 0
     assert await stored_reports(gateway) == 0
 
 

@@ -1223,6 +1223,7 @@ async def test_an_unsigned_forged_or_tampered_callback_is_refused_and_stores_not
         # The genuine article still gets through.
         setattr(fake, knob, GENUINE[knob])
         assert await fake.push_status(detail["request_id"], "delivered") == 200
+        await gateway.applied()
         assert (await gateway.message(message["id"]))["status"] == "delivered"
 
 
