@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -74,20 +75,19 @@ async def _counters_exact(data: Path) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--messages", type=int, default=300_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="smsgw-bench-ingest-"))
     asyncio.run(preload(data, args.messages))
 
-    with serving_bare(data) as bare:
+    rounds: list[dict[str, Any]] = []
+    with serving_bare(data) as bare, serving_smsgw(data) as smsgw:
         wrk(dlr_url(bare.url), seconds=2, connections=args.connections)  # warm-up
-        baseline = wrk(dlr_url(bare.url), seconds=args.seconds, connections=args.connections)
-
-    with serving_smsgw(data) as smsgw:
-        # Warm-up on the last IDs, so the measured run still finds every ID undelivered.
+        # The warm-up takes the last IDs; each round then reports on IDs not seen yet.
         wrk(
             dlr_url(smsgw.url),
             seconds=2,
@@ -95,37 +95,58 @@ def main() -> None:
             start=args.messages - 1,
             stride=-1,
         )
-        _drained(smsgw.url)
-        before = _stats(smsgw.url)["total"]["delivered"]
-        started = time.monotonic()
-        durable = wrk(dlr_url(smsgw.url), seconds=args.seconds, connections=args.connections)
-        finished = _drained(smsgw.url)
-        stats = _stats(smsgw.url)
-
-    delivered = stats["total"]["delivered"]
-    applied = delivered - before
-    drain_rate = applied / (finished - started)
+        next_id = 0
+        for _ in range(args.rounds):
+            baseline = wrk(dlr_url(bare.url), seconds=args.seconds, connections=args.connections)
+            _drained(smsgw.url)
+            before = _stats(smsgw.url)["total"]["delivered"]
+            started = time.monotonic()
+            durable = wrk(
+                dlr_url(smsgw.url),
+                seconds=args.seconds,
+                connections=args.connections,
+                start=next_id,
+            )
+            finished = _drained(smsgw.url)
+            applied = _stats(smsgw.url)["total"]["delivered"] - before
+            next_id += applied + 1000
+            rounds.append(
+                {
+                    "bare": baseline,
+                    "smsgw": durable,
+                    "throughput_ratio": round(durable.throughput / baseline.throughput, 3),
+                    "p99_ratio": round(durable.p99_ms / baseline.p99_ms, 3),
+                    "applied": applied,
+                    "all_applied": applied >= durable.requests,
+                    "drain_seconds": round(finished - started, 2),
+                    "drain_ratio": round(applied / (finished - started) / baseline.throughput, 3),
+                }
+            )
+        delivered = _stats(smsgw.url)["total"]["delivered"]
+    if next_id > args.messages - 50_000:
+        print(f"warning: {next_id} IDs used of {args.messages}; use --messages")
     exact = asyncio.run(_counters_exact(data))
-    if durable.requests > args.messages // 2:
-        print(f"warning: {durable.requests} requests for {args.messages} messages; use --messages")
-    ratio = durable.throughput / baseline.throughput
-    p99_ratio = durable.p99_ms / baseline.p99_ms
-    for name, result in (("bare", baseline), ("smsgw", durable)):
+    for n, r in enumerate(rounds, 1):
+        bare_run, smsgw_run = r["bare"], r["smsgw"]
         print(
-            f"{name:10} {result.throughput:9.0f} req/s  "
-            f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+            f"round {n}    bare {bare_run.throughput:7.0f} req/s p99 {bare_run.p99_ms:6.2f} ms | "
+            f"smsgw {smsgw_run.throughput:7.0f} req/s p99 {smsgw_run.p99_ms:6.2f} ms | "
+            f"{r['throughput_ratio']:.2f}x, p99 {r['p99_ratio']:.2f}x, "
+            f"drain {r['applied']} in {r['drain_seconds']:.1f} s = {r['drain_ratio']:.2f}x bare"
         )
-    print(f"ratio      throughput {ratio:.2f}x bare (target >= 0.75, goal 0.80)")
-    print(f"ratio      p99 {p99_ratio:.2f}x bare (target <= 3)")
+    median = {
+        key: statistics.median(r[key] for r in rounds)
+        for key in ("throughput_ratio", "p99_ratio", "drain_ratio")
+    }
     print(
-        f"drain      {applied} reports applied in {finished - started:.1f} s from the first "
-        f"request: {drain_rate:.0f}/s = {drain_rate / baseline.throughput:.2f}x bare "
-        f"(target >= 0.3); every acknowledged one applied: {applied >= durable.requests}; "
-        f"counters exact: {exact}"
+        f"median     throughput {median['throughput_ratio']:.2f}x bare (target >= 0.75, goal "
+        f"0.80); p99 {median['p99_ratio']:.2f}x (target <= 3); drain "
+        f"{median['drain_ratio']:.2f}x bare's req/s (target >= 0.3)"
     )
+    errors = sum(r["smsgw"].errors + r["smsgw"].non_2xx for r in rounds)
     print(
-        f"delivered  {delivered} messages for {durable.requests} counted responses "
-        f"(and the warm-up's); errors {durable.errors}, non-2xx {durable.non_2xx}"
+        f"checks     every acknowledged report applied: {all(r['all_applied'] for r in rounds)}; "
+        f"counters exact: {exact}; errors and non-2xx: {errors}; delivered {delivered}"
     )
     path = write_result(
         "ingest",
@@ -133,16 +154,10 @@ def main() -> None:
             "messages": args.messages,
             "seconds": args.seconds,
             "connections": args.connections,
-            "bare": baseline,
-            "smsgw": durable,
-            "throughput_ratio": round(ratio, 3),
-            "p99_ratio": round(p99_ratio, 3),
-            "delivered": delivered,
-            "applied": applied,
-            "drain_seconds": round(finished - started, 2),
-            "drain_rate": round(drain_rate, 1),
-            "drain_ratio": round(drain_rate / baseline.throughput, 3),
+            "rounds": rounds,
+            "median": median,
             "counters_exact": exact,
+            "delivered": delivered,
         },
     )
     print(f"results    {path}")

@@ -149,15 +149,27 @@ def _as_stored(
     return RawCallback(
         method,
         headers.get("content-type", ""),
-        scrub.text(urlencode(list(query))),
+        scrub.text(urlencode(list(query))) if query else "",
         {name: headers[name] for name in kept if name in headers},
-        bounds.readable(scrub.text(body.decode("utf-8", errors="replace"))),
+        bounds.readable(scrub.bytes(body).decode("utf-8", errors="replace")),
     )
 
 
+_redactors: dict[int, tuple[Account, Redactor]] = {}
+
+
 def _redactor(account: Account) -> Redactor:
+    """The account's redactor, with its callback key: made once per account record
+    (the directory hands out the same record until the account changes)."""
+    cached = _redactors.get(id(account))
+    if cached is not None and cached[0] is account:
+        return cached[1]
+    if len(_redactors) > 4096:
+        _redactors.clear()
     secrets = redactor_for(account)
-    return Redactor.of([*secrets.secrets, account.callback_secret], secrets.companions)
+    made = Redactor.of([*secrets.secrets, account.callback_secret], secrets.companions)
+    _redactors[id(account)] = (account, made)
+    return made
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

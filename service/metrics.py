@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -79,6 +80,7 @@ class Metrics:
             buckets=_DLR_BUCKETS,
             registry=self.registry,
         )
+        self._callback_children: dict[tuple[str, str], Any] = {}
         self._callbacks = Counter(
             "smsgw_callbacks_total",
             "Provider callbacks answered, by kind (dlr, inbound) and outcome: accepted "
@@ -135,7 +137,12 @@ class Metrics:
                 self._dlr_latency.labels(event.account).observe(latency_ms / 1000)
 
     def callback_answered(self, kind: str, status: int) -> None:
-        self._callbacks.labels(kind, _callback_outcome(status)).inc()
+        key = (kind, _callback_outcome(status))
+        child = self._callback_children.get(key)
+        if child is None:
+            # labels() takes a lock and builds a key per call: once per series here.
+            child = self._callback_children[key] = self._callbacks.labels(*key)
+        child.inc()
 
     def provider_answered(self, provider: str, seconds: float, http_status: int) -> None:
         self._provider_seconds.labels(provider).observe(seconds)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
+from functools import cache
 
 from service.model import Counters, Status
 from service.parsing import ascii_digits, is_digits
@@ -125,7 +126,9 @@ def contribution(status: Status) -> Counters:
     )
 
 
+@cache
 def counter_delta(old: Status, new: Status) -> Counters:
+    # Cached: a hundred pairs at most, asked for by every status change.
     return contribution(new) - contribution(old)
 
 

@@ -21,6 +21,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
+
+from service import linear_regex
 
 REDACTED = "[redacted]"
 MIN_SECRET = 3
@@ -82,8 +85,12 @@ def _base64_forms(secret: bytes, companions: Iterable[str]) -> set[str]:
     return forms | {f.translate(str.maketrans("+/", "-_")) for f in forms}
 
 
+class _Substituter(Protocol):
+    def sub(self, replacement: bytes, data: bytes) -> bytes: ...
+
+
 @lru_cache(maxsize=256)
-def _pattern(secrets: frozenset[str], companions: frozenset[str]) -> re.Pattern[bytes] | None:
+def _pattern(secrets: frozenset[str], companions: frozenset[str]) -> _Substituter | None:
     forms: set[str] = set()
     for secret in secrets:
         if len(secret) >= MIN_SECRET:
@@ -93,7 +100,9 @@ def _pattern(secrets: frozenset[str], companions: frozenset[str]) -> re.Pattern[
         return None
     # Longest first: a Basic-auth form is scrubbed whole, not just its secret's part.
     ordered = sorted(forms, key=lambda f: (-len(f), f))
-    return re.compile(b"|".join(b"".join(_char(c) for c in form) for form in ordered))
+    pattern = b"|".join(b"".join(_char(c) for c in form) for form in ordered)
+    # RE2's alternation is leftmost-first too, so the longest form still wins.
+    return linear_regex.compile_bytes(pattern) or re.compile(pattern)
 
 
 @dataclass(frozen=True, slots=True)

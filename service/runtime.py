@@ -82,7 +82,14 @@ async def running(
     directory = AccountDirectory(store)
     client = provider_client(settings)
     dispatcher = Dispatcher(store, directory, settings, client, metrics)
-    applier = Applier(store, settings.inbox_batch, settings.inbox_retention)
+    applier = Applier(
+        store,
+        settings.inbox_batch,
+        settings.inbox_retention,
+        busy_share=settings.inbox_busy_share,
+        max_depth=settings.inbox_max_depth,
+        max_lag=settings.inbox_max_lag,
+    )
     # Every process applies stored callbacks, whether or not it dispatches.
     tasks = [asyncio.create_task(applier.run(), name="inbox-applier")] + (
         [

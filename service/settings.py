@@ -65,6 +65,7 @@ class Settings:
     callback_max_body: int
     unmatched_ttl: float
     inbox_batch: int
+    inbox_busy_share: float
     inbox_max_depth: int
     inbox_max_lag: float
     inbox_retention: float
@@ -149,6 +150,7 @@ _TOML_KEYS = {
     ("callbacks", "max_body"): "callback_max_body",
     ("dlr", "unmatched_ttl"): "unmatched_ttl",
     ("inbox", "batch"): "inbox_batch",
+    ("inbox", "busy_share"): "inbox_busy_share",
     ("inbox", "max_depth"): "inbox_max_depth",
     ("inbox", "max_lag"): "inbox_max_lag",
     ("inbox", "retention"): "inbox_retention",
@@ -196,6 +198,7 @@ _POSITIVE = {
     "callback_max_body",
     "unmatched_ttl",
     "inbox_batch",
+    "inbox_busy_share",
     "inbox_max_depth",
     "inbox_max_lag",
     "inbox_retention",
@@ -273,6 +276,8 @@ def _coerce(raw: dict[str, Any]) -> Settings:
         raise SettingsError("[webhooks] lease_seconds must be longer than [webhooks] timeout")
     if settings.retry_after_min > settings.retry_after_max:
         raise SettingsError("[dispatch] retry_after_min must not exceed retry_after_max")
+    if settings.inbox_busy_share > 1:
+        raise SettingsError("[inbox] busy_share is a share of the time: at most 1")
     if settings.web_history_rows > 1000:
         raise SettingsError("[web] history_rows must be at most 1000")
     if not 1 <= settings.port <= 65535:

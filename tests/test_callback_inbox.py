@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.callback_inbox import Appender, Applier
 from service.model import (
     Account,
     AttemptResult,
@@ -593,3 +594,95 @@ async def test_a_report_ahead_of_an_answer_naming_one_number_twice_reaches_both_
         await store.record_attempts(world.answers[1])
         outcome = await outcome_of(store, config, world.account)
     assert outcome.messages == [(m.id, "enroute", "") for m in world.messages]
+
+
+# -- the applier's schedule and the appender's groups (service/callback_inbox.py) --------
+
+
+class _CountingStore:
+    """What the applier and the appender ask of a store, recorded; every batch finds
+    as many callbacks as it asks for, until `waiting` runs out."""
+
+    def __init__(self, waiting: int = 10_000) -> None:
+        self.waiting = waiting
+        self.asked: list[int] = []
+        self.groups: list[int] = []
+
+    async def apply_inbox(self, limit: int) -> int:
+        self.asked.append(limit)
+        taken = min(limit, self.waiting)
+        self.waiting -= taken
+        return taken
+
+    async def inbox_depth(self) -> tuple[int, float | None]:
+        return self.waiting, None
+
+    async def prune_inbox(self, before: float) -> int:
+        return 0
+
+    async def append_inbox(self, entries: Sequence[Any]) -> None:
+        self.groups.append(len(entries))
+
+
+@pytest.fixture
+def rests(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The applier's rests, recorded instead of slept."""
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        if seconds:
+            slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr("service.callback_inbox.asyncio.sleep", sleep)
+    return slept
+
+
+def _applier(store: _CountingStore, **options: Any) -> Applier:
+    return Applier(store, 500, 3600.0, **options)  # type: ignore[arg-type]
+
+
+async def test_an_idle_process_applies_full_batches_without_rest(rests: list[float]) -> None:
+    store = _CountingStore()
+    applier = _applier(store, busy_share=0.2)
+    assert await applier.run_once()
+    assert store.asked == [500] and rests == []
+
+
+async def test_while_callbacks_arrive_the_applier_takes_small_batches_and_rests(
+    rests: list[float],
+) -> None:
+    store = _CountingStore()
+    applier = _applier(store, busy_share=0.2)
+    applier.appended(1)
+    assert await applier.run_once()
+    assert store.asked == [Applier.BUSY_BATCH]
+    [rest] = rests
+    assert rest >= 0  # four times the batch's own time: a fifth of the loop at most
+
+
+async def test_a_backlog_past_a_quarter_of_max_depth_is_applied_at_full_speed(
+    rests: list[float],
+) -> None:
+    store = _CountingStore()
+    applier = _applier(store, busy_share=0.2, max_depth=100)
+    applier.appended(30)
+    assert await applier.run_once()
+    assert store.asked == [500] and rests == []
+
+
+async def test_resting_under_load_ends_after_half_of_max_lag(rests: list[float]) -> None:
+    store = _CountingStore()
+    applier = _applier(store, busy_share=0.2, max_lag=0.0)
+    applier.appended(1)
+    assert await applier.run_once()
+    assert store.asked == [500] and rests == []
+
+
+async def test_appends_arriving_together_share_one_commit() -> None:
+    store = _CountingStore()
+    appender = Appender(store, lambda count: None)  # type: ignore[arg-type]
+    entry = InboxEntry("a", (), RawCallback("POST"), 0.0)
+    await asyncio.gather(*(appender.append(entry) for _ in range(20)))
+    assert store.groups == [20]

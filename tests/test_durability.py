@@ -126,6 +126,7 @@ async def test_every_acknowledged_report_survives_a_sigkill(tmp_path: Path) -> N
     with smsgw(tmp_path, port):
         await until_ready(url)
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            await applied(api, url)
             listed = (await api.get(f"{url}/v1/messages", params={"limit": 1000})).json()
             delivered = (await api.get(f"{url}/v1/stats")).json()["accounts"]["conn"]["delivered"]
         assert delivered >= len(acked)
@@ -138,8 +139,20 @@ async def test_every_acknowledged_report_survives_a_sigkill(tmp_path: Path) -> N
                 if n not in acked:
                     answer = await client.post(f"{url}/callbacks/conn/dlr?key={KEY}", json=dlr(n))
                     assert answer.status_code == 200
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+            await applied(api, url)
         kept, implied = await stats_and_table(url, tmp_path)
         assert kept == implied and kept["delivered"] == REPORTS and kept["pending"] == 0
+
+
+async def applied(api: httpx.AsyncClient, url: str) -> None:
+    """Wait until the new process has applied every stored callback."""
+
+    async def none_pending() -> bool:
+        answer = await api.get(f"{url}/v1/reports", params={"state": "pending", "limit": 1})
+        return answer.status_code == 200 and answer.json()["reports"] == []
+
+    await eventually(none_pending, within=60)
 
 
 def short_leases(folder: Path) -> Path:

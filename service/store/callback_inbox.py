@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from service.model import (
     InboxEntry,
     InboxFilter,
@@ -29,6 +31,12 @@ from service.store import inbox
 from service.store.reports import Incoming, apply_reports
 from service.store.tx import IN_CHUNK, Read, Row, Tx, placeholders
 
+
+def _json(value: Any) -> str:
+    # msgspec: a third of json.dumps' time, on the path every callback waits for.
+    return msgspec.json.encode(value).decode()
+
+
 _COLUMNS = (
     "id, account, received_at, applied_at, method, content_type, query, headers, body, "
     "reports, reply_ref"
@@ -36,7 +44,7 @@ _COLUMNS = (
 
 
 def _encode_reports(reports: Sequence[KeyedReport]) -> str:
-    return json.dumps(
+    return _json(
         [
             [
                 k.report.request_id,
@@ -48,8 +56,7 @@ def _encode_reports(reports: Sequence[KeyedReport]) -> str:
                 *k.key,
             ]
             for k in reports
-        ],
-        separators=(",", ":"),
+        ]
     )
 
 
@@ -71,7 +78,7 @@ async def append(tx: Tx, entries: Sequence[InboxEntry]) -> None:
                 e.callback.method,
                 e.callback.content_type,
                 e.callback.query,
-                json.dumps(dict(e.callback.headers), separators=(",", ":")),
+                _json(dict(e.callback.headers)),
                 e.callback.body,
                 _encode_reports(e.reports),
                 e.reply_ref,
