@@ -33,9 +33,7 @@ def applier_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_a_report_is_acknowledged_once_stored_and_applied_after(gateway: Gateway) -> None:
     [message] = await gateway.send(to="+46700000001", text="hi")
-    delivered = await eventually(
-        lambda: _status_is(gateway, message["id"], "delivered"), within=15
-    )
+    delivered = await eventually(lambda: _status_is(gateway, message["id"], "delivered"), within=15)
     assert delivered
     [entry, *_] = (await gateway.api.get("/v1/reports", params={"state": "applied"})).json()[
         "reports"

@@ -268,7 +268,7 @@ class SqliteStore(SqlStore):
                 await tx.finish()
                 outcomes.append((True, result))
             await group.write()
-            await asyncio.to_thread(db.execute, "COMMIT")
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
