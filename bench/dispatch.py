@@ -35,6 +35,7 @@ from bench.common import (
     write_result,
 )
 from handlers import handler_for
+from service.accounts import redactor_for
 from service.model import Account, OutgoingSms, SendBatch
 from service.settings import load_settings
 from service.transport import execute, provider_client
@@ -90,12 +91,14 @@ async def bare_client(messages: int, fake_url: str) -> dict[str, float]:
     account = Account("bare", "connectel", credentials={"token": FAKE_TOKEN}, sender="bench")
     handler = handler_for("connectel")
     in_flight = asyncio.Semaphore(settings.concurrency)
+    # Answers are scrubbed of the account's secrets, as the dispatcher's are.
+    redactor = redactor_for(account)
 
     async def send(client: httpx.AsyncClient, n: int) -> None:
         sms = OutgoingSms(f"bare-{n}", f"+4670{n:07d}", "bench", "bench", "GSM-7", 1)
         batch = SendBatch((sms,), fake_url, "http://127.0.0.1/dlr")
         async with in_flight:
-            response = await execute(client, handler.send_request(account, batch))
+            response = await execute(client, handler.send_request(account, batch), redactor)
         if response.status_code != 200:
             raise SystemExit(f"bare client: HTTP {response.status_code}")
 

@@ -110,6 +110,19 @@ class _PostgresTx(Tx):
     async def lock(self, name: str) -> None:
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
 
+    async def lock_all(self, names: Sequence[str]) -> None:
+        # unnest yields the array in order, so the locks are taken in the order given.
+        if names:
+            await self._conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) "
+                "FROM unnest($1::text[]) AS name",
+                list(names),
+            )
+
+    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        # One array parameter: a single prepared statement serves every list length.
+        return f"{column} = ANY(?::text[])", (list(values),)
+
     def skip_locked(self, table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED"
 
