@@ -182,6 +182,12 @@ async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) ->
     return won
 
 
+async def release(tx: Tx, message_ids: Sequence[str]) -> None:
+    for chunk in _chunks(sorted(set(message_ids))):
+        among, params = tx.among("message_id", chunk)
+        await tx.execute(f"UPDATE outbox SET claimed_until = NULL WHERE {among}", params)
+
+
 async def expire_claims(tx: Tx, now: float, ambiguity: Ambiguity) -> int:
     rows = await tx.fetchall(
         "SELECT message_id FROM outbox WHERE claimed_until < ? ORDER BY message_id"
