@@ -5,8 +5,10 @@ Each pass reads the due messages, groups them per account into provider requests
 transaction; the next lot is claimed while these wait for their request slots),
 sends each request in a slot of its own and records what the provider said, the
 results of requests that end together in one transaction (`Coalescer`). A pass ends
-once its requests have started: the next pass reads the outbox while they are in
-flight, so the slots never wait for a pass to drain.
+once its requests have ended and been recorded: a pass's bulk requests go one per
+account and content, not `concurrency` passes' worth at once, which providers (and
+the scale-out test's fake, whose reports then lagged its answers past the request
+timeout) would take as a burst.
 
 The claim is committed before the request, so a process that dies mid-send leaves a
 claim whose lease expires into `outcome_unknown` rather than a blind resend; for the
@@ -123,8 +125,7 @@ class Dispatcher:
         self._wakeup.clear()
 
     async def run_once(self) -> bool:
-        """One pass over the due outbox; True when there was work. It returns once
-        every request it makes has started (`drain` waits for them to end)."""
+        """One pass over the due outbox; True when there was work."""
         due = await self._store.due_messages(time.time(), self._settings.batch_size)
         if not due:
             return False
@@ -135,6 +136,7 @@ class Dispatcher:
             )
         ]
         await asyncio.gather(*(self._send_account(name, messages) for name, messages in groups))
+        await self.drain()
         return True
 
     async def _send_account(self, name: str, messages: list[MessageRecord]) -> None:
