@@ -38,7 +38,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -205,40 +205,56 @@ async def bare_client(messages: int, fake_url: str) -> dict[str, float]:
         return figure(messages, time.monotonic() - started)
 
 
+def rounds(
+    count: int, one: Callable[[], dict[str, Any]], line: Callable[[dict[str, Any]], str]
+) -> list[dict[str, Any]]:
+    """`count` results of `one`, each printed as `line` says as it comes."""
+    found = []
+    for number in range(1, count + 1):
+        found.append(one())
+        print(f"round {number}: {line(found[-1])}")
+    return found
+
+
+def preloaded_round(args: argparse.Namespace, fake_url: str) -> dict[str, Any]:
+    found: dict[str, Any] = {
+        pattern: preloaded(pattern, args.messages, fake_url, args.database)
+        for pattern in ("batch", "loop")
+    }
+    found["bare_client"] = asyncio.run(bare_client(args.messages // 4, fake_url))
+    found["loop_vs_bare_client"] = round(
+        found["loop"]["per_second"] / found["bare_client"]["per_second"], 3
+    )
+    return found
+
+
 def preloaded_rounds(args: argparse.Namespace, fake_url: str) -> dict[str, Any]:
-    rounds = []
-    for number in range(1, args.rounds + 1):
-        found: dict[str, Any] = {}
-        for pattern in ("batch", "loop"):
-            found[pattern] = preloaded(pattern, args.messages, fake_url, args.database)
-        found["bare_client"] = asyncio.run(bare_client(args.messages // 4, fake_url))
-        found["loop_vs_bare_client"] = round(
-            found["loop"]["per_second"] / found["bare_client"]["per_second"], 3
-        )
-        print(
-            f"round {number}: batch {found['batch']['per_second']:7.0f} msg/s, "
-            f"loop {found['loop']['per_second']:6.0f} msg/s, "
-            f"client alone {found['bare_client']['per_second']:6.0f} req/s: "
-            f"loop {found['loop_vs_bare_client']:.2f}x the client"
-        )
-        rounds.append(found)
-    median = statistics.median(r["loop_vs_bare_client"] for r in rounds)
+    found = rounds(
+        args.rounds,
+        lambda: preloaded_round(args, fake_url),
+        lambda r: (
+            f"batch {r['batch']['per_second']:7.0f} msg/s, loop {r['loop']['per_second']:6.0f} "
+            f"msg/s, client alone {r['bare_client']['per_second']:6.0f} req/s: "
+            f"loop {r['loop_vs_bare_client']:.2f}x the client"
+        ),
+    )
+    median = statistics.median(r["loop_vs_bare_client"] for r in found)
     print(f"loop is {median:.2f}x the provider client alone (median of {args.rounds} rounds)")
-    return {"rounds": rounds, "loop_vs_bare_client": median}
+    return {"rounds": found, "loop_vs_bare_client": median}
 
 
 def end_to_end_rounds(args: argparse.Namespace, fake_url: str) -> dict[str, Any]:
-    rounds = []
-    for number in range(1, args.rounds + 1):
-        found = end_to_end(args, fake_url)
-        print(
-            f"round {number}: {found['per_second']:7.0f} msg/s end to end "
-            f"({args.messages} in {found['seconds']} s; all posted in {found['posting_seconds']} s)"
-        )
-        rounds.append(found)
-    median = statistics.median(r["per_second"] for r in rounds)
+    found = rounds(
+        args.rounds,
+        lambda: end_to_end(args, fake_url),
+        lambda r: (
+            f"{r['per_second']:7.0f} msg/s end to end ({args.messages} in {r['seconds']} s; "
+            f"all posted in {r['posting_seconds']} s)"
+        ),
+    )
+    median = statistics.median(r["per_second"] for r in found)
     print(f"end to end {median:.0f} msg/s (median of {args.rounds} rounds)")
-    return {"rounds": rounds, "per_second": median}
+    return {"rounds": found, "per_second": median}
 
 
 def main() -> None:
