@@ -111,20 +111,21 @@ class _PostgresTx(Tx):
         await self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", name)
 
     async def lock_all(self, names: Sequence[str]) -> None:
-        # unnest yields the array in order, so the locks are taken in the order given.
+        # One round trip for a whole batch's keys, taken in the order of their hashes
+        # (the lock's real identity), which every transaction shares.
         if names:
             await self._conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(name, 0)) "
-                "FROM unnest($1::text[]) AS name",
+                "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+                "hashtextextended(n, 0) AS h FROM unnest($1::text[]) AS n ORDER BY h) AS keys",
                 list(names),
             )
+
+    def skip_locked(self, table: str) -> str:
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
 
     def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
         # One array parameter: a single prepared statement serves every list length.
         return f"{column} = ANY(?::text[])", (list(values),)
-
-    def skip_locked(self, table: str) -> str:
-        return f" FOR UPDATE OF {table} SKIP LOCKED"
 
     async def _store_event(
         self, ts: str, name: str, message_id: str, account: str, data: str

@@ -97,19 +97,20 @@ class Tx(ABC):
         return None
 
     async def lock_all(self, names: Sequence[str]) -> None:
-        """`lock` each of `names`, in the order given."""
-        for name in names:
+        """`lock` on each of `names`, in sorted order so that two transactions taking
+        overlapping sets cannot deadlock."""
+        for name in sorted(set(names)):
             await self.lock(name)
-
-    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
-        """A condition that `column` is one of `values` (at most IN_CHUNK of them), and
-        its parameters."""
-        return f"{column} IN ({placeholders(len(values))})", tuple(values)
 
     def skip_locked(self, table: str) -> str:
         """Appended to a claim's SELECT: rows another transaction is claiming are
         left to it rather than waited for."""
         return ""
+
+    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        """A condition that `column` is one of `values` (at most IN_CHUNK of them), and
+        its parameters."""
+        return f"{column} IN ({placeholders(len(values))})", tuple(values)
 
     @abstractmethod
     async def _store_event(
