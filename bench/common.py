@@ -7,6 +7,7 @@ one run: the machines are noisy, the ratios are not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from service.model import Account, NewMessage
@@ -58,13 +60,40 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
 
 
-def settings_env(data_dir: Path) -> dict[str, str]:
+POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432"
+"""The local PostgreSQL server (trust authentication) that fresh_postgres creates in."""
+
+
+def settings_env(data_dir: Path, database_url: str = "") -> dict[str, str]:
+    """smsgw's environment over `data_dir`; on PostgreSQL when `database_url` is given."""
     return {
         **os.environ,
         "SMSGW_DATA": str(data_dir),
         "SMSGW_API_TOKENS": TOKEN,
         "SMSGW_LOG_FORMAT": "json",
+        **({"DATABASE_URL": database_url} if database_url else {}),
     }
+
+
+@contextmanager
+def fresh_postgres(name: str, server: str = POSTGRES_SERVER) -> Iterator[str]:
+    """A new empty database `smsgw_bench_<name>` on `server` for the block, dropped
+    after it (even when a process still holds a connection); yields its URL."""
+    database = f"smsgw_bench_{re.sub(r'[^a-z0-9_]', '_', name.lower())}_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(f"{server}/postgres", timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    asyncio.run(admin(f'CREATE DATABASE "{database}"'))
+    try:
+        yield f"{server}/{database}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 async def preload(data_dir: Path, count: int, *, base_url: str = "") -> None:
@@ -81,9 +110,11 @@ async def preload(data_dir: Path, count: int, *, base_url: str = "") -> None:
     await submitted(load_settings(settings_env(data_dir)), account, count)
 
 
-async def enqueue_only(data_dir: Path, count: int, account: Account, *, batch: int = 5000) -> None:
-    """`count` queued messages for the dispatcher to send."""
-    settings = load_settings(settings_env(data_dir))
+async def enqueue_only(
+    data_dir: Path, count: int, account: Account, *, batch: int = 5000, database_url: str = ""
+) -> None:
+    """`account`, and `count` queued messages for the dispatcher to send through it."""
+    settings = load_settings(settings_env(data_dir, database_url))
     store = open_store(settings)
     await store.open()
     try:

@@ -1,15 +1,27 @@
 """The outbox worker: sends queued messages to their providers.
 
 Each pass reads the due messages, groups them per account into provider requests
-(batch or loop), claims each group just before its request goes out, and records
-what the provider said. The claim is committed before the request, so a process
-that dies mid-send leaves a claim whose lease expires into `outcome_unknown`
-rather than a blind resend; for the same reason a request that may have reached
-the provider (read timeout, reset connection) is never retried. Only failures that
-prove the provider did not take the message are retried: connection refused or
-timed out while connecting, 429, 503, and providers' own "try later" answers. Any
-other 5xx (a proxy's 500, 502 or 504 included) leaves the outcome unknown, like a
-read timeout: the message waits for a report or the conclusion (`service.ambiguous`).
+(batch or loop), claims them a concurrency's worth of requests at a time (one
+transaction; the next lot is claimed while these wait for their request slots),
+sends each request in a slot of its own and records what the provider said, the
+results of requests that end together in one transaction (`Coalescer`). A pass ends
+once its requests have ended and been recorded: a pass's bulk requests go one per
+account and content, not `concurrency` passes' worth at once, which providers (and
+the scale-out test's fake, whose reports then lagged its answers past the request
+timeout) would take as a burst.
+
+The claim is committed before the request, so a process that dies mid-send leaves a
+claim whose lease expires into `outcome_unknown` rather than a blind resend; for the
+same reason a request that may have reached the provider (read timeout, reset
+connection) is never retried. Claims never wait long for a slot: at most twice
+`concurrency` requests are claimed and not yet started (`_ahead`), so a claim is at
+most about two request timeouts old when its request starts, well inside its lease.
+
+Only failures that prove the provider did not take the message are retried:
+connection refused or timed out while connecting, 429, 503, and providers' own "try
+later" answers. Any other 5xx (a proxy's 500, 502 or 504 included) leaves the outcome
+unknown, like a read timeout: the message waits for a report or the conclusion
+(`service.ambiguous`).
 """
 
 from __future__ import annotations
@@ -18,7 +30,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Any
@@ -31,6 +44,7 @@ from handlers.base import ProviderHandler, SendRefused
 from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, redactor_for
 from service.breaker import CircuitBreaker
+from service.coalesce import Coalescer
 from service.metrics import Metrics
 from service.model import (
     Account,
@@ -70,6 +84,11 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = asyncio.Semaphore(settings.concurrency)
+        # Requests claimed that have not started yet, over all accounts: the lot
+        # waiting for slots and the next lot, claimed meanwhile.
+        self._ahead = asyncio.Semaphore(2 * settings.concurrency)
+        self._sending: set[asyncio.Task[None]] = set()
+        self._records = Coalescer(store.record_attempts)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
         self._ambiguity = Ambiguity(
@@ -81,7 +100,17 @@ class Dispatcher:
         self._wakeup.set()
 
     async def run(self) -> None:
-        await run_passes(self._sweep_and_send, self._idle, "dispatcher.pass_failed")
+        try:
+            await run_passes(self._sweep_and_send, self._idle, "dispatcher.pass_failed")
+        finally:
+            # Every request runs to its end, even when the dispatcher is stopped: a
+            # cancelled one could leave a message the provider took looking unsent.
+            await self.drain()
+
+    async def drain(self) -> None:
+        """Wait for the requests still in flight and their records."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def _sweep_and_send(self) -> bool:
         if time.time() >= self._next_sweep:
@@ -107,6 +136,7 @@ class Dispatcher:
             )
         ]
         await asyncio.gather(*(self._send_account(name, messages) for name, messages in groups))
+        await self.drain()
         return True
 
     async def _send_account(self, name: str, messages: list[MessageRecord]) -> None:
@@ -120,44 +150,114 @@ class Dispatcher:
         rate = float(account.options.get("rate_per_second", self._settings.rate_per_second))
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[name] = TokenBucket(rate)
-        batches = list(self._batches(account, handler, messages))
-        sending: list[asyncio.Task[None]] = []
+        pending = deque(self._batches(account, handler, messages))
+        claimed: deque[list[MessageRecord]] = deque()
+        ahead: asyncio.Task[deque[list[MessageRecord]]] | None = None
         try:
-            for index, batch in enumerate(batches):
-                await bucket.acquire(len(batch))
-                # Taken here, not in the task: no more requests start than the limit
-                # allows. And taken before the breaker is read: a request that waited
-                # for a slot sees the failures of the requests it waited for.
-                await self._in_flight.acquire()
-                # Checked before each request: an outage found mid-pass stops the pass.
-                open_until = self._breaker.open_until(name)
+            claimed = await self._claim_next(bucket, pending)
+            while claimed:
+                # The next requests are claimed while these wait for their slots.
+                ahead = asyncio.create_task(self._claim_next(bucket, pending)) if pending else None
+                open_until = await self._start(account, handler, claimed)
+                claimed.extend(await ahead if ahead else ())
+                ahead = None
                 if open_until is not None:
-                    self._in_flight.release()
-                    left = [m for later in batches[index:] for m in later]
-                    await self._postpone(account, left, open_until)
-                    break
-                if self._breaker.half_open(name):
-                    # The probe goes alone: its answer decides whether the rest are sent.
-                    await self._send_then_release(account, handler, batch)
-                    continue
-                sending.append(
-                    asyncio.create_task(self._send_then_release(account, handler, batch))
-                )
+                    won = await self._claim_messages([m for batch in pending for m in batch])
+                    pending.clear()
+                    await self._postpone(
+                        account, [*(m for batch in claimed for m in batch), *won], open_until
+                    )
+                    for _ in claimed:
+                        self._ahead.release()
+                    claimed.clear()
         finally:
-            # Every request runs to its end, even when another fails or this pass is
-            # stopped: a cancelled one could leave a message the provider took looking unsent.
-            outcomes = await asyncio.gather(*sending, return_exceptions=True)
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]
+            # Stopped (or failed) with requests claimed but not started: they were
+            # not sent, so they go back to the outbox rather than wait out the lease.
+            if ahead is not None:
+                with contextlib.suppress(Exception):
+                    claimed.extend(await ahead)
+            for _ in claimed:
+                self._ahead.release()
+            unsent = [m.id for batch in claimed for m in batch]
+            if unsent:
+                await self._store.release(unsent)
 
-    async def _send_then_release(
-        self, account: Account, handler: ProviderHandler, batch: list[MessageRecord]
-    ) -> None:
+    async def _claim_next(
+        self, bucket: TokenBucket, pending: deque[list[MessageRecord]]
+    ) -> deque[list[MessageRecord]]:
+        """Take from `pending` the next requests to claim, as many as are allowed to
+        wait for a slot and as the rate limit allows now (at least one), and claim
+        their messages in one transaction; the requests, each keeping its place in
+        `_ahead`, with only the messages this process won."""
+        taken = [pending.popleft()]
+        await bucket.acquire(len(taken[0]))
+        await self._ahead.acquire()
+        while (
+            pending
+            and len(taken) < self._settings.concurrency
+            and not self._ahead.locked()
+            and bucket.try_acquire(len(pending[0]))
+        ):
+            await self._ahead.acquire()  # free: returns at once
+            taken.append(pending.popleft())
         try:
-            await self._send_batch(account, handler, batch)
-        finally:
-            self._in_flight.release()
+            won = {m.id for m in await self._claim_messages([m for b in taken for m in b])}
+        except BaseException:
+            for _ in taken:
+                self._ahead.release()
+            raise
+        claimed: deque[list[MessageRecord]] = deque()
+        for batch in taken:
+            mine = [m for m in batch if m.id in won]
+            if mine:
+                claimed.append(mine)
+            else:
+                self._ahead.release()
+        return claimed
+
+    async def _claim_messages(self, messages: Sequence[MessageRecord]) -> list[MessageRecord]:
+        """Claim `messages` in one transaction; those this process won."""
+        if not messages:
+            return []
+        won = set(
+            await self._store.claim(
+                [m.id for m in messages], time.time(), self._settings.lease_seconds
+            )
+        )
+        return [m for m in messages if m.id in won]
+
+    async def _start(
+        self, account: Account, handler: ProviderHandler, claimed: deque[list[MessageRecord]]
+    ) -> float | None:
+        """Start the claimed requests, each once it has a slot; when the account's
+        circuit is found open, stop and say until when (the rest stay in `claimed`)."""
+        while claimed:
+            # Taken before the breaker is read: a request that waited for a slot sees
+            # the failures of the requests it waited for.
+            await self._in_flight.acquire()
+            # Checked before each request: an outage found mid-pass stops the pass.
+            open_until = self._breaker.open_until(account.name)
+            if open_until is not None:
+                self._in_flight.release()
+                return open_until
+            batch = claimed.popleft()
+            self._ahead.release()
+            if self._breaker.half_open(account.name):
+                # The probe goes alone: its answer decides whether the rest are sent.
+                await self._send_claimed(account, handler, batch)
+                continue
+            self._launch(self._send_claimed(account, handler, batch))
+        return None
+
+    def _launch(self, sending: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(sending)
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("dispatcher.send_failed", exc_info=task.exception())
 
     @staticmethod
     def _batches(
@@ -177,15 +277,8 @@ class Dispatcher:
                 yield alike[start : start + handler.max_batch]
 
     async def _fail_unsendable(self, messages: Sequence[MessageRecord], reason: str) -> None:
-        won = set(
-            await self._store.claim(
-                [m.id for m in messages], time.time(), self._settings.lease_seconds
-            )
-        )
         results = []
-        for message in messages:
-            if message.id not in won:
-                continue
+        for message in await self._claim_messages(messages):
             answer = _Answer(
                 reason, f"{reason.replace('_', ' ')}: {message.account}", requested=False
             )
@@ -202,12 +295,7 @@ class Dispatcher:
         self, account: Account, messages: Sequence[MessageRecord], until: float
     ) -> None:
         """The account's circuit is open: fail over now where smsgw chose the account,
-        otherwise wait for the circuit's next probe."""
-        won = set(
-            await self._store.claim(
-                [m.id for m in messages], time.time(), self._settings.lease_seconds
-            )
-        )
+        otherwise wait for the circuit's next probe. `messages` are claimed already."""
         answer = _Answer(
             "circuit_open",
             f"{account.name} failed {self._settings.breaker_threshold} requests in a row; "
@@ -216,8 +304,6 @@ class Dispatcher:
         )
         results = []
         for message in messages:
-            if message.id not in won:
-                continue
             target = await self._failover_target(account, message)
             results.append(
                 answer.result(message.id, Decision.RETRY, new_account=target, retry_at=time.time())
@@ -226,17 +312,24 @@ class Dispatcher:
             )
         await self._store.record_attempts(results)
 
-    async def _send_batch(
-        self, account: Account, handler: ProviderHandler, candidates: list[MessageRecord]
+    async def _send_claimed(
+        self, account: Account, handler: ProviderHandler, messages: list[MessageRecord]
     ) -> None:
-        won = set(
-            await self._store.claim(
-                [m.id for m in candidates], time.time(), self._settings.lease_seconds
-            )
-        )
-        messages = [m for m in candidates if m.id in won]
-        if not messages:
-            return
+        """Send one claimed request in the slot taken for it, and record the results."""
+        try:
+            results = await self._exchange(account, handler, messages)
+        finally:
+            # Freed as soon as the provider has answered: the slot is for requests in
+            # flight, and the next one need not wait for this one's record.
+            self._in_flight.release()
+        await self._records.submit(results)
+        if any(r.decision is Decision.RETRY and r.retry_at <= time.time() for r in results):
+            self.wake()  # a failover or a new sender is due now, not at the next tick
+
+    async def _exchange(
+        self, account: Account, handler: ProviderHandler, messages: list[MessageRecord]
+    ) -> list[AttemptResult]:
+        """Send one request for claimed messages; what to record for each."""
         batch = SendBatch(
             messages=tuple(
                 OutgoingSms(m.id, m.to, m.text, m.sender, m.encoding, m.segments) for m in messages
@@ -249,18 +342,14 @@ class Dispatcher:
             request = handler.send_request(account, batch)
         except SendRefused as declined:
             answer = _Answer(declined.code, declined.text, requested=False)
-            await self._store.record_attempts(
-                [answer.result(m.id, Decision.FAILED) for m in messages]
-            )
-            return
+            return [answer.result(m.id, Decision.FAILED) for m in messages]
         if account.options.get("test_mode") and not handler.native_test_mode:
             dry_run = RecipientResult(
                 Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
             )
-            await self._record(
+            return await self._results(
                 account, handler, messages, [dry_run] * len(messages), None, "", requested=False
             )
-            return
         started = time.perf_counter()
         try:
             # The answer and any error come back scrubbed of the account's secrets.
@@ -269,22 +358,15 @@ class Dispatcher:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
             refused = _Answer("connect_error", truncate(f"{type(exc).__name__}: {exc}"))
-            await self._store.record_attempts(
-                [await self._retry(account, m, refused) for m in messages]
-            )
-            return
+            return [await self._retry(account, m, refused) for m in messages]
         except httpx.HTTPError as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
             text = truncate(f"{type(exc).__name__}: {exc}")
             unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
-            await self._store.record_attempts(
-                [
-                    unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._ambiguity)
-                    for m in messages
-                ]
-            )
-            return
+            return [
+                unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._ambiguity) for m in messages
+            ]
         elapsed = time.perf_counter() - started
         self._metrics.provider_answered(account.provider, elapsed, response.status_code)
         _log.info(
@@ -304,7 +386,7 @@ class Dispatcher:
             self._breaker.failed(account.name)
         else:
             self._breaker.answered(account.name)
-        await self._record(
+        return await self._results(
             account,
             handler,
             messages,
@@ -313,7 +395,7 @@ class Dispatcher:
             truncate(response.text),
         )
 
-    async def _record(
+    async def _results(
         self,
         account: Account,
         handler: ProviderHandler,
@@ -323,26 +405,24 @@ class Dispatcher:
         http_response: str,
         *,
         requested: bool = True,
-    ) -> None:
-        await self._store.record_attempts(
-            [
-                await self._conclude(
-                    account,
-                    handler,
-                    message,
-                    result,
-                    _Answer(
-                        result.error_code,
-                        result.error_text,
-                        http_status,
-                        http_response,
-                        result.retry_after,
-                        requested,
-                    ),
-                )
-                for message, result in zip(messages, results, strict=True)
-            ]
-        )
+    ) -> list[AttemptResult]:
+        return [
+            await self._conclude(
+                account,
+                handler,
+                message,
+                result,
+                _Answer(
+                    result.error_code,
+                    result.error_text,
+                    http_status,
+                    http_response,
+                    result.retry_after,
+                    requested,
+                ),
+            )
+            for message, result in zip(messages, results, strict=True)
+        ]
 
     async def _conclude(
         self,

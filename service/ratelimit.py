@@ -43,6 +43,16 @@ class TokenBucket:
                 self._refill()
             self._tokens -= count
 
+    def try_acquire(self, count: int = 1) -> bool:
+        """Take `count` tokens as `acquire` would, but only if that needs no wait."""
+        if self._lock.locked():
+            return False
+        self._refill()
+        if self._tokens < min(float(count), self._capacity):
+            return False
+        self._tokens -= count
+        return True
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)

@@ -7,6 +7,7 @@ callback URL smsgw gives for the account, as Connectel does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -16,13 +17,21 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
-from service.model import Status
+from service.accounts import AccountDirectory
+from service.dispatcher import Dispatcher
+from service.metrics import Metrics
+from service.model import Account, NewMessage, Status
 from service.reconcile import derive_counters
+from service.settings import Settings
+from service.store import open_store
+from service.transport import provider_client
 from tests import rig as rigging
-from tests.conftest import Gateway, eventually, running_gateway
+from tests.conftest import Gateway, eventually, make_settings, running_gateway
 from tests.databases import db_count, db_dump, db_rows
-from tests.fake_connectel import FakeConnectel
+from tests.fake_connectel import FakeConnectel, _read_fields
 from tests.fake_routemobile import FakeRouteMobile
 from tests.servers import serve
 from tests.test_web import sign_in
@@ -413,3 +422,124 @@ async def test_a_refused_fallback_sender_fails_the_message(tmp_path: Path) -> No
 
         detail = await eventually(failed)
         assert detail["error"]["code"] == "1707" and fake.requests_seen == 2
+
+
+class WatchedConnectel(FakeConnectel):
+    """A fake Connectel that looks, as each send request arrives, at what smsgw has
+    committed for its message, and counts the requests it holds at once."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.settings: Settings | None = None
+        self.ids: dict[str, str] = {}
+        """Recipient digits -> message ID, filled in by the test once it has sent."""
+        self.seen_unclaimed: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def _send(self, request: Request) -> JSONResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            fields = await _read_fields(request)  # the body stays cached for the fake
+            assert self.settings is not None
+            message_id = await eventually(self._message_id(str(fields["recipient"])))
+            # Read through a connection of its own: only what smsgw committed.
+            [(status, claimed_until)] = await db_rows(
+                self.settings,
+                "SELECT m.status, o.claimed_until FROM messages m "
+                "LEFT JOIN outbox o ON o.message_id = m.id WHERE m.id = ?",
+                message_id,
+            )
+            if status != "sending" or claimed_until is None:
+                self.seen_unclaimed.append(message_id)
+            await asyncio.sleep(0.02)  # held a moment, so that others arrive meanwhile
+            return await super()._send(request)
+        finally:
+            self.in_flight -= 1
+
+    def _message_id(self, recipient: str) -> Any:
+        async def known() -> str:
+            return self.ids.get(recipient, "")
+
+        return known
+
+
+async def test_a_loop_account_claims_each_message_before_its_request_and_keeps_the_limit(
+    tmp_path: Path,
+) -> None:
+    fake = WatchedConnectel(rigging.CONNECTEL_TOKEN)
+    account = rigging.account_fields(
+        "conn", "connectel", {"token": rigging.CONNECTEL_TOKEN}, "IKEA", pattern="loop"
+    )
+    async with rigging.provider_loop(tmp_path, fake, account, concurrency=4) as (gateway, _):
+        fake.settings = gateway.settings
+        numbers = [f"+467000{n:05d}" for n in range(40)]
+        sent = await gateway.send(to=numbers, text="one by one", account="conn")
+        fake.ids.update((m["to"].lstrip("+"), m["id"]) for m in sent)
+        statuses = await rigging.settle(gateway, fake, [m["id"] for m in sent])
+        assert set(statuses.values()) == {"delivered"}
+        assert fake.requests_seen == 40 and not fake.seen_unclaimed
+        assert 1 < fake.most_in_flight <= 4
+        details = [await gateway.message(m["id"]) for m in sent]
+        assert {d["attempts"] for d in details} == {1}
+        assert await conn_counters(gateway) == rigging.tally(requests=40, accepted=40, delivered=40)
+
+
+async def test_requests_claimed_ahead_go_back_to_the_outbox_when_the_dispatcher_stops(
+    tmp_path: Path,
+) -> None:
+    """Claims taken while an earlier request holds the only slot: a stop leaves them due
+    again, never sent and no attempt counted, rather than outcome_unknown at lease end;
+    the request in flight runs to its end."""
+    fake = FakeConnectel(rigging.CONNECTEL_TOKEN)
+    fake.hang_next, fake.hang_seconds = 1, 30.0
+    async with serve(fake.app) as fake_url:
+        settings = make_settings(tmp_path, concurrency=1)
+        store = open_store(settings)
+        await store.open()
+        try:
+            await store.create_account(
+                Account(
+                    "conn",
+                    "connectel",
+                    credentials={"token": fake.token},
+                    pattern="loop",
+                    base_url=fake_url,
+                    callback_secret="k",
+                )
+            )
+            ids = [f"m{n}" for n in range(5)]
+            await store.enqueue(
+                [
+                    NewMessage(i, "conn", f"+4670000000{n}", "hi", "IKEA", "GSM-7", 1)
+                    for n, i in enumerate(ids)
+                ],
+                {},
+            )
+            async with provider_client(settings) as client:
+                dispatcher = Dispatcher(store, AccountDirectory(store), settings, client, Metrics())
+                running = asyncio.create_task(dispatcher.run())
+
+                async def claimed() -> int:
+                    count = await db_count(
+                        settings, "SELECT COUNT(*) FROM outbox WHERE claimed_until IS NOT NULL"
+                    )
+                    return count if count == 3 and len(fake.sent) == 1 else 0
+
+                # The hung request, and the two requests claimed behind it.
+                await eventually(claimed)
+                running.cancel()
+                await asyncio.sleep(0.1)
+                fake.release_hung()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+            messages = {m.to: m for i in ids if (m := await store.get_message(i))}
+            first = messages.pop(f"+{fake.sent[0]['recipient']}")
+            assert len(fake.sent) == fake.requests_seen == 1
+            assert first.request_id and first.attempts == 1  # recorded, though stopped
+            due = await store.due_messages(time.time(), 10)
+            assert {m.id for m in due} == {m.id for m in messages.values()}
+            assert {m.attempts for m in due} == {0}
+        finally:
+            await store.close()

@@ -228,6 +228,61 @@ async def test_only_one_claimant_wins_a_message(store: Store) -> None:
     assert await store.due_messages(time.time(), 10) == []
 
 
+async def test_one_claim_of_many_wins_only_the_free_ones_in_the_order_asked(
+    tmp_path: Path,
+) -> None:
+    events: list[Event] = []
+    store = await open_store(tmp_path, events)
+    try:
+        await store.create_account(Account("acc", "sandbox", callback_secret="secret"))
+        await store.enqueue([new_message(f"m{n}", f"+4670000000{n}") for n in range(5)], {})
+        assert await store.claim(["m2"], time.time(), 60) == ["m2"]
+        won = await store.claim(["m4", "m1", "m2", "m3", "m3", "gone"], time.time(), 60)
+        assert won == ["m4", "m1", "m3"]
+        sending = [e.message_id for e in events if e.event == "message.sending"]
+        assert sending == ["m2", "m4", "m1", "m3"]
+        assert [m.id for m in await store.due_messages(time.time(), 10)] == ["m0"]
+    finally:
+        await store.close()
+
+
+async def test_one_record_of_many_results_concludes_each_as_alone(store: Store) -> None:
+    """Accepted (its report parked before the answer), refused, retried and unknown
+    sends recorded in one transaction: each as if recorded alone, counters exact."""
+    ids = ["m1", "m2", "m3", "m4"]
+    await store.enqueue([new_message(i, f"+4670000000{n}") for n, i in enumerate(ids)], {})
+    assert await store.claim(ids, time.time(), 60) == ids
+    assert await report(store, "R1", Status.DELIVERED) is ReportOutcome.UNMATCHED
+    refused = AttemptResult(
+        "m2", Decision.FAILED, request_ids=("R2",), keys=(match_key("R2", "", False),),
+        error_code="1", requested=True,
+    )  # fmt: skip
+    retry = AttemptResult("m3", Decision.RETRY, retry_at=time.time() + 30, requested=True)
+    unknown = AttemptResult("m4", Decision.UNKNOWN, error_code="outcome_unknown", requested=True)
+    took = replace(accepted("m1", "R1"), requested=True)
+    await store.record_attempts([took, refused, retry, unknown])
+    found = {i: await store.get_message(i) for i in ids}
+    assert {i: (m.status, m.attempts) for i, m in found.items() if m} == {
+        "m1": (Status.DELIVERED, 1),
+        "m2": (Status.FAILED, 1),
+        "m3": (Status.SENDING, 1),
+        "m4": (Status.SENDING, 1),
+    }
+    assert [m.id for m in await store.due_messages(time.time() + 31, 10)] == ["m3"]
+    assert await report(store, "R2", Status.DELIVERED) is ReportOutcome.MATCHED
+    counters = await assert_counters_match_messages(store)
+    assert (counters.delivered, counters.failed) == (1, 1)
+
+
+async def test_a_released_claim_is_due_again_with_no_attempt_counted(store: Store) -> None:
+    await store.enqueue([new_message("m1"), new_message("m2", "+46700000002")], {})
+    assert await store.claim(["m1", "m2"], time.time(), 60) == ["m1", "m2"]
+    await store.release(["m2"])
+    due = await store.due_messages(time.time(), 10)
+    assert [(m.id, m.status, m.attempts) for m in due] == [("m2", Status.SENDING, 0)]
+    assert await store.claim(["m1", "m2"], time.time(), 60) == ["m2"]
+
+
 async def test_a_retry_waits_until_it_is_due(store: Store) -> None:
     await store.enqueue([new_message("m1")], {})
     await store.claim(["m1"], time.time(), 60)

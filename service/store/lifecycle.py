@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from service import reconcile
@@ -25,13 +25,14 @@ from service.model import (
     Status,
 )
 from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
-from service.store.tx import IN_CHUNK, Read, Tx, key_lock, placeholders
+from service.store.tx import IN_CHUNK, Read, Tx, key_lock
 
 # A message whose recipient opted out before it could go. An auto-reply is spared
 # only by a suppression older than itself: that is the opt-out's own confirmation.
 _OPTED_OUT_SINCE_QUEUED = (
-    "SELECT m.account, m.status FROM messages m JOIN suppressions s ON s.number = m.recipient "
-    "WHERE m.id = ? AND (m.inbound_id IS NULL OR s.created_at > m.created_at)"
+    "SELECT m.id, m.account, m.status FROM messages m "
+    "JOIN suppressions s ON s.number = m.recipient "
+    "WHERE (m.inbound_id IS NULL OR s.created_at > m.created_at)"
 )
 
 
@@ -132,39 +133,59 @@ async def _fail_opted_out(tx: Tx, message_id: str, account: str, old: Status) ->
 # -- the outbox ----------------------------------------------------------------------
 
 
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
 async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) -> list[str]:
+    """Claim the outbox rows of `message_ids` that nobody holds; the winners, in the
+    order asked. Set-based: a claim of many messages costs a few statements, not a
+    few per message."""
     free: set[str] = set()
-    unique = sorted(set(message_ids))
-    for start in range(0, len(unique), IN_CHUNK):
-        chunk = unique[start : start + IN_CHUNK]
+    for chunk in _chunks(sorted(set(message_ids))):
+        among, params = tx.among("message_id", chunk)
         rows = await tx.fetchall(
-            "SELECT message_id FROM outbox WHERE claimed_until IS NULL AND message_id "
-            f"IN ({placeholders(len(chunk))}) ORDER BY message_id"
-            f"{tx.skip_locked('outbox')}",
-            chunk,
+            f"SELECT message_id FROM outbox WHERE claimed_until IS NULL AND {among} "
+            f"ORDER BY message_id{tx.skip_locked('outbox')}",
+            params,
         )
         free.update(row[0] for row in rows)
-    won = []
-    for message_id in (m for m in dict.fromkeys(message_ids) if m in free):
+    opted_out: set[str] = set()
+    sending: dict[str, str] = {}
+    for chunk in _chunks(sorted(free)):
+        among, params = tx.among("message_id", chunk)
         await tx.execute(
-            "UPDATE outbox SET claimed_until = ? WHERE message_id = ?",
-            (now + lease, message_id),
+            f"UPDATE outbox SET claimed_until = ? WHERE {among}", (now + lease, *params)
         )
-        opted_out = await tx.fetchone(_OPTED_OUT_SINCE_QUEUED, (message_id,))
-        if opted_out is not None:
-            await _fail_opted_out(tx, message_id, opted_out[0], Status(opted_out[1]))
-            continue
-        won.append(message_id)
+        among, params = tx.among("m.id", chunk)
+        for message_id, account, status in await tx.fetchall(
+            f"{_OPTED_OUT_SINCE_QUEUED} AND {among} ORDER BY m.id", params
+        ):
+            opted_out.add(message_id)
+            await _fail_opted_out(tx, message_id, account, Status(status))
         # No attempt is counted here: a claim may end without a request (an open
-        # circuit, a missing account); `conclude` counts the requests that went out.
-        row = await tx.fetchone(
-            "UPDATE messages SET status = 'sending', "
-            "updated_at = ? WHERE id = ? AND status = 'queued' RETURNING account",
-            (iso_now(), message_id),
+        # circuit, a missing account); `record_attempts` counts the requests that went out.
+        among, params = tx.among("id", [m for m in chunk if m not in opted_out])
+        rows = await tx.fetchall(
+            f"UPDATE messages SET status = 'sending', updated_at = ? WHERE {among} "
+            "AND status = 'queued' RETURNING id, account",
+            (iso_now(), *params),
         )
-        if row is not None:
-            await tx.event("message.sending", message_id, row[0], status=Status.SENDING.value)
+        sending.update((row[0], row[1]) for row in rows)
+    won = [m for m in dict.fromkeys(message_ids) if m in free and m not in opted_out]
+    for message_id in won:
+        if message_id in sending:
+            await tx.event(
+                "message.sending", message_id, sending[message_id], status=Status.SENDING.value
+            )
     return won
+
+
+async def release(tx: Tx, message_ids: Sequence[str]) -> None:
+    for chunk in _chunks(sorted(set(message_ids))):
+        among, params = tx.among("message_id", chunk)
+        await tx.execute(f"UPDATE outbox SET claimed_until = NULL WHERE {among}", params)
 
 
 async def expire_claims(tx: Tx, now: float, ambiguity: Ambiguity) -> int:
@@ -173,73 +194,100 @@ async def expire_claims(tx: Tx, now: float, ambiguity: Ambiguity) -> int:
         f"{tx.skip_locked('outbox')}",
         (now,),
     )
-    for (message_id,) in rows:
-        interrupted = AttemptResult(
-            message_id,
-            Decision.UNKNOWN,
-            error_code="outcome_unknown",
-            error_text="the send was interrupted; not resent to avoid a duplicate",
-            requested=True,  # it may have gone out before the process died
-            ambiguity=ambiguity,
-        )
-        await conclude(tx, interrupted)
+    await record_attempts(
+        tx,
+        [
+            AttemptResult(
+                message_id,
+                Decision.UNKNOWN,
+                error_code="outcome_unknown",
+                error_text="the send was interrupted; not resent to avoid a duplicate",
+                requested=True,  # it may have gone out before the process died
+                ambiguity=ambiguity,
+            )
+            for (message_id,) in rows
+        ],
+    )
     return len(rows)
 
 
 async def record_attempts(tx: Tx, results: Sequence[AttemptResult]) -> None:
-    for result in results:
-        await conclude(tx, result)
-
-
-async def _load(tx: Tx, message_id: str) -> tuple[str, Status] | None:
-    """A message's account and status, its row locked until the transaction ends."""
-    row = await tx.fetchone(
-        f"SELECT account, status FROM messages WHERE id = ?{tx.FOR_UPDATE}", (message_id,)
+    """Record attempts' results; every decision stores the provider's answer. What
+    every result needs is written for all of them at once, statement by statement."""
+    ids = [r.message_id for r in results]
+    if len(set(ids)) < len(ids):
+        # A message twice: each result must see what the one before it did.
+        for result in results:
+            await record_attempts(tx, [result])
+        return
+    loaded = await _load(tx, ids)
+    results = [r for r in results if r.message_id in loaded]
+    await tx.executemany(
+        "UPDATE messages SET http_status = ?, http_response = ?, error_code = ?, "
+        "error_text = ?, attempts = attempts + ? WHERE id = ?",
+        [
+            (
+                r.http_status,
+                r.http_response,
+                r.error_code,
+                r.error_text,
+                int(r.requested),
+                r.message_id,
+            )
+            for r in results
+        ],
     )
-    return (row[0], Status(row[1])) if row else None
+    for chunk in _chunks([r.message_id for r in results if r.decision is not Decision.RETRY]):
+        among, params = tx.among("message_id", chunk)
+        await tx.execute(f"DELETE FROM outbox WHERE {among}", params)
+    answered = []
+    for result in results:
+        account, old = loaded[result.message_id]
+        if result.decision is Decision.RETRY:
+            await _reschedule(tx, account, result)
+        elif result.decision is Decision.UNKNOWN:
+            await _leave_unknown(tx, account, result)
+        else:
+            answered.append((account, old, result))
+    await _conclude_answered(tx, answered)
 
 
 async def conclude(tx: Tx, result: AttemptResult) -> None:
-    """Record one attempt's result; every decision stores the provider's answer."""
-    loaded = await _load(tx, result.message_id)
-    if loaded is None:
-        return
-    account, old = loaded
+    """Record one attempt's result."""
+    await record_attempts(tx, [result])
+
+
+async def _load(tx: Tx, message_ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+    """Messages' accounts and statuses by id, their rows locked (in id order) until
+    the transaction ends."""
+    loaded: dict[str, tuple[str, Status]] = {}
+    for chunk in _chunks(sorted(message_ids)):
+        among, params = tx.among("id", chunk)
+        rows = await tx.fetchall(
+            f"SELECT id, account, status FROM messages WHERE {among} ORDER BY id{tx.FOR_UPDATE}",
+            params,
+        )
+        loaded.update((row[0], (row[1], Status(row[2]))) for row in rows)
+    return loaded
+
+
+async def _leave_unknown(tx: Tx, account: str, result: AttemptResult) -> None:
+    now = time.time()
+    conclude_at = now + result.ambiguity.conclude_after
     await tx.execute(
-        "UPDATE messages SET http_status = ?, http_response = ?, error_code = ?, "
-        "error_text = ?, attempts = attempts + ? WHERE id = ?",
-        (
-            result.http_status,
-            result.http_response,
-            result.error_code,
-            result.error_text,
-            int(result.requested),
-            result.message_id,
-        ),
+        "UPDATE messages SET unknown_since = COALESCE(unknown_since, ?), match_until = ?, "
+        "conclude_at = ? WHERE id = ?",
+        (now, now + result.ambiguity.match_window, conclude_at, result.message_id),
     )
-    if result.decision is Decision.RETRY:
-        await _reschedule(tx, account, result)
-        return
-    await tx.execute("DELETE FROM outbox WHERE message_id = ?", (result.message_id,))
-    if result.decision is Decision.UNKNOWN:
-        now = time.time()
-        conclude_at = now + result.ambiguity.conclude_after
-        await tx.execute(
-            "UPDATE messages SET unknown_since = COALESCE(unknown_since, ?), match_until = ?, "
-            "conclude_at = ? WHERE id = ?",
-            (now, now + result.ambiguity.match_window, conclude_at, result.message_id),
-        )
-        await tx.event(
-            "message.outcome_unknown",
-            result.message_id,
-            account,
-            error_code=result.error_code,
-            error_text=result.error_text,
-            conclude_at=conclude_at,
-        )
-        await apply_parked_ambiguous(tx, result.message_id, account)
-        return
-    await _conclude_answered(tx, account, old, result)
+    await tx.event(
+        "message.outcome_unknown",
+        result.message_id,
+        account,
+        error_code=result.error_code,
+        error_text=result.error_text,
+        conclude_at=conclude_at,
+    )
+    await apply_parked_ambiguous(tx, result.message_id, account)
 
 
 async def _reschedule(tx: Tx, account: str, result: AttemptResult) -> None:
@@ -284,52 +332,84 @@ async def _reschedule(tx: Tx, account: str, result: AttemptResult) -> None:
         )
 
 
-async def _conclude_answered(tx: Tx, account: str, old: Status, result: AttemptResult) -> None:
-    """An accepted or refused message. Any request IDs the provider gave are kept,
-    refused ones too, so that reports it sends for them later match and change
-    nothing rather than wait as unmatched."""
-    reached = result.status if result.decision is Decision.ACCEPTED else Status.FAILED
-    request_id = ",".join(result.request_ids)
-    for key in sorted(set(result.keys)):
-        # Taken after the message's row lock, the reverse of apply_report; that
-        # cannot deadlock, as a report meets this message's parts only once this
-        # transaction has committed them.
-        await tx.lock(key_lock(account, key))
-    await tx.execute(
+async def _conclude_answered(tx: Tx, answered: Sequence[tuple[str, Status, AttemptResult]]) -> None:
+    """Accepted or refused messages: (account, status before, result). Any request IDs
+    the provider gave are kept, refused ones too, so that reports it sends for them
+    later match and change nothing rather than wait as unmatched."""
+    if not answered:
+        return
+    # Taken after the messages' row locks, the reverse of apply_report; that cannot
+    # deadlock, as a report meets these messages' parts only once this transaction
+    # has committed them. All in one order, whichever transaction takes them.
+    keys = sorted({(account, key) for account, _, r in answered for key in r.keys})
+    await tx.lock_all([key_lock(account, key) for account, key in keys])
+    submitted_at = time.time()
+    await tx.executemany(
         "UPDATE messages SET request_id = ?, submitted_at = COALESCE(submitted_at, ?) WHERE id = ?",
-        (
-            request_id,
-            time.time() if result.decision is Decision.ACCEPTED else None,
-            result.message_id,
-        ),
+        [
+            (
+                ",".join(r.request_ids),
+                submitted_at if r.decision is Decision.ACCEPTED else None,
+                r.message_id,
+            )
+            for _, _, r in answered
+        ],
     )
     await tx.executemany(
         "INSERT INTO message_parts (message_id, part, account, request_id, rid_key, "
         "rcpt_key, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
-            (result.message_id, part, account, rid, key[0], key[1], reached.value)
-            for part, (rid, key) in enumerate(zip(result.request_ids, result.keys, strict=True))
+            (r.message_id, part, account, rid, key[0], key[1], _reached(r).value)
+            for account, _, r in answered
+            for part, (rid, key) in enumerate(zip(r.request_ids, r.keys, strict=True))
         ],
     )
-    if result.poll_at is not None:
-        await tx.execute(
-            "INSERT INTO polls (message_id, due_at, tries, since) VALUES (?, ?, 0, ?)",
-            (result.message_id, result.poll_at, result.poll_at),
-        )
-    new = reconcile.advance(old, reached)
-    if new is not old:
-        await set_status(
-            tx,
-            result.message_id,
-            account,
-            old,
-            new,
-            request_id=request_id,
-            error_code=result.error_code,
-            error_text=result.error_text,
-            http_status=result.http_status,
-        )
-    await apply_parked(tx, account, result.keys)
+    await tx.executemany(
+        "INSERT INTO polls (message_id, due_at, tries, since) VALUES (?, ?, 0, ?)",
+        [(r.message_id, r.poll_at, r.poll_at) for _, _, r in answered if r.poll_at is not None],
+    )
+    for account, old, result in answered:
+        new = reconcile.advance(old, _reached(result))
+        if new is not old:
+            await set_status(
+                tx,
+                result.message_id,
+                account,
+                old,
+                new,
+                request_id=",".join(result.request_ids),
+                error_code=result.error_code,
+                error_text=result.error_text,
+                http_status=result.http_status,
+            )
+    for account, parked in (await _parked_keys(tx, keys)).items():
+        await apply_parked(tx, account, parked)
+
+
+def _reached(result: AttemptResult) -> Status:
+    return result.status if result.decision is Decision.ACCEPTED else Status.FAILED
+
+
+async def _parked_keys(
+    tx: Tx, keys: Sequence[tuple[str, tuple[str, str]]]
+) -> dict[str, list[tuple[str, str]]]:
+    """Of (account, key) pairs, those for which reports wait unmatched, by account:
+    most send responses come before their reports, so one read spares a read per key."""
+    wanted = set(keys)
+    found: dict[str, list[tuple[str, str]]] = {}
+    for account in sorted({account for account, _ in keys}):
+        rid_keys = sorted({key[0] for a, key in keys if a == account})
+        for chunk in _chunks(rid_keys):
+            among, params = tx.among("rid_key", chunk)
+            rows = await tx.fetchall(
+                "SELECT DISTINCT rid_key, rcpt_key FROM reports WHERE account = ? "
+                f"AND message_id IS NULL AND {among} ORDER BY rid_key, rcpt_key",
+                (account, *params),
+            )
+            found.setdefault(account, []).extend(
+                (row[0], row[1]) for row in rows if (account, (row[0], row[1])) in wanted
+            )
+    return {account: parked for account, parked in found.items() if parked}
 
 
 # -- sends whose outcome stayed unknown -------------------------------------------------
@@ -410,7 +490,7 @@ async def reschedule_poll(tx: Tx, message_id: str, due_at: float | None) -> None
             (message_id,),
         )
         if gone is not None:
-            loaded = await _load(tx, message_id)
+            loaded = (await _load(tx, [message_id])).get(message_id)
             await tx.event("message.poll_gave_up", message_id, loaded[0] if loaded else "")
         return
     await tx.execute(

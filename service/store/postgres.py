@@ -123,6 +123,10 @@ class _PostgresTx(Tx):
     def skip_locked(self, table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED"
 
+    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+        # One array parameter: a single prepared statement serves every list length.
+        return f"{column} = ANY(?::text[])", (list(values),)
+
     async def _store_event(
         self, ts: str, name: str, message_id: str, account: str, data: str
     ) -> int:

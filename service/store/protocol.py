@@ -103,6 +103,11 @@ class Store(Protocol):
         """Mark messages as in flight; returns those this caller won."""
         ...
 
+    async def release(self, message_ids: Sequence[str]) -> None:
+        """Give back claims whose requests never went out: the messages are due again,
+        their attempts uncounted."""
+        ...
+
     async def expire_claims(self, now: float, ambiguity: Ambiguity | None = None) -> int:
         """Claims past their lease: the process died mid-send, the outcome is unknown."""
         ...

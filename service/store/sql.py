@@ -104,6 +104,9 @@ class SqlStore(ABC):
     async def claim(self, message_ids: Sequence[str], now: float, lease: float) -> list[str]:
         return await self._write(lambda tx: lifecycle.claim(tx, message_ids, now, lease))
 
+    async def release(self, message_ids: Sequence[str]) -> None:
+        await self._write(lambda tx: lifecycle.release(tx, message_ids))
+
     async def expire_claims(self, now: float, ambiguity: model.Ambiguity | None = None) -> int:
         unknown = ambiguity or model.Ambiguity()
         return await self._write(lambda tx: lifecycle.expire_claims(tx, now, unknown))
