@@ -216,8 +216,8 @@ class Scenario:
 @st.composite
 def sends(draw: st.DrawFn) -> Send:
     shared = draw(st.booleans())
-    # One number twice under one shared ID: see the xfail test at the end.
-    numbers = st.lists(st.integers(0, len(NUMBERS) - 1), min_size=1, max_size=3, unique=shared)
+    # A shared ID may cover one number twice (two messages of one text, batched).
+    numbers = st.lists(st.integers(0, len(NUMBERS) - 1), min_size=1, max_size=3)
     return Send(shared, tuple(draw(numbers)), draw(st.integers(1, 2)))
 
 
@@ -568,15 +568,9 @@ async def test_a_report_parked_for_a_part_recorded_without_it_is_applied_by_repl
     assert again == ["dlr.duplicate"]
 
 
-# -- known faults --------------------------------------------------------------------
+# -- one number twice under one shared ID -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="record_attempts applies parked reports per message (lifecycle.conclude -> "
-    "reports.apply_parked), so a report parked for a key two messages of one answer share "
-    "reaches the first message only; arriving after the answer, it reaches both",
-)
 async def test_a_report_ahead_of_an_answer_naming_one_number_twice_reaches_both_messages(
     tmp_path: Path,
 ) -> None:

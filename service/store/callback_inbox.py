@@ -110,10 +110,9 @@ async def _apply(tx: Tx, claimed: Sequence[Row]) -> None:
     await apply_reports(tx, items)
     ids = [row[0] for row in claimed]
     for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
+        among, params = tx.among("id", ids[start : start + IN_CHUNK])
         await tx.execute(
-            f"UPDATE callback_inbox SET applied_at = ? WHERE id IN ({placeholders(len(chunk))})",
-            (time.time(), *chunk),
+            f"UPDATE callback_inbox SET applied_at = ? WHERE {among}", (time.time(), *params)
         )
 
 
@@ -122,12 +121,12 @@ async def replay(tx: Tx, ids: Sequence[int]) -> int:
     duplicates that change nothing, parked ones find their message if it is known now."""
     found: list[Row] = []
     for start in range(0, len(ids), IN_CHUNK):
-        chunk = sorted(ids)[start : start + IN_CHUNK]
+        among, params = tx.among("id", sorted(ids)[start : start + IN_CHUNK])
         found.extend(
             await tx.fetchall(
                 "SELECT id, account, reports, reply_ref FROM callback_inbox "
-                f"WHERE id IN ({placeholders(len(chunk))}) ORDER BY id{tx.FOR_UPDATE}",
-                chunk,
+                f"WHERE {among} ORDER BY id{tx.FOR_UPDATE}",
+                params,
             )
         )
     await _apply(tx, found)

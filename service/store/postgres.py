@@ -123,9 +123,12 @@ class _PostgresTx(Tx):
     def skip_locked(self, table: str) -> str:
         return f" FOR UPDATE OF {table} SKIP LOCKED"
 
-    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    def among(
+        self, column: str, values: Sequence[str] | Sequence[int]
+    ) -> tuple[str, tuple[Any, ...]]:
         # One array parameter: a single prepared statement serves every list length.
-        return f"{column} = ANY(?::text[])", (list(values),)
+        kind = "bigint" if values and isinstance(values[0], int) else "text"
+        return f"{column} = ANY(?::{kind}[])", (list(values),)
 
     async def _store_event(
         self, ts: str, name: str, message_id: str, account: str, data: str

@@ -22,7 +22,7 @@ from typing import Any
 
 from service import reconcile
 from service.model import Report, ReportOutcome, Status
-from service.store.tx import IN_CHUNK, Row, Tx, key_lock, placeholders
+from service.store.tx import IN_CHUNK, Row, Tx, key_lock
 
 Key = tuple[str, str]
 Matched = tuple[str, Status, bool]
@@ -134,20 +134,20 @@ class _Batch:
         their parts."""
         wanted = sorted(set(ids) - set(self.messages))
         for start in range(0, len(wanted), IN_CHUNK):
-            chunk = wanted[start : start + IN_CHUNK]
+            ids, params = self.tx.among("id", wanted[start : start + IN_CHUNK])
             for row in await self.tx.fetchall(
                 "SELECT id, account, status, guessed, submitted_at, error_code, error_text "
-                f"FROM messages WHERE id IN ({placeholders(len(chunk))}) "
-                f"ORDER BY id{self.tx.FOR_UPDATE}",
-                chunk,
+                f"FROM messages WHERE {ids} ORDER BY id{self.tx.FOR_UPDATE}",
+                params,
             ):
                 self.messages[row[0]] = _Message(
                     row[0], row[1], Status(row[2]), bool(row[3]), row[4], (row[5], row[6])
                 )
+            message_ids, params = self.tx.among("message_id", wanted[start : start + IN_CHUNK])
             for row in await self.tx.fetchall(
                 "SELECT message_id, part, status, rid_key, rcpt_key FROM message_parts "
-                f"WHERE message_id IN ({placeholders(len(chunk))}) ORDER BY message_id, part",
-                chunk,
+                f"WHERE {message_ids} ORDER BY message_id, part",
+                params,
             ):
                 message = self.messages[row[0]]
                 message.parts[row[1]] = Status(row[2])
@@ -187,10 +187,8 @@ class _Batch:
         )
         finals = sorted(m.id for m in changed if m.moved and reconcile.is_final(m.status))
         for start in range(0, len(finals), IN_CHUNK):
-            chunk = finals[start : start + IN_CHUNK]
-            await tx.execute(
-                f"DELETE FROM polls WHERE message_id IN ({placeholders(len(chunk))})", chunk
-            )
+            polled, params = tx.among("message_id", finals[start : start + IN_CHUNK])
+            await tx.execute(f"DELETE FROM polls WHERE {polled}", params)
 
 
 async def _select_by_keys(
@@ -209,10 +207,9 @@ async def _select_by_keys(
     found: list[Row] = []
     for account, rid_keys in by_account.items():
         for start in range(0, len(rid_keys), IN_CHUNK):
-            chunk = rid_keys[start : start + IN_CHUNK]
+            among, params = tx.among("rid_key", rid_keys[start : start + IN_CHUNK])
             rows = await tx.fetchall(
-                f"{select} WHERE account = ? AND rid_key IN ({placeholders(len(chunk))}){also}",
-                (account, *chunk),
+                f"{select} WHERE account = ? AND {among}{also}", (account, *params)
             )
             found.extend(row for row in rows if (row[0], row[1], row[2]) in wanted)
     return found

@@ -107,9 +107,11 @@ class Tx(ABC):
         left to it rather than waited for."""
         return ""
 
-    def among(self, column: str, values: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
-        """A condition that `column` is one of `values` (at most IN_CHUNK of them), and
-        its parameters."""
+    def among(
+        self, column: str, values: Sequence[str] | Sequence[int]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A condition that `column` is one of `values` (at most IN_CHUNK of them, all
+        text or all integers), and its parameters."""
         return f"{column} IN ({placeholders(len(values))})", tuple(values)
 
     @abstractmethod
