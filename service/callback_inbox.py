@@ -23,7 +23,7 @@ from service.worker import run_passes
 
 GROUP_LIMIT = 1000
 """Callbacks one commit group holds at most."""
-_GATHER_PASSES = 2
+_GATHER_PASSES = 3
 
 
 class Appender:
@@ -75,11 +75,12 @@ class Applier:
     """Applies stored callbacks, oldest first, until none wait; then sleeps until woken.
 
     Acknowledging comes first: while this process is taking callbacks, the applier
-    uses at most `busy_share` of the loop's time (it rests in proportion to each
-    batch's time), and applies at full speed once they stop, so that a burst is
+    takes small batches (each holds the loop, and answers wait behind it) and uses at
+    most `busy_share` of the loop's time (it rests in proportion to each batch's
+    time); once they stop, it applies full batches without rest, so that a burst is
     acknowledged near the speed of a bare app and applied right after it. A backlog
     is never left to grow unseen: past a quarter of `max_depth` waiting, or after
-    `max_lag / 2` seconds of resting under load, it applies at full speed again.
+    `max_lag / 2` seconds of resting under load, it stops resting.
     """
 
     BUSY_WINDOW = 0.05
@@ -124,8 +125,9 @@ class Applier:
 
     async def run_once(self) -> bool:
         started = time.monotonic()
+        busy = time.monotonic() - self._appended_at < self.BUSY_WINDOW
         applied = await self._store.apply_inbox(
-            min(self._batch, self.BUSY_BATCH) if self._throttled() else self._batch
+            min(self._batch, self.BUSY_BATCH) if busy else self._batch
         )
         took = time.monotonic() - started
         self.depth = max(0, self.depth - applied)
@@ -141,7 +143,7 @@ class Applier:
         return applied > 0
 
     def _throttled(self) -> bool:
-        """Whether to give way to acknowledging now."""
+        """Whether to rest, giving way to acknowledging."""
         now = time.monotonic()
         busy = now - self._appended_at < self.BUSY_WINDOW
         if not busy or self._busy_share >= 1.0 or self.depth * 4 > self._max_depth:
