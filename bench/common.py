@@ -99,7 +99,9 @@ def fresh_postgres(name: str, server: str = POSTGRES_SERVER) -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
-async def preload(data_dir: Path, count: int, *, base_url: str = "") -> None:
+async def preload(
+    data_dir: Path, count: int, *, base_url: str = "", database_url: str = ""
+) -> None:
     """`count` messages submitted through account `conn` (see tests.seeding)."""
     account = Account(
         ACCOUNT,
@@ -110,7 +112,7 @@ async def preload(data_dir: Path, count: int, *, base_url: str = "") -> None:
         callback_secret=CALLBACK_KEY,
         options={"rate_per_second": 1_000_000},
     )
-    await submitted(load_settings(settings_env(data_dir)), account, count)
+    await submitted(load_settings(settings_env(data_dir, database_url)), account, count)
 
 
 async def enqueue_only(
@@ -191,10 +193,13 @@ def _smsgw_serve(port: int) -> list[str]:
     return [exe, "serve", "--host", "127.0.0.1", "--port", str(port)]
 
 
-def serving_smsgw(data_dir: Path) -> contextlib.AbstractContextManager[Server]:
-    """`smsgw serve` on a free loopback port over `data_dir`, until the block ends."""
+def serving_smsgw(
+    data_dir: Path, database_url: str = ""
+) -> contextlib.AbstractContextManager[Server]:
+    """`smsgw serve` on a free loopback port over `data_dir` (or the PostgreSQL
+    database `database_url`), until the block ends."""
     port = free_port()
-    return serving(_smsgw_serve(port), settings_env(data_dir), port)
+    return serving(_smsgw_serve(port), settings_env(data_dir, database_url), port)
 
 
 def serving_bare(data_dir: Path) -> contextlib.AbstractContextManager[Server]:

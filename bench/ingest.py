@@ -18,6 +18,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import httpx
 from bench.common import (
     TOKEN,
     dlr_url,
+    fresh_postgres,
     preload,
     serving_bare,
     serving_smsgw,
@@ -62,8 +64,8 @@ def _drained(url: str) -> float:
     return time.monotonic()
 
 
-async def _counters_exact(data: Path) -> bool:
-    store = open_store(load_settings(settings_env(data)))
+async def _counters_exact(data: Path, database_url: str) -> bool:
+    store = open_store(load_settings(settings_env(data, database_url)))
     await store.open()
     try:
         kept = (await store.stats("")).accounts
@@ -79,13 +81,23 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--database",
+        default="",
+        help="a PostgreSQL server (postgresql://127.0.0.1:5432): smsgw runs on a fresh "
+        "database there instead of SQLite",
+    )
     args = parser.parse_args()
+    with fresh_postgres("ingest", args.database) if args.database else nullcontext("") as url:
+        run(args, url)
 
+
+def run(args: argparse.Namespace, database_url: str) -> None:
     data = Path(tempfile.mkdtemp(prefix="smsgw-bench-ingest-"))
-    asyncio.run(preload(data, args.messages))
+    asyncio.run(preload(data, args.messages, database_url=database_url))
 
     rounds: list[dict[str, Any]] = []
-    with serving_bare(data) as bare, serving_smsgw(data) as smsgw:
+    with serving_bare(data) as bare, serving_smsgw(data, database_url) as smsgw:
         wrk(dlr_url(bare.url), seconds=2, connections=args.connections)  # warm-up
         # The warm-up takes the last IDs; each round then reports on IDs not seen yet.
         wrk(
@@ -125,7 +137,7 @@ def main() -> None:
         delivered = _stats(smsgw.url)["total"]["delivered"]
     if next_id > args.messages - 50_000:
         print(f"warning: {next_id} IDs used of {args.messages}; use --messages")
-    exact = asyncio.run(_counters_exact(data))
+    exact = asyncio.run(_counters_exact(data, database_url))
     for n, r in enumerate(rounds, 1):
         bare_run, smsgw_run = r["bare"], r["smsgw"]
         print(
@@ -149,11 +161,12 @@ def main() -> None:
         f"counters exact: {exact}; errors and non-2xx: {errors}; delivered {delivered}"
     )
     path = write_result(
-        "ingest",
+        "ingest-postgres" if database_url else "ingest",
         {
             "messages": args.messages,
             "seconds": args.seconds,
             "connections": args.connections,
+            "store": "postgresql" if database_url else "sqlite",
             "rounds": rounds,
             "median": median,
             "counters_exact": exact,
