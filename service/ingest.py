@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handlers import handler_for
+from handlers.base import CallbackRequest
 from service import bounds, callback_auth, reconcile
 from service.accounts import redactor_for
 from service.errors import MethodNotAllowed, PayloadTooLarge, SmsgwError, Unavailable, Unparseable
@@ -127,7 +127,7 @@ async def _ingest(rt: Runtime, scope: Scope, receive: Receive, account_name: str
             InboxEntry(
                 account.name,
                 tuple(reports),
-                _as_stored(account, callback.method, callback.query, headers, body),
+                _as_stored(account, callback),
                 time.time(),
                 callback_auth.reply_ref(query),
             )
@@ -135,23 +135,18 @@ async def _ingest(rt: Runtime, scope: Scope, receive: Receive, account_name: str
     return len(reports)
 
 
-def _as_stored(
-    account: Account,
-    method: str,
-    query: Sequence[tuple[str, str]],
-    headers: dict[str, str],
-    body: bytes,
-) -> RawCallback:
-    """The callback as it is kept: the URL's key already left out of `query`, and the
+def _as_stored(account: Account, callback: CallbackRequest) -> RawCallback:
+    """The callback as it is kept: its query already without the URL's key, and the
     account's secrets (and the key, should a provider echo it) scrubbed from the body."""
     kept = handler_for(account.provider).signed_headers
     scrub = _redactor(account)
+    headers = callback.headers
     return RawCallback(
-        method,
+        callback.method,
         headers.get("content-type", ""),
-        scrub.text(urlencode(list(query))) if query else "",
+        scrub.text(urlencode(list(callback.query))) if callback.query else "",
         {name: headers[name] for name in kept if name in headers},
-        bounds.readable(scrub.bytes(body).decode("utf-8", errors="replace")),
+        bounds.readable(scrub.bytes(callback.body).decode("utf-8", errors="replace")),
     )
 
 
