@@ -34,6 +34,7 @@ class Appender:
         self._appended = appended
         self._waiting: list[tuple[InboxEntry, asyncio.Future[None]]] = []
         self._writing = False
+        # Held so that the loop, which keeps only weak references, cannot drop it.
         self._task: asyncio.Task[None] | None = None
 
     async def append(self, entry: InboxEntry) -> None:
@@ -123,11 +124,14 @@ class Applier:
     async def run(self) -> None:
         await run_passes(self.run_once, self._idle, "inbox.apply_failed")
 
+    def _busy(self) -> bool:
+        """Whether this process is taking callbacks now."""
+        return time.monotonic() - self._appended_at < self.BUSY_WINDOW
+
     async def run_once(self) -> bool:
         started = time.monotonic()
-        busy = time.monotonic() - self._appended_at < self.BUSY_WINDOW
         applied = await self._store.apply_inbox(
-            min(self._batch, self.BUSY_BATCH) if busy else self._batch
+            min(self._batch, self.BUSY_BATCH) if self._busy() else self._batch
         )
         took = time.monotonic() - started
         self.depth = max(0, self.depth - applied)
@@ -144,11 +148,10 @@ class Applier:
 
     def _throttled(self) -> bool:
         """Whether to rest, giving way to acknowledging."""
-        now = time.monotonic()
-        busy = now - self._appended_at < self.BUSY_WINDOW
-        if not busy or self._busy_share >= 1.0 or self.depth * 4 > self._max_depth:
+        if not self._busy() or self._busy_share >= 1.0 or self.depth * 4 > self._max_depth:
             self._resting_since = None
             return False
+        now = time.monotonic()
         if self._resting_since is None:
             self._resting_since = now
         return now - self._resting_since < self._max_lag / 2
@@ -156,11 +159,6 @@ class Applier:
     async def _rest(self, took: float) -> None:
         if self._throttled():
             await asyncio.sleep(took * (1 / self._busy_share - 1))
-
-    async def drain(self) -> None:
-        """Apply until nothing waits (tests and `smsgw` commands that need it done)."""
-        while await self.run_once():
-            pass
 
     async def _idle(self) -> None:
         self._wake.clear()

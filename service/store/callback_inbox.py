@@ -4,7 +4,7 @@
 stored callbacks (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several processes share
 the work) and applies their reports in one batch (`reports.apply_reports`), marking
 them applied in the same transaction. Reading them back (`select`), replaying them
-and pruning their raw bodies after the retention live here too.
+and pruning them after the retention (their reports stay) live here too.
 """
 
 from __future__ import annotations

@@ -25,8 +25,6 @@ from service.model import Report, ReportOutcome, Status
 from service.store.tx import IN_CHUNK, Row, Tx, key_lock
 
 Key = tuple[str, str]
-Matched = tuple[str, Status, bool]
-"""A matched message: its id, its status and whether that status is smsgw's guess."""
 
 
 async def set_status(
@@ -273,7 +271,7 @@ async def _apply_one(batch: _Batch, item: Incoming) -> ReportOutcome:
     elif matched:
         batch.matched_parked.append((matched[0], parked_id))
     if not matched:
-        if item.parked_id is None and parked_id is None:
+        if parked_id is None:
             await tx.event("dlr.unmatched", "", account, **details)
         return ReportOutcome.UNMATCHED
     for message_id in matched:
@@ -355,24 +353,29 @@ async def apply_parked(tx: Tx, account: str, keys: Sequence[Key]) -> None:
     if not triples:
         return
     parked = await _select_by_keys(
-        tx,
-        "SELECT account, rid_key, rcpt_key, id, status, request_id, recipient, error_code, "
-        "error_text, reference FROM reports",
-        triples,
-        " AND message_id IS NULL",
+        tx, f"SELECT {_PARKED_COLUMNS} FROM reports", triples, " AND message_id IS NULL"
     )
-    await _apply_stored(tx, account, sorted((row[3], *row[4:], row[1], row[2]) for row in parked))
+    await _apply_stored(tx, account, sorted(parked, key=lambda row: row[3]))
+
+
+_PARKED_COLUMNS = (
+    "account, rid_key, rcpt_key, id, status, request_id, recipient, error_code, error_text, "
+    "reference"
+)
+"""A stored report as `_apply_stored` reads it (the match key first, as
+`_select_by_keys` wants)."""
 
 
 async def _apply_stored(tx: Tx, account: str, rows: Sequence[Row]) -> None:
+    """Apply reports kept earlier (rows of `_PARKED_COLUMNS`), in the order given."""
     await apply_reports(
         tx,
         [
             Incoming(
                 account,
-                Report(row[2], Status(row[1]), row[3], row[4], row[5], row[6]),
-                (row[7], row[8]),
-                parked_id=row[0],
+                Report(row[5], Status(row[4]), row[6], row[7], row[8], row[9]),
+                (row[1], row[2]),
+                parked_id=row[3],
             )
             for row in rows
         ],
@@ -436,8 +439,7 @@ async def apply_parked_ambiguous(tx: Tx, message_id: str, account: str) -> None:
     if row is None:
         return
     parked = await tx.fetchall(
-        "SELECT id, status, request_id, recipient, error_code, error_text, reference, "
-        "rid_key, rcpt_key FROM reports WHERE account = ? AND message_id IS NULL "
+        f"SELECT {_PARKED_COLUMNS} FROM reports WHERE account = ? AND message_id IS NULL "
         "AND received_at >= ? AND (reference = ? OR (reference = '' AND rcpt_digits = ?)) "
         "ORDER BY id",
         (account, row[1], message_id, reconcile.recipient_key(row[0])),
