@@ -1,21 +1,20 @@
 """The outbox worker: sends queued messages to their providers.
 
-Each pass reads the due messages, groups them per account into provider requests
-(batch or loop), claims them a concurrency's worth of requests at a time (one
-transaction; the next lot is claimed while these wait for their request slots),
-sends each request in a slot of its own and records what the provider said, the
-results of requests that end together in one transaction (`Coalescer`). A pass ends
-once its requests have ended and been recorded: a pass's bulk requests go one per
-account and content, not `concurrency` passes' worth at once, which providers (and
-the scale-out test's fake, whose reports then lagged its answers past the request
-timeout) would take as a burst.
+Each pass reads the due messages and groups them per account into provider requests
+(batch or loop). A request is claimed only once it holds one of the `concurrency`
+request slots, and it starts as soon as its claim is committed; the requests that
+found slots free together are claimed in one transaction. Each request records what
+the provider said, the results of requests that end together in one transaction
+(`Coalescer`). A pass ends once its requests have ended and been recorded: a pass's
+bulk requests go one per account and content, not `concurrency` passes' worth at
+once, which providers (and the scale-out test's fake, whose reports then lagged its
+answers past the request timeout) would take as a burst.
 
 The claim is committed before the request, so a process that dies mid-send leaves a
 claim whose lease expires into `outcome_unknown` rather than a blind resend; for the
 same reason a request that may have reached the provider (read timeout, reset
-connection) is never retried. Claims never wait long for a slot: at most twice
-`concurrency` requests are claimed and not yet started (`_ahead`), so a claim is at
-most about two request timeouts old when its request starts, well inside its lease.
+connection) is never retried. No claim waits for a slot, so what a crash leaves to
+its lease is at most the requests in flight, not messages that never went out.
 
 Only failures that prove the provider did not take the message are retried:
 connection refused or timed out while connecting, 429, 503, and providers' own "try
@@ -84,9 +83,6 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
         self._in_flight = asyncio.Semaphore(settings.concurrency)
-        # Requests claimed that have not started yet, over all accounts: the lot
-        # waiting for slots and the next lot, claimed meanwhile.
-        self._ahead = asyncio.Semaphore(2 * settings.concurrency)
         self._sending: set[asyncio.Task[None]] = set()
         self._records = Coalescer(store.record_attempts)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
@@ -151,68 +147,51 @@ class Dispatcher:
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[name] = TokenBucket(rate)
         pending = deque(self._batches(account, handler, messages))
-        claimed: deque[list[MessageRecord]] = deque()
-        ahead: asyncio.Task[deque[list[MessageRecord]]] | None = None
-        try:
-            claimed = await self._claim_next(bucket, pending)
-            while claimed:
-                # The next requests are claimed while these wait for their slots.
-                ahead = asyncio.create_task(self._claim_next(bucket, pending)) if pending else None
-                open_until = await self._start(account, handler, claimed)
-                claimed.extend(await ahead if ahead else ())
-                ahead = None
-                if open_until is not None:
-                    won = await self._claim_messages([m for batch in pending for m in batch])
-                    pending.clear()
-                    await self._postpone(
-                        account, [*(m for batch in claimed for m in batch), *won], open_until
-                    )
-                    for _ in claimed:
-                        self._ahead.release()
-                    claimed.clear()
-        finally:
-            # Stopped (or failed) with requests claimed but not started: they were
-            # not sent, so they go back to the outbox rather than wait out the lease.
-            if ahead is not None:
-                with contextlib.suppress(Exception):
-                    claimed.extend(await ahead)
-            for _ in claimed:
-                self._ahead.release()
-            unsent = [m.id for batch in claimed for m in batch]
-            if unsent:
-                await self._store.release(unsent)
+        while pending:
+            await bucket.acquire(len(pending[0]))
+            # Taken before the breaker is read: a request that waited for a slot sees
+            # the failures of the requests it waited for.
+            await self._in_flight.acquire()
+            # Checked before each lot: an outage found mid-pass stops the pass.
+            open_until = self._breaker.open_until(account.name)
+            if open_until is not None:
+                self._in_flight.release()
+                won = await self._claim_messages([m for batch in pending for m in batch])
+                await self._postpone(account, won, open_until)
+                return
+            if self._breaker.half_open(account.name):
+                # The probe goes alone: its answer decides whether the rest are sent.
+                for batch in await self._claim_lot([pending.popleft()]):
+                    await self._send_claimed(account, handler, batch)
+                continue
+            lot = [pending.popleft()]
+            while pending and not self._in_flight.locked() and bucket.try_acquire(len(pending[0])):
+                await self._in_flight.acquire()  # free: returns at once
+                lot.append(pending.popleft())
+            for batch in await self._claim_lot(lot):
+                self._launch(self._send_claimed(account, handler, batch))
 
-    async def _claim_next(
-        self, bucket: TokenBucket, pending: deque[list[MessageRecord]]
-    ) -> deque[list[MessageRecord]]:
-        """Take from `pending` the next requests to claim, as many as are allowed to
-        wait for a slot and as the rate limit allows now (at least one), and claim
-        their messages in one transaction; the requests, each keeping its place in
-        `_ahead`, with only the messages this process won."""
-        taken = [pending.popleft()]
-        await bucket.acquire(len(taken[0]))
-        await self._ahead.acquire()
-        while (
-            pending
-            and len(taken) < self._settings.concurrency
-            and not self._ahead.locked()
-            and bucket.try_acquire(len(pending[0]))
-        ):
-            await self._ahead.acquire()  # free: returns at once
-            taken.append(pending.popleft())
+    async def _claim_lot(self, lot: list[list[MessageRecord]]) -> list[list[MessageRecord]]:
+        """Claim the messages of `lot`, requests that each hold a slot already, in one
+        transaction; the requests with the messages this process won. A request that
+        won none frees its slot; a stop mid-claim gives the lot back to the outbox."""
+        claiming = asyncio.ensure_future(self._claim_messages([m for b in lot for m in b]))
         try:
-            won = {m.id for m in await self._claim_messages([m for b in taken for m in b])}
+            won = {m.id for m in await asyncio.shield(claiming)}
         except BaseException:
-            for _ in taken:
-                self._ahead.release()
+            for _ in lot:
+                self._in_flight.release()
+            if not claiming.cancelled():
+                with contextlib.suppress(Exception):
+                    await self._store.release([m.id for m in await claiming])
             raise
-        claimed: deque[list[MessageRecord]] = deque()
-        for batch in taken:
+        claimed = []
+        for batch in lot:
             mine = [m for m in batch if m.id in won]
             if mine:
                 claimed.append(mine)
             else:
-                self._ahead.release()
+                self._in_flight.release()
         return claimed
 
     async def _claim_messages(self, messages: Sequence[MessageRecord]) -> list[MessageRecord]:
@@ -225,29 +204,6 @@ class Dispatcher:
             )
         )
         return [m for m in messages if m.id in won]
-
-    async def _start(
-        self, account: Account, handler: ProviderHandler, claimed: deque[list[MessageRecord]]
-    ) -> float | None:
-        """Start the claimed requests, each once it has a slot; when the account's
-        circuit is found open, stop and say until when (the rest stay in `claimed`)."""
-        while claimed:
-            # Taken before the breaker is read: a request that waited for a slot sees
-            # the failures of the requests it waited for.
-            await self._in_flight.acquire()
-            # Checked before each request: an outage found mid-pass stops the pass.
-            open_until = self._breaker.open_until(account.name)
-            if open_until is not None:
-                self._in_flight.release()
-                return open_until
-            batch = claimed.popleft()
-            self._ahead.release()
-            if self._breaker.half_open(account.name):
-                # The probe goes alone: its answer decides whether the rest are sent.
-                await self._send_claimed(account, handler, batch)
-                continue
-            self._launch(self._send_claimed(account, handler, batch))
-        return None
 
     def _launch(self, sending: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(sending)

@@ -155,13 +155,18 @@ async def applied(api: httpx.AsyncClient, url: str) -> None:
     await eventually(none_pending, within=60)
 
 
-def short_leases(folder: Path) -> Path:
+def short_leases(folder: Path, concurrency: int | None = None) -> Path:
     """The default settings with a two-second claim lease, so a killed process's claims
-    expire within the test."""
+    expire within the test (and `concurrency` request slots, when given)."""
     text = DEFAULT_FILE.read_text(encoding="utf-8")
-    assert "\nlease_seconds = 120.0 " in text
+    changes = {"\nlease_seconds = 120.0 ": "\nlease_seconds = 2.0 "}
+    if concurrency is not None:
+        changes["\nconcurrency = 16 "] = f"\nconcurrency = {concurrency} "
+    for old, new in changes.items():
+        assert old in text
+        text = text.replace(old, new, 1)
     path = folder / "settings.toml"
-    path.write_text(text.replace("\nlease_seconds = 120.0 ", "\nlease_seconds = 2.0 ", 1))
+    path.write_text(text)
     return path
 
 
@@ -243,3 +248,66 @@ async def unknown(api: httpx.AsyncClient, message: dict[str, Any]) -> bool:
     provider, so it stays as it was and is never sent again."""
     detail = (await api.get(f"/v1/messages/{message['id']}")).json()
     return "message.outcome_unknown" in [e["event"] for e in detail["events"]]
+
+
+async def test_a_kill_leaves_only_the_requests_in_flight_unknown(tmp_path: Path) -> None:
+    """One request slot, its request hanging at the provider, four messages behind it:
+    a SIGKILL then leaves only the hung one to outcome_unknown. The four were never
+    claimed, so the next process sends them."""
+    fake = FakeConnectel("t")
+    fake.dlr_url = None
+    fake.hang_next, fake.hang_seconds = 1, 30.0
+    fake_socket = free_socket()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = short_leases(tmp_path, concurrency=1)
+    async with serve(fake.app, fake_socket):
+        with smsgw(tmp_path, port, config) as process:
+            await until_ready(url)
+            async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+                created = await api.post(
+                    f"{url}/v1/accounts",
+                    json={
+                        "name": "conn",
+                        "provider": "connectel",
+                        "credentials": {"token": "t"},
+                        "sender": "IKEA",
+                        "pattern": "loop",
+                        "base_url": url_of(fake_socket),
+                    },
+                )
+                assert created.status_code == 201, created.text
+                numbers = [f"+4670100000{n}" for n in range(5)]
+                sent = await api.post(
+                    f"{url}/v1/messages", json={"to": numbers, "text": "hi", "account": "conn"}
+                )
+                assert sent.status_code == 202
+
+                async def hanging() -> bool:
+                    return fake.requests_seen == 1
+
+                await eventually(hanging)
+                await asyncio.sleep(0.3)  # long enough for any claim taken ahead to commit
+                process.send_signal(signal.SIGKILL)
+        fake.release_hung()
+        hung = f"+{fake.sent[0]['recipient']}"
+
+        with smsgw(tmp_path, port, config):
+            await until_ready(url)
+            async with httpx.AsyncClient(
+                base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}
+            ) as api:
+
+                async def settled() -> dict[str, dict[str, Any]]:
+                    listed = (await api.get("/v1/messages", params={"limit": 10})).json()
+                    by_number = {str(m["to"]): m for m in listed["messages"]}
+                    unsettled = ("queued", "sending")
+                    waiting = [m for m in by_number.values() if m["status"] in unsettled]
+                    if len(waiting) == 1 and await unknown(api, waiting[0]):
+                        return by_number
+                    return {}
+
+                by_number = await eventually(settled, within=30)
+        assert by_number[hung]["status"] == "sending"
+        assert {m["status"] for n, m in by_number.items() if n != hung} == {"enroute"}
+        assert sorted(f"+{s['recipient']}" for s in fake.sent) == sorted(numbers)
