@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import dataclass, replace
 from itertools import groupby
 from typing import Any
 
@@ -40,14 +38,13 @@ import structlog
 
 from handlers import handler_for
 from handlers.base import ProviderHandler, SendRefused
-from service import reconcile
 from service.accounts import AccountDirectory, callback_urls, redactor_for
+from service.attempt_policy import Answer, AttemptPolicy
 from service.breaker import CircuitBreaker
 from service.coalesce import Coalescer
 from service.metrics import Metrics
 from service.model import (
     Account,
-    Ambiguity,
     AttemptResult,
     Decision,
     MessageRecord,
@@ -87,9 +84,7 @@ class Dispatcher:
         self._records = Coalescer(store.record_attempts)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
-        self._ambiguity = Ambiguity(
-            settings.ambiguous_conclude_after, settings.ambiguous_match_window
-        )
+        self._policy = AttemptPolicy(settings, directory)
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""
@@ -110,7 +105,7 @@ class Dispatcher:
 
     async def _sweep_and_send(self) -> bool:
         if time.time() >= self._next_sweep:
-            await self._store.expire_claims(time.time(), self._ambiguity)
+            await self._store.expire_claims(time.time(), self._policy.ambiguity)
             await self._store.conclude_unresolved(time.time())
             self._next_sweep = time.time() + self._settings.lease_seconds / 4
         return await self.run_once()
@@ -235,11 +230,11 @@ class Dispatcher:
     async def _fail_unsendable(self, messages: Sequence[MessageRecord], reason: str) -> None:
         results = []
         for message in await self._claim_messages(messages):
-            answer = _Answer(
+            answer = Answer(
                 reason, f"{reason.replace('_', ' ')}: {message.account}", requested=False
             )
             gone = Account(name=message.account, provider="")
-            target = await self._failover_target(gone, message)
+            target = await self._policy.failover_target(gone, message)
             results.append(
                 answer.result(message.id, Decision.RETRY, new_account=target, retry_at=time.time())
                 if target
@@ -252,7 +247,7 @@ class Dispatcher:
     ) -> None:
         """The account's circuit is open: fail over now where smsgw chose the account,
         otherwise wait for the circuit's next probe. `messages` are claimed already."""
-        answer = _Answer(
+        answer = Answer(
             "circuit_open",
             f"{account.name} failed {self._settings.breaker_threshold} requests in a row; "
             "not tried until its circuit's next probe",
@@ -260,7 +255,7 @@ class Dispatcher:
         )
         results = []
         for message in messages:
-            target = await self._failover_target(account, message)
+            target = await self._policy.failover_target(account, message)
             results.append(
                 answer.result(message.id, Decision.RETRY, new_account=target, retry_at=time.time())
                 if target
@@ -297,13 +292,13 @@ class Dispatcher:
         try:
             request = handler.send_request(account, batch)
         except SendRefused as declined:
-            answer = _Answer(declined.code, declined.text, requested=False)
+            answer = Answer(declined.code, declined.text, requested=False)
             return [answer.result(m.id, Decision.FAILED) for m in messages]
         if account.options.get("test_mode") and not handler.native_test_mode:
             dry_run = RecipientResult(
                 Outcome.VALIDATED, error_text="test mode: the request was built, not sent"
             )
-            return await self._results(
+            return await self._policy.results(
                 account, handler, messages, [dry_run] * len(messages), None, "", requested=False
             )
         started = time.perf_counter()
@@ -313,15 +308,16 @@ class Dispatcher:
         except NOT_SENT as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
-            refused = _Answer("connect_error", truncate(f"{type(exc).__name__}: {exc}"))
-            return [await self._retry(account, m, refused) for m in messages]
+            refused = Answer("connect_error", truncate(f"{type(exc).__name__}: {exc}"))
+            return [await self._policy.retry(account, m, refused) for m in messages]
         except httpx.HTTPError as exc:
             self._metrics.provider_failed(account.provider, exc)
             self._breaker.failed(account.name)
             text = truncate(f"{type(exc).__name__}: {exc}")
-            unknown = _Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
+            unknown = Answer("outcome_unknown", f"{text}; not resent to avoid a duplicate")
             return [
-                unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._ambiguity) for m in messages
+                unknown.result(m.id, Decision.UNKNOWN, ambiguity=self._policy.ambiguity)
+                for m in messages
             ]
         elapsed = time.perf_counter() - started
         self._metrics.provider_answered(account.provider, elapsed, response.status_code)
@@ -342,166 +338,11 @@ class Dispatcher:
             self._breaker.failed(account.name)
         else:
             self._breaker.answered(account.name)
-        return await self._results(
+        return await self._policy.results(
             account,
             handler,
             messages,
             results,
             response.status_code,
             truncate(response.text),
-        )
-
-    async def _results(
-        self,
-        account: Account,
-        handler: ProviderHandler,
-        messages: Sequence[MessageRecord],
-        results: Sequence[RecipientResult],
-        http_status: int | None,
-        http_response: str,
-        *,
-        requested: bool = True,
-    ) -> list[AttemptResult]:
-        return [
-            await self._conclude(
-                account,
-                handler,
-                message,
-                result,
-                _Answer(
-                    result.error_code,
-                    result.error_text,
-                    http_status,
-                    http_response,
-                    result.retry_after,
-                    requested,
-                ),
-            )
-            for message, result in zip(messages, results, strict=True)
-        ]
-
-    async def _conclude(
-        self,
-        account: Account,
-        handler: ProviderHandler,
-        message: MessageRecord,
-        result: RecipientResult,
-        answer: _Answer,
-    ) -> AttemptResult:
-        outcome = result.outcome
-        ids = {
-            "request_ids": result.request_ids,
-            "keys": tuple(
-                reconcile.match_key(rid, message.to, handler.shares_request_ids)
-                for rid in result.request_ids
-            ),
-        }
-        if outcome is Outcome.ACCEPTED and result.request_ids:
-            polled = not handler.pushes_reports or bool(account.options.get("poll"))
-            return answer.result(
-                message.id,
-                Decision.ACCEPTED,
-                status=result.status,
-                poll_at=time.time() + self._settings.poll_first_after if polled else None,
-                **ids,
-            )
-        if outcome is Outcome.TRANSIENT:
-            return await self._retry(account, message, answer)
-        if outcome is Outcome.UNKNOWN:
-            return replace(answer, code=answer.code or "outcome_unknown").result(
-                message.id, Decision.UNKNOWN, ambiguity=self._ambiguity
-            )
-        if outcome is Outcome.SENDER_REJECTED and account.fallback_sender not in (
-            "",
-            message.sender,
-        ):
-            return answer.result(
-                message.id, Decision.RETRY, new_sender=account.fallback_sender, retry_at=time.time()
-            )
-        if outcome is Outcome.ACCOUNT_ERROR:
-            target = await self._failover_target(account, message)
-            if target:
-                return answer.result(
-                    message.id, Decision.RETRY, new_account=target, retry_at=time.time()
-                )
-        if outcome is Outcome.VALIDATED:
-            answer = replace(
-                answer,
-                code=answer.code or "test_mode",
-                text=answer.text or "validated by the provider in test mode",
-            )
-        elif outcome is Outcome.ACCEPTED:
-            answer = replace(answer, text=answer.text or "accepted without a request ID")
-        return replace(answer, code=answer.code or outcome.value).result(
-            message.id, Decision.FAILED, **ids
-        )
-
-    async def _retry(
-        self, account: Account, message: MessageRecord, answer: _Answer
-    ) -> AttemptResult:
-        """Back off and try again; once attempts run out, fail over or fail."""
-        attempts = message.attempts + 1  # the record predates this attempt's claim
-        if attempts >= self._settings.max_attempts:
-            target = await self._failover_target(account, message)
-            if target:
-                return answer.result(
-                    message.id, Decision.RETRY, new_account=target, retry_at=time.time()
-                )
-            return replace(
-                answer,
-                code=answer.code or "retries_exhausted",
-                text=f"gave up after {attempts} attempts: {answer.text}",
-            ).result(message.id, Decision.FAILED)
-        ceiling = min(self._settings.backoff_cap, self._settings.backoff_base * 2 ** (attempts - 1))
-        delay = random.uniform(0, ceiling)
-        if answer.retry_after is not None:
-            # The provider's hint is honoured only within bounds: an hour-long (or
-            # endless) Retry-After must not park a message for good.
-            asked = min(
-                max(answer.retry_after, self._settings.retry_after_min),
-                self._settings.retry_after_max,
-            )
-            delay = max(delay, asked)
-        return answer.result(message.id, Decision.RETRY, retry_at=time.time() + delay)
-
-    async def _failover_target(self, account: Account, message: MessageRecord) -> str:
-        """The next active account by priority that this message has not tried.
-
-        Only messages whose account smsgw chose move: a client that named an account
-        asked for that account. The sandbox is never a target for real traffic.
-        """
-        if not message.routed:
-            return ""
-        tried = {*message.tried, account.name}
-        for candidate in await self._directory.all():
-            fits = len(message.text) <= handler_for(candidate.provider).max_text_chars
-            # Real traffic never lands on the sandbox, which would report it delivered.
-            pretend = candidate.provider == "sandbox" and account.provider != "sandbox"
-            if candidate.active and candidate.name not in tried and fits and not pretend:
-                return candidate.name
-        return ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """What a provider (or the network) said about one message, to be recorded."""
-
-    code: str
-    text: str
-    http_status: int | None = None
-    http_response: str = ""
-    retry_after: float | None = None
-    requested: bool = True
-    """False when no request went out for it (an open circuit, a refused batch)."""
-
-    def result(self, message_id: str, decision: Decision, **details: Any) -> AttemptResult:
-        return AttemptResult(
-            message_id,
-            decision,
-            error_code=self.code,
-            error_text=self.text,
-            http_status=self.http_status,
-            http_response=self.http_response,
-            requested=self.requested,
-            **details,
         )
