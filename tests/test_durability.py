@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -170,6 +171,25 @@ def short_leases(folder: Path, concurrency: int | None = None) -> Path:
     return path
 
 
+async def add_loop_account(
+    api: httpx.AsyncClient, url: str, fake_socket: socket.socket, **fields: Any
+) -> None:
+    """The Connectel account "conn" (token "t"), one request per message, at the fake."""
+    created = await api.post(
+        f"{url}/v1/accounts",
+        json={
+            "name": "conn",
+            "provider": "connectel",
+            "credentials": {"token": "t"},
+            "sender": "IKEA",
+            "pattern": "loop",
+            "base_url": url_of(fake_socket),
+            **fields,
+        },
+    )
+    assert created.status_code == 201, created.text
+
+
 async def test_a_kill_during_dispatch_loses_nothing_and_never_sends_twice(tmp_path: Path) -> None:
     fake = FakeConnectel("t")
     fake_socket = free_socket()
@@ -182,19 +202,7 @@ async def test_a_kill_during_dispatch_loses_nothing_and_never_sends_twice(tmp_pa
         with smsgw(tmp_path, port, config) as process:
             await until_ready(url)
             async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-                created = await api.post(
-                    f"{url}/v1/accounts",
-                    json={
-                        "name": "conn",
-                        "provider": "connectel",
-                        "credentials": {"token": "t"},
-                        "sender": "IKEA",
-                        "pattern": "loop",
-                        "base_url": url_of(fake_socket),
-                        "options": {"rate_per_second": 200},
-                    },
-                )
-                assert created.status_code == 201, created.text
+                await add_loop_account(api, url, fake_socket, options={"rate_per_second": 200})
                 numbers = [f"+46701{n:06d}" for n in range(messages)]
                 sent = await api.post(
                     f"{url}/v1/messages", json={"to": numbers, "text": "hi", "account": "conn"}
@@ -265,18 +273,7 @@ async def test_a_kill_leaves_only_the_requests_in_flight_unknown(tmp_path: Path)
         with smsgw(tmp_path, port, config) as process:
             await until_ready(url)
             async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-                created = await api.post(
-                    f"{url}/v1/accounts",
-                    json={
-                        "name": "conn",
-                        "provider": "connectel",
-                        "credentials": {"token": "t"},
-                        "sender": "IKEA",
-                        "pattern": "loop",
-                        "base_url": url_of(fake_socket),
-                    },
-                )
-                assert created.status_code == 201, created.text
+                await add_loop_account(api, url, fake_socket)
                 numbers = [f"+4670100000{n}" for n in range(5)]
                 sent = await api.post(
                     f"{url}/v1/messages", json={"to": numbers, "text": "hi", "account": "conn"}
