@@ -71,8 +71,10 @@ async def test_an_outage_opens_the_circuit_and_routed_messages_fail_over(tmp_pat
         ids = [m["id"] for m in sent]
 
         async def moved() -> bool:
+            """All moved to the backup, and sent there (a move is recorded before its
+            request goes out)."""
             accounts = [(await gateway.message(i))["account"] for i in ids]
-            return set(accounts) == {"backup"}
+            return set(accounts) == {"backup"} and len(backup.sent) >= len(ids)
 
         await eventually(moved)
         # Two failures in a row opened the circuit. Two requests run at once, so one more
