@@ -517,13 +517,23 @@ class Dispatcher:
         if not message.routed:
             return ""
         tried = {*message.tried, account.name}
+        allowed = await self._allowed_accounts(message)
         for candidate in await self._directory.all():
             fits = len(message.text) <= handler_for(candidate.provider).max_text_chars
             # Real traffic never lands on the sandbox, which would report it delivered.
             pretend = candidate.provider == "sandbox" and account.provider != "sandbox"
-            if candidate.active and candidate.name not in tried and fits and not pretend:
+            mine = allowed is None or candidate.name in allowed
+            if candidate.active and candidate.name not in tried and fits and mine and not pretend:
                 return candidate.name
         return ""
+
+    async def _allowed_accounts(self, message: MessageRecord) -> tuple[str, ...] | None:
+        """The accounts a client's message may move to; a removed client's, none.
+        Read from the store: failover is rare, and the client's accounts may change."""
+        if message.client is None:
+            return None
+        client = await self._store.get_client(message.client)
+        return client.accounts if client is not None else ()
 
 
 @dataclass(frozen=True, slots=True)

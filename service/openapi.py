@@ -127,6 +127,48 @@ def _named(schema: str) -> dict[str, Any]:
     }
 
 
+def _client_paths() -> dict[str, Any]:
+    """/v1/clients: a collection of named resources, whose create alone shows the first
+    key and the webhook secret, and whose change takes every field but the name."""
+    collection = _collection("clients", "Client", "Clients", "Add a client")
+    collection["post"]["responses"]["201"] = _json(ref("ClientCreated"), "Created")
+    named = _named("Client")
+    named["patch"]["requestBody"]["content"]["application/json"]["schema"] = ref("ClientChange")
+    key_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths = {
+        "/v1/clients": collection,
+        "/v1/clients/{name}": named,
+        "/v1/clients/{name}/keys": {
+            "post": {
+                "summary": "Issue another key",
+                "parameters": [_NAME],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("ClientKeyInput")}},
+                },
+                "responses": {
+                    "201": _json(ref("ClientKeyCreated"), "Created"),
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "404": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        },
+        "/v1/clients/{name}/keys/{id}": {
+            "delete": {
+                "summary": "Revoke a key",
+                "parameters": [_NAME, key_id],
+                "responses": {"204": {"description": "Revoked"}, "401": _ERROR, "404": _ERROR},
+            }
+        },
+    }
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"]["403"] = _ERROR
+    return paths
+
+
 def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
     """The document for the providers registered in `handlers`."""
     return {
@@ -180,7 +222,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         *_PAGE,
                         *(
                             {"name": n, "in": "query", "schema": {"type": "string"}}
-                            for n in ("status", "account", "to")
+                            for n in ("status", "account", "to", "client")
                         ),
                     ],
                     "responses": {
@@ -213,10 +255,17 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                                         "type": "object",
                                         "additionalProperties": ref("Counters"),
                                     },
+                                    "clients": {
+                                        "type": "object",
+                                        "description": "admin tokens only; a client's key "
+                                        "gets its own counters as total",
+                                        "additionalProperties": ref("Counters"),
+                                    },
                                 },
                             }
                         ),
                         "401": _ERROR,
+                        "403": _ERROR,
                     },
                 }
             },
@@ -363,6 +412,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                 "accounts", "Account", "Gateway accounts", "Add an account"
             ),
             "/v1/accounts/{name}": _named("Account"),
+            **_client_paths(),
             "/v1/balance/{account}": {
                 "get": {
                     "parameters": [

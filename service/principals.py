@@ -63,3 +63,20 @@ class Principal:
 
 ADMIN_PRINCIPAL = Principal(None, frozenset(SCOPES))
 """The holder of an SMSGW_API_TOKENS token: everything, as before clients existed."""
+
+
+def required_scope(method: str, path: str) -> str:
+    """The scope a request needs: `send` to send, `read` to read messages, counters
+    and events, `admin` for everything else (accounts, clients, webhooks, rules,
+    reports, metrics...)."""
+    if path == "/v1/messages" and method == "POST":
+        return SEND
+    reads = ("/v1/messages", "/v1/stats", "/v1/events")
+    if method in ("GET", "HEAD") and (path in reads or path.startswith(_READ_PREFIXES)):
+        return READ
+    return ADMIN
+
+
+_READ_PREFIXES = ("/v1/messages/", "/v1/events/")
+PRINCIPAL = "smsgw.principal"
+"""Where the bearer middleware leaves the request's Principal in the ASGI scope."""
