@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 
 from service.store import open_store
 from service.store.sql import SqlStore
-from tests.conftest import TOKEN, Gateway, error_of, eventually
+from tests.conftest import TOKEN, Gateway, error_of, eventually, running_gateway
 
 
 async def add_client(gateway: Gateway, **body: Any) -> dict[str, Any]:
@@ -206,6 +208,24 @@ async def test_an_inactive_or_removed_client_s_keys_are_refused_at_once(gateway:
         assert (await client.get("/v1/stats")).status_code == 200
         await gateway.api.delete("/v1/clients/shop")
         assert (await client.get("/v1/stats")).status_code == 401
+
+
+async def test_a_change_made_in_another_process_takes_effect_within_seconds(
+    tmp_path: Path,
+) -> None:
+    # Two smsgw processes' worth of apps on one store: each resolves keys on its own.
+    async with running_gateway(tmp_path) as one, running_gateway(tmp_path) as two:
+        shop = await add_client(one, name="shop")
+        async with holding(two, shop["key"]) as client:
+            assert (await client.get("/v1/stats")).status_code == 200
+            await one.api.patch("/v1/clients/shop", json={"active": False})
+            started = time.monotonic()
+
+            async def refused() -> bool:
+                return (await client.get("/v1/stats")).status_code == 401
+
+            await eventually(refused, within=5)
+            assert time.monotonic() - started < 3
 
 
 # -- scopes ------------------------------------------------------------------------------
