@@ -67,6 +67,27 @@ def _page_of(key: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _create(
+    summary: str,
+    body: str,
+    created: str,
+    description: str = "Created",
+    refusals: tuple[str, ...] = ("400", "401", "422"),
+) -> dict[str, Any]:
+    """A POST that takes a `body` schema and answers 201 with a `created` one."""
+    return {
+        "summary": summary,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        },
+        "responses": {
+            "201": _json(ref(created), description),
+            **dict.fromkeys(sorted(refusals), _ERROR),
+        },
+    }
+
+
 def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any]:
     """A collection of named resources: list them, add one from `<schema>Input`."""
     return {
@@ -82,20 +103,7 @@ def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any
                 "401": _ERROR,
             },
         },
-        "post": {
-            "summary": added,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref(f"{schema}Input")}},
-            },
-            "responses": {
-                "201": _json(ref(schema), "Created"),
-                "400": _ERROR,
-                "401": _ERROR,
-                "409": _ERROR,
-                "422": _ERROR,
-            },
-        },
+        "post": _create(added, f"{schema}Input", schema, refusals=("400", "401", "409", "422")),
     }
 
 
@@ -140,19 +148,13 @@ def _client_paths() -> dict[str, Any]:
         "/v1/clients/{name}": named,
         "/v1/clients/{name}/keys": {
             "post": {
-                "summary": "Issue another key",
+                **_create(
+                    "Issue another key",
+                    "ClientKeyInput",
+                    "ClientKeyCreated",
+                    refusals=("400", "401", "404", "422"),
+                ),
                 "parameters": [_NAME],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": ref("ClientKeyInput")}},
-                },
-                "responses": {
-                    "201": _json(ref("ClientKeyCreated"), "Created"),
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "404": _ERROR,
-                    "422": _ERROR,
-                },
             }
         },
         "/v1/clients/{name}/keys/{id}": {
@@ -468,19 +470,12 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         "401": _ERROR,
                     },
                 },
-                "post": {
-                    "summary": "Register an event webhook (Standard Webhooks signatures)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": ref("WebhookInput")}},
-                    },
-                    "responses": {
-                        "201": _json(ref("Webhook"), "Created; the only answer with the secret"),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "422": _ERROR,
-                    },
-                },
+                "post": _create(
+                    "Register an event webhook (Standard Webhooks signatures)",
+                    "WebhookInput",
+                    "Webhook",
+                    "Created; the only answer with the secret",
+                ),
             },
             "/v1/webhooks/{id}": {
                 "get": {
