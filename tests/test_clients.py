@@ -7,7 +7,7 @@ import base64
 import hashlib
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -17,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from service.keyring import KeyResolver
+from service.principals import Principal
 from service.store import open_store
 from service.store.sql import SqlStore
 from tests.conftest import TOKEN, Gateway, error_of, eventually, running_gateway
@@ -417,3 +419,32 @@ async def test_stats_per_client_equal_what_its_messages_imply(gateway: Gateway) 
     assert "b" not in admin_view["clients"]
     assert own == {"total": admin_view["clients"]["a"]}
     assert TOKEN not in str(own)
+
+
+# -- the key cache -------------------------------------------------------------------------
+
+
+async def test_a_busy_key_costs_one_lookup_a_ttl_and_one_touch_a_minute() -> None:
+    lookups: list[str] = []
+    touches: list[str] = []
+    shop = Principal("shop", frozenset({"send"}), key_id="key_1")
+
+    async def lookup(digest: str) -> Principal | None:
+        lookups.append(digest)
+        return shop if digest == "known" else None
+
+    async def touch(used: Sequence[tuple[str, str]]) -> None:
+        touches.extend(key_id for key_id, _ in used)
+
+    resolver = KeyResolver(ttl=60, touch_every=60)
+    resolver.bind(lookup, touch)
+    for _ in range(100):
+        assert await resolver.resolve("known") == shop
+    assert (lookups, touches) == (["known"], ["key_1"])
+    # Unknown keys are never cached: a key issued a moment later works at once.
+    assert await resolver.resolve("unknown") is None
+    assert await resolver.resolve("unknown") is None
+    assert lookups.count("unknown") == 2
+    resolver.forget()
+    assert await resolver.resolve("known") == shop
+    assert lookups.count("known") == 2 and touches == ["key_1"]
