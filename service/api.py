@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from service.accounts import public_view
 from service.errors import NotFound
-from service.http import page_args, read_json, runtime
+from service.http import page_args, principal, read_json, runtime
 from service.usecases.accounts import add_account, change_account, fetch_balance, remove_account
 from service.usecases.messages import (
     event_view,
@@ -23,26 +23,32 @@ from service.usecases.messages import (
     message_view,
     queue_messages,
     stats_body,
+    visible_message,
 )
 from service.webhooks import webhook_from_body, webhook_view
 
 
 async def send_messages(request: Request) -> Response:
     rt = runtime(request)
+    who = principal(request)
     body = await read_json(request)
     key = request.headers.get("idempotency-key")
     idempotency = None
     if key is not None:
+        # A client's keys share its idempotency keys; an admin token has its own.
         token = request.headers.get("authorization", "")
-        idempotency = idempotency_of(hashlib.sha256(token.encode()).hexdigest()[:16], key, body)
-    return JSONResponse(await queue_messages(rt, body, idempotency), status_code=202)
+        scope = (
+            hashlib.sha256(token.encode()).hexdigest()[:16]
+            if who.is_admin
+            else f"client:{who.client}"
+        )
+        idempotency = idempotency_of(scope, key, body)
+    return JSONResponse(await queue_messages(rt, body, idempotency, who), status_code=202)
 
 
 async def get_message(request: Request) -> Response:
     rt = runtime(request)
-    message = await rt.store.get_message(request.path_params["id"])
-    if message is None:
-        raise NotFound("no such message", field="id")
+    message = await visible_message(rt, request.path_params["id"], principal(request))
     events = await rt.store.message_events(message.id)
     return JSONResponse({**message_view(message), "events": [event_view(e) for e in events]})
 
@@ -50,13 +56,14 @@ async def get_message(request: Request) -> Response:
 async def list_messages(request: Request) -> Response:
     rt = runtime(request)
     limit, cursor = page_args(request)
-    rows = await rt.store.list_messages(message_filter(request.query_params), limit, cursor)
+    filters = message_filter(request.query_params, principal(request))
+    rows = await rt.store.list_messages(filters, limit, cursor)
     next_cursor = str(rows[-1].seq) if len(rows) == limit else None
     return JSONResponse({"messages": [message_view(m) for m in rows], "next_cursor": next_cursor})
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(await stats_body(runtime(request)))
+    return JSONResponse(await stats_body(runtime(request), principal(request)))
 
 
 async def accounts(request: Request) -> Response:

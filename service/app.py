@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from service import api, callbacks, events_api, inbound_api, reports_api, web
+from service import api, callbacks, clients_api, events_api, inbound_api, reports_api, web
 from service.clock import iso_ago
 from service.errors import SmsgwError
 from service.ingest import DlrIngest
+from service.keyring import KeyResolver
 from service.metrics import CallbackCounter, Metrics
 from service.middleware import BearerAuth, BodyLimit, LoadShed
 from service.openapi import spec
@@ -85,10 +86,14 @@ def create_app(settings: Settings) -> Starlette:
     app_metrics = Metrics()
     # Made here too: the bearer middleware and the console count failures in it.
     auth_failures = FailedAuthentications(settings.auth_failure_limit, settings.auth_failure_window)
+    # And this: the bearer middleware resolves client keys before the store is open.
+    keys = KeyResolver()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with running(settings, metrics=app_metrics, auth_failures=auth_failures) as runtime:
+        async with running(
+            settings, metrics=app_metrics, auth_failures=auth_failures, keys=keys
+        ) as runtime:
             app.state.runtime = runtime
             _log.info("smsgw.started", public_url=settings.base_url, store=settings.store_name)
             try:
@@ -103,6 +108,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/openapi.json", openapi),
             Route("/metrics", metrics),
             *api.ROUTES,
+            *clients_api.ROUTES,
             *inbound_api.ROUTES,
             *events_api.ROUTES,
             *reports_api.ROUTES,
@@ -114,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(DlrIngest, metrics=app_metrics, max_in_flight=settings.max_in_flight),
             Middleware(CallbackCounter, metrics=app_metrics),
             Middleware(LoadShed, limit=settings.max_in_flight),
-            Middleware(BearerAuth, tokens=settings.api_tokens, failures=auth_failures),
+            Middleware(BearerAuth, tokens=settings.api_tokens, failures=auth_failures, keys=keys),
             Middleware(
                 BodyLimit,
                 limits=[("/callbacks/", settings.callback_max_body)],

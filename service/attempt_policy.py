@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -59,12 +59,19 @@ class Accounts(Protocol):
     async def all(self) -> list[Account]: ...
 
 
+ClientAccounts = Callable[[str], Awaitable["tuple[str, ...] | None"]]
+"""The accounts a client's messages may use (None: any); () for a removed client."""
+
+
 class AttemptPolicy:
     """The rules that turn one message's answer into its `AttemptResult`."""
 
-    def __init__(self, settings: Settings, directory: Accounts) -> None:
+    def __init__(
+        self, settings: Settings, directory: Accounts, client_accounts: ClientAccounts
+    ) -> None:
         self._settings = settings
         self._directory = directory
+        self._client_accounts = client_accounts
         self.ambiguity = Ambiguity(
             settings.ambiguous_conclude_after, settings.ambiguous_match_window
         )
@@ -186,15 +193,19 @@ class AttemptPolicy:
         """The next active account by priority that this message has not tried.
 
         Only messages whose account smsgw chose move: a client that named an account
-        asked for that account. The sandbox is never a target for real traffic.
+        asked for that account. A client's message moves only among the client's
+        accounts. The sandbox is never a target for real traffic.
         """
         if not message.routed:
             return ""
         tried = {*message.tried, account.name}
+        # Read at each failover, which is rare: the client's accounts may have changed.
+        allowed = None if message.client is None else await self._client_accounts(message.client)
         for candidate in await self._directory.all():
             fits = len(message.text) <= handler_for(candidate.provider).max_text_chars
             # Real traffic never lands on the sandbox, which would report it delivered.
             pretend = candidate.provider == "sandbox" and account.provider != "sandbox"
-            if candidate.active and candidate.name not in tried and fits and not pretend:
+            mine = allowed is None or candidate.name in allowed
+            if candidate.active and candidate.name not in tried and fits and mine and not pretend:
                 return candidate.name
         return ""

@@ -54,8 +54,14 @@ def parse_automation(value: Any) -> tuple[str, str]:
     return number.strip(), text
 
 
-async def compose(body: Any, directory: AccountDirectory, rules: ComposeRules) -> list[NewMessage]:
-    """The validated messages a send request asks for, one per recipient."""
+async def compose(
+    body: Any,
+    directory: AccountDirectory,
+    rules: ComposeRules,
+    allowed: tuple[str, ...] | None = None,
+) -> list[NewMessage]:
+    """The validated messages a send request asks for, one per recipient. `allowed`:
+    the only accounts the sender may use (a client's), None for every account."""
     body = json_object(body, _FIELDS)
     text: Any
     if "automation" in body:
@@ -68,7 +74,7 @@ async def compose(body: Any, directory: AccountDirectory, rules: ComposeRules) -
         numbers = _recipients(body.get("to"), rules.max_recipients)
     if not isinstance(text, str) or not text:
         raise ValidationFailed("text must be non-empty text", field="text")
-    account = await _account(body.get("account"), directory)
+    account = await _account(body.get("account"), directory, allowed)
     handler = handler_for(account.provider)
     if len(text) > handler.max_text_chars:
         raise ValidationFailed(
@@ -119,10 +125,16 @@ def _recipients(value: Any, limit: int) -> list[tuple[str, str]]:
     return [(item, f"to[{index}]") for index, item in enumerate(value)]
 
 
-async def _account(name: Any, directory: AccountDirectory) -> Account:
+async def _account(
+    name: Any, directory: AccountDirectory, allowed: tuple[str, ...] | None
+) -> Account:
     if name is not None:
         if not isinstance(name, str):
             raise ValidationFailed("account must be text", field="account")
+        if allowed is not None and name not in allowed:
+            raise ValidationFailed(
+                f"account {name!r} is not one this client may send with", field="account"
+            )
         account = await directory.get(name)
         if account is None:
             raise ValidationFailed(f"no account named {name!r}", field="account")
@@ -130,6 +142,6 @@ async def _account(name: Any, directory: AccountDirectory) -> Account:
             raise ValidationFailed(f"account {name!r} is inactive", field="account")
         return account
     for account in await directory.all():
-        if account.active:
+        if account.active and (allowed is None or account.name in allowed):
             return account
     raise ValidationFailed("no active account to send with", field="account")

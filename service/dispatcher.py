@@ -84,7 +84,11 @@ class Dispatcher:
         self._records = Coalescer(store.record_attempts)
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
-        self._policy = AttemptPolicy(settings, directory)
+        self._policy = AttemptPolicy(settings, directory, self._client_accounts)
+
+    async def _client_accounts(self, client: str) -> tuple[str, ...] | None:
+        found = await self._store.get_client(client)
+        return found.accounts if found is not None else ()
 
     def wake(self) -> None:
         """New work was queued by this process: start a pass now, not at the next tick."""

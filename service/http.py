@@ -12,12 +12,20 @@ from starlette.requests import Request
 
 from service.errors import BadRequest, Unparseable, ValidationFailed
 from service.parsing import decode_json, int_of
+from service.principals import ADMIN_PRINCIPAL, PRINCIPAL, Principal
 from service.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+def principal(request: Request) -> Principal:
+    """Whom the request acts for, as the bearer middleware found; routes it does not
+    guard (the console's) act as admins, having checked their own sign-in."""
+    found: Principal = request.scope.get(PRINCIPAL, ADMIN_PRINCIPAL)
+    return found
 
 
 async def read_json(request: Request) -> Any:

@@ -14,13 +14,16 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import (
+    Forbidden,
     PayloadTooLarge,
     SmsgwError,
     Unauthorized,
     Unavailable,
     Unparseable,
 )
+from service.keyring import KeyResolver, digest
 from service.parsing import int_of, is_digits
+from service.principals import ADMIN_PRINCIPAL, PRINCIPAL, Principal, required_scope
 from service.ratelimit import API_AUTH, FailedAuthentications
 
 
@@ -61,26 +64,33 @@ def matching_token(given: bytes, tokens: Sequence[bytes]) -> int | None:
 
 class BearerAuth:
     """Requires `Authorization: Bearer <token>` on every path under `prefixes`; a wrong
-    or missing token is counted in `failures`, which answers 429 past its limit."""
+    or missing token is counted in `failures`, which answers 429 past its limit.
+
+    A token of `tokens` (SMSGW_API_TOKENS) is an admin's; any other is looked up as a
+    client's key (`keys`). The request's `Principal` goes into the ASGI scope under
+    `PRINCIPAL`, and a principal without the scope the request needs gets 403.
+    """
 
     def __init__(
         self,
         app: ASGIApp,
         tokens: tuple[str, ...],
         failures: FailedAuthentications,
+        keys: KeyResolver | None = None,
         prefixes: tuple[str, ...] = ("/v1/", "/metrics"),
     ) -> None:
         self.app = app
         self._tokens = [t.encode() for t in tokens]
         self._failures = failures
+        self._keys = keys or KeyResolver()
         self._prefixes = prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["path"].startswith(self._prefixes)
-            and not self._authorized(scope)
-        ):
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        principal = await self._principal(scope)
+        if principal is None:
             refusal = self._failures.refusal(
                 client_address(scope),
                 API_AUTH,
@@ -88,14 +98,28 @@ class BearerAuth:
             )
             await send_error(send, refusal, ((b"www-authenticate", b"Bearer"),))
             return
+        needed = required_scope(scope["method"], scope["path"])
+        if needed not in principal.scopes:
+            await send_error(
+                send,
+                Forbidden(
+                    f"this key lacks the {needed!r} scope this request needs",
+                    code="insufficient_scope",
+                ),
+            )
+            return
+        scope[PRINCIPAL] = principal
         await self.app(scope, receive, send)
 
-    def _authorized(self, scope: Scope) -> bool:
+    async def _principal(self, scope: Scope) -> Principal | None:
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
+        token = token.strip()
         if scheme.lower() != b"bearer" or not token:
-            return False
-        return matching_token(token.strip(), self._tokens) is not None
+            return None
+        if matching_token(token, self._tokens) is not None:
+            return ADMIN_PRINCIPAL
+        return await self._keys.resolve(digest(token))
 
 
 def declares_more(content_length: bytes, limit: int) -> bool:

@@ -274,6 +274,8 @@ class NewMessage:
     """The inbound message this auto-reply answers."""
     opted_out: bool = False
     """The recipient is on the suppression list: stored as failed, never submitted."""
+    client: str | None = None
+    """The client whose key sent it; None: an admin token."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +301,7 @@ class MessageRecord:
     tried: tuple[str, ...] = ()
     """Accounts this message failed over from."""
     routed: bool = False
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +443,8 @@ class Stats:
     total: Counters
     accounts: Mapping[str, Counters]
     unmatched: Mapping[str, int]
+    clients: Mapping[str, Counters] = field(default_factory=dict)
+    """Counters of the messages each client's keys sent (the rest were sent by admins)."""
 
     def as_body(self) -> dict[str, Any]:
         def one(counters: Counters, unmatched: int) -> dict[str, int]:
@@ -451,6 +456,7 @@ class Stats:
                 name: one(self.accounts.get(name, Counters()), self.unmatched.get(name, 0))
                 for name in sorted(set(self.accounts) | set(self.unmatched))
             },
+            "clients": {name: self.clients[name].as_dict() for name in sorted(self.clients)},
         }
 
 
@@ -475,6 +481,7 @@ class MessageFilter:
     status: str = ""
     account: str = ""
     to: str = ""
+    client: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,27 @@ def _page_of(key: str, schema: str) -> dict[str, Any]:
     }
 
 
+def _create(
+    summary: str,
+    body: str,
+    created: str,
+    description: str = "Created",
+    refusals: tuple[str, ...] = ("400", "401", "422"),
+) -> dict[str, Any]:
+    """A POST that takes a `body` schema and answers 201 with a `created` one."""
+    return {
+        "summary": summary,
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        },
+        "responses": {
+            "201": _json(ref(created), description),
+            **dict.fromkeys(sorted(refusals), _ERROR),
+        },
+    }
+
+
 def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any]:
     """A collection of named resources: list them, add one from `<schema>Input`."""
     return {
@@ -82,20 +103,7 @@ def _collection(key: str, schema: str, listed: str, added: str) -> dict[str, Any
                 "401": _ERROR,
             },
         },
-        "post": {
-            "summary": added,
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": ref(f"{schema}Input")}},
-            },
-            "responses": {
-                "201": _json(ref(schema), "Created"),
-                "400": _ERROR,
-                "401": _ERROR,
-                "409": _ERROR,
-                "422": _ERROR,
-            },
-        },
+        "post": _create(added, f"{schema}Input", schema, refusals=("400", "401", "409", "422")),
     }
 
 
@@ -125,6 +133,42 @@ def _named(schema: str) -> dict[str, Any]:
             "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
         },
     }
+
+
+def _client_paths() -> dict[str, Any]:
+    """/v1/clients: a collection of named resources, whose create alone shows the first
+    key and the webhook secret, and whose change takes every field but the name."""
+    collection = _collection("clients", "Client", "Clients", "Add a client")
+    collection["post"]["responses"]["201"] = _json(ref("ClientCreated"), "Created")
+    named = _named("Client")
+    named["patch"]["requestBody"]["content"]["application/json"]["schema"] = ref("ClientChange")
+    key_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    paths = {
+        "/v1/clients": collection,
+        "/v1/clients/{name}": named,
+        "/v1/clients/{name}/keys": {
+            "post": {
+                **_create(
+                    "Issue another key",
+                    "ClientKeyInput",
+                    "ClientKeyCreated",
+                    refusals=("400", "401", "404", "422"),
+                ),
+                "parameters": [_NAME],
+            }
+        },
+        "/v1/clients/{name}/keys/{id}": {
+            "delete": {
+                "summary": "Revoke a key",
+                "parameters": [_NAME, key_id],
+                "responses": {"204": {"description": "Revoked"}, "401": _ERROR, "404": _ERROR},
+            }
+        },
+    }
+    for operations in paths.values():
+        for operation in operations.values():
+            operation["responses"]["403"] = _ERROR
+    return paths
 
 
 def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
@@ -180,7 +224,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         *_PAGE,
                         *(
                             {"name": n, "in": "query", "schema": {"type": "string"}}
-                            for n in ("status", "account", "to")
+                            for n in ("status", "account", "to", "client")
                         ),
                     ],
                     "responses": {
@@ -213,10 +257,17 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                                         "type": "object",
                                         "additionalProperties": ref("Counters"),
                                     },
+                                    "clients": {
+                                        "type": "object",
+                                        "description": "admin tokens only; a client's key "
+                                        "gets its own counters as total",
+                                        "additionalProperties": ref("Counters"),
+                                    },
                                 },
                             }
                         ),
                         "401": _ERROR,
+                        "403": _ERROR,
                     },
                 }
             },
@@ -363,6 +414,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                 "accounts", "Account", "Gateway accounts", "Add an account"
             ),
             "/v1/accounts/{name}": _named("Account"),
+            **_client_paths(),
             "/v1/balance/{account}": {
                 "get": {
                     "parameters": [
@@ -418,19 +470,12 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         "401": _ERROR,
                     },
                 },
-                "post": {
-                    "summary": "Register an event webhook (Standard Webhooks signatures)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": ref("WebhookInput")}},
-                    },
-                    "responses": {
-                        "201": _json(ref("Webhook"), "Created; the only answer with the secret"),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "422": _ERROR,
-                    },
-                },
+                "post": _create(
+                    "Register an event webhook (Standard Webhooks signatures)",
+                    "WebhookInput",
+                    "Webhook",
+                    "Created; the only answer with the secret",
+                ),
             },
             "/v1/webhooks/{id}": {
                 "get": {

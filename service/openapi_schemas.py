@@ -29,6 +29,88 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+_CLIENT_SETTINGS: dict[str, Any] = {
+    "active": {"type": "boolean", "default": True},
+    "scopes": {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "string", "enum": ["send", "read", "admin"]},
+        "default": ["send", "read"],
+    },
+    "accounts": {
+        "type": ["array", "null"],
+        "minItems": 1,
+        "items": {"type": "string"},
+        "description": "the accounts its messages may use; null: every account",
+    },
+    "rate_per_second": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "quota": {
+        "type": ["object", "null"],
+        "properties": {
+            "day": {"type": ["integer", "null"], "minimum": 0},
+            "month": {"type": ["integer", "null"], "minimum": 0},
+        },
+    },
+    "callback_url": {"type": ["string", "null"], "format": "uri"},
+}
+_CLIENT_PROPERTIES: dict[str, Any] = {
+    "name": _NAME,
+    **_CLIENT_SETTINGS,
+    "created_at": {"type": "string"},
+    "keys": {"type": "array", "items": ref("ClientKey")},
+}
+_CLIENT_SCHEMAS: dict[str, Any] = {
+    "ClientInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {"name": _NAME, **_CLIENT_SETTINGS},
+    },
+    "ClientChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": _CLIENT_SETTINGS,
+    },
+    "Client": {"type": "object", "properties": _CLIENT_PROPERTIES},
+    "ClientCreated": {
+        "type": "object",
+        "properties": {
+            **_CLIENT_PROPERTIES,
+            "key": {"type": "string", "description": "its first API key; shown only here"},
+            "webhook_secret": {
+                "type": "string",
+                "description": "whsec_…, to verify status callbacks; shown only here",
+            },
+        },
+    },
+    "ClientKey": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "created_at": {"type": "string"},
+            "last_used_at": {"type": ["string", "null"]},
+            "revoked": {"type": "boolean"},
+        },
+    },
+    "ClientKeyInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {"name": _NAME},
+    },
+    "ClientKeyCreated": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "key": {"type": "string", "description": "shown only here"},
+        },
+    },
+}
+
+
 _COUNTERS = {
     "type": "object",
     "properties": {
@@ -130,6 +212,10 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "sender": {"type": ["string", "null"]},
                 "text": {"type": "string"},
                 "client_ref": {"type": ["string", "null"]},
+                "client": {
+                    "type": ["string", "null"],
+                    "description": "the client whose key sent it; null: an admin token",
+                },
                 "request_id": {"type": ["string", "null"]},
                 "error": {"oneOf": [{"type": "null"}, ref("MessageError")]},
                 "http_status": {"type": ["integer", "null"]},
@@ -234,6 +320,7 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
             },
         },
         "Counters": _COUNTERS,
+        **_CLIENT_SCHEMAS,
         "AutoReplyInput": {
             "type": "object",
             "additionalProperties": False,

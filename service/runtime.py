@@ -22,6 +22,7 @@ from service.callback_inbox import Appender, Applier
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
 from service.events import EventBus, EventFormat, EventLogger
+from service.keyring import KeyResolver
 from service.metrics import Metrics
 from service.poller import Poller
 from service.ratelimit import FailedAuthentications
@@ -46,6 +47,8 @@ class Runtime:
     """Shared by every door that checks a credential: API, console, callbacks."""
     applier: Applier
     appender: Appender
+    keys: KeyResolver
+    """Client keys to principals; shared with the bearer middleware."""
 
     def wake_dispatcher(self) -> None:
         self.dispatcher.wake()
@@ -70,6 +73,7 @@ async def running(
     dispatch: bool = True,
     metrics: Metrics | None = None,
     auth_failures: FailedAuthentications | None = None,
+    keys: KeyResolver | None = None,
 ) -> AsyncIterator[Runtime]:
     directory: AccountDirectory | None = None
     event_format = EventFormat(lambda name: directory.provider_of(name) if directory else "")
@@ -80,6 +84,8 @@ async def running(
     store = open_store(settings, events)
     await store.open()
     directory = AccountDirectory(store)
+    keys = keys or KeyResolver()
+    keys.bind(store.principal_for, store.touch_client_keys)
     client = provider_client(settings)
     dispatcher = Dispatcher(store, directory, settings, client, metrics)
     applier = Applier(
@@ -124,6 +130,7 @@ async def running(
             or FailedAuthentications(settings.auth_failure_limit, settings.auth_failure_window),
             applier=applier,
             appender=Appender(store, applier.appended),
+            keys=keys,
         )
     finally:
         for task in tasks:

@@ -112,25 +112,28 @@ def webhook_from_body(body: Any) -> NewWebhook:
         )
     return NewWebhook(
         id="wh_" + secrets.token_hex(8),
-        url=_url(body.get("url")),
+        url=http_url(body.get("url"), "url"),
         secret=new_secret(),
         events=_filters(body.get("events", [])),
         description=description.strip(),
     )
 
 
-def _url(value: Any) -> str:
-    problem = f"url must be an http:// or https:// URL of at most {bounds.WEBHOOK_URL} characters"
+def http_url(value: Any, field: str) -> str:
+    """A URL smsgw will POST to: http or https, with a host, within the bound."""
+    problem = (
+        f"{field} must be an http:// or https:// URL of at most {bounds.WEBHOOK_URL} characters"
+    )
     if not isinstance(value, str) or len(value) > bounds.WEBHOOK_URL:
-        raise ValidationFailed(problem, field="url")
+        raise ValidationFailed(problem, field=field)
     url = value.strip()
     try:
         parts = urlsplit(url)
         httpx.URL(url)
     except (ValueError, httpx.InvalidURL) as exc:
-        raise ValidationFailed(problem, field="url") from exc
+        raise ValidationFailed(problem, field=field) from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationFailed(problem, field="url")
+        raise ValidationFailed(problem, field=field)
     return url
 
 

@@ -46,6 +46,10 @@ class Listed:
         return sorted(self.accounts, key=lambda a: (a.priority, a.name))
 
 
+async def no_client(client: str) -> tuple[str, ...] | None:
+    return None
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return replace(
@@ -59,7 +63,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 async def test_a_retry_after_hint_is_held_within_its_bounds(settings: Settings) -> None:
-    policy = AttemptPolicy(settings, Listed(PRIMARY))
+    policy = AttemptPolicy(settings, Listed(PRIMARY), no_client)
     for asked, lowest, highest in ((3600.0, 60.0, 60.0), (0.0, 2.0, 2.0), (5.0, 5.0, 5.0)):
         before = time.time()
         result = await policy.retry(PRIMARY, MESSAGE, Answer("429", "slow down", retry_after=asked))
@@ -68,7 +72,7 @@ async def test_a_retry_after_hint_is_held_within_its_bounds(settings: Settings) 
 
 
 async def test_without_a_hint_the_backoff_grows_and_stays_under_its_cap(settings: Settings) -> None:
-    policy = AttemptPolicy(settings, Listed(PRIMARY))
+    policy = AttemptPolicy(settings, Listed(PRIMARY), no_client)
     second = replace(MESSAGE, attempts=1)
     for _ in range(50):
         before = time.time()
@@ -80,7 +84,7 @@ async def test_exhausted_attempts_fail_over_when_smsgw_chose_the_account(
     settings: Settings,
 ) -> None:
     spare = Account("spare", "infobip", priority=20)
-    policy = AttemptPolicy(settings, Listed(PRIMARY, spare))
+    policy = AttemptPolicy(settings, Listed(PRIMARY, spare), no_client)
     last = replace(MESSAGE, attempts=2)
     moved = await policy.retry(PRIMARY, last, Answer("503", "busy"))
     assert (moved.decision, moved.new_account) == (Decision.RETRY, "spare")
@@ -99,17 +103,31 @@ async def test_failover_skips_tried_inactive_too_short_and_sandbox_accounts(
         Account("sandbox", "sandbox", priority=3),
         Account("next", "twilio", priority=50),
     )
-    policy = AttemptPolicy(settings, candidates)
+    policy = AttemptPolicy(settings, candidates, no_client)
     message = replace(MESSAGE, tried=("tried",))
     assert await policy.failover_target(PRIMARY, message) == "next"
     too_long = replace(message, text="x" * (handler_for("twilio").max_text_chars + 1))
     assert await policy.failover_target(PRIMARY, too_long) == ""
 
 
+async def test_a_clients_message_fails_over_only_among_the_clients_accounts(
+    settings: Settings,
+) -> None:
+    candidates = Listed(PRIMARY, Account("other", "infobip", priority=20))
+    allowed = {"shop": ("primary", "other"), "login": ("primary",), "gone": ()}
+
+    async def accounts_of(client: str) -> tuple[str, ...] | None:
+        return allowed[client]
+
+    policy = AttemptPolicy(settings, candidates, accounts_of)
+    for client, target in (("shop", "other"), ("login", ""), ("gone", "")):
+        assert await policy.failover_target(PRIMARY, replace(MESSAGE, client=client)) == target
+
+
 async def test_an_accepted_message_is_polled_only_where_reports_are_not_pushed(
     settings: Settings,
 ) -> None:
-    policy = AttemptPolicy(settings, Listed(PRIMARY))
+    policy = AttemptPolicy(settings, Listed(PRIMARY), no_client)
     accepted = RecipientResult(Outcome.ACCEPTED, request_ids=("R1",))
     pushed = await policy.conclude(
         PRIMARY, handler_for("connectel"), MESSAGE, accepted, Answer("", "")
@@ -133,7 +151,7 @@ async def test_a_refused_sender_is_retried_once_with_the_fallback_sender(
     settings: Settings,
 ) -> None:
     account = replace(PRIMARY, fallback_sender="Shop")
-    policy = AttemptPolicy(settings, Listed(account))
+    policy = AttemptPolicy(settings, Listed(account), no_client)
     refused = RecipientResult(Outcome.SENDER_REJECTED, error_code="sender")
     handler = handler_for("connectel")
     first = await policy.conclude(account, handler, MESSAGE, refused, Answer("sender", ""))

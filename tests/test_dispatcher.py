@@ -344,6 +344,24 @@ async def test_a_message_that_named_its_account_never_fails_over(tmp_path: Path)
         assert statuses[message["id"]] == "failed" and not backup.sent
 
 
+async def test_a_client_s_message_fails_over_only_among_the_client_s_accounts(
+    tmp_path: Path,
+) -> None:
+    async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
+        primary.token = "revoked"
+        created = await gateway.api.post(
+            "/v1/clients", json={"name": "pinned", "accounts": ["primary"]}
+        )
+        key = {"Authorization": f"Bearer {created.json()['key']}"}
+        sent = await gateway.raw.post(
+            "/v1/messages", json={"to": "+46700000001", "text": "mine"}, headers=key
+        )
+        [message] = sent.json()["messages"]
+        assert message["account"] == "primary"
+        statuses = await rigging.settle(gateway, primary, [message["id"]])
+        assert statuses[message["id"]] == "failed" and not backup.sent
+
+
 async def test_an_outage_fails_over_once_retries_are_exhausted(tmp_path: Path) -> None:
     async with two_connectel_accounts(tmp_path) as (gateway, primary, backup):
         primary.fail_next = [503] * 10

@@ -103,6 +103,7 @@ async def _one_of_everything(gateway: Gateway) -> dict[str, str]:
         "/v1/suppressions": {"number": "+46700000002"},
         "/v1/webhooks": {"url": "http://127.0.0.1:9/hook"},
         "/v1/accounts": {"name": "spare", "provider": "sandbox", "active": False},
+        "/v1/clients": {"name": "shop", "accounts": ["sandbox"], "quota": {"day": 10}},
     }
     ids = {"id": sent["id"], "account": "sandbox", "name": "spare"}
     for path, body in made.items():
@@ -114,7 +115,8 @@ async def _one_of_everything(gateway: Gateway) -> dict[str, str]:
 
 
 def _concrete(path: str, ids: dict[str, str]) -> str:
-    named = "help" if path.startswith("/v1/autoreplies") else ids["name"]
+    names = {"/v1/autoreplies": "help", "/v1/clients/": "shop"}
+    named = next((n for prefix, n in names.items() if path.startswith(prefix)), ids["name"])
     return (
         path.replace("{id}", ids.get(path, ids["id"]))
         .replace("{account}", ids["account"])
@@ -150,6 +152,30 @@ async def test_writes_and_refusals_answer_what_the_document_says(gateway: Gatewa
     assert_documented("/v1/messages/{id}", "get", missing)
     patched = await gateway.api.patch("/v1/accounts/sandbox", json={"priority": 7})
     assert_documented("/v1/accounts/{name}", "patch", patched)
+
+
+async def test_client_answers_are_what_the_document_says(gateway: Gateway) -> None:
+    created = await gateway.api.post("/v1/clients", json={"name": "shop", "scopes": ["read"]})
+    assert_documented("/v1/clients", "post", created)
+    taken = await gateway.api.post("/v1/clients", json={"name": "shop"})
+    assert_documented("/v1/clients", "post", taken)
+    changed = await gateway.api.patch(
+        "/v1/clients/shop", json={"callback_url": "https://x.example"}
+    )
+    assert_documented("/v1/clients/{name}", "patch", changed)
+    refused = await gateway.api.patch("/v1/clients/shop", json={"scopes": ["root"]})
+    assert_documented("/v1/clients/{name}", "patch", refused)
+    issued = await gateway.api.post("/v1/clients/shop/keys", json={"name": "ci"})
+    assert_documented("/v1/clients/{name}/keys", "post", issued)
+    missing = await gateway.api.post("/v1/clients/ghost/keys", json={"name": "ci"})
+    assert_documented("/v1/clients/{name}/keys", "post", missing)
+    headers = {"Authorization": f"Bearer {issued.json()['key']}"}
+    own = await gateway.raw.get("/v1/stats", headers=headers)
+    assert own.status_code == 200
+    assert_documented("/v1/stats", "get", own)
+    forbidden = await gateway.raw.get("/v1/clients", headers=headers)
+    assert forbidden.status_code == 403
+    assert_documented("/v1/clients", "get", forbidden)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ refused (with or without a request ID), accepted after a retry, or left ambiguou
 request may have reached the provider; no answer recorded). Their reports arrive
 interleaved, in any order, duplicated, ahead of the send answer, and after a final
 status. The store's status of every message, its counters and its unmatched count
-must equal what the model says.
+must equal what the model says; so must each client's counters, for the messages sent
+with that client's keys (others were sent with an admin token and count for no client).
 
 The model imports nothing from `service.reconcile`: its ranking and its counter
 arithmetic are its own, so a mistake shared by the store and reconcile shows here.
@@ -113,6 +114,8 @@ class Scenario:
     """(message, part, status) of each report, in arrival order."""
     answered_at: list[int]
     """For each message: how many reports arrived before its send answer was recorded."""
+    owners: list[int | None]
+    """For each message: the client (0 or 1) whose key sent it, or None for an admin."""
 
 
 FATES = ("accepted", "retried", "failed", "failed_with_id", "ambiguous")
@@ -135,7 +138,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     reports += draw(st.lists(st.sampled_from(reports), max_size=4)) if reports else []
     arrival = list(draw(st.permutations(reports)))
     answered_at = [draw(st.integers(0, len(arrival))) for _ in fates]
-    return Scenario(fates, arrival, answered_at)
+    owners = [draw(st.sampled_from((0, 1, None))) for _ in fates]
+    return Scenario(fates, arrival, answered_at, owners)
 
 
 def expected(scenario: Scenario) -> tuple[list[str], dict[str, int], int]:
@@ -193,13 +197,23 @@ def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
         [f"P{n}-{m}-{p}" for p in range(fate.parts)] for m, fate in enumerate(scenario.fates)
     ]
     statuses, counters, unmatched = expected(scenario)
+    clients = [f"client{n}-{c}" for c in range(2)]
+    owners = [None if o is None else clients[o] for o in scenario.owners]
+    client_counters = {
+        name: model_counters([s for s, o in zip(statuses, owners, strict=True) if o == name])
+        for name in clients
+    }
 
     async def run() -> None:
         store = await open_store(tmp_path)
         try:
             await store.create_account(Account(account, "sandbox", callback_secret="s"))
             messages = [
-                replace(new_message(i, to=f"+4670000{m:04d}", segments=f.parts), account=account)
+                replace(
+                    new_message(i, to=f"+4670000{m:04d}", segments=f.parts),
+                    account=account,
+                    client=owners[m],
+                )
                 for m, (i, f) in enumerate(zip(ids, scenario.fates, strict=True))
             ]
             await store.enqueue(messages, {})
@@ -223,10 +237,14 @@ def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
                     )
             stored = [await store.get_message(i) for i in ids]
             stats = await store.stats(FAR_FUTURE)
+            derived = await store.derive_counters("client")
         finally:
             await store.close()
         assert [m.status.value if m else None for m in stored] == statuses
         assert asdict(stats.accounts.get(account, Counters())) == counters
         assert stats.unmatched.get(account, 0) == unmatched
+        for name in clients:
+            assert asdict(stats.clients.get(name, Counters())) == client_counters[name]
+            assert derived.get(name, Counters()) == stats.clients.get(name, Counters())
 
     asyncio.run(run())

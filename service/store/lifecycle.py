@@ -74,8 +74,8 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
     now = iso_now()
     await tx.executemany(
         "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
-        "status, client_ref, routed, inbound_id, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+        "status, client_ref, routed, inbound_id, client, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
         [
             (
                 m.id,
@@ -88,6 +88,7 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
                 m.client_ref,
                 int(m.routed),
                 m.inbound_id,
+                m.client,
                 now,
                 now,
             )

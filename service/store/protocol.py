@@ -42,6 +42,7 @@ from service.model import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from service.principals import Client, NewKey, Principal
 
 EventSink = Callable[[Sequence[Event]], None]
 InboundPlanner = Callable[[InboundFacts], InboundDecision]
@@ -66,6 +67,40 @@ class Store(Protocol):
     async def update_account(self, account: Account) -> None: ...
 
     async def delete_account(self, name: str) -> bool: ...
+
+    # clients
+    async def create_client(self, client: Client, key: NewKey) -> None:
+        """Store a client with its first key; raises Conflict when the name is taken."""
+        ...
+
+    async def get_client(self, name: str) -> Client | None: ...
+
+    async def list_clients(self) -> list[Client]: ...
+
+    async def update_client(self, client: Client) -> bool:
+        """Change a client's settings (not its secret or keys); False when there is none."""
+        ...
+
+    async def delete_client(self, name: str) -> bool:
+        """Remove the client and its keys; its messages and counters keep its name."""
+        ...
+
+    async def add_client_key(self, client: str, key: NewKey) -> bool:
+        """False when there is no such client."""
+        ...
+
+    async def revoke_client_key(self, client: str, key_id: str) -> bool:
+        """False when the client has no such live key."""
+        ...
+
+    async def principal_for(self, digest: str) -> Principal | None:
+        """Whom the key with this SHA-256 digest acts for: None unless it is a live key
+        of an active client."""
+        ...
+
+    async def touch_client_keys(self, used: Sequence[tuple[str, str]]) -> None:
+        """Record (key id, ISO time) of keys last used; an older time changes nothing."""
+        ...
 
     # messages
     async def enqueue(
@@ -207,8 +242,13 @@ class Store(Protocol):
         """Counters as kept, with reports still unmatched since before `unmatched_before`."""
         ...
 
-    async def derive_counters(self) -> dict[str, Counters]:
-        """Counters recomputed from the messages table, to check the kept ones."""
+    async def client_counters(self, client: str) -> Counters:
+        """The counters kept for one client's messages."""
+        ...
+
+    async def derive_counters(self, owner: str = "account") -> dict[str, Counters]:
+        """Counters recomputed from the messages table, per account or (owner
+        "client") per client, to check the kept ones."""
         ...
 
     # the web console's hourly chart

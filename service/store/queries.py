@@ -44,6 +44,7 @@ async def list_messages(
         ("status", filters.status),
         ("account", filters.account),
         ("recipient", filters.to),
+        ("client", filters.client),
     ):
         if value:
             where.append(f"{column} = ?")
@@ -85,26 +86,45 @@ async def events_after(read: Read, after: int, limit: int, visible_events: str) 
     )
 
 
+_COUNTERS = ", ".join(reconcile.COUNTER_NAMES)
+
+
 async def stats(read: Read, unmatched_before: str) -> Stats:
-    found = await read(f"SELECT account, {', '.join(reconcile.COUNTER_NAMES)} FROM counters", ())
+    found = await read(f"SELECT account, {_COUNTERS} FROM counters", ())
     accounts = {row[0]: Counters(*row[1:]) for row in found}
     unmatched = await read(
         "SELECT account, COUNT(*) FROM reports WHERE message_id IS NULL "
         "AND received_at < ? GROUP BY account",
         (unmatched_before,),
     )
+    clients = await read(f"SELECT client, {_COUNTERS} FROM client_counters", ())
     total = sum(accounts.values(), Counters())
-    return Stats(total, accounts, {row[0]: row[1] for row in unmatched})
-
-
-async def derive_counters(read: Read) -> dict[str, Counters]:
-    found = await read(
-        "SELECT account, status, COUNT(*) FROM messages GROUP BY account, status", ()
+    return Stats(
+        total,
+        accounts,
+        {row[0]: row[1] for row in unmatched},
+        {row[0]: Counters(*row[1:]) for row in clients},
     )
-    by_account: dict[str, list[tuple[Status, int]]] = {}
-    for account, status, count in found:
-        by_account.setdefault(account, []).append((Status(status), count))
-    return {name: reconcile.derive_counters(pairs) for name, pairs in by_account.items()}
+
+
+async def client_counters(read: Read, client: str) -> Counters:
+    found = await read(f"SELECT {_COUNTERS} FROM client_counters WHERE client = ?", (client,))
+    return Counters(*found[0]) if found else Counters()
+
+
+async def derive_counters(read: Read, owner: str = "account") -> dict[str, Counters]:
+    """Counters recomputed from the messages table per `owner` column (`account` or
+    `client`; messages of no client are left out)."""
+    column = {"account": "account", "client": "client"}[owner]
+    found = await read(
+        f"SELECT {column}, status, COUNT(*) FROM messages WHERE {column} IS NOT NULL "
+        f"GROUP BY {column}, status",
+        (),
+    )
+    by_owner: dict[str, list[tuple[Status, int]]] = {}
+    for name, status, count in found:
+        by_owner.setdefault(name, []).append((Status(status), count))
+    return {name: reconcile.derive_counters(pairs) for name, pairs in by_owner.items()}
 
 
 async def final_by_hour(read: Read, since: str) -> list[tuple[str, Status, int]]:

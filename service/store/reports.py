@@ -32,26 +32,30 @@ async def set_status(
 ) -> None:
     """Move a message to `new` with its counter delta and its event."""
     row = await tx.fetchone(
-        "UPDATE messages SET status = ?, updated_at = ? WHERE id = ? RETURNING submitted_at",
+        "UPDATE messages SET status = ?, updated_at = ? WHERE id = ? "
+        "RETURNING submitted_at, client",
         (new.value, tx.now(), message_id),
     )
     if reconcile.is_final(new):
         await tx.execute("DELETE FROM polls WHERE message_id = ?", (message_id,))
-    await _status_changed(tx, message_id, account, old, new, row[0] if row else None, data)
+    submitted_at, client = row if row else (None, None)
+    await _status_changed(tx, message_id, (account, client), old, new, submitted_at, data)
 
 
 async def _status_changed(
     tx: Tx,
     message_id: str,
-    account: str,
+    owners: tuple[str, str | None],
     old: Status,
     new: Status,
     submitted_at: float | None,
     data: dict[str, Any],
 ) -> None:
+    """`owners`: the message's account, and its client (None: sent with an admin token)."""
+    account, client = owners
     if reconcile.is_final(new) and submitted_at is not None:
         data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
-    tx.add_counters(account, reconcile.counter_delta(old, new))
+    tx.add_counters(account, reconcile.counter_delta(old, new), client)
     await tx.event(
         f"message.{new.value}",
         message_id,
@@ -79,6 +83,7 @@ class Incoming:
 class _Message:
     id: str
     account: str
+    client: str | None
     status: Status
     guessed: bool
     submitted_at: float | None
@@ -134,12 +139,12 @@ class _Batch:
         for start in range(0, len(wanted), IN_CHUNK):
             ids, params = self.tx.among("id", wanted[start : start + IN_CHUNK])
             for row in await self.tx.fetchall(
-                "SELECT id, account, status, guessed, submitted_at, error_code, error_text "
-                f"FROM messages WHERE {ids} ORDER BY id{self.tx.FOR_UPDATE}",
+                "SELECT id, account, client, status, guessed, submitted_at, error_code, "
+                f"error_text FROM messages WHERE {ids} ORDER BY id{self.tx.FOR_UPDATE}",
                 params,
             ):
                 self.messages[row[0]] = _Message(
-                    row[0], row[1], Status(row[2]), bool(row[3]), row[4], (row[5], row[6])
+                    row[0], row[1], row[2], Status(row[3]), bool(row[4]), row[5], (row[6], row[7])
                 )
             message_ids, params = self.tx.among("message_id", wanted[start : start + IN_CHUNK])
             for row in await self.tx.fetchall(
@@ -314,7 +319,7 @@ async def _apply_to_message(
             await _status_changed(
                 tx,
                 message.id,
-                message.account,
+                (message.account, message.client),
                 old,
                 new,
                 message.submitted_at,

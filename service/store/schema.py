@@ -242,6 +242,46 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE reports ADD COLUMN inbox_id {bigint};
     CREATE INDEX reports_inbox ON reports(inbox_id) WHERE inbox_id IS NOT NULL;
     """,
+    # 8: clients, the applications that send through smsgw with keys of their own.
+    # A key is kept only as its SHA-256 (`digest`); the webhook secret is sealed like
+    # account credentials. `accounts` is a JSON list, NULL for every account. A message
+    # names the client whose key sent it (NULL: an admin token), and each client has
+    # its counters, kept like the accounts' in the same transactions.
+    """
+    CREATE TABLE clients (
+        name TEXT PRIMARY KEY,
+        active INTEGER NOT NULL DEFAULT 1,
+        scopes TEXT NOT NULL,
+        accounts TEXT,
+        rate_per_second {real},
+        quota_day {bigint},
+        quota_month {bigint},
+        callback_url TEXT NOT NULL DEFAULT '',
+        webhook_secret TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE client_keys (
+        id TEXT PRIMARY KEY,
+        client TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE INDEX client_keys_client ON client_keys(client, created_at);
+    ALTER TABLE messages ADD COLUMN client TEXT;
+    CREATE INDEX messages_client ON messages(client, seq);
+    CREATE TABLE client_counters (
+        client TEXT PRIMARY KEY,
+        requests INTEGER NOT NULL DEFAULT 0,
+        accepted INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        delivered INTEGER NOT NULL DEFAULT 0,
+        undelivered INTEGER NOT NULL DEFAULT 0,
+        pending INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 

@@ -16,10 +16,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from service import model
+from service.principals import Client, NewKey, Principal
 from service.sealing import Sealer
 from service.store import (
     accounts,
     callback_inbox,
+    clients,
     inbox,
     lifecycle,
     queries,
@@ -71,6 +73,35 @@ class SqlStore(ABC):
 
     async def delete_account(self, name: str) -> bool:
         return await self._write(lambda tx: accounts.delete(tx, name))
+
+    # -- clients ---------------------------------------------------------------
+
+    async def create_client(self, client: Client, key: NewKey) -> None:
+        await self._write(lambda tx: clients.create(tx, client, key, self._sealer))
+
+    async def get_client(self, name: str) -> Client | None:
+        return await clients.get(self._fetchall, name, self._sealer)
+
+    async def list_clients(self) -> list[Client]:
+        return await clients.list_all(self._fetchall, self._sealer)
+
+    async def update_client(self, client: Client) -> bool:
+        return await self._write(lambda tx: clients.update(tx, client))
+
+    async def delete_client(self, name: str) -> bool:
+        return await self._write(lambda tx: clients.delete(tx, name))
+
+    async def add_client_key(self, client: str, key: NewKey) -> bool:
+        return await self._write(lambda tx: clients.add_key(tx, client, key))
+
+    async def revoke_client_key(self, client: str, key_id: str) -> bool:
+        return await self._write(lambda tx: clients.revoke_key(tx, client, key_id))
+
+    async def principal_for(self, digest: str) -> Principal | None:
+        return await clients.principal(self._fetchall, digest)
+
+    async def touch_client_keys(self, used: Sequence[tuple[str, str]]) -> None:
+        await self._write(lambda tx: clients.touch_keys(tx, used))
 
     # -- messages --------------------------------------------------------------
 
@@ -210,8 +241,11 @@ class SqlStore(ABC):
     async def stats(self, unmatched_before: str) -> model.Stats:
         return await queries.stats(self._fetchall, unmatched_before)
 
-    async def derive_counters(self) -> dict[str, model.Counters]:
-        return await queries.derive_counters(self._fetchall)
+    async def client_counters(self, client: str) -> model.Counters:
+        return await queries.client_counters(self._fetchall, client)
+
+    async def derive_counters(self, owner: str = "account") -> dict[str, model.Counters]:
+        return await queries.derive_counters(self._fetchall, owner)
 
     async def final_by_hour(self, since: str) -> list[tuple[str, model.Status, int]]:
         return await queries.final_by_hour(self._fetchall, since)

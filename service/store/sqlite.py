@@ -74,8 +74,7 @@ class _Group:
     def take(self, tx: _SqliteTx) -> None:
         self._event_rows.extend(tx.event_rows)
         self.events.extend(tx.events)
-        for account, delta in tx.take_counters().items():
-            self._tx.add_counters(account, delta)
+        self._tx.merge_counters(tx.take_counters())
 
     async def write(self) -> None:
         await self._tx.executemany(

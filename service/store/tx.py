@@ -28,12 +28,25 @@ Read = Callable[[str, Iterable[Any]], Awaitable[list[Row]]]
 IN_CHUNK = 500
 """How many values one `IN (...)` list holds at most."""
 
-_COUNTER_SET = ", ".join(f"{n} = counters.{n} + excluded.{n}" for n in reconcile.COUNTER_NAMES)
-_COUNTER_UPSERT = (
-    f"INSERT INTO counters (account, {', '.join(reconcile.COUNTER_NAMES)}) "
-    f"VALUES (?, {', '.join('?' for _ in reconcile.COUNTER_NAMES)}) "
-    f"ON CONFLICT(account) DO UPDATE SET {_COUNTER_SET}"
-)
+CounterKey = tuple[str, str]
+"""(counters table, the account or client it keeps counters for)."""
+ACCOUNTS, CLIENTS = "counters", "client_counters"
+
+
+def _counter_upsert(table: str, key: str) -> str:
+    names = reconcile.COUNTER_NAMES
+    added = ", ".join(f"{n} = {table}.{n} + excluded.{n}" for n in names)
+    return (
+        f"INSERT INTO {table} ({key}, {', '.join(names)}) "
+        f"VALUES (?, {', '.join('?' for _ in names)}) "
+        f"ON CONFLICT({key}) DO UPDATE SET {added}"
+    )
+
+
+_COUNTER_UPSERTS = {
+    ACCOUNTS: _counter_upsert(ACCOUNTS, "account"),
+    CLIENTS: _counter_upsert(CLIENTS, "client"),
+}
 
 
 def finite(params: Sequence[Any]) -> Sequence[Any]:
@@ -63,7 +76,7 @@ class Tx(ABC):
 
     def __init__(self) -> None:
         self.events: list[Event] = []
-        self._counters: dict[str, Counters] = {}
+        self._counters: dict[CounterKey, Counters] = {}
         self._now = ""
 
     def now(self) -> str:
@@ -129,10 +142,18 @@ class Tx(ABC):
         self.events.append(event)
         return event
 
-    def add_counters(self, account: str, delta: Counters) -> None:
-        self._counters[account] = self._counters.get(account, Counters()) + delta
+    def add_counters(self, account: str, delta: Counters, client: str | None = None) -> None:
+        """A message's counter change, for its account and, sent with a client's key,
+        for its client too."""
+        self.merge_counters({(ACCOUNTS, account): delta})
+        if client is not None:
+            self.merge_counters({(CLIENTS, client): delta})
 
-    def take_counters(self) -> dict[str, Counters]:
+    def merge_counters(self, changes: Mapping[CounterKey, Counters]) -> None:
+        for key, delta in changes.items():
+            self._counters[key] = self._counters.get(key, Counters()) + delta
+
+    def take_counters(self) -> dict[CounterKey, Counters]:
         """The counter changes collected so far, handed over once."""
         counters, self._counters = self._counters, {}
         return counters
@@ -142,12 +163,13 @@ class Tx(ABC):
         await write_counters(self, self.take_counters())
 
 
-async def write_counters(tx: Tx, changes: Mapping[str, Counters]) -> None:
-    """Add counter changes to the counters table, accounts in name order."""
-    rows = [
-        (account, *delta.as_tuple())
-        for account, delta in sorted(changes.items())
-        if not delta.is_zero()
-    ]
-    if rows:
-        await tx.executemany(_COUNTER_UPSERT, rows)
+async def write_counters(tx: Tx, changes: Mapping[CounterKey, Counters]) -> None:
+    """Add counter changes to the counters tables, in table and then name order."""
+    for table, upsert in sorted(_COUNTER_UPSERTS.items()):
+        rows = [
+            (name, *delta.as_tuple())
+            for (kind, name), delta in sorted(changes.items())
+            if kind == table and not delta.is_zero()
+        ]
+        if rows:
+            await tx.executemany(upsert, rows)

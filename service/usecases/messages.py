@@ -12,7 +12,7 @@ from typing import Any
 from service import bounds
 from service.clock import iso_ago
 from service.compose import compose
-from service.errors import ValidationFailed
+from service.errors import NotFound, ValidationFailed
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
@@ -22,6 +22,7 @@ from service.model import (
     NewMessage,
     Status,
 )
+from service.principals import ADMIN_PRINCIPAL, Principal
 from service.runtime import Runtime
 
 
@@ -36,6 +37,7 @@ def message_view(m: MessageRecord) -> dict[str, Any]:
         "sender": m.sender,
         "text": m.text,
         "client_ref": m.client_ref,
+        "client": m.client,
         "request_id": m.request_id or None,
         "error": {"code": m.error_code, "message": m.error_text} if m.error_code else None,
         "http_status": m.http_status,
@@ -81,32 +83,58 @@ def idempotency_of(scope: str, key: str, body: Any) -> tuple[str, str]:
 
 
 async def queue_messages(
-    rt: Runtime, body: Any, idempotency: tuple[str, str] | None = None
+    rt: Runtime,
+    body: Any,
+    idempotency: tuple[str, str] | None = None,
+    principal: Principal = ADMIN_PRINCIPAL,
 ) -> Mapping[str, Any]:
     """Validate a send request and put its messages in the outbox: the answer to give.
 
     The answer is stored with the idempotency key, so a repeated send gets the first
-    answer back, not one built again.
+    answer back, not one built again. A client's messages are its own, sent only with
+    the accounts it may use.
     """
-    composed = await compose(body, rt.directory, rt.compose_rules)
+    composed = await compose(body, rt.directory, rt.compose_rules, principal.accounts)
     opted_out = await rt.store.suppressed([m.to for m in composed])
-    messages = [replace(m, opted_out=m.to in opted_out) for m in composed]
+    messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}
     given = await rt.store.enqueue(messages, answer, idempotency)
     rt.wake_dispatcher()
     return given
 
 
-def message_filter(query: Mapping[str, str]) -> MessageFilter:
-    """History filters from query parameters; an unknown status is refused."""
+def message_filter(
+    query: Mapping[str, str], principal: Principal = ADMIN_PRINCIPAL
+) -> MessageFilter:
+    """History filters from query parameters; an unknown status is refused. A client
+    sees only its own messages, whatever `client` it asks for."""
     status = query.get("status", "")
     if status and status not in Status.__members__.values():
         raise ValidationFailed(f"unknown status {status!r}", field="status")
-    return MessageFilter(status=status, account=query.get("account", ""), to=query.get("to", ""))
+    return MessageFilter(
+        status=status,
+        account=query.get("account", ""),
+        to=query.get("to", ""),
+        client=query.get("client", "") if principal.is_admin else (principal.client or ""),
+    )
 
 
-async def stats_body(rt: Runtime) -> dict[str, Any]:
+async def visible_message(
+    rt: Runtime, message_id: str, principal: Principal = ADMIN_PRINCIPAL
+) -> MessageRecord:
+    """The message, if this principal may see it: another client's is as unknown as
+    one that does not exist (404, not 403), so ids reveal nothing."""
+    message = await rt.store.get_message(message_id)
+    if message is None or not (principal.is_admin or message.client == principal.client):
+        raise NotFound("no such message", field="id")
+    return message
+
+
+async def stats_body(rt: Runtime, principal: Principal = ADMIN_PRINCIPAL) -> dict[str, Any]:
     """The counters as /v1/stats, the console and `smsgw stats` show them, with reports
-    unmatched past the TTL."""
+    unmatched past the TTL. A client's key gets its own counters only."""
+    if principal.client is not None:
+        own = await rt.store.client_counters(principal.client)
+        return {"total": own.as_dict()}
     result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
     return result.as_body()
