@@ -15,8 +15,10 @@ from starlette.routing import Route
 from service.accounts import public_view
 from service.errors import NotFound
 from service.http import page_args, read_json, runtime
+from service.model import MessageRecord
 from service.usecases.accounts import add_account, change_account, fetch_balance, remove_account
 from service.usecases.messages import (
+    cancel_message,
     event_view,
     idempotency_of,
     message_filter,
@@ -40,7 +42,11 @@ async def send_messages(request: Request) -> Response:
 
 async def get_message(request: Request) -> Response:
     rt = runtime(request)
-    message = await rt.store.get_message(request.path_params["id"])
+    message: MessageRecord | None
+    if request.method == "DELETE":
+        message = await cancel_message(rt, request.path_params["id"])
+    else:
+        message = await rt.store.get_message(request.path_params["id"])
     if message is None:
         raise NotFound("no such message", field="id")
     events = await rt.store.message_events(message.id)
@@ -117,7 +123,7 @@ async def webhook(request: Request) -> Response:
 ROUTES = [
     Route("/v1/messages", send_messages, methods=["POST"]),
     Route("/v1/messages", list_messages, methods=["GET"]),
-    Route("/v1/messages/{id}", get_message, methods=["GET"]),
+    Route("/v1/messages/{id}", get_message, methods=["GET", "DELETE"]),
     Route("/v1/stats", stats, methods=["GET"]),
     Route("/v1/accounts", accounts, methods=["GET", "POST"]),
     Route("/v1/accounts/{name}", account, methods=["GET", "PATCH", "DELETE"]),

@@ -278,6 +278,7 @@ def tally(
     delivered: int = 0,
     undelivered: int = 0,
     pending: int = 0,
+    cancelled: int = 0,
     **more: int,
 ) -> dict[str, int]:
     """An account's full set of counters, those not named at zero, to compare exactly."""
@@ -288,6 +289,7 @@ def tally(
         "delivered": delivered,
         "undelivered": undelivered,
         "pending": pending,
+        "cancelled": cancelled,
     }
     return {**counted, **more}
 

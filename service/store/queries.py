@@ -99,11 +99,14 @@ async def stats(read: Read, unmatched_before: str) -> Stats:
 
 async def derive_counters(read: Read) -> dict[str, Counters]:
     found = await read(
-        "SELECT account, status, COUNT(*) FROM messages GROUP BY account, status", ()
+        "SELECT account, status, error_code, COUNT(*) FROM messages "
+        "GROUP BY account, status, error_code",
+        (),
     )
     by_account: dict[str, list[tuple[Status, int]]] = {}
-    for account, status, count in found:
-        by_account.setdefault(account, []).append((Status(status), count))
+    for account, status, error_code, count in found:
+        counted = reconcile.counted_as(Status(status), error_code)
+        by_account.setdefault(account, []).append((counted, count))
     return {name: reconcile.derive_counters(pairs) for name, pairs in by_account.items()}
 
 

@@ -51,7 +51,8 @@ async def _status_changed(
 ) -> None:
     if reconcile.is_final(new) and submitted_at is not None:
         data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
-    tx.add_counters(account, reconcile.counter_delta(old, new))
+    counted = reconcile.counted_as(new, str(data.get("error_code", "")))
+    tx.add_counters(account, reconcile.counter_delta(old, counted))
     await tx.event(
         f"message.{new.value}",
         message_id,
