@@ -17,7 +17,7 @@ from service.accounts import AccountDirectory
 from service.clock import iso_of
 from service.dispatcher import Dispatcher
 from service.metrics import Metrics
-from service.model import Account, NewMessage
+from service.model import NewMessage
 from service.store import Store, open_store
 from service.transport import provider_client
 from tests import rig as rigging
@@ -252,16 +252,7 @@ async def test_a_scheduled_message_is_sent_once_at_its_time_after_a_restart_by_t
         settings = make_settings(tmp_path)
         first = open_store(settings)
         await first.open()
-        await first.create_account(
-            Account(
-                "conn",
-                "connectel",
-                credentials={"token": fake.token},
-                pattern="loop",
-                base_url=fake_url,
-                callback_secret="k",
-            )
-        )
+        await first.create_account(rigging.loop_connectel(fake_url))
         send_at = time.time() + 1.5
         await first.enqueue(
             [NewMessage("m1", "conn", "+46700000001", "hi", "IKEA", "GSM-7", 1, send_at=send_at)],
