@@ -26,7 +26,9 @@ handler cannot serve both. One API callbacks (`{"event": {"messageStatusUpdate":
 [...]}}`) use another status numbering and are refused as invalid here.
 
 Account options read here (all optional):
-- `validity_period`: minutes Clickatell keeps trying (`validityPeriod`).
+- `validity_period`: minutes Clickatell keeps trying (`validityPeriod`). A message's
+  own validity (`valid_for` / `expires_at`) takes its place: the whole minutes that
+  remain of it when it is sent.
 - `client_message_id` (default true): send smsgw's message ID as `clientMessageId`
   on single-recipient requests; Clickatell echoes it in status callbacks, where it is
   the report's `reference`: a send whose answer was lost is found by it.
@@ -177,7 +179,11 @@ priority = 60
             body["from"] = sender
         if len(batch.messages) == 1 and account.options.get("client_message_id", True):
             body["clientMessageId"] = first.message_id
-        validity = wire.as_int(account.options.get("validity_period"))
+        validity = (
+            wire.as_int(account.options.get("validity_period"))
+            if first.validity is None
+            else max(1, first.validity // 60)  # minutes, down: never kept past its end
+        )
         if validity is not None and validity > 0:
             body["validityPeriod"] = validity
         return WireRequest(

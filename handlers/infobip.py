@@ -52,7 +52,9 @@ Status mapping: see `handlers.infobip_status`.
 
 Account options:
 - `intermediate_report` (default false): ask for PENDING reports as well.
-- `validity_period`: minutes Infobip keeps trying (1..2880, Infobip's maximum).
+- `validity_period`: minutes Infobip keeps trying (1..2880, Infobip's maximum). A
+  message's own validity (`valid_for` / `expires_at`) takes its place: the whole minutes
+  that remain of it when it is sent.
 - `operator_delivery_final` (default false): count DELIVERED_TO_OPERATOR as
   delivered, for routes whose operators never report delivery to the handset.
 """
@@ -144,7 +146,11 @@ signup_url = "https://www.infobip.com/signup"
             entry["callbackData"] = first.message_id  # echoed in its reports
         if _flag(account.options, "intermediate_report", default=False):
             entry["intermediateReport"] = True
-        validity = _validity_minutes(account.options.get("validity_period"))
+        validity = _validity_minutes(
+            account.options.get("validity_period")
+            if first.validity is None
+            else max(1, first.validity // 60)  # down: never kept past the message's end
+        )
         if validity is not None:
             entry["validityPeriod"] = validity
         return WireRequest(

@@ -27,7 +27,8 @@ Account options read:
 - `messaging_service_sid`: send `MessagingServiceSid` (Twilio picks the sender from the
   service's pool) instead of `From`.
 - `validity_period`: seconds (1-36000) a message may wait in Twilio's queue, sent as
-  `ValidityPeriod`; Twilio fails it with 30036 after that.
+  `ValidityPeriod`; Twilio fails it with 30036 after that. A message's own validity
+  (`valid_for` / `expires_at`) takes its place: what remains of it when it is sent.
 
 Our reference: the Messages resource takes no client reference, but `StatusCallback`
 is per message and Twilio calls it exactly as given, so smsgw adds its message ID to
@@ -64,6 +65,7 @@ from service.model import Account, Outcome, RecipientResult, Report, Status
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
 REFERENCE_PARAMETER = "smsgw_message"
+MAX_VALIDITY_SECONDS = 36000
 """The StatusCallback query parameter carrying our message ID back (see `_with_reference`)."""
 
 # Every value of a Message resource's `status`, outbound first. Twilio's "failed" means
@@ -205,7 +207,12 @@ active = false
         form.append(("Body", message.text))
         if batch.dlr_url:
             form.append(("StatusCallback", _with_reference(batch.dlr_url, message.message_id)))
-        validity = wire.as_int(account.options.get("validity_period"))
+        validity = (
+            wire.as_int(account.options.get("validity_period"))
+            if message.validity is None
+            # Twilio takes 1..36000 seconds; it keeps no message longer in any case.
+            else min(message.validity, MAX_VALIDITY_SECONDS)
+        )
         if validity is not None:
             form.append(("ValidityPeriod", str(validity)))
         return WireRequest(

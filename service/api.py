@@ -17,6 +17,7 @@ from service.errors import NotFound
 from service.http import page_args, principal, read_json, runtime
 from service.usecases.accounts import add_account, change_account, fetch_balance, remove_account
 from service.usecases.messages import (
+    cancel_message,
     event_view,
     idempotency_of,
     message_filter,
@@ -48,7 +49,10 @@ async def send_messages(request: Request) -> Response:
 
 async def get_message(request: Request) -> Response:
     rt = runtime(request)
-    message = await visible_message(rt, request.path_params["id"], principal(request))
+    if request.method == "DELETE":
+        message = await cancel_message(rt, request.path_params["id"], principal(request))
+    else:
+        message = await visible_message(rt, request.path_params["id"], principal(request))
     events = await rt.store.message_events(message.id)
     return JSONResponse({**message_view(message), "events": [event_view(e) for e in events]})
 
@@ -124,7 +128,7 @@ async def webhook(request: Request) -> Response:
 ROUTES = [
     Route("/v1/messages", send_messages, methods=["POST"]),
     Route("/v1/messages", list_messages, methods=["GET"]),
-    Route("/v1/messages/{id}", get_message, methods=["GET"]),
+    Route("/v1/messages/{id}", get_message, methods=["GET", "DELETE"]),
     Route("/v1/stats", stats, methods=["GET"]),
     Route("/v1/accounts", accounts, methods=["GET", "POST"]),
     Route("/v1/accounts/{name}", account, methods=["GET", "PATCH", "DELETE"]),

@@ -8,6 +8,7 @@ and the provider's maximum length. A refusal names the field at fault.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +20,22 @@ from service.errors import ValidationFailed
 from service.model import Account, NewMessage
 from service.phone import to_e164
 from service.segments import segment
+from service.timing import timing
 from service.validation import json_object
 
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")
-_FIELDS = {"to", "text", "sender", "account", "client_ref", "automation"}
+_FIELDS = {
+    "to",
+    "text",
+    "sender",
+    "account",
+    "client_ref",
+    "automation",
+    "send_at",
+    "valid_for",
+    "expires_at",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +105,7 @@ async def compose(
             f"client_ref must be text of at most {bounds.IDENTIFIER} characters",
             field="client_ref",
         )
+    when = timing(body, time.time())
     segmentation = segment(text)
     return [
         NewMessage(
@@ -105,6 +118,8 @@ async def compose(
             segments=segmentation.segments,
             client_ref=client_ref,
             routed=body.get("account") is None,
+            send_at=when.send_at,
+            expires_at=when.expires_at,
         )
         for raw, field in numbers
     ]

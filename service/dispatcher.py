@@ -111,6 +111,7 @@ class Dispatcher:
         if time.time() >= self._next_sweep:
             await self._store.expire_claims(time.time(), self._policy.ambiguity)
             await self._store.conclude_unresolved(time.time())
+            await self._store.expire_unsent(time.time())
             self._next_sweep = time.time() + self._settings.lease_seconds / 4
         return await self.run_once()
 
@@ -223,8 +224,9 @@ class Dispatcher:
                 yield [message]
             return
 
-        def same_content(m: MessageRecord) -> tuple[str, str]:
-            return (m.text, m.sender)
+        def same_content(m: MessageRecord) -> tuple[str, str, float]:
+            # One request carries one validity period: messages differing in it go apart.
+            return (m.text, m.sender, m.expires_at or 0.0)
 
         for _, group in groupby(sorted(messages, key=same_content), key=same_content):
             alike = list(group)
@@ -285,9 +287,19 @@ class Dispatcher:
         self, account: Account, handler: ProviderHandler, messages: list[MessageRecord]
     ) -> list[AttemptResult]:
         """Send one request for claimed messages; what to record for each."""
+        now = time.time()
         batch = SendBatch(
             messages=tuple(
-                OutgoingSms(m.id, m.to, m.text, m.sender, m.encoding, m.segments) for m in messages
+                OutgoingSms(
+                    m.id,
+                    m.to,
+                    m.text,
+                    m.sender,
+                    m.encoding,
+                    m.segments,
+                    validity=None if m.expires_at is None else max(1, int(m.expires_at - now)),
+                )
+                for m in messages
             ),
             base_url=account.base_url
             or ("" if handler.public_base_url else self._settings.base_url),

@@ -14,6 +14,8 @@ from typing import Any
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"
+    """Waiting for its `send_at`; not yet due to be sent."""
     QUEUED = "queued"
     SENDING = "sending"
     SUBMITTED = "submitted"
@@ -23,6 +25,8 @@ class Status(StrEnum):
     EXPIRED = "expired"
     REJECTED = "rejected"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+    """Withdrawn by the client before it was claimed for sending; never submitted."""
 
 
 OPTED_OUT = "opted_out"
@@ -78,6 +82,9 @@ class OutgoingSms:
     sender: str
     encoding: str
     segments: int
+    validity: int | None = None
+    """Whole seconds the message stays valid from the moment of the request, for
+    providers that take a validity period; None: the account's own setting."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +227,7 @@ class Counters:
     delivered: int = 0
     undelivered: int = 0
     pending: int = 0
+    cancelled: int = 0
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
@@ -239,6 +247,7 @@ class Counters:
             self.delivered,
             self.undelivered,
             self.pending,
+            self.cancelled,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -276,6 +285,10 @@ class NewMessage:
     """The recipient is on the suppression list: stored as failed, never submitted."""
     client: str | None = None
     """The client whose key sent it; None: an admin token."""
+    send_at: float | None = None
+    """Epoch seconds: stored `scheduled` and sent at this moment, not before."""
+    expires_at: float | None = None
+    """Epoch seconds: not submitted by then, the message ends `expired`, never sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +315,8 @@ class MessageRecord:
     """Accounts this message failed over from."""
     routed: bool = False
     client: str | None = None
+    send_at: float | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ _PAGE = [
     {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 ]
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _AFTER = {
     "name": "after",
     "in": "query",
@@ -238,11 +239,19 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
             "/v1/messages/{id}": {
                 "get": {
                     "summary": "One message with its events",
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": [_ID],
                     "responses": {"200": _json(ref("Message")), "401": _ERROR, "404": _ERROR},
-                }
+                },
+                "delete": {
+                    "summary": "Cancel a scheduled or queued message not yet being sent",
+                    "parameters": [_ID],
+                    "responses": {
+                        "200": _json(ref("Message"), "Cancelled"),
+                        "401": _ERROR,
+                        "404": _ERROR,
+                        "409": _ERROR,
+                    },
+                },
             },
             "/v1/stats": {
                 "get": {
@@ -479,16 +488,12 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
             },
             "/v1/webhooks/{id}": {
                 "get": {
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": [_ID],
                     "responses": {"200": _json(ref("Webhook")), "401": _ERROR, "404": _ERROR},
                 },
                 "delete": {
                     "summary": "Remove a webhook and its pending deliveries",
-                    "parameters": [
-                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-                    ],
+                    "parameters": [_ID],
                     "responses": {"204": {"description": "Deleted"}, "401": _ERROR, "404": _ERROR},
                 },
             },

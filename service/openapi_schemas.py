@@ -122,6 +122,7 @@ _COUNTERS = {
             "delivered",
             "undelivered",
             "pending",
+            "cancelled",
             "unmatched",
         )
     },
@@ -197,6 +198,22 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "sender": {"type": "string"},
                 "account": {"type": "string"},
                 "client_ref": {"type": "string", "maxLength": 128},
+                "send_at": {
+                    "type": "string",
+                    "description": "ISO-8601 with UTC offset; at most 35 days ahead; "
+                    "the message is `scheduled` until then",
+                },
+                "valid_for": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 3024000,
+                    "description": "seconds from when the message is due; not with expires_at",
+                },
+                "expires_at": {
+                    "type": "string",
+                    "description": "ISO-8601 with UTC offset; not sent by then, the "
+                    "message ends `expired` (error validity_expired)",
+                },
             },
         },
         "Message": {
@@ -223,6 +240,8 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "attempts": {"type": "integer"},
                 "created_at": {"type": "string"},
                 "updated_at": {"type": "string"},
+                "send_at": {"type": ["string", "null"]},
+                "expires_at": {"type": ["string", "null"]},
                 "events": {
                     "type": "array",
                     "description": "on GET /v1/messages/{id} only",

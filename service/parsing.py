@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 import msgspec
@@ -165,3 +166,23 @@ def ascii_digits(text: str) -> str:
 def is_digits(text: str) -> bool:
     """Non-empty and ASCII digits only: what `str.isdigit` would be without '²' or '٣'."""
     return text.isascii() and text.isdigit()
+
+
+_INSTANT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?"
+    r"(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})",
+    re.ASCII,
+)
+
+
+def instant_of(text: str) -> float | None:
+    """Epoch seconds of an ISO-8601 date and time that carries its UTC offset ("Z" or
+    "+02:00"), in ASCII digits; a time without an offset is ambiguous, so it is None
+    like anything else that is not such a time."""
+    if len(text) > MAX_NUMBER_CHARS or not _INSTANT.fullmatch(text):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        return None

@@ -66,10 +66,12 @@ ADMIN_PRINCIPAL = Principal(None, frozenset(SCOPES))
 
 
 def required_scope(method: str, path: str) -> str:
-    """The scope a request needs: `send` to send, `read` to read messages, counters
-    and events, `admin` for everything else (accounts, clients, webhooks, rules,
-    reports, metrics...)."""
+    """The scope a request needs: `send` to send or cancel, `read` to read messages,
+    counters and events, `admin` for everything else (accounts, clients, webhooks,
+    rules, reports, metrics...)."""
     if path == "/v1/messages" and method == "POST":
+        return SEND
+    if method == "DELETE" and path.startswith("/v1/messages/"):
         return SEND
     reads = ("/v1/messages", "/v1/stats", "/v1/events")
     if method in ("GET", "HEAD") and (path in reads or path.startswith(_READ_PREFIXES)):

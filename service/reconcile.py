@@ -18,6 +18,7 @@ from service.model import Counters, Status
 from service.parsing import ascii_digits, is_digits
 
 RANK: dict[Status, int] = {
+    Status.SCHEDULED: -1,
     Status.QUEUED: 0,
     Status.SENDING: 1,
     Status.SUBMITTED: 2,
@@ -27,6 +28,7 @@ RANK: dict[Status, int] = {
     Status.EXPIRED: 4,
     Status.REJECTED: 4,
     Status.FAILED: 4,
+    Status.CANCELLED: 4,
 }
 FINAL = frozenset(s for s, rank in RANK.items() if rank == 4)
 DELIVERY_FAILURES = frozenset({Status.UNDELIVERED, Status.EXPIRED, Status.REJECTED})
@@ -108,11 +110,31 @@ def match_key(request_id: str, recipient: str, shares_request_ids: bool) -> tupl
 COUNTER_NAMES = tuple(f.name for f in fields(Counters))
 
 
+VALIDITY_EXPIRED = "validity_expired"
+"""The error code of a message whose validity (`valid_for`, `expires_at`) ended before
+it could be submitted: it ends `expired`, never sent."""
+VALIDITY_EXPIRED_TEXT = "the message's validity ended before it could be sent; nothing was sent"
+
+
+def counted_as(status: Status, error_code: str) -> Status:
+    """The status whose contribution a message adds to the counters.
+
+    A message that expired before it was ever submitted shows `expired` but counts as
+    `failed`, like an opted-out one: the provider never accepted it, so counting it
+    accepted and undelivered would claim a submission that never happened. The error
+    code is stored with the status, so the counters still follow from the table.
+    """
+    if status is Status.EXPIRED and error_code == VALIDITY_EXPIRED:
+        return Status.FAILED
+    return status
+
+
 def contribution(status: Status) -> Counters:
-    """What one message in `status` adds to the counters.
+    """What one message in `status` adds to the counters (see `counted_as`).
 
     `requests` counts messages a provider has answered (accepted or refused); a
-    message still queued or in flight has not yet made a request that counts.
+    message still queued or in flight has not yet made a request that counts. A
+    cancelled message counts only as `cancelled`: it never left.
     """
     accepted = status in ACCEPTED
     failed = status is Status.FAILED
@@ -123,6 +145,7 @@ def contribution(status: Status) -> Counters:
         delivered=int(status is Status.DELIVERED),
         undelivered=int(status in DELIVERY_FAILURES),
         pending=int(status in (Status.SUBMITTED, Status.ENROUTE)),
+        cancelled=int(status is Status.CANCELLED),
     )
 
 
@@ -133,7 +156,8 @@ def counter_delta(old: Status, new: Status) -> Counters:
 
 
 def derive_counters(statuses: Iterable[tuple[Status, int]]) -> Counters:
-    """Counters implied by (status, number of messages) rows of the messages table."""
+    """Counters implied by (status counted as, number of messages) rows of the
+    messages table (see `counted_as`)."""
     total = Counters()
     for status, count in statuses:
         total = total + contribution(status) * count

@@ -341,6 +341,11 @@ def _problem(body: dict[str, Any]) -> tuple[int, str] | None:
         return 101, "to must not repeat a number"
     if sender is not None and not isinstance(sender, str):
         return 101, "from must be text"
+    validity = body.get("validityPeriod")  # minutes
+    if validity is not None and (
+        isinstance(validity, bool) or not isinstance(validity, int) or validity < 1
+    ):
+        return 101, "validityPeriod must be a whole number of minutes, at least 1"
     return None
 
 

@@ -533,8 +533,11 @@ def _problems(body: Any) -> dict[str, list[str]]:
         if content_type is not None and content_type not in ("application/json", "application/xml"):
             problems[f"{where}.notifyContentType"] = ["must be application/json or application/xml"]
         validity = message.get("validityPeriod")
-        if validity is not None and (isinstance(validity, bool) or not isinstance(validity, int)):
-            problems[f"{where}.validityPeriod"] = ["must be a number"]
+        # Whole minutes; Infobip caps anything past 48 hours at 48 hours itself.
+        if validity is not None and (
+            isinstance(validity, bool) or not isinstance(validity, int) or validity < 1
+        ):
+            problems[f"{where}.validityPeriod"] = ["must be a number of minutes, at least 1"]
     return problems
 
 

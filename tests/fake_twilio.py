@@ -69,6 +69,7 @@ ERROR_MESSAGES = {
     21602: "Message body is required.",
     21603: "A 'From' or 'MessagingServiceSid' parameter is required to send a message.",
     21604: "A 'To' phone number is required.",
+    21624: "Invalid validity period value",
     21606: "The From phone number {sender} is not a valid, SMS-capable inbound phone number or"
     " short code for your account.",
     21610: "Attempt to send to unsubscribed recipient",
@@ -264,7 +265,11 @@ class FakeTwilio(FakeServer):
         to, sender = fields.get("To", ""), fields.get("From", "")
         service = fields.get("MessagingServiceSid", "")
         body = fields.get("Body", "")
-        code = _problem(to, sender, service, body) or self.error_for.get(to)
+        code = (
+            _problem(to, sender, service, body)
+            or _validity_problem(fields.get("ValidityPeriod"))
+            or self.error_for.get(to)
+        )
         if code:
             return _error(code, to=to, sender=sender)
         sid = self._sid("SM")
@@ -386,6 +391,15 @@ def _form(content_type: str, body: bytes) -> dict[str, str]:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         return {}
+
+
+def _validity_problem(validity: str | None) -> int | None:
+    """Twilio's `ValidityPeriod`: whole seconds, 1 to 36,000 (error 21624)."""
+    if validity is None:
+        return None
+    if not (validity.isascii() and validity.isdigit() and 1 <= int(validity) <= 36000):
+        return 21624
+    return None
 
 
 def _problem(to: str, sender: str, service: str, body: str) -> int | None:

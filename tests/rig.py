@@ -270,6 +270,19 @@ def connectel_setup(
     return provider_loop(tmp_path, FakeConnectel(CONNECTEL_TOKEN), account, **settings)
 
 
+def loop_connectel(base_url: str) -> Account:
+    """Account "conn" on a fake Connectel at `base_url`, one request per message, for
+    tests that run a store and a dispatcher without a whole smsgw."""
+    return Account(
+        "conn",
+        "connectel",
+        credentials={"token": CONNECTEL_TOKEN},
+        pattern="loop",
+        base_url=base_url,
+        callback_secret="k",
+    )
+
+
 def tally(
     *,
     requests: int = 0,
@@ -278,6 +291,7 @@ def tally(
     delivered: int = 0,
     undelivered: int = 0,
     pending: int = 0,
+    cancelled: int = 0,
     **more: int,
 ) -> dict[str, int]:
     """An account's full set of counters, those not named at zero, to compare exactly."""
@@ -288,6 +302,7 @@ def tally(
         "delivered": delivered,
         "undelivered": undelivered,
         "pending": pending,
+        "cancelled": cancelled,
     }
     return {**counted, **more}
 

@@ -153,6 +153,14 @@ def test_options_set_the_validity_period_and_can_drop_the_client_message_id() ->
     assert "validityPeriod" not in handler.send_request(ignored, batch("+27999000001")).json
 
 
+def test_a_messages_own_validity_is_sent_in_whole_minutes_left() -> None:
+    account = replace(ACCOUNT, options={"validity_period": 90})
+    request = batch("+27999000001")
+    for remaining, sent in ((30, 1), (3599, 59), (7200, 120)):
+        valid = replace(request, messages=(replace(request.messages[0], validity=remaining),))
+        assert handler.send_request(account, valid).json["validityPeriod"] == sent
+
+
 SEND_URLS = [
     (batch("+27999000001", base_url="http://h:81/"), "http://h:81/messages"),
     (batch("+27999000001", base_url=""), "https://platform.clickatell.com/messages"),

@@ -260,6 +260,30 @@ async def test_each_request_needs_its_scope(gateway: Gateway) -> None:
     assert (await gateway.api.get("/v1/clients/x")).status_code == 404
 
 
+async def test_a_client_cancels_its_own_messages_only(gateway: Gateway) -> None:
+    """Cancelling takes the send scope; another client's message is as unknown as one
+    that does not exist."""
+    shop = await add_client(gateway, name="shop")
+    other = await add_client(gateway, name="other")
+    reader = await add_client(gateway, name="reader", scopes=["read"])
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    async with (
+        holding(gateway, shop["key"]) as s,
+        holding(gateway, other["key"]) as o,
+        holding(gateway, reader["key"]) as r,
+    ):
+        sent = await s.post(
+            "/v1/messages", json={"to": "+46700000001", "text": "hi", "send_at": later}
+        )
+        assert sent.status_code == 202, sent.text
+        path = f"/v1/messages/{sent.json()['messages'][0]['id']}"
+        assert (await o.delete(path)).status_code == 404
+        assert (await r.delete(path)).status_code == 403
+        assert (await s.get(path)).json()["status"] == "scheduled"
+        cancelled = await s.delete(path)
+        assert (cancelled.status_code, cancelled.json()["status"]) == (200, "cancelled")
+
+
 async def test_admin_tokens_keep_doing_everything(gateway: Gateway) -> None:
     [sent] = await gateway.send(to="+46700000001", text="as before")
     assert (await gateway.message(sent["id"]))["client"] is None
@@ -415,6 +439,7 @@ async def test_stats_per_client_equal_what_its_messages_imply(gateway: Gateway) 
         "delivered": 2,
         "undelivered": 0,
         "pending": 0,
+        "cancelled": 0,
     }
     assert "b" not in admin_view["clients"]
     assert own == {"total": admin_view["clients"]["a"]}

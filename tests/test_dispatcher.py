@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from service.accounts import AccountDirectory
 from service.dispatcher import Dispatcher
 from service.metrics import Metrics
-from service.model import Account, NewMessage, Status
+from service.model import NewMessage, Status
 from service.reconcile import derive_counters
 from service.settings import Settings
 from service.store import open_store
@@ -518,16 +518,7 @@ async def test_requests_waiting_for_a_slot_are_not_claimed_and_a_stop_leaves_the
         store = open_store(settings)
         await store.open()
         try:
-            await store.create_account(
-                Account(
-                    "conn",
-                    "connectel",
-                    credentials={"token": fake.token},
-                    pattern="loop",
-                    base_url=fake_url,
-                    callback_secret="k",
-                )
-            )
+            await store.create_account(rigging.loop_connectel(fake_url))
             ids = [f"m{n}" for n in range(5)]
             await store.enqueue(
                 [

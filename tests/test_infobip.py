@@ -136,6 +136,15 @@ def test_the_validity_period_is_capped_at_infobips_48_hours_and_nonsense_is_igno
     assert entry.get("validityPeriod") == sent
 
 
+@pytest.mark.parametrize(("remaining", "sent"), [(1, 1), (119, 1), (3600, 60), (10**6, 2880)])
+def test_a_messages_own_validity_is_sent_in_whole_minutes_left(remaining: int, sent: int) -> None:
+    account = replace(ACCOUNT, options={"validity_period": 720})
+    request = batch("+41793026727")
+    valid = replace(request, messages=(replace(request.messages[0], validity=remaining),))
+    [entry] = handler.send_request(account, valid).json["messages"]
+    assert entry["validityPeriod"] == sent
+
+
 @pytest.mark.parametrize("flag", [False, "false", "0", 0])
 def test_intermediate_reports_stay_off_unless_asked_for(flag: Any) -> None:
     account = replace(ACCOUNT, options={"intermediate_report": flag})

@@ -210,6 +210,7 @@ async def test_two_servers_and_a_worker_share_the_work_exactly(
         "delivered": expected["delivered"],
         "undelivered": expected["undelivered"] + expected["expired"],
         "pending": 0,
+        "cancelled": 0,
         "unmatched": 0,
     }
     store = PostgresStore(database)

@@ -108,6 +108,8 @@ def test_the_recipient_is_part_of_the_key_only_where_ids_are_shared() -> None:
         (Status.EXPIRED, Counters(requests=1, accepted=1, undelivered=1)),
         (Status.REJECTED, Counters(requests=1, accepted=1, undelivered=1)),
         (Status.FAILED, Counters(requests=1, failed=1)),
+        (Status.SCHEDULED, Counters()),
+        (Status.CANCELLED, Counters(cancelled=1)),
     ],
 )
 def test_each_status_contributes_to_the_counters_as_the_contract_maps_them(

@@ -52,6 +52,7 @@ async def test_the_last_digit_chooses_the_sandbox_outcome(gateway: Gateway) -> N
         "delivered": 1,
         "undelivered": 3,
         "pending": 0,
+        "cancelled": 0,
         "unmatched": 0,
     }
 

@@ -1,8 +1,10 @@
 """The counters, against a model of design.md section 2 written here and nowhere else.
 
 Many messages per example, each with its own fate: accepted (in one to three parts),
-refused (with or without a request ID), accepted after a retry, or left ambiguous (the
-request may have reached the provider; no answer recorded). Their reports arrive
+refused (with or without a request ID), accepted after a retry, left ambiguous (the
+request may have reached the provider; no answer recorded), scheduled for later,
+cancelled while scheduled or queued, or expired before it could be sent. Cancelling a
+message once it is claimed is refused and changes nothing. Their reports arrive
 interleaved, in any order, duplicated, ahead of the send answer, and after a final
 status. The store's status of every message, its counters and its unmatched count
 must equal what the model says; so must each client's counters, for the messages sent
@@ -29,8 +31,10 @@ from tests.test_store import FAR_FUTURE, accepted, new_message, open_store
 
 # -- the model ------------------------------------------------------------------------
 
-# design.md 2: queued < sending < submitted < enroute < final; the first final wins.
+# design.md 2 and 6: scheduled < queued < sending < submitted < enroute < final; the
+# first final wins.
 MODEL_RANK = {
+    "scheduled": -1,
     "queued": 0,
     "sending": 1,
     "submitted": 2,
@@ -40,6 +44,7 @@ MODEL_RANK = {
     "expired": 9,
     "rejected": 9,
     "failed": 9,
+    "cancelled": 9,
 }
 DELIVERY_FAILURE = ("undelivered", "expired", "rejected")
 
@@ -54,6 +59,8 @@ def model_status(fate: str, parts: list[list[str]]) -> str:
     """A message's status once every report of each part (in arrival order) is in."""
     if fate in ("failed", "failed_with_id"):
         return "failed"
+    if fate in ("scheduled", "cancelled", "expired"):
+        return fate
     if fate == "ambiguous":
         return "sending"
     ends = []
@@ -72,16 +79,25 @@ def model_status(fate: str, parts: list[list[str]]) -> str:
     return min((s for s in ends if s != "delivered"), key=MODEL_RANK.__getitem__)
 
 
-def model_counters(statuses: list[str]) -> dict[str, int]:
+def model_counters(statuses: list[str], fates: list[str]) -> dict[str, int]:
     """design.md 2: requests = accepted + failed (answers a provider gave), pending =
-    accepted and not final; a message with no answer yet counts nowhere."""
+    accepted and not final; a message with no answer yet counts nowhere. design.md 6:
+    a cancelled message counts only as cancelled. README: a message whose validity
+    ran out before it was sent (its fate `expired`) shows expired but counts as failed,
+    like a refusal: it was never accepted."""
     counters = dict.fromkeys(
-        ("requests", "accepted", "failed", "delivered", "undelivered", "pending"), 0
+        ("requests", "accepted", "failed", "delivered", "undelivered", "pending", "cancelled"),
+        0,
     )
-    for status in statuses:
-        if status in ("queued", "sending"):
+    for status, fate in zip(statuses, fates, strict=True):
+        if status in ("scheduled", "queued", "sending"):
+            continue
+        if status == "cancelled":
+            counters["cancelled"] += 1
             continue
         counters["requests"] += 1
+        if fate == "expired":
+            status = "failed"
         if status == "failed":
             counters["failed"] += 1
             continue
@@ -118,7 +134,18 @@ class Scenario:
     """For each message: the client (0 or 1) whose key sent it, or None for an admin."""
 
 
-FATES = ("accepted", "retried", "failed", "failed_with_id", "ambiguous")
+FATES = (
+    "accepted",
+    "retried",
+    "failed",
+    "failed_with_id",
+    "ambiguous",
+    "scheduled",
+    "cancelled",
+    "expired",
+)
+UNSENT = ("scheduled", "cancelled", "expired")
+"""Fates that never reach a provider."""
 REPORTED = ("submitted", "enroute", "delivered")
 
 
@@ -153,9 +180,12 @@ def expected(scenario: Scenario) -> tuple[list[str], dict[str, int], int]:
         statuses.append(model_status(fate.kind, parts))
     # A report is stored once per (ID, status); one whose ID no answer ever recorded
     # stays unmatched.
-    never_recorded = {m for m, f in enumerate(scenario.fates) if f.kind in ("failed", "ambiguous")}
+    never_recorded = {
+        m for m, f in enumerate(scenario.fates) if f.kind in ("failed", "ambiguous", *UNSENT)
+    }
     unmatched = {(m, p, s) for m, p, s in scenario.arrival if m in never_recorded}
-    return statuses, model_counters(statuses), len(unmatched)
+    counters = model_counters(statuses, [f.kind for f in scenario.fates])
+    return statuses, counters, len(unmatched)
 
 
 # -- the store against the model ------------------------------------------------------
@@ -200,7 +230,10 @@ def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
     clients = [f"client{n}-{c}" for c in range(2)]
     owners = [None if o is None else clients[o] for o in scenario.owners]
     client_counters = {
-        name: model_counters([s for s, o in zip(statuses, owners, strict=True) if o == name])
+        name: model_counters(
+            [s for s, o in zip(statuses, owners, strict=True) if o == name],
+            [f.kind for f, o in zip(scenario.fates, owners, strict=True) if o == name],
+        )
         for name in clients
     }
 
@@ -208,23 +241,40 @@ def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
         store = await open_store(tmp_path)
         try:
             await store.create_account(Account(account, "sandbox", callback_secret="s"))
+            now = time.time()
             messages = [
                 replace(
                     new_message(i, to=f"+4670000{m:04d}", segments=f.parts),
                     account=account,
                     client=owners[m],
+                    send_at=now + 3600 if f.kind == "scheduled" or m % 2 else None,
+                    expires_at=now - 1 if f.kind == "expired" else None,
                 )
                 for m, (i, f) in enumerate(zip(ids, scenario.fates, strict=True))
             ]
+            # Half of the messages are scheduled: the claim takes them as it takes
+            # queued ones once they are due (here: asked for by id).
             await store.enqueue(messages, {})
-            assert sorted(await store.claim(ids, time.time(), 60)) == sorted(ids)
+            kinds = [f.kind for f in scenario.fates]
+            for i, kind in zip(ids, kinds, strict=True):
+                if kind == "cancelled":
+                    assert await store.cancel(i) is None
+            sent = [i for i, kind in zip(ids, kinds, strict=True) if kind not in UNSENT]
+            claimed = [i for i, kind in zip(ids, kinds, strict=True) if kind != "scheduled"]
+            assert sorted(await store.claim(claimed, time.time(), 60)) == sorted(sent)
+            for i in sent:
+                assert await store.cancel(i) is Status.SENDING
             retried = [i for i, f in zip(ids, scenario.fates, strict=True) if f.kind == "retried"]
             await store.record_attempts(
                 [AttemptResult(i, Decision.RETRY, retry_at=time.time() - 1) for i in retried]
             )
+            # Waiting to retry, a message has been sent once: too late to cancel.
+            for i in retried:
+                assert await store.cancel(i) is Status.SENDING
             assert sorted(await store.claim(retried, time.time(), 60)) == sorted(retried)
             for index in range(len(scenario.arrival) + 1):
                 due = [m for m, at in enumerate(scenario.answered_at) if at == index]
+                due = [m for m in due if scenario.fates[m].kind not in UNSENT]
                 if due:
                     await store.record_attempts(
                         [answer(scenario.fates[m], ids[m], request_ids[m]) for m in due]
@@ -237,14 +287,16 @@ def test_counters_and_statuses_equal_an_independent_model_over_mixed_fates(
                     )
             stored = [await store.get_message(i) for i in ids]
             stats = await store.stats(FAR_FUTURE)
-            derived = await store.derive_counters("client")
+            derived = await store.derive_counters()
+            derived_clients = await store.derive_counters("client")
         finally:
             await store.close()
         assert [m.status.value if m else None for m in stored] == statuses
         assert asdict(stats.accounts.get(account, Counters())) == counters
         assert stats.unmatched.get(account, 0) == unmatched
+        assert stats.accounts.get(account, Counters()) == derived.get(account, Counters())
         for name in clients:
             assert asdict(stats.clients.get(name, Counters())) == client_counters[name]
-            assert derived.get(name, Counters()) == stats.clients.get(name, Counters())
+            assert derived_clients.get(name, Counters()) == stats.clients.get(name, Counters())
 
     asyncio.run(run())

@@ -128,6 +128,17 @@ def test_a_validity_period_option_is_sent_in_seconds() -> None:
     assert fields["ValidityPeriod"] == "600"
 
 
+@pytest.mark.parametrize(("remaining", "sent"), [(1, "1"), (599, "599"), (86400, "36000")])
+def test_a_messages_own_validity_is_sent_in_seconds_within_twilios_36000(
+    remaining: int, sent: str
+) -> None:
+    account = replace(ACCOUNT, options={"validity_period": 600})
+    request = batch("+46700000001")
+    valid = replace(request, messages=(replace(request.messages[0], validity=remaining),))
+    fields = dict(handler.send_request(account, valid).form or ())
+    assert fields["ValidityPeriod"] == sent
+
+
 def test_no_status_callback_is_sent_without_a_dlr_url() -> None:
     fields = dict(handler.send_request(ACCOUNT, batch("+46700000001", dlr_url="")).form or ())
     assert "StatusCallback" not in fields

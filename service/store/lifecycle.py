@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from service import reconcile
-from service.clock import iso_now
-from service.errors import Conflict
+from service.clock import iso_now, iso_of
+from service.errors import Conflict, NotFound
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
@@ -25,7 +25,7 @@ from service.model import (
     Status,
 )
 from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
-from service.store.tx import IN_CHUNK, Read, Tx, key_lock
+from service.store.tx import IN_CHUNK, Read, Tx, finite, key_lock
 
 # A message whose recipient opted out before it could go. An auto-reply is spared
 # only by a suppression older than itself: that is the opt-out's own confirmation.
@@ -68,50 +68,64 @@ async def enqueue(
     return response
 
 
+def first_status(message: NewMessage) -> Status:
+    """A new message waits for its `send_at` when it has one, else it is queued now."""
+    return Status.QUEUED if message.send_at is None else Status.SCHEDULED
+
+
 async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
     """New messages and their outbox rows; an opted-out recipient's message fails
-    at once and never reaches the outbox."""
+    at once and never reaches the outbox. A scheduled message's row comes due at its
+    `send_at`: the one claim every process makes sends it then, and only once."""
     now = iso_now()
     await tx.executemany(
         "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
-        "status, client_ref, routed, inbound_id, client, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        "status, client_ref, routed, inbound_id, client, send_at, expires_at, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (
-                m.id,
-                m.account,
-                m.to,
-                m.sender,
-                m.text,
-                m.encoding,
-                m.segments,
-                m.client_ref,
-                int(m.routed),
-                m.inbound_id,
-                m.client,
-                now,
-                now,
+            finite(
+                (
+                    m.id,
+                    m.account,
+                    m.to,
+                    m.sender,
+                    m.text,
+                    m.encoding,
+                    m.segments,
+                    first_status(m).value,
+                    m.client_ref,
+                    int(m.routed),
+                    m.inbound_id,
+                    m.client,
+                    m.send_at,
+                    m.expires_at,
+                    now,
+                    now,
+                )
             )
             for m in messages
         ],
     )
     await tx.executemany(
-        "INSERT INTO outbox (message_id, due_at) VALUES (?, 0)",
-        [(m.id,) for m in messages if not m.opted_out],
+        "INSERT INTO outbox (message_id, due_at) VALUES (?, ?)",
+        [(m.id, m.send_at or 0) for m in messages if not m.opted_out],
     )
     for m in messages:
+        status = first_status(m)
         await tx.event(
-            "message.queued",
+            f"message.{status.value}",
             m.id,
             m.account,
-            status=Status.QUEUED.value,
+            status=status.value,
             to=m.to,
             encoding=m.encoding,
             segments=m.segments,
             **({"inbound_id": m.inbound_id} if m.inbound_id is not None else {}),
+            **({"send_at": iso_of(m.send_at)} if m.send_at is not None else {}),
+            **({"expires_at": iso_of(m.expires_at)} if m.expires_at is not None else {}),
         )
         if m.opted_out:
-            await _fail_opted_out(tx, m.id, m.account, Status.QUEUED)
+            await _fail_opted_out(tx, m.id, m.account, status)
 
 
 async def _fail_opted_out(tx: Tx, message_id: str, account: str, old: Status) -> None:
@@ -165,12 +179,14 @@ async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) ->
         ):
             opted_out.add(message_id)
             await _fail_opted_out(tx, message_id, account, Status(status))
+        # Checked under the claim: whatever waited past its validity is never sent.
+        opted_out.update(await _expire(tx, [m for m in chunk if m not in opted_out], now))
         # No attempt is counted here: a claim may end without a request (an open
         # circuit, a missing account); `record_attempts` counts the requests that went out.
         among, params = tx.among("id", [m for m in chunk if m not in opted_out])
         rows = await tx.fetchall(
             f"UPDATE messages SET status = 'sending', updated_at = ? WHERE {among} "
-            "AND status = 'queued' RETURNING id, account",
+            "AND status IN ('queued', 'scheduled') RETURNING id, account",
             (iso_now(), *params),
         )
         sending.update((row[0], row[1]) for row in rows)
@@ -181,6 +197,72 @@ async def claim(tx: Tx, message_ids: Sequence[str], now: float, lease: float) ->
                 "message.sending", message_id, sending[message_id], status=Status.SENDING.value
             )
     return won
+
+
+async def _expire(tx: Tx, message_ids: Sequence[str], now: float) -> list[str]:
+    """End the messages among `message_ids` (their outbox rows held by this
+    transaction) whose validity has run out: `expired`, never submitted."""
+    if not message_ids:
+        return []
+    among, params = tx.among("id", message_ids)
+    rows = await tx.fetchall(
+        f"SELECT id, account, status FROM messages WHERE {among} AND expires_at <= ? "
+        f"ORDER BY id{tx.FOR_UPDATE}",
+        (*params, now),
+    )
+    for message_id, account, status in rows:
+        await tx.execute(
+            "UPDATE messages SET error_code = ?, error_text = ? WHERE id = ?",
+            (reconcile.VALIDITY_EXPIRED, reconcile.VALIDITY_EXPIRED_TEXT, message_id),
+        )
+        await tx.execute("DELETE FROM outbox WHERE message_id = ?", (message_id,))
+        await set_status(
+            tx,
+            message_id,
+            account,
+            Status(status),
+            Status.EXPIRED,
+            error_code=reconcile.VALIDITY_EXPIRED,
+            error_text=reconcile.VALIDITY_EXPIRED_TEXT,
+        )
+    return [row[0] for row in rows]
+
+
+async def expire_unsent(tx: Tx, now: float, limit: int) -> int:
+    """End the messages waiting in the outbox past their validity, due or not (a
+    retry or a schedule may lie beyond it); rows being claimed are left to the claim,
+    which checks the same."""
+    rows = await tx.fetchall(
+        "SELECT o.message_id FROM outbox o JOIN messages m ON m.id = o.message_id "
+        "WHERE m.expires_at <= ? AND o.claimed_until IS NULL "
+        f"ORDER BY o.message_id LIMIT ?{tx.skip_locked('o')}",
+        (now, limit),
+    )
+    return len(await _expire(tx, [row[0] for row in rows], now))
+
+
+async def cancel(tx: Tx, message_id: str) -> Status | None:
+    """Cancel a message nobody has claimed that is still scheduled or queued; None
+    when it is cancelled, else its status (a message that does not exist has none
+    and raises). The outbox row is deleted first and only while unclaimed: a claim
+    and a cancel take that row in the same order, so exactly one of them wins, and a
+    claimed message is never cancelled while its request may be going out."""
+    gone = await tx.fetchone(
+        "DELETE FROM outbox WHERE message_id = ? AND claimed_until IS NULL AND EXISTS "
+        "(SELECT 1 FROM messages WHERE id = ? AND status IN ('scheduled', 'queued')) "
+        "RETURNING message_id",
+        (message_id, message_id),
+    )
+    found = await tx.fetchone(
+        f"SELECT account, status FROM messages WHERE id = ?{tx.FOR_UPDATE}", (message_id,)
+    )
+    if found is None:
+        raise NotFound("no such message", field="id")
+    account, status = found[0], Status(found[1])
+    if gone is None:
+        return status
+    await set_status(tx, message_id, account, status, Status.CANCELLED)
+    return None
 
 
 async def release(tx: Tx, message_ids: Sequence[str]) -> None:

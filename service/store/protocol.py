@@ -152,6 +152,15 @@ class Store(Protocol):
         `Ambiguity` they were recorded with); returns how many were due."""
         ...
 
+    async def expire_unsent(self, now: float, limit: int = 500) -> int:
+        """End the unclaimed messages whose validity ran out: `expired`, never sent."""
+        ...
+
+    async def cancel(self, message_id: str) -> Status | None:
+        """Cancel an unclaimed scheduled or queued message: None when cancelled, else
+        the status that forbids it; NotFound when there is no such message."""
+        ...
+
     async def record_attempts(self, results: Sequence[AttemptResult]) -> None: ...
 
     # polling, for providers that do not push reports

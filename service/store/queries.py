@@ -117,13 +117,14 @@ async def derive_counters(read: Read, owner: str = "account") -> dict[str, Count
     `client`; messages of no client are left out)."""
     column = {"account": "account", "client": "client"}[owner]
     found = await read(
-        f"SELECT {column}, status, COUNT(*) FROM messages WHERE {column} IS NOT NULL "
-        f"GROUP BY {column}, status",
+        f"SELECT {column}, status, error_code, COUNT(*) FROM messages "
+        f"WHERE {column} IS NOT NULL GROUP BY {column}, status, error_code",
         (),
     )
     by_owner: dict[str, list[tuple[Status, int]]] = {}
-    for name, status, count in found:
-        by_owner.setdefault(name, []).append((Status(status), count))
+    for name, status, error_code, count in found:
+        counted = reconcile.counted_as(Status(status), error_code)
+        by_owner.setdefault(name, []).append((counted, count))
     return {name: reconcile.derive_counters(pairs) for name, pairs in by_owner.items()}
 
 

@@ -55,7 +55,8 @@ async def _status_changed(
     account, client = owners
     if reconcile.is_final(new) and submitted_at is not None:
         data["latency_ms"] = max(0, round((time.time() - submitted_at) * 1000))
-    tx.add_counters(account, reconcile.counter_delta(old, new), client)
+    counted = reconcile.counted_as(new, str(data.get("error_code", "")))
+    tx.add_counters(account, reconcile.counter_delta(old, counted), client)
     await tx.event(
         f"message.{new.value}",
         message_id,

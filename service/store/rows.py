@@ -12,7 +12,7 @@ from service.sealing import Sealer
 MESSAGE_COLUMNS = (
     "id, seq, account, recipient, sender, text, encoding, segments, status, client_ref, "
     "request_id, error_code, error_text, http_status, http_response, attempts, "
-    "created_at, updated_at, tried, routed, client"
+    "created_at, updated_at, tried, routed, client, send_at, expires_at"
 )
 M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 """MESSAGE_COLUMNS of a query that names the messages table `m`."""
@@ -51,6 +51,8 @@ def message(row: Sequence[Any]) -> MessageRecord:
         tried=tuple(filter(None, row[18].split(","))),
         routed=bool(row[19]),
         client=row[20],
+        send_at=row[21],
+        expires_at=row[22],
     )
 
 

@@ -282,6 +282,16 @@ MIGRATIONS: tuple[str, ...] = (
         pending INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 9: schedules and validity. A scheduled message's outbox row is due at `send_at`,
+    # so the claim that sends every message sends it; `expires_at` ends a message that
+    # was not submitted in time. Cancelled messages have their own counter.
+    """
+    ALTER TABLE messages ADD COLUMN send_at {real};
+    ALTER TABLE messages ADD COLUMN expires_at {real};
+    CREATE INDEX messages_expires ON messages(expires_at) WHERE expires_at IS NOT NULL;
+    ALTER TABLE counters ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE client_counters ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -298,10 +308,9 @@ async def migrate(tx: Tx, types: Mapping[str, str]) -> None:
     """
     await tx.lock("smsgw.schema")
     await tx.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-    row = await tx.fetchone("SELECT MAX(version) FROM schema_version")
-    current = (row[0] if row else None) or 0
+    applied = {row[0] for row in await tx.fetchall("SELECT version FROM schema_version")}
     for version, script in enumerate(MIGRATIONS, start=1):
-        if version > current:
+        if version not in applied:
             for statement in statements(script, types):
                 await tx.execute(statement)
             await tx.execute("INSERT INTO schema_version VALUES (?)", (version,))

@@ -145,6 +145,12 @@ class SqlStore(ABC):
     async def conclude_unresolved(self, now: float, limit: int = 500) -> int:
         return await self._write(lambda tx: lifecycle.conclude_unresolved(tx, now, limit))
 
+    async def expire_unsent(self, now: float, limit: int = 500) -> int:
+        return await self._write(lambda tx: lifecycle.expire_unsent(tx, now, limit))
+
+    async def cancel(self, message_id: str) -> model.Status | None:
+        return await self._write(lambda tx: lifecycle.cancel(tx, message_id))
+
     async def record_attempts(self, results: Sequence[model.AttemptResult]) -> None:
         await self._write(lambda tx: lifecycle.record_attempts(tx, results))
 

@@ -10,9 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 from service import bounds
-from service.clock import iso_ago
+from service.clock import iso_ago, iso_of
 from service.compose import compose
-from service.errors import NotFound, ValidationFailed
+from service.errors import Conflict, NotFound, ValidationFailed
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
@@ -45,6 +45,14 @@ def message_view(m: MessageRecord) -> dict[str, Any]:
         "attempts": m.attempts,
         "created_at": m.created_at,
         "updated_at": m.updated_at,
+        **_timing_view(m.send_at, m.expires_at),
+    }
+
+
+def _timing_view(send_at: float | None, expires_at: float | None) -> dict[str, str | None]:
+    return {
+        "send_at": iso_of(send_at) if send_at is not None else None,
+        "expires_at": iso_of(expires_at) if expires_at is not None else None,
     }
 
 
@@ -58,11 +66,12 @@ def queued_view(m: NewMessage) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": m.id,
         "to": m.to,
-        "status": Status.QUEUED.value,
+        "status": (Status.QUEUED if m.send_at is None else Status.SCHEDULED).value,
         "encoding": m.encoding,
         "segments": m.segments,
         "account": m.account,
         "client_ref": m.client_ref,
+        **_timing_view(m.send_at, m.expires_at),
     }
     if m.opted_out:
         view["status"] = Status.FAILED.value
@@ -101,6 +110,26 @@ async def queue_messages(
     given = await rt.store.enqueue(messages, answer, idempotency)
     rt.wake_dispatcher()
     return given
+
+
+async def cancel_message(
+    rt: Runtime, message_id: str, principal: Principal = ADMIN_PRINCIPAL
+) -> MessageRecord:
+    """Cancel a message that has not been claimed for sending; the message after.
+    Another client's message is as unknown as one that does not exist."""
+    await visible_message(rt, message_id, principal)
+    refused = await rt.store.cancel(message_id)
+    if refused is not None:
+        raise Conflict(
+            f"the message is {refused.value}; only a scheduled or queued message that "
+            "is not being sent can be cancelled",
+            field="id",
+            code="not_cancellable",
+        )
+    message = await rt.store.get_message(message_id)
+    if message is None:  # deleted between the two reads: nothing in smsgw deletes one
+        raise NotFound("no such message", field="id")
+    return message
 
 
 def message_filter(
