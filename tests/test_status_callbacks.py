@@ -20,7 +20,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.delivery import new_secret
-from tests.conftest import Gateway, error_of, eventually, running_gateway
+from tests.conftest import TOKEN, Gateway, error_of, eventually, running_gateway
 from tests.receiver import QUICK, Call, Receiver
 
 FINAL = ("delivered", "undelivered", "failed", "expired", "rejected", "cancelled")
@@ -146,6 +146,20 @@ async def test_a_final_status_is_posted_once_signed_with_the_clients_secret(
         "delivered",
     )
     assert attempt["at"]
+
+    page = await console_page(shop.gateway, sent["id"])
+    assert callback["webhook_id"] in page and "Status callbacks" in page
+    assert f"{receiver.url}/cb" in page
+
+
+async def console_page(gateway: Gateway, message_id: str) -> str:
+    """The console's page of the message, signed in with the admin token."""
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=10) as http:
+        signed_in = await http.post("/console/login", data={"token": TOKEN, "next": "/console/"})
+        assert signed_in.status_code == 303
+        page = await http.get(f"/console/messages/{message_id}")
+        assert page.status_code == 200
+        return page.text
 
 
 async def test_with_all_every_status_is_posted_in_the_order_the_message_took_them(
@@ -369,6 +383,7 @@ async def test_the_webhook_secret_is_never_shown_logged_or_sent(
         (await gw.api.get("/v1/events", params={"limit": 1000})).text,
         (await gw.api.get("/v1/clients/shop")).text,
         (await gw.api.get("/metrics")).text,
+        await console_page(gw, sent["id"]),
     ]
     shown += [json.dumps(dict(c.headers)) + c.body.decode() for c in calls]
     output = capfd.readouterr()
