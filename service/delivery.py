@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -32,8 +32,9 @@ from service.redact import redact
 from service.settings import Settings
 from service.worker import run_passes
 
-_log = structlog.get_logger("smsgw.webhooks")
+_log = structlog.get_logger("smsgw.delivery")
 D = TypeVar("D")
+A = TypeVar("A", bound="Attempt")
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 -- the format's prefix, not a secret
 _ERROR_SNIPPET = 200
@@ -128,9 +129,23 @@ def retry_at(settings: Settings, attempts: int, first_at: float, asked: float | 
     return 0.0 if now + delay > first_at + settings.webhook_give_up else now + delay
 
 
-class DeliveryWorker(ABC, Generic[D]):
+class Attempt(Protocol):
+    """What a subclass records of one POST."""
+
+    @property
+    def outcome(self) -> WebhookOutcome: ...
+    @property
+    def http_status(self) -> int | None: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def retry_at(self) -> float: ...
+
+
+class DeliveryWorker(ABC, Generic[D, A]):
     """Claims due deliveries and POSTs each in a task of its own, at most
-    `webhooks.concurrency` at once; what a delivery is, is the subclass's."""
+    `webhooks.concurrency` at once; what a delivery is, and how its attempt is made
+    and recorded, is the subclass's. `name` prefixes its log lines."""
 
     def __init__(self, settings: Settings, events: EventBus, name: str) -> None:
         self._settings = settings
@@ -169,7 +184,41 @@ class DeliveryWorker(ABC, Generic[D]):
     async def _claim(self, now: float, limit: int) -> Sequence[D]: ...
 
     @abstractmethod
-    async def _deliver(self, delivery: D) -> None: ...
+    async def _attempt(self, delivery: D) -> A:
+        """POST the delivery once and conclude what to record."""
+
+    @abstractmethod
+    async def _record(self, attempt: A) -> None: ...
+
+    @abstractmethod
+    def _fields(self, delivery: D) -> dict[str, Any]:
+        """What names the delivery in log lines."""
+
+    async def _deliver(self, delivery: D) -> None:
+        try:
+            attempt = await self._attempt(delivery)
+            await self._record(attempt)
+        except Exception:
+            # Unrecorded, the claim's lease runs out and the delivery is tried again.
+            _log.exception(f"{self._name}.unrecorded", **self._fields(delivery))
+            return
+        log_outcome(
+            self._name,
+            attempt.outcome,
+            attempt.error,
+            attempt.retry_at,
+            {**self._fields(delivery), "http_status": attempt.http_status},
+        )
+
+    def _settle(
+        self, answer: Answer, attempts: int, first_at: float
+    ) -> tuple[WebhookOutcome, float]:
+        """The outcome to record, and for a retry when it is due: a failed delivery
+        past `webhooks.give_up` is given up."""
+        if answer.outcome is not WebhookOutcome.RETRY:
+            return answer.outcome, 0.0
+        when = retry_at(self._settings, attempts, first_at, answer.asked)
+        return (WebhookOutcome.RETRY, when) if when else (WebhookOutcome.GAVE_UP, 0.0)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)

@@ -15,22 +15,19 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import structlog
 
 from service.callback_records import CallbackAttempt, CallbackDue, CallbackRecord
 from service.clock import iso_of
-from service.delivery import DeliveryWorker, log_outcome, post_signed, retry_at, standard_headers
+from service.delivery import DeliveryWorker, post_signed, standard_headers
 from service.events import EventBus
 from service.model import WebhookOutcome
 from service.settings import Settings
 from service.store import Store
 
-_log = structlog.get_logger("smsgw.status_callbacks")
-
 _UNSIGNABLE = "nothing to sign with: the message's client is gone"
 
 
-class StatusCallbackWorker(DeliveryWorker[CallbackDue]):
+class StatusCallbackWorker(DeliveryWorker[CallbackDue, CallbackAttempt]):
     def __init__(
         self, store: Store, settings: Settings, client: httpx.AsyncClient, events: EventBus
     ) -> None:
@@ -44,26 +41,17 @@ class StatusCallbackWorker(DeliveryWorker[CallbackDue]):
             now, settings.webhook_lease_seconds, limit, settings.status_callback_secret
         )
 
-    async def _deliver(self, delivery: CallbackDue) -> None:
-        try:
-            attempt = await self._attempt(delivery)
-            await self._store.record_status_callback(attempt)
-        except Exception:
-            # Unrecorded, the claim's lease runs out and the delivery is tried again.
-            _log.exception(
-                "status_callback.unrecorded", message_id=delivery.message_id, seq=delivery.seq
-            )
-            return
-        fields = {
+    async def _record(self, attempt: CallbackAttempt) -> None:
+        await self._store.record_status_callback(attempt)
+
+    def _fields(self, delivery: CallbackDue) -> dict[str, Any]:
+        return {
             "message_id": delivery.message_id,
             "webhook_id": delivery.webhook_id,
-            "http_status": attempt.http_status,
             "attempts": delivery.attempts,
         }
-        log_outcome("status_callback", attempt.outcome, attempt.error, attempt.retry_at, fields)
 
     async def _attempt(self, delivery: CallbackDue) -> CallbackAttempt:
-        """POST the delivery once and conclude what to record."""
         if not delivery.secret:
             return CallbackAttempt(
                 delivery.seq, delivery.message_id, WebhookOutcome.GAVE_UP, None, _UNSIGNABLE
@@ -72,10 +60,7 @@ class StatusCallbackWorker(DeliveryWorker[CallbackDue]):
         answer = await post_signed(
             self._client, delivery.url, delivery.body, headers, self._settings.webhook_timeout
         )
-        outcome, when = answer.outcome, 0.0
-        if outcome is WebhookOutcome.RETRY:
-            when = retry_at(self._settings, delivery.attempts, delivery.first_at, answer.asked)
-            outcome = WebhookOutcome.RETRY if when else WebhookOutcome.GAVE_UP
+        outcome, when = self._settle(answer, delivery.attempts, delivery.first_at)
         return CallbackAttempt(
             delivery.seq,
             delivery.message_id,

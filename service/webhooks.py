@@ -20,16 +20,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import structlog
 
 from service import bounds
 from service.accounts import MASK
 from service.delivery import (
     DeliveryWorker,
-    log_outcome,
     new_secret,
     post_signed,
-    retry_at,
     standard_headers,
 )
 from service.errors import ValidationFailed
@@ -40,13 +37,10 @@ from service.model import (
     Webhook,
     WebhookAttempt,
     WebhookDelivery,
-    WebhookOutcome,
 )
 from service.settings import Settings
 from service.store import Store
 from service.validation import http_url, json_object
-
-_log = structlog.get_logger("smsgw.webhooks")
 
 _FIELDS = {"url", "events", "description"}
 _FILTER = re.compile(r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?")
@@ -120,7 +114,7 @@ def webhook_view(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-class WebhookWorker(DeliveryWorker[WebhookDelivery]):
+class WebhookWorker(DeliveryWorker[WebhookDelivery, WebhookAttempt]):
     def __init__(
         self,
         store: Store,
@@ -144,38 +138,24 @@ class WebhookWorker(DeliveryWorker[WebhookDelivery]):
             now, self._settings.webhook_lease_seconds, limit
         )
 
-    async def _deliver(self, delivery: WebhookDelivery) -> None:
-        try:
-            attempt = await self._attempt(delivery)
-            await self._store.record_webhook_attempt(attempt)
-        except Exception:
-            # Unrecorded, the claim's lease runs out and the delivery is tried again.
-            _log.exception(
-                "webhook.unrecorded",
-                webhook_id=delivery.webhook_id,
-                event_id=delivery.event.id,
-            )
-            return
-        fields = {
+    async def _record(self, attempt: WebhookAttempt) -> None:
+        await self._store.record_webhook_attempt(attempt)
+
+    def _fields(self, delivery: WebhookDelivery) -> dict[str, Any]:
+        return {
             "webhook_id": delivery.webhook_id,
             "event_id": delivery.event.id,
             "event_type": delivery.event.event,
-            "http_status": attempt.http_status,
             "attempts": delivery.attempts,
         }
-        log_outcome("webhook", attempt.outcome, attempt.error, attempt.retry_at, fields)
 
     async def _attempt(self, delivery: WebhookDelivery) -> WebhookAttempt:
-        """POST the delivery once and conclude what to record."""
         body = payload(delivery.event, self._format)
         headers = signed_headers(delivery.secret, delivery.event, body, time.time())
         answer = await post_signed(
             self._client, delivery.url, body, headers, self._settings.webhook_timeout
         )
-        outcome, when = answer.outcome, 0.0
-        if outcome is WebhookOutcome.RETRY:
-            when = retry_at(self._settings, delivery.attempts, delivery.first_at, answer.asked)
-            outcome = WebhookOutcome.RETRY if when else WebhookOutcome.GAVE_UP
+        outcome, when = self._settle(answer, delivery.attempts, delivery.first_at)
         return WebhookAttempt(
             delivery.webhook_id,
             delivery.event.id,
