@@ -15,6 +15,7 @@ from starlette.routing import Route
 from service.accounts import public_view
 from service.errors import NotFound
 from service.http import page_args, principal, read_json, runtime
+from service.status_callbacks import callbacks_view
 from service.usecases.accounts import add_account, change_account, fetch_balance, remove_account
 from service.usecases.messages import (
     cancel_message,
@@ -54,7 +55,14 @@ async def get_message(request: Request) -> Response:
     else:
         message = await visible_message(rt, request.path_params["id"], principal(request))
     events = await rt.store.message_events(message.id)
-    return JSONResponse({**message_view(message), "events": [event_view(e) for e in events]})
+    callbacks = await rt.store.status_callbacks(message.id)
+    return JSONResponse(
+        {
+            **message_view(message),
+            "events": [event_view(e) for e in events],
+            "callbacks": callbacks_view(callbacks),
+        }
+    )
 
 
 async def list_messages(request: Request) -> Response:

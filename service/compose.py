@@ -16,12 +16,13 @@ from typing import Any
 from handlers import handler_for
 from service import bounds
 from service.accounts import AccountDirectory
+from service.callback_records import CALLBACK_EVENTS, FINAL_ONLY
 from service.errors import ValidationFailed
 from service.model import Account, NewMessage
 from service.phone import to_e164
 from service.segments import segment
 from service.timing import timing
-from service.validation import json_object
+from service.validation import http_url, json_object
 
 _ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9 .\-_&]{1,11}")
 _NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,20}")
@@ -35,6 +36,8 @@ _FIELDS = {
     "send_at",
     "valid_for",
     "expires_at",
+    "callback_url",
+    "callback_events",
 }
 
 
@@ -106,6 +109,7 @@ async def compose(
             field="client_ref",
         )
     when = timing(body, time.time())
+    callback_url, callback_events = _callbacks(body)
     segmentation = segment(text)
     return [
         NewMessage(
@@ -120,9 +124,24 @@ async def compose(
             routed=body.get("account") is None,
             send_at=when.send_at,
             expires_at=when.expires_at,
+            callback_url=callback_url,
+            callback_events=callback_events,
         )
         for raw, field in numbers
     ]
+
+
+def _callbacks(body: dict[str, Any]) -> tuple[str | None, str]:
+    """Where status changes go (None: the client's default) and which ones."""
+    given = body.get("callback_url")
+    url = None if given is None else http_url(given, "callback_url")
+    events = body.get("callback_events", FINAL_ONLY)
+    if events not in CALLBACK_EVENTS:
+        raise ValidationFailed(
+            "callback_events must be 'final' (the final status only) or 'all'",
+            field="callback_events",
+        )
+    return url, events
 
 
 def _recipients(value: Any, limit: int) -> list[tuple[str, str]]:

@@ -289,6 +289,10 @@ class NewMessage:
     """Epoch seconds: stored `scheduled` and sent at this moment, not before."""
     expires_at: float | None = None
     """Epoch seconds: not submitted by then, the message ends `expired`, never sent."""
+    callback_url: str | None = None
+    """Where its status changes are POSTed; None: the client's default, if any."""
+    callback_events: str = "final"
+    """Which status changes: `final` or `all`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +321,10 @@ class MessageRecord:
     client: str | None = None
     send_at: float | None = None
     expires_at: float | None = None
+    callback_url: str = ""
+    callback_events: str = "final"
+    callback_stopped_at: str | None = None
+    """When the receiver answered 410: no status change is POSTed after it."""
 
 
 @dataclass(frozen=True, slots=True)

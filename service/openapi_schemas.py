@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.base import ProviderHandler
+from service import bounds
 from service.model import InboxState, Status
 
 _RULE_PROPERTIES: dict[str, Any] = {
@@ -214,6 +215,21 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                     "description": "ISO-8601 with UTC offset; not sent by then, the "
                     "message ends `expired` (error validity_expired)",
                 },
+                "callback_url": {
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": bounds.WEBHOOK_URL,
+                    "description": "http(s) URL each status change asked for is POSTed to "
+                    "(StatusCallbackPayload, Standard Webhooks headers, signed with the "
+                    "client's webhook_secret); default: the client's callback_url. An admin "
+                    "token's send needs SMSGW_CALLBACK_SECRET, which signs it",
+                },
+                "callback_events": {
+                    "type": "string",
+                    "enum": ["final", "all"],
+                    "default": "final",
+                    "description": "final: the final status only; all: every status taken",
+                },
             },
         },
         "Message": {
@@ -242,11 +258,72 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "updated_at": {"type": "string"},
                 "send_at": {"type": ["string", "null"]},
                 "expires_at": {"type": ["string", "null"]},
+                "callback_url": {"type": ["string", "null"]},
+                "callback_events": {"type": "string", "enum": ["final", "all"]},
+                "callbacks_stopped_at": {
+                    "type": ["string", "null"],
+                    "description": "when the receiver answered 410: nothing is POSTed after",
+                },
                 "events": {
                     "type": "array",
                     "description": "on GET /v1/messages/{id} only",
                     "items": ref("Event"),
                 },
+                "callbacks": {
+                    "type": "array",
+                    "description": "on GET /v1/messages/{id} only: one per status change "
+                    "to POST, oldest first",
+                    "items": ref("StatusCallback"),
+                },
+            },
+        },
+        "StatusCallback": {
+            "type": "object",
+            "properties": {
+                "webhook_id": {"type": "string", "description": "the webhook-id header"},
+                "status": {"type": "string", "enum": [s.value for s in Status]},
+                "state": {"type": "string", "enum": ["pending", "delivered", "gave_up", "stopped"]},
+                "next_attempt_at": {"type": ["string", "null"]},
+                "attempts": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "at": {"type": "string"},
+                            "http_status": {"type": ["integer", "null"]},
+                            "error": {"type": ["string", "null"]},
+                            "outcome": {
+                                "type": "string",
+                                "enum": ["delivered", "retry", "gave_up", "gone"],
+                            },
+                        },
+                    },
+                },
+            },
+        },
+        "StatusCallbackPayload": {
+            "type": "object",
+            "description": "the body POSTed to a message's callback_url, with the headers "
+            "webhook-id (the same on every retry), webhook-timestamp and webhook-signature",
+            "required": [
+                "type",
+                "message_id",
+                "client_ref",
+                "status",
+                "error",
+                "segments",
+                "account",
+                "timestamp",
+            ],
+            "properties": {
+                "type": {"type": "string", "enum": ["message.status"]},
+                "message_id": {"type": "string"},
+                "client_ref": {"type": "string"},
+                "status": {"type": "string", "enum": [s.value for s in Status]},
+                "error": {"oneOf": [{"type": "null"}, ref("MessageError")]},
+                "segments": {"type": "integer"},
+                "account": {"type": "string"},
+                "timestamp": {"type": "string", "description": "when the status changed"},
             },
         },
         "MessageError": {

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from functools import cache
 
+from service.callback_records import EVERY_CHANGE
 from service.model import Counters, Status
 from service.parsing import ascii_digits, is_digits
 
@@ -38,6 +39,18 @@ ACCEPTED = frozenset({Status.SUBMITTED, Status.ENROUTE, Status.DELIVERED}) | DEL
 
 def is_final(status: Status) -> bool:
     return status in FINAL
+
+
+def callback_wanted(events: str, status: Status) -> bool:
+    """Whether a message whose status callbacks asked for `events` is told that it
+    reached `status`: every status with `all`, else (`final`) the final ones only."""
+    return events == EVERY_CHANGE or is_final(status)
+
+
+def callback_error(status: Status, code: str, text: str) -> tuple[str, str] | None:
+    """The error a status callback names: a failure's code and text; none for any
+    other status (a delivered message may keep the error of a retry on its way)."""
+    return (code, text) if status in FAILURES and code else None
 
 
 UNRESOLVED = Status.EXPIRED

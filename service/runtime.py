@@ -27,6 +27,7 @@ from service.metrics import Metrics
 from service.poller import Poller
 from service.ratelimit import FailedAuthentications
 from service.settings import Settings
+from service.status_callbacks import StatusCallbackWorker
 from service.store import Store, open_store
 from service.transport import provider_client
 from service.webhooks import WebhookWorker
@@ -104,6 +105,10 @@ async def running(
             asyncio.create_task(
                 WebhookWorker(store, settings, client, events, event_format).run(),
                 name="webhooks",
+            ),
+            asyncio.create_task(
+                StatusCallbackWorker(store, settings, client, events).run(),
+                name="status-callbacks",
             ),
         ]
         if dispatch

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,6 +80,9 @@ class Settings:
     webhook_batch_size: int
     webhook_lease_seconds: float
     webhook_concurrency: int
+    status_callback_secret: str = field(repr=False)
+    """Signs the status callbacks of messages sent with an admin token; '': such a
+    send may not ask for callbacks."""
     web_history_rows: int
     web_session_ttl: float
 
@@ -163,6 +168,7 @@ _TOML_KEYS = {
     ("webhooks", "batch_size"): "webhook_batch_size",
     ("webhooks", "lease_seconds"): "webhook_lease_seconds",
     ("webhooks", "concurrency"): "webhook_concurrency",
+    ("status_callbacks", "secret"): "status_callback_secret",
     ("web", "history_rows"): "web_history_rows",
     ("web", "session_ttl"): "web_session_ttl",
 }
@@ -174,6 +180,7 @@ _ENV_KEYS = {
     "SMSGW_LOG_FORMAT": "log_format",
     "SMSGW_GATEWAYS": "gateways_file",
     "SMSGW_AUTOREPLY": "autoreply_file",
+    "SMSGW_CALLBACK_SECRET": "status_callback_secret",
 }
 _POSITIVE = {
     "port",
@@ -280,9 +287,25 @@ def _coerce(raw: dict[str, Any]) -> Settings:
         raise SettingsError("[inbox] busy_share is a share of the time: at most 1")
     if settings.web_history_rows > 1000:
         raise SettingsError("[web] history_rows must be at most 1000")
+    if settings.status_callback_secret and not _is_webhook_secret(settings.status_callback_secret):
+        raise SettingsError(
+            "SMSGW_CALLBACK_SECRET ([status_callbacks] secret) must be whsec_ followed by "
+            "at least 24 random bytes in base64"
+        )
     if not 1 <= settings.port <= 65535:
         raise SettingsError(f"port {settings.port} is out of range")
     return settings
+
+
+def _is_webhook_secret(value: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` and the base64 of the signing key."""
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        return False
+    return len(key) >= 24
 
 
 def _convert(name: str, kind: str, value: Any) -> Any:

@@ -171,3 +171,18 @@ async def running_gateway(data: Path, **changes: Any) -> AsyncIterator[Gateway]:
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     async with running_gateway(tmp_path) as gw:
         yield gw
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Any]:
+    """A `tests.receiver.Receiver` served on loopback at `receiver.url/<name>`."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from tests.receiver import Receiver  # it waits with `eventually`, from here
+
+    found = Receiver()
+    app = Starlette(routes=[Route("/{name}", found.endpoint, methods=["POST"])])
+    async with serve(app) as url:
+        found.url = url
+        yield found

@@ -12,88 +12,17 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from handlers import wire
-from service.webhooks import new_secret, retry_delay
+from service.delivery import new_secret, retry_delay
 from tests.conftest import Gateway, error_of, eventually, running_gateway
-from tests.servers import serve
-
-# Small enough that retries happen within a test, and a lost lease runs out quickly.
-QUICK = {
-    "webhook_backoff_base": 0.05,
-    "webhook_backoff_cap": 0.2,
-    "webhook_timeout": 1.0,
-    "webhook_lease_seconds": 2.0,
-}
-
-
-@dataclass
-class Call:
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    at: float
-    """time.monotonic() on arrival."""
-    status: int
-    """What the receiver answered."""
-
-    @property
-    def payload(self) -> dict[str, Any]:
-        document: dict[str, Any] = json.loads(self.body)
-        return document
-
-    @property
-    def event(self) -> tuple[int, str]:
-        return self.payload["data"]["event_id"], self.payload["type"]
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: answers `plan` in order, then `then`, and records every call."""
-
-    url: str = ""
-    plan: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    then: int = 200
-    calls: list[Call] = field(default_factory=list)
-
-    async def endpoint(self, request: Request) -> Response:
-        status, headers = self.plan.pop(0) if self.plan else (self.then, {})
-        body = await request.body()
-        self.calls.append(
-            Call(request.url.path, body, dict(request.headers), time.monotonic(), status)
-        )
-        return PlainTextResponse(
-            "ok" if status < 300 else "planned failure", status_code=status, headers=headers
-        )
-
-    def at(self, path: str) -> list[Call]:
-        return [c for c in self.calls if c.path == path]
-
-    async def received(self, count: int) -> list[Call]:
-        async def enough() -> list[Call]:
-            return list(self.calls) if len(self.calls) >= count else []
-
-        return await eventually(enough)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
-    app = Starlette(routes=[Route("/{name}", receiver.endpoint, methods=["POST"])])
-    async with serve(app) as url:
-        receiver.url = url
-        yield receiver
+from tests.receiver import QUICK, Receiver
 
 
 @pytest.fixture

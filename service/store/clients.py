@@ -29,7 +29,8 @@ def _seal(secret: str, sealer: Sealer | None) -> str:
     return sealer.seal(plain) if sealer else json.dumps(plain)
 
 
-def _unseal(stored: str, sealer: Sealer | None) -> str:
+def unseal_secret(stored: str, sealer: Sealer | None) -> str:
+    """A client's webhook secret as stored, opened."""
     opened: dict[str, str] = sealer.unseal(stored) if sealer else json.loads(stored)
     return opened[_SEALED_FIELD]
 
@@ -57,7 +58,7 @@ def _client(row: Sequence[Any], keys: Sequence[ClientKey], sealer: Sealer | None
         quota_day=row[5],
         quota_month=row[6],
         callback_url=row[7],
-        webhook_secret=_unseal(row[8], sealer),
+        webhook_secret=unseal_secret(row[8], sealer),
         created_at=row[9],
         keys=tuple(keys),
     )

@@ -76,12 +76,15 @@ def first_status(message: NewMessage) -> Status:
 async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
     """New messages and their outbox rows; an opted-out recipient's message fails
     at once and never reaches the outbox. A scheduled message's row comes due at its
-    `send_at`: the one claim every process makes sends it then, and only once."""
+    `send_at`: the one claim every process makes sends it then, and only once. A
+    message given no callback URL takes its client's default, as the client is now."""
     now = iso_now()
     await tx.executemany(
         "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
         "status, client_ref, routed, inbound_id, client, send_at, expires_at, created_at, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "updated_at, callback_events, callback_url) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "COALESCE(?, (SELECT callback_url FROM clients WHERE name = ?), ''))",
         [
             finite(
                 (
@@ -101,6 +104,9 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
                     m.expires_at,
                     now,
                     now,
+                    m.callback_events,
+                    m.callback_url,
+                    m.client,
                 )
             )
             for m in messages

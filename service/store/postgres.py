@@ -215,7 +215,7 @@ class PostgresStore(SqlStore):
                     conn.transaction(),
                 ):
                     tx = _PostgresTx(conn)
-                    result = await work(tx)
+                    result = await self._work(tx, work)
                     await tx.finish()
             except _RETRYABLE as exc:
                 if attempt == _RETRIES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from service.callback_records import CallbackAttempt, CallbackDue, CallbackRecord
 from service.model import (
     Account,
     Ambiguity,
@@ -294,6 +295,24 @@ class Store(Protocol):
 
     async def record_webhook_attempt(self, attempt: WebhookAttempt) -> None:
         """Conclude or reschedule a claimed delivery and update its webhook's status."""
+        ...
+
+    # per-message status callbacks
+    async def claim_status_callbacks(
+        self, now: float, lease: float, limit: int, gateway_secret: str
+    ) -> list[CallbackDue]:
+        """Due status-callback deliveries, at most one per message (its oldest pending
+        one), leased to this caller until `now + lease`. Signed with the message's
+        client's secret, or `gateway_secret` for an admin send."""
+        ...
+
+    async def record_status_callback(self, attempt: CallbackAttempt) -> None:
+        """Settle or reschedule a claimed delivery by its answer, and keep the answer;
+        a 410 stops the message's callbacks."""
+        ...
+
+    async def status_callbacks(self, message_id: str) -> list[CallbackRecord]:
+        """The message's status-callback deliveries and their answers, oldest first."""
         ...
 
     # console sessions

@@ -12,7 +12,8 @@ from service.sealing import Sealer
 MESSAGE_COLUMNS = (
     "id, seq, account, recipient, sender, text, encoding, segments, status, client_ref, "
     "request_id, error_code, error_text, http_status, http_response, attempts, "
-    "created_at, updated_at, tried, routed, client, send_at, expires_at"
+    "created_at, updated_at, tried, routed, client, send_at, expires_at, callback_url, "
+    "callback_events, callback_stopped_at"
 )
 M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 """MESSAGE_COLUMNS of a query that names the messages table `m`."""
@@ -53,6 +54,9 @@ def message(row: Sequence[Any]) -> MessageRecord:
         client=row[20],
         send_at=row[21],
         expires_at=row[22],
+        callback_url=row[23],
+        callback_events=row[24],
+        callback_stopped_at=row[25],
     )
 
 

@@ -292,6 +292,42 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE counters ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE client_counters ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: per-message status callbacks. A message keeps where its status changes go
+    # (`callback_url`, '' for nowhere) and which (`callback_events`: final or all);
+    # a 410 from the receiver sets `callback_stopped_at`. Each status change to
+    # deliver is a row of `status_callbacks`, written in the transaction that made the
+    # change, with the body it will carry on every attempt; its `seq` orders the
+    # changes of one message and names the delivery (`webhook-id`). Rows stay once
+    # settled (`state`), as the message's record of what it told the receiver, with
+    # one `status_callback_attempts` row per answer.
+    """
+    ALTER TABLE messages ADD COLUMN callback_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN callback_events TEXT NOT NULL DEFAULT 'final';
+    ALTER TABLE messages ADD COLUMN callback_stopped_at TEXT;
+    CREATE TABLE status_callbacks (
+        seq {id},
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        due_at {real} NOT NULL,
+        first_at {real} NOT NULL,
+        claimed_until {real}
+    );
+    CREATE INDEX status_callbacks_message ON status_callbacks(message_id, seq);
+    CREATE INDEX status_callbacks_due ON status_callbacks(due_at) WHERE state = 'pending';
+    CREATE TABLE status_callback_attempts (
+        id {id},
+        callback_seq {bigint} NOT NULL,
+        message_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        http_status INTEGER,
+        error TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX status_callback_attempts_message ON status_callback_attempts(message_id, id);
+    """,
 )
 
 

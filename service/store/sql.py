@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from service import model
+from service.callback_records import CallbackAttempt, CallbackDue, CallbackRecord
 from service.principals import Client, NewKey, Principal
 from service.sealing import Sealer
 from service.store import (
@@ -27,6 +28,7 @@ from service.store import (
     queries,
     reports,
     sessions,
+    status_callbacks,
     webhooks,
 )
 from service.store.protocol import EventSink, InboundPlanner
@@ -48,6 +50,14 @@ class SqlStore(ABC):
         self._on_events = on_events or (lambda events: None)
         # Without a sealer (stores the tests open directly) credentials stay plain JSON.
         self._sealer = sealer
+
+    @staticmethod
+    async def _work(tx: Tx, work: Callable[[Tx], Awaitable[T]]) -> T:
+        """`work`, and then, in its transaction, what every write transaction adds: the
+        status callbacks of the status changes it made."""
+        result = await work(tx)
+        await status_callbacks.queue(tx)
+        return result
 
     @abstractmethod
     async def _write(self, work: Callable[[Tx], Awaitable[T]]) -> T:
@@ -285,6 +295,23 @@ class SqlStore(ABC):
 
     async def record_webhook_attempt(self, attempt: model.WebhookAttempt) -> None:
         await self._write(lambda tx: webhooks.record_attempt(tx, attempt))
+
+    # -- status callbacks --------------------------------------------------------
+
+    async def claim_status_callbacks(
+        self, now: float, lease: float, limit: int, gateway_secret: str
+    ) -> list[CallbackDue]:
+        if not await status_callbacks.any_due(self._fetchall, now):
+            return []
+        return await self._write(
+            lambda tx: status_callbacks.claim(tx, now, lease, limit, self._sealer, gateway_secret)
+        )
+
+    async def record_status_callback(self, attempt: CallbackAttempt) -> None:
+        await self._write(lambda tx: status_callbacks.record(tx, attempt))
+
+    async def status_callbacks(self, message_id: str) -> list[CallbackRecord]:
+        return await status_callbacks.for_message(self._fetchall, message_id)
 
     # -- console sessions ------------------------------------------------------
 

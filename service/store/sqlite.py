@@ -257,7 +257,7 @@ class SqliteStore(SqlStore):
                 tx = _SqliteTx(db, group)
                 db.execute("SAVEPOINT job")
                 try:
-                    result = await job.work(tx)
+                    result = await self._work(tx, job.work)
                 except Exception as exc:
                     db.execute("ROLLBACK TO job")
                     db.execute("RELEASE job")

@@ -8,12 +8,12 @@ import secrets
 from dataclasses import replace
 from typing import Any
 
+from service.delivery import new_secret
 from service.errors import NotFound, ValidationFailed
 from service.keyring import digest
 from service.principals import SCOPES, Client, ClientKey, NewKey
 from service.runtime import Runtime
-from service.validation import json_object
-from service.webhooks import http_url, new_secret
+from service.validation import http_url, json_object
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NAME_RULE = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"

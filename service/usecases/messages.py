@@ -46,6 +46,9 @@ def message_view(m: MessageRecord) -> dict[str, Any]:
         "created_at": m.created_at,
         "updated_at": m.updated_at,
         **_timing_view(m.send_at, m.expires_at),
+        "callback_url": m.callback_url or None,
+        "callback_events": m.callback_events,
+        "callbacks_stopped_at": m.callback_stopped_at,
     }
 
 
@@ -104,6 +107,13 @@ async def queue_messages(
     the accounts it may use.
     """
     composed = await compose(body, rt.directory, rt.compose_rules, principal.accounts)
+    unsigned = principal.is_admin and not rt.settings.status_callback_secret
+    if unsigned and any(m.callback_url for m in composed):
+        raise ValidationFailed(
+            "an admin token's send has no client secret to sign its callbacks with: "
+            "set SMSGW_CALLBACK_SECRET ([status_callbacks] secret) first",
+            field="callback_url",
+        )
     opted_out = await rt.store.suppressed([m.to for m in composed])
     messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}

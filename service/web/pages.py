@@ -17,6 +17,7 @@ from service.model import MessageFilter, Status
 from service.parsing import int_of
 from service.phone import to_e164
 from service.reconcile import FAILURES, is_final
+from service.status_callbacks import callbacks_view
 from service.usecases.messages import message_filter, message_view, stats_body
 from service.web.render import client_error, form_of, page
 from service.web.session import PREFIX
@@ -204,6 +205,7 @@ async def message(request: Request) -> Response:
     context: dict[str, Any] = {
         "m": message_view(found),
         "events": await rt.store.message_events(found.id),
+        "callbacks": callbacks_view(await rt.store.status_callbacks(found.id)),
         "final": is_final(found.status),
     }
     fragment = request.query_params.get("fragment") == "1"
