@@ -17,7 +17,7 @@ from handlers import handler_for
 from service import bounds
 from service.accounts import AccountDirectory
 from service.errors import ValidationFailed
-from service.model import Account, NewMessage
+from service.model import Account, NewMessage, Priority
 from service.phone import to_e164
 from service.segments import segment
 from service.timing import timing
@@ -35,6 +35,7 @@ _FIELDS = {
     "send_at",
     "valid_for",
     "expires_at",
+    "priority",
 }
 
 
@@ -55,6 +56,17 @@ def check_sender(sender: str, field: str = "sender") -> str:
         "sender must be at most 11 letters, digits or spaces, or at most 20 digits",
         field=field,
         code="invalid_sender",
+    )
+
+
+def parse_priority(value: Any) -> Priority:
+    """`high`, `normal` (also when absent) or `bulk`."""
+    if value is None:
+        return Priority.NORMAL
+    if isinstance(value, str) and value in Priority.__members__.values():
+        return Priority(value)
+    raise ValidationFailed(
+        f"priority must be one of {', '.join(p.value for p in Priority)}", field="priority"
     )
 
 
@@ -106,6 +118,7 @@ async def compose(
             field="client_ref",
         )
     when = timing(body, time.time())
+    priority = parse_priority(body.get("priority"))
     segmentation = segment(text)
     return [
         NewMessage(
@@ -120,6 +133,7 @@ async def compose(
             routed=body.get("account") is None,
             send_at=when.send_at,
             expires_at=when.expires_at,
+            priority=priority,
         )
         for raw, field in numbers
     ]

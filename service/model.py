@@ -29,6 +29,22 @@ class Status(StrEnum):
     """Withdrawn by the client before it was claimed for sending; never submitted."""
 
 
+class Priority(StrEnum):
+    """A message's lane in the outbox: high goes first, bulk yields a share to normal."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    BULK = "bulk"
+
+    @property
+    def lane(self) -> int:
+        """The outbox's sort key: lower lanes are read and sent first."""
+        return _LANES[self]
+
+
+_LANES = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.BULK: 2}
+
+
 OPTED_OUT = "opted_out"
 """The error code of a message to a number on the suppression list: never submitted."""
 OPTED_OUT_TEXT = "the recipient opted out (STOP); nothing was sent"
@@ -289,6 +305,7 @@ class NewMessage:
     """Epoch seconds: stored `scheduled` and sent at this moment, not before."""
     expires_at: float | None = None
     """Epoch seconds: not submitted by then, the message ends `expired`, never sent."""
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +334,7 @@ class MessageRecord:
     client: str | None = None
     send_at: float | None = None
     expires_at: float | None = None
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.base import ProviderHandler
-from service.model import InboxState, Status
+from service.model import InboxState, Priority, Status
 
 _RULE_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
@@ -214,6 +214,13 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                     "description": "ISO-8601 with UTC offset; not sent by then, the "
                     "message ends `expired` (error validity_expired)",
                 },
+                "priority": {
+                    "type": "string",
+                    "enum": [p.value for p in Priority],
+                    "default": Priority.NORMAL.value,
+                    "description": "within an account's rate limit high goes first; bulk "
+                    "takes at most [dispatch] bulk_share of the sends while normal waits",
+                },
             },
         },
         "Message": {
@@ -242,6 +249,7 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                 "updated_at": {"type": "string"},
                 "send_at": {"type": ["string", "null"]},
                 "expires_at": {"type": ["string", "null"]},
+                "priority": {"type": "string", "enum": [p.value for p in Priority]},
                 "events": {
                     "type": "array",
                     "description": "on GET /v1/messages/{id} only",
