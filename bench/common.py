@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from service.model import Account, NewMessage
+from service.model import Account, NewMessage, Priority
 from service.settings import load_settings
 from service.store import open_store
 from tests.seeding import submitted
@@ -116,9 +116,16 @@ async def preload(
 
 
 async def enqueue_only(
-    data_dir: Path, count: int, account: Account, *, batch: int = 5000, database_url: str = ""
+    data_dir: Path,
+    count: int,
+    account: Account,
+    *,
+    batch: int = 5000,
+    database_url: str = "",
+    priority: Priority = Priority.NORMAL,
 ) -> None:
-    """`account`, and `count` queued messages for the dispatcher to send through it."""
+    """`account`, and `count` queued messages of `priority` for the dispatcher to send
+    through it."""
     settings = load_settings(settings_env(data_dir, database_url))
     store = open_store(settings)
     await store.open()
@@ -135,6 +142,7 @@ async def enqueue_only(
                         "bench",
                         "GSM-7",
                         1,
+                        priority=priority,
                     )
                     for n in range(start, min(start + batch, count))
                 ],

@@ -18,7 +18,7 @@ from service import bounds
 from service.accounts import AccountDirectory
 from service.callback_records import CALLBACK_EVENTS, FINAL_ONLY
 from service.errors import ValidationFailed
-from service.model import Account, NewMessage
+from service.model import Account, NewMessage, Priority
 from service.phone import to_e164
 from service.segments import segment
 from service.timing import timing
@@ -38,6 +38,7 @@ _FIELDS = {
     "expires_at",
     "callback_url",
     "callback_events",
+    "priority",
 }
 
 
@@ -58,6 +59,17 @@ def check_sender(sender: str, field: str = "sender") -> str:
         "sender must be at most 11 letters, digits or spaces, or at most 20 digits",
         field=field,
         code="invalid_sender",
+    )
+
+
+def parse_priority(value: Any) -> Priority:
+    """`high`, `normal` (also when absent) or `bulk`."""
+    if value is None:
+        return Priority.NORMAL
+    if isinstance(value, str) and value in Priority.__members__.values():
+        return Priority(value)
+    raise ValidationFailed(
+        f"priority must be one of {', '.join(p.value for p in Priority)}", field="priority"
     )
 
 
@@ -110,6 +122,7 @@ async def compose(
         )
     when = timing(body, time.time())
     callback_url, callback_events = _callbacks(body)
+    priority = parse_priority(body.get("priority"))
     segmentation = segment(text)
     return [
         NewMessage(
@@ -126,6 +139,7 @@ async def compose(
             expires_at=when.expires_at,
             callback_url=callback_url,
             callback_events=callback_events,
+            priority=priority,
         )
         for raw, field in numbers
     ]

@@ -10,6 +10,14 @@ bulk requests go one per account and content, not `concurrency` passes' worth at
 once, which providers (and the scale-out test's fake, whose reports then lagged its
 answers past the request timeout) would take as a burst.
 
+A pass reads each priority's due messages (`batch_size` of each) and sends an
+account's requests in the order `service.lanes` gives: high first, bulk within its
+share. A high-priority message that comes due mid-pass must not wait for the pass's
+bulk: before each lot the pass looks for due high messages it did not read (at once
+when this process queued one, else every `poll_interval`, for other processes'), and
+if it finds any it stops, leaving its unclaimed requests in the outbox; the next pass
+reads them again, behind the new high ones.
+
 The claim is committed before the request, so a process that dies mid-send leaves a
 claim whose lease expires into `outcome_unknown` rather than a blind resend; for the
 same reason a request that may have reached the provider (read timeout, reset
@@ -28,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Coroutine, Iterator, Sequence
 from itertools import groupby
 from typing import Any
@@ -42,6 +50,7 @@ from service.accounts import AccountDirectory, callback_urls, redactor_for
 from service.attempt_policy import Answer, AttemptPolicy
 from service.breaker import CircuitBreaker
 from service.coalesce import Coalescer
+from service.lanes import interleave
 from service.metrics import Metrics
 from service.model import (
     Account,
@@ -50,6 +59,7 @@ from service.model import (
     MessageRecord,
     Outcome,
     OutgoingSms,
+    Priority,
     RecipientResult,
     SendBatch,
 )
@@ -85,13 +95,20 @@ class Dispatcher:
         self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
         self._next_sweep = 0.0
         self._policy = AttemptPolicy(settings, directory, self._client_accounts)
+        self._urgent = False
+        self._next_probe = 0.0
+        self._pass_ids: frozenset[str] = frozenset()
+        self._preempted = False
+        self._complete: set[Priority] = set(Priority)
 
     async def _client_accounts(self, client: str) -> tuple[str, ...] | None:
         found = await self._store.get_client(client)
         return found.accounts if found is not None else ()
 
-    def wake(self) -> None:
-        """New work was queued by this process: start a pass now, not at the next tick."""
+    def wake(self, urgent: bool = False) -> None:
+        """New work was queued by this process: start a pass now, not at the next tick.
+        `urgent`: high-priority work, which a pass under way makes way for at once."""
+        self._urgent = self._urgent or urgent
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -122,9 +139,14 @@ class Dispatcher:
 
     async def run_once(self) -> bool:
         """One pass over the due outbox; True when there was work."""
+        self._urgent = self._preempted = False
+        self._next_probe = time.monotonic() + self._settings.poll_interval
         due = await self._store.due_messages(time.time(), self._settings.batch_size)
         if not due:
             return False
+        self._pass_ids = frozenset(m.id for m in due)
+        read = Counter(m.priority for m in due)
+        self._complete = {p for p in Priority if read[p] < self._settings.batch_size}
         groups = [
             (account, list(messages))
             for account, messages in groupby(
@@ -146,8 +168,16 @@ class Dispatcher:
         rate = float(account.options.get("rate_per_second", self._settings.rate_per_second))
         if bucket is None or bucket.rate != rate:
             bucket = self._buckets[name] = TokenBucket(rate)
-        pending = deque(self._batches(account, handler, messages))
+        lanes = {
+            priority: list(
+                self._batches(account, handler, [m for m in messages if m.priority is priority])
+            )
+            for priority in Priority
+        }
+        pending = deque(interleave(lanes, self._settings.bulk_share, self._complete))
         while pending:
+            if await self._high_came_due():
+                return  # the unclaimed requests wait for the next pass, behind it
             await bucket.acquire(len(pending[0]))
             # Taken before the breaker is read: a request that waited for a slot sees
             # the failures of the requests it waited for.
@@ -170,6 +200,21 @@ class Dispatcher:
                 lot.append(pending.popleft())
             for batch in await self._claim_lot(lot):
                 self._launch(self._send_claimed(account, handler, batch))
+
+    async def _high_came_due(self) -> bool:
+        """Whether high-priority messages this pass did not read are due: looked for
+        at once after an urgent wake, else every `poll_interval` (other processes
+        cannot wake this one). Once found, every account's sender stops its pass."""
+        now = time.monotonic()
+        if self._preempted or not (self._urgent or now >= self._next_probe):
+            return self._preempted
+        self._urgent = False
+        self._next_probe = now + self._settings.poll_interval
+        high = await self._store.due_messages(
+            time.time(), self._settings.batch_size, (Priority.HIGH,)
+        )
+        self._preempted = self._preempted or any(m.id not in self._pass_ids for m in high)
+        return self._preempted
 
     async def _claim_lot(self, lot: list[list[MessageRecord]]) -> list[list[MessageRecord]]:
         """Claim the messages of `lot`, requests that each hold a slot already, in one

@@ -29,6 +29,22 @@ class Status(StrEnum):
     """Withdrawn by the client before it was claimed for sending; never submitted."""
 
 
+class Priority(StrEnum):
+    """A message's lane in the outbox: high goes first, bulk yields a share to normal."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    BULK = "bulk"
+
+    @property
+    def lane(self) -> int:
+        """The outbox's sort key: lower lanes are read and sent first."""
+        return _LANES[self]
+
+
+_LANES = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.BULK: 2}
+
+
 OPTED_OUT = "opted_out"
 """The error code of a message to a number on the suppression list: never submitted."""
 OPTED_OUT_TEXT = "the recipient opted out (STOP); nothing was sent"
@@ -293,6 +309,7 @@ class NewMessage:
     """Where its status changes are POSTed; None: the client's default, if any."""
     callback_events: str = "final"
     """Which status changes: `final` or `all`."""
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +342,7 @@ class MessageRecord:
     callback_events: str = "final"
     callback_stopped_at: str | None = None
     """When the receiver answered 410: no status change is POSTed after it."""
+    priority: Priority = Priority.NORMAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from handlers.base import ProviderHandler
 from service import bounds
-from service.model import InboxState, Status
+from service.model import InboxState, Priority, Status
 
 _RULE_PROPERTIES: dict[str, Any] = {
     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
@@ -230,6 +230,13 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                     "default": "final",
                     "description": "final: the final status only; all: every status taken",
                 },
+                "priority": {
+                    "type": "string",
+                    "enum": [p.value for p in Priority],
+                    "default": Priority.NORMAL.value,
+                    "description": "within an account's rate limit high goes first; bulk "
+                    "takes at most [dispatch] bulk_share of the sends while normal waits",
+                },
             },
         },
         "Message": {
@@ -264,6 +271,7 @@ def schemas(handlers: Mapping[str, ProviderHandler]) -> dict[str, Any]:
                     "type": ["string", "null"],
                     "description": "when the receiver answered 410: nothing is POSTed after",
                 },
+                "priority": {"type": "string", "enum": [p.value for p in Priority]},
                 "events": {
                     "type": "array",
                     "description": "on GET /v1/messages/{id} only",

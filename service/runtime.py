@@ -51,8 +51,8 @@ class Runtime:
     keys: KeyResolver
     """Client keys to principals; shared with the bearer middleware."""
 
-    def wake_dispatcher(self) -> None:
-        self.dispatcher.wake()
+    def wake_dispatcher(self, urgent: bool = False) -> None:
+        self.dispatcher.wake(urgent)
 
     @property
     def autoreply_policy(self) -> Policy:

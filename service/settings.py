@@ -50,6 +50,7 @@ class Settings:
     lease_seconds: float
     request_timeout: float
     concurrency: int
+    bulk_share: float
     breaker_threshold: int
     breaker_cooldown: float
     poll_first_after: float
@@ -138,6 +139,7 @@ _TOML_KEYS = {
     ("dispatch", "lease_seconds"): "lease_seconds",
     ("dispatch", "request_timeout"): "request_timeout",
     ("dispatch", "concurrency"): "concurrency",
+    ("dispatch", "bulk_share"): "bulk_share",
     ("dispatch", "breaker_threshold"): "breaker_threshold",
     ("dispatch", "breaker_cooldown"): "breaker_cooldown",
     ("poll", "first_after"): "poll_first_after",
@@ -283,6 +285,10 @@ def _coerce(raw: dict[str, Any]) -> Settings:
         raise SettingsError("[webhooks] lease_seconds must be longer than [webhooks] timeout")
     if settings.retry_after_min > settings.retry_after_max:
         raise SettingsError("[dispatch] retry_after_min must not exceed retry_after_max")
+    if not 0 <= settings.bulk_share < 1:
+        raise SettingsError(
+            "[dispatch] bulk_share is a share of an account's sends: at least 0, below 1"
+        )
     if settings.inbox_busy_share > 1:
         raise SettingsError("[inbox] busy_share is a share of the time: at most 1")
     if settings.web_history_rows > 1000:

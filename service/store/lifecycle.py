@@ -22,6 +22,7 @@ from service.model import (
     Decision,
     NewMessage,
     PollDue,
+    Priority,
     Status,
 )
 from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
@@ -81,9 +82,9 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
     now = iso_now()
     await tx.executemany(
         "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
-        "status, client_ref, routed, inbound_id, client, send_at, expires_at, created_at, "
-        "updated_at, callback_events, callback_url) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "status, client_ref, routed, inbound_id, client, send_at, expires_at, priority, "
+        "created_at, updated_at, callback_events, callback_url) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
         "COALESCE(?, (SELECT callback_url FROM clients WHERE name = ?), ''))",
         [
             finite(
@@ -102,6 +103,7 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
                     m.client,
                     m.send_at,
                     m.expires_at,
+                    m.priority.value,
                     now,
                     now,
                     m.callback_events,
@@ -113,8 +115,9 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
         ],
     )
     await tx.executemany(
-        "INSERT INTO outbox (message_id, due_at) VALUES (?, ?)",
-        [(m.id, m.send_at or 0) for m in messages if not m.opted_out],
+        "INSERT INTO outbox (message_id, due_at, lane, seq) "
+        "SELECT id, ?, ?, seq FROM messages WHERE id = ?",
+        [(m.send_at or 0, m.priority.lane, m.id) for m in messages if not m.opted_out],
     )
     for m in messages:
         status = first_status(m)
@@ -129,6 +132,7 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
             **({"inbound_id": m.inbound_id} if m.inbound_id is not None else {}),
             **({"send_at": iso_of(m.send_at)} if m.send_at is not None else {}),
             **({"expires_at": iso_of(m.expires_at)} if m.expires_at is not None else {}),
+            **({"priority": m.priority.value} if m.priority is not Priority.NORMAL else {}),
         )
         if m.opted_out:
             await _fail_opted_out(tx, m.id, m.account, status)

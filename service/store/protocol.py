@@ -34,6 +34,7 @@ from service.model import (
     NewMessage,
     NewWebhook,
     PollDue,
+    Priority,
     Report,
     ReportOutcome,
     Stats,
@@ -131,8 +132,11 @@ class Store(Protocol):
     ) -> list[MessageRecord]: ...
 
     # outbox
-    async def due_messages(self, now: float, limit: int) -> list[MessageRecord]:
-        """Queued messages whose send is due and not claimed, oldest first."""
+    async def due_messages(
+        self, now: float, limit: int, priorities: Sequence[Priority] = tuple(Priority)
+    ) -> list[MessageRecord]:
+        """Queued messages whose send is due and not claimed: up to `limit` of each of
+        `priorities`, high before normal before bulk, each priority oldest first."""
         ...
 
     async def claim(self, message_ids: Sequence[str], now: float, lease: float) -> list[str]:

@@ -5,10 +5,20 @@ None of them writes; each runs outside any write transaction through a `Read`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from service import reconcile
-from service.model import Counters, Event, Gauges, MessageFilter, MessageRecord, Stats, Status
+from service.model import (
+    Counters,
+    Event,
+    Gauges,
+    MessageFilter,
+    MessageRecord,
+    Priority,
+    Stats,
+    Status,
+)
 from service.store import rows
 from service.store.rows import EVENT_COLUMNS, M_COLUMNS, MESSAGE_COLUMNS
 from service.store.tx import Read
@@ -60,13 +70,22 @@ async def list_messages(
     )
 
 
-async def due_messages(read: Read, now: float, limit: int) -> list[MessageRecord]:
-    return await _messages(
-        read,
-        f"SELECT {M_COLUMNS} FROM outbox o JOIN messages m ON m.id = o.message_id "
-        "WHERE o.claimed_until IS NULL AND o.due_at <= ? ORDER BY o.due_at, m.seq LIMIT ?",
-        (now, limit),
-    )
+async def due_messages(
+    read: Read, now: float, limit: int, priorities: Sequence[Priority]
+) -> list[MessageRecord]:
+    """Up to `limit` due messages of each priority, lane after lane in `priorities`'
+    order. One read per lane: each walks the outbox_lanes index in its own order and
+    stops at `limit`, where one ordered read of all lanes would sort them all."""
+    due: list[MessageRecord] = []
+    for priority in priorities:
+        due += await _messages(
+            read,
+            f"SELECT {M_COLUMNS} FROM outbox o JOIN messages m ON m.id = o.message_id "
+            "WHERE o.lane = ? AND o.claimed_until IS NULL AND o.due_at <= ? "
+            "ORDER BY o.due_at, o.seq LIMIT ?",
+            (priority.lane, now, limit),
+        )
+    return due
 
 
 async def message_events(read: Read, message_id: str) -> list[Event]:

@@ -6,14 +6,22 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from service.model import Account, AutoReplyRule, Event, MessageRecord, Status, Webhook
+from service.model import (
+    Account,
+    AutoReplyRule,
+    Event,
+    MessageRecord,
+    Priority,
+    Status,
+    Webhook,
+)
 from service.sealing import Sealer
 
 MESSAGE_COLUMNS = (
     "id, seq, account, recipient, sender, text, encoding, segments, status, client_ref, "
     "request_id, error_code, error_text, http_status, http_response, attempts, "
     "created_at, updated_at, tried, routed, client, send_at, expires_at, callback_url, "
-    "callback_events, callback_stopped_at"
+    "callback_events, callback_stopped_at, priority"
 )
 M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 """MESSAGE_COLUMNS of a query that names the messages table `m`."""
@@ -57,6 +65,7 @@ def message(row: Sequence[Any]) -> MessageRecord:
         callback_url=row[23],
         callback_events=row[24],
         callback_stopped_at=row[25],
+        priority=Priority(row[26]),
     )
 
 

@@ -139,8 +139,10 @@ class SqlStore(ABC):
 
     # -- outbox ----------------------------------------------------------------
 
-    async def due_messages(self, now: float, limit: int) -> list[model.MessageRecord]:
-        return await queries.due_messages(self._fetchall, now, limit)
+    async def due_messages(
+        self, now: float, limit: int, priorities: Sequence[model.Priority] = tuple(model.Priority)
+    ) -> list[model.MessageRecord]:
+        return await queries.due_messages(self._fetchall, now, limit, priorities)
 
     async def claim(self, message_ids: Sequence[str], now: float, lease: float) -> list[str]:
         return await self._write(lambda tx: lifecycle.claim(tx, message_ids, now, lease))

@@ -20,6 +20,7 @@ from service.model import (
     MessageFilter,
     MessageRecord,
     NewMessage,
+    Priority,
     Status,
 )
 from service.principals import ADMIN_PRINCIPAL, Principal
@@ -45,6 +46,7 @@ def message_view(m: MessageRecord) -> dict[str, Any]:
         "attempts": m.attempts,
         "created_at": m.created_at,
         "updated_at": m.updated_at,
+        "priority": m.priority.value,
         **_timing_view(m.send_at, m.expires_at),
         "callback_url": m.callback_url or None,
         "callback_events": m.callback_events,
@@ -74,6 +76,7 @@ def queued_view(m: NewMessage) -> dict[str, Any]:
         "segments": m.segments,
         "account": m.account,
         "client_ref": m.client_ref,
+        "priority": m.priority.value,
         **_timing_view(m.send_at, m.expires_at),
     }
     if m.opted_out:
@@ -118,7 +121,7 @@ async def queue_messages(
     messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}
     given = await rt.store.enqueue(messages, answer, idempotency)
-    rt.wake_dispatcher()
+    rt.wake_dispatcher(urgent=any(m.priority is Priority.HIGH for m in messages))
     return given
 
 
