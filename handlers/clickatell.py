@@ -179,13 +179,9 @@ priority = 60
             body["from"] = sender
         if len(batch.messages) == 1 and account.options.get("client_message_id", True):
             body["clientMessageId"] = first.message_id
-        validity = (
-            wire.as_int(account.options.get("validity_period"))
-            if first.validity is None
-            else max(1, first.validity // 60)  # minutes, down: never kept past its end
-        )
-        if validity is not None and validity > 0:
-            body["validityPeriod"] = validity
+        minutes = wire.validity(account.options.get("validity_period"), first.validity, 60, None)
+        if minutes is not None:
+            body["validityPeriod"] = minutes
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",

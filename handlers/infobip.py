@@ -146,13 +146,11 @@ signup_url = "https://www.infobip.com/signup"
             entry["callbackData"] = first.message_id  # echoed in its reports
         if _flag(account.options, "intermediate_report", default=False):
             entry["intermediateReport"] = True
-        validity = _validity_minutes(
-            account.options.get("validity_period")
-            if first.validity is None
-            else max(1, first.validity // 60)  # down: never kept past the message's end
+        minutes = wire.validity(
+            account.options.get("validity_period"), first.validity, 60, MAX_VALIDITY_MINUTES
         )
-        if validity is not None:
-            entry["validityPeriod"] = validity
+        if minutes is not None:
+            entry["validityPeriod"] = minutes
         return WireRequest(
             "POST",
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
@@ -288,13 +286,6 @@ def _flag(options: Mapping[str, Any], key: str, *, default: bool) -> bool:
     if isinstance(value, int | float):
         return bool(value)
     return default
-
-
-def _validity_minutes(value: Any) -> int | None:
-    minutes = wire.as_int(value)
-    if minutes is None or minutes < 1:
-        return None
-    return min(minutes, MAX_VALIDITY_MINUTES)
 
 
 def _match(

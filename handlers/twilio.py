@@ -65,8 +65,8 @@ from service.model import Account, Outcome, RecipientResult, Report, Status
 API_VERSION = "2010-04-01"
 SIGNATURE_HEADER = "x-twilio-signature"
 REFERENCE_PARAMETER = "smsgw_message"
-MAX_VALIDITY_SECONDS = 36000
 """The StatusCallback query parameter carrying our message ID back (see `_with_reference`)."""
+MAX_VALIDITY_SECONDS = 36000
 
 # Every value of a Message resource's `status`, outbound first. Twilio's "failed" means
 # it could not send the message at all (queue overflow, suspended account...) and
@@ -207,14 +207,12 @@ active = false
         form.append(("Body", message.text))
         if batch.dlr_url:
             form.append(("StatusCallback", _with_reference(batch.dlr_url, message.message_id)))
-        validity = (
-            wire.as_int(account.options.get("validity_period"))
-            if message.validity is None
-            # Twilio takes 1..36000 seconds; it keeps no message longer in any case.
-            else min(message.validity, MAX_VALIDITY_SECONDS)
+        # Twilio takes 1..36000 seconds; it keeps no message longer in any case.
+        seconds = wire.validity(
+            account.options.get("validity_period"), message.validity, 1, MAX_VALIDITY_SECONDS
         )
-        if validity is not None:
-            form.append(("ValidityPeriod", str(validity)))
+        if seconds is not None:
+            form.append(("ValidityPeriod", str(seconds)))
         return WireRequest(
             "POST",
             f"{_account_url(account, batch.base_url, self.public_base_url)}/Messages.json",

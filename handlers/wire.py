@@ -72,6 +72,17 @@ def as_int(value: Any, *, signed: bool = True) -> int | None:
     return parsing.json_int(value, signed=signed)
 
 
+def validity(option: Any, remaining: int | None, unit: int, most: int | None) -> int | None:
+    """How long the provider may keep trying, in its unit of `unit` seconds: the
+    message's own remaining validity rounded down (never kept past its end, at least
+    one unit), else the account's `validity_period` option as configured; at most
+    `most` units; None to send none."""
+    value = as_int(option) if remaining is None else max(1, remaining // unit)
+    if value is None or value < 1:
+        return None
+    return value if most is None else min(value, most)
+
+
 def as_float(value: Any) -> float | None:
     """A finite number sent as a JSON number or as text; anything else is None."""
     return parsing.json_float(value)

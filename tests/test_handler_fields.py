@@ -27,6 +27,7 @@ from handlers.wire import (
     same_number,
     same_subscriber,
     snippet,
+    validity,
 )
 from service.model import Outcome, OutgoingSms, RecipientResult, SendBatch
 
@@ -65,6 +66,26 @@ def test_an_unsigned_integer_refuses_a_sign_for_formats_whose_codes_have_none() 
     assert as_int("-5", signed=False) is None
     # JSON numbers are numbers whatever their sign; the sign rule is about text.
     assert as_int(-5, signed=False) == -5
+
+
+@pytest.mark.parametrize(
+    ("option", "remaining", "unit", "most", "sent"),
+    [
+        (None, 600, 60, None, 10),  # the message's own: whole minutes
+        (5, 659, 60, None, 10),  # ...rounded down, never kept past its end
+        (None, 30, 60, None, 1),  # ...at least one unit
+        (None, 90_000, 1, 36_000, 36_000),  # ...at most the provider's longest
+        ("45", None, 60, None, 45),  # else the account's option, in the provider's unit
+        (5000, None, 60, 2880, 2880),
+        (0, None, 60, None, None),  # an option of nothing sends none
+        ("soon", None, 60, None, None),
+        (None, None, 60, None, None),
+    ],
+)
+def test_a_validity_is_the_messages_own_else_the_accounts(
+    option: object, remaining: int | None, unit: int, most: int | None, sent: int | None
+) -> None:
+    assert validity(option, remaining, unit, most) == sent
 
 
 @pytest.mark.parametrize(("value", "number"), [(2, 2.0), (2.5, 2.5), (" 2.5 ", 2.5), ("-1", -1.0)])
