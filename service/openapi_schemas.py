@@ -59,6 +59,7 @@ _CLIENT_PROPERTIES: dict[str, Any] = {
     **_CLIENT_SETTINGS,
     "created_at": {"type": "string"},
     "keys": {"type": "array", "items": ref("ClientKey")},
+    "usage": ref("ClientUsage"),
 }
 _CLIENT_SCHEMAS: dict[str, Any] = {
     "ClientInput": {
@@ -81,6 +82,20 @@ _CLIENT_SCHEMAS: dict[str, Any] = {
             "webhook_secret": {
                 "type": "string",
                 "description": "whsec_…, to verify status callbacks; shown only here",
+            },
+        },
+    },
+    "ClientUsage": {
+        "type": "object",
+        "description": "messages (one per recipient) counted against the quotas in the "
+        "current UTC day and month: counted when queued, given back when cancelled",
+        "properties": {
+            "day": {"type": "integer", "minimum": 0},
+            "month": {"type": "integer", "minimum": 0},
+            "resets_at": {
+                "type": "object",
+                "description": "the next UTC midnight, and the first of next month",
+                "properties": {"day": {"type": "string"}, "month": {"type": "string"}},
             },
         },
     },

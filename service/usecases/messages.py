@@ -23,6 +23,7 @@ from service.model import (
     Status,
 )
 from service.principals import ADMIN_PRINCIPAL, Principal
+from service.quotas import Charge, Usage, usage_view
 from service.runtime import Runtime
 
 
@@ -101,13 +102,15 @@ async def queue_messages(
 
     The answer is stored with the idempotency key, so a repeated send gets the first
     answer back, not one built again. A client's messages are its own, sent only with
-    the accounts it may use.
+    the accounts it may use, and counted against its rate limit and quotas (an admin
+    token has none).
     """
     composed = await compose(body, rt.directory, rt.compose_rules, principal.accounts)
     opted_out = await rt.store.suppressed([m.to for m in composed])
     messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}
-    given = await rt.store.enqueue(messages, answer, idempotency)
+    charge = None if principal.client is None else Charge(principal.client, rt.clock())
+    given = await rt.store.enqueue(messages, answer, idempotency, charge)
     rt.wake_dispatcher()
     return given
 
@@ -161,9 +164,12 @@ async def visible_message(
 
 async def stats_body(rt: Runtime, principal: Principal = ADMIN_PRINCIPAL) -> dict[str, Any]:
     """The counters as /v1/stats, the console and `smsgw stats` show them, with reports
-    unmatched past the TTL. A client's key gets its own counters only."""
+    unmatched past the TTL. A client's key gets its own counters only, and its usage."""
     if principal.client is not None:
         own = await rt.store.client_counters(principal.client)
-        return {"total": own.as_dict()}
+        at = rt.clock()
+        used = await rt.store.client_usage([principal.client], at)
+        usage = used.get(principal.client, Usage())
+        return {"total": own.as_dict(), "usage": usage_view(usage, at)}
     result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
     return result.as_body()
