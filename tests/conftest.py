@@ -155,11 +155,15 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 10.0) ->
 
 
 @asynccontextmanager
-async def running_gateway(
-    data: Path, *, clock: Clock = time.time, **changes: Any
-) -> AsyncIterator[Gateway]:
-    """smsgw on `data` with settings `changes`; `clock` is the one its clients' quotas
-    and rate limits run on."""
+async def running_gateway(data: Path, **changes: Any) -> AsyncIterator[Gateway]:
+    async with clocked_gateway(data, time.time, **changes) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def clocked_gateway(data: Path, clock: Clock, **changes: Any) -> AsyncIterator[Gateway]:
+    """smsgw on `data` with settings `changes`, whose clients' quotas and rate limits
+    run on `clock`."""
     sock = free_socket()
     settings = make_settings(data, url_of(sock), **changes)
     async with (

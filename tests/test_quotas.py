@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from service.quotas import Period, period_start, resets_at
-from tests.conftest import Gateway, error_of, running_gateway
+from tests.conftest import Gateway, clocked_gateway, error_of
 from tests.test_clients import add_client, holding
 
 SHOP = "+4670000000"
@@ -51,7 +51,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def gateway(tmp_path: Path, clock: Clock) -> AsyncIterator[Gateway]:
-    async with running_gateway(tmp_path, clock=clock) as gw:
+    async with clocked_gateway(tmp_path, clock) as gw:
         yield gw
 
 
@@ -216,8 +216,8 @@ async def test_two_gateways_sending_at_the_edge_at_once_never_pass_it(
     """Two smsgw instances on one store (PostgreSQL: separate connection pools, so
     separate transactions racing), each firing sends of two recipients at once."""
     async with (
-        running_gateway(tmp_path, clock=clock) as one,
-        running_gateway(tmp_path, clock=clock) as two,
+        clocked_gateway(tmp_path, clock) as one,
+        clocked_gateway(tmp_path, clock) as two,
     ):
         created = await add_client(one, name="shop", quota={"day": 11})
         async with holding(one, created["key"]) as a, holding(two, created["key"]) as b:
