@@ -170,6 +170,18 @@ async def test_the_day_and_the_month_reset_at_their_boundaries(
     assert await stored_messages(gateway) == 4
 
 
+async def test_a_recipient_who_opted_out_is_not_counted(
+    gateway: Gateway, shop: httpx.AsyncClient
+) -> None:
+    await limit(gateway, quota={"day": 1})
+    stop = await gateway.api.post("/v1/suppressions", json={"number": f"{SHOP}0"})
+    assert stop.status_code == 201, stop.text
+    sent = await send(shop, 2)
+    assert sent.status_code == 202
+    assert [m["status"] for m in sent.json()["messages"]] == ["failed", "queued"]
+    assert (await usage(gateway))["day"] == 1
+
+
 async def test_admin_tokens_have_no_quota_and_count_against_no_client(
     gateway: Gateway, shop: httpx.AsyncClient
 ) -> None:
