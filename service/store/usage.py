@@ -2,7 +2,7 @@
 
 Both are checked and counted inside the transaction that queues the messages, so a
 refused send leaves nothing behind, and both hold across processes. On PostgreSQL
-the quota check is the UPDATE itself (`used + n <= limit`), which waits for any other
+the quota check is the upsert itself (`used + n <= limit`), which waits for any other
 transaction holding the row and then tests the row as that one left it: two
 processes can never both pass the edge. The bucket's row is read FOR UPDATE for the
 same reason. SQLite's single writer serializes them anyway.
@@ -46,14 +46,15 @@ async def charge(tx: Tx, charge: Charge, count: int) -> None:
 
 
 async def _take_tokens(tx: Tx, charge: Charge, rate: float, count: int) -> None:
-    await tx.execute(
-        "INSERT INTO client_rates (client, tokens, stamp) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        (charge.client, capacity(rate), charge.at),
-    )
-    found = await tx.fetchone(
-        f"SELECT tokens, stamp FROM client_rates WHERE client = ?{tx.FOR_UPDATE}",
-        (charge.client,),
-    )
+    found = await _bucket(tx, charge.client)
+    if found is None:
+        # A client's first limited send finds its bucket full.
+        await tx.execute(
+            "INSERT INTO client_rates (client, tokens, stamp) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            (charge.client, capacity(rate), charge.at),
+        )
+        found = await _bucket(tx, charge.client)
     assert found is not None
     tokens = refilled(found[0], charge.at - found[1], rate)
     wait = wait_for(tokens, count, rate)
@@ -65,24 +66,33 @@ async def _take_tokens(tx: Tx, charge: Charge, rate: float, count: int) -> None:
     )
 
 
-async def _count(tx: Tx, charge: Charge, period: Period, limit: int | None, count: int) -> None:
-    key = (charge.client, period.value, period_start(period, charge.at))
-    await tx.execute(
-        "INSERT INTO client_usage (client, period, starts, used) VALUES (?, ?, ?, 0) "
-        "ON CONFLICT DO NOTHING",
-        key,
+async def _bucket(tx: Tx, client: str) -> tuple[float, float] | None:
+    found = await tx.fetchone(
+        f"SELECT tokens, stamp FROM client_rates WHERE client = ?{tx.FOR_UPDATE}", (client,)
     )
-    where = "WHERE client = ? AND period = ? AND starts = ?"
+    return None if found is None else (float(found[0]), float(found[1]))
+
+
+async def _count(tx: Tx, charge: Charge, period: Period, limit: int | None, count: int) -> None:
+    """One upsert: the row is created or added to, and with a `limit` only while the sum
+    stays within it. A count above the limit itself could pass as a new row's first
+    value, so it is refused before."""
+    key = (charge.client, period.value, period_start(period, charge.at))
+    upsert = (
+        "INSERT INTO client_usage (client, period, starts, used) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (client, period, starts) "
+        "DO UPDATE SET used = client_usage.used + excluded.used"
+    )
     if limit is None:
         # Counted all the same: a quota set later today knows what today has used.
-        await tx.execute(f"UPDATE client_usage SET used = used + ? {where}", (count, *key))
+        await tx.execute(upsert, (*key, count))
         return
-    counted = await tx.execute(
-        f"UPDATE client_usage SET used = used + ? {where} AND used + ? <= ?",
-        (count, *key, count, limit),
-    )
-    if not counted:
-        found = await tx.fetchone(f"SELECT used FROM client_usage {where}", key)
+    if count > limit or not await tx.execute(
+        f"{upsert} WHERE client_usage.used + excluded.used <= ?", (*key, count, limit)
+    ):
+        found = await tx.fetchone(
+            "SELECT used FROM client_usage WHERE client = ? AND period = ? AND starts = ?", key
+        )
         raise quota_exceeded(period, limit, found[0] if found else 0, count, charge.at)
 
 
