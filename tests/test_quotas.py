@@ -9,6 +9,7 @@ moves, so that a period ends when the test says.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,9 @@ import pytest
 
 from service.quotas import Period, period_start, resets_at
 from tests.conftest import Gateway, clocked_gateway, error_of
+from tests.servers import free_socket, until_ready, url_of
 from tests.test_clients import add_client, holding
+from tests.test_multiprocess import database, smsgw_processes  # noqa: F401 (a fixture)
 
 SHOP = "+4670000000"
 
@@ -239,6 +242,44 @@ async def test_two_gateways_sending_at_the_edge_at_once_never_pass_it(
         assert {error_of(r)["code"] for r in answers if r.status_code == 429} == {"quota_exceeded"}
         assert await stored_messages(one) == 10
         assert (await usage(two))["day"] == 10
+
+
+async def test_two_smsgw_processes_sending_at_the_edge_at_once_never_pass_it(
+    database: str,  # noqa: F811 (the fixture imported above)
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The issue's race: two `smsgw serve` processes on one PostgreSQL database."""
+    folder = tmp_path_factory.mktemp("quota-race")
+    sockets = [free_socket() for _ in range(2)]
+    urls = [url_of(sock) for sock in sockets]
+    for sock in sockets:
+        sock.close()  # the processes bind these ports themselves
+    admin = {"Authorization": "Bearer race-admin"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database,
+        "SMSGW_API_TOKENS": "race-admin",
+        "SMSGW_DATA": str(folder),
+    }
+    commands = [["serve", "--port", url.rsplit(":", 1)[1]] for url in urls]
+    with smsgw_processes(env, commands, folder):
+        for url in urls:
+            await until_ready(url)
+        async with httpx.AsyncClient(timeout=30) as http:
+            created = await http.post(
+                f"{urls[0]}/v1/clients", json={"name": "shop", "quota": {"day": 11}}, headers=admin
+            )
+            assert created.status_code == 201, created.text
+            key = {"Authorization": f"Bearer {created.json()['key']}"}
+            body = {"to": [f"{SHOP}1", f"{SHOP}2"], "text": "Hi"}
+            answers = await asyncio.gather(
+                *(http.post(f"{url}/v1/messages", json=body, headers=key) for url in urls * 12)
+            )
+            assert sorted(r.status_code for r in answers) == [202] * 5 + [429] * 19
+            listed = await http.get(
+                f"{urls[1]}/v1/messages", params={"client": "shop", "limit": 100}, headers=admin
+            )
+            assert len(listed.json()["messages"]) == 10
 
 
 # -- the rate limit -------------------------------------------------------------------------
