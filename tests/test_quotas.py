@@ -128,6 +128,8 @@ async def test_a_send_past_the_day_quota_is_429_naming_it_and_queues_nothing(
     error = refused(past, "quota_exceeded")
     assert error["field"] == "quota.day"
     assert "day quota of 3" in error["message"]
+    metrics = (await gateway.api.get("/metrics")).text
+    assert 'smsgw_client_refusals_total{client="shop",reason="quota_exceeded"} 1.0' in metrics
     assert "2026-02-01T00:00:00.000Z" in error["message"]
     assert past.headers["retry-after"] == "1"  # one second to midnight
     assert await stored_messages(gateway) == 3
@@ -300,6 +302,8 @@ async def test_sending_faster_than_the_rate_is_429_until_the_client_waits(
     refused(await send(shop), "rate_limited")
     assert await stored_messages(gateway) == 3
     assert (await usage(gateway))["day"] == 3  # a refused send used no quota
+    metrics = (await gateway.api.get("/metrics")).text
+    assert 'smsgw_client_refusals_total{client="shop",reason="rate_limited"} 2.0' in metrics
 
 
 async def test_a_batch_larger_than_a_second_goes_and_the_client_waits_it_off(

@@ -12,7 +12,7 @@ from typing import Any
 from service import bounds
 from service.clock import iso_ago, iso_of
 from service.compose import compose
-from service.errors import Conflict, NotFound, ValidationFailed
+from service.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
@@ -109,8 +109,15 @@ async def queue_messages(
     opted_out = await rt.store.suppressed([m.to for m in composed])
     messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}
-    charge = None if principal.client is None else Charge(principal.client, rt.clock())
-    given = await rt.store.enqueue(messages, answer, idempotency, charge)
+    if principal.client is None:
+        given = await rt.store.enqueue(messages, answer, idempotency)
+    else:
+        charge = Charge(principal.client, rt.clock())
+        try:
+            given = await rt.store.enqueue(messages, answer, idempotency, charge)
+        except TooManyRequests as refusal:
+            rt.metrics.client_refused(principal.client, refusal.code)
+            raise
     rt.wake_dispatcher()
     return given
 
