@@ -44,9 +44,17 @@ _CLIENT_SETTINGS: dict[str, Any] = {
         "items": {"type": "string"},
         "description": "the accounts its messages may use; null: every account",
     },
-    "rate_per_second": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "rate_per_second": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "description": "messages a second its keys may send, shared by every smsgw process; "
+        "a burst of one second's worth, and a larger send goes and is waited off after; "
+        "faster sends get 429 rate_limited",
+    },
     "quota": {
         "type": ["object", "null"],
+        "description": "messages (one per recipient) a UTC day and a UTC month its keys may "
+        "queue; a send that would pass one gets 429 quota_exceeded and queues nothing",
         "properties": {
             "day": {"type": ["integer", "null"], "minimum": 0},
             "month": {"type": ["integer", "null"], "minimum": 0},

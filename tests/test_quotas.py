@@ -211,6 +211,21 @@ async def test_a_cancelled_message_gives_its_quota_back(
     assert (await send(shop)).status_code == 202
 
 
+async def test_a_cancel_gives_back_to_the_periods_the_message_was_counted_in(
+    gateway: Gateway, shop: httpx.AsyncClient, clock: Clock
+) -> None:
+    await limit(gateway, quota={"day": 1})
+    later = datetime.now(UTC).replace(microsecond=0).timestamp() + 3600
+    queued = await send(shop, send_at=datetime.fromtimestamp(later, UTC).isoformat())
+    [message] = queued.json()["messages"]
+    clock.set("2026-02-01T09:00:00+00:00")  # counted on 31 January; cancelled on 1 February
+    assert (await send(shop)).status_code == 202
+    assert (await shop.delete(f"/v1/messages/{message['id']}")).status_code == 200
+    shown = await usage(gateway)
+    assert (shown["day"], shown["month"]) == (1, 1)  # today's send stays counted
+    refused(await send(shop), "quota_exceeded")
+
+
 async def test_a_repeated_send_counts_once_and_a_refused_one_is_not_remembered(
     gateway: Gateway, shop: httpx.AsyncClient, clock: Clock
 ) -> None:
