@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from service import api, callbacks, clients_api, events_api, inbound_api, reports_api, web
-from service.clock import iso_ago
+from service.clock import Clock, iso_ago
 from service.errors import SmsgwError
 from service.ingest import DlrIngest
 from service.keyring import KeyResolver
@@ -80,7 +80,8 @@ async def metrics(request: Request) -> Response:
     return Response(body, headers={"content-type": CONTENT_TYPE_LATEST})
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, clock: Clock = time.time) -> Starlette:
+    """The app; `clock` is the one clients' quotas and rate limits run on."""
     sandbox = SandboxProvider(settings.base_url, settings.sandbox_dlr_delay)
     # Made here, not in the lifespan: the middleware that counts callbacks needs it first.
     app_metrics = Metrics()
@@ -92,7 +93,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with running(
-            settings, metrics=app_metrics, auth_failures=auth_failures, keys=keys
+            settings, metrics=app_metrics, auth_failures=auth_failures, keys=keys, clock=clock
         ) as runtime:
             app.state.runtime = runtime
             _log.info("smsgw.started", public_url=settings.base_url, store=settings.store_name)

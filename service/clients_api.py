@@ -9,7 +9,8 @@ from starlette.routing import Route
 from service.http import read_json, runtime
 from service.usecases.clients import (
     change_client,
-    client_view,
+    client_shown,
+    clients_shown,
     create_client,
     issue_key,
     remove_client,
@@ -23,7 +24,7 @@ async def clients(request: Request) -> Response:
     if request.method == "POST":
         # The only answer that shows the first key and the webhook secret.
         return JSONResponse(await create_client(rt, await read_json(request)), status_code=201)
-    return JSONResponse({"clients": [client_view(c) for c in await rt.store.list_clients()]})
+    return JSONResponse({"clients": await clients_shown(rt, await rt.store.list_clients())})
 
 
 async def client(request: Request) -> Response:
@@ -33,8 +34,9 @@ async def client(request: Request) -> Response:
         await remove_client(rt, name)
         return Response(status_code=204)
     if request.method == "PATCH":
-        return JSONResponse(client_view(await change_client(rt, name, await read_json(request))))
-    return JSONResponse(client_view(await require_client(rt, name)))
+        changed = await change_client(rt, name, await read_json(request))
+        return JSONResponse(await client_shown(rt, changed))
+    return JSONResponse(await client_shown(rt, await require_client(rt, name)))
 
 
 async def keys(request: Request) -> Response:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+Clock = Callable[[], float]
+"""Seconds since the epoch: `time.time`, unless a test moves time itself (quota periods
+and a client's rate limit read it, so that a test can cross midnight at will)."""
 
 
 def iso(moment: datetime) -> str:

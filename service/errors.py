@@ -72,7 +72,8 @@ class PayloadTooLarge(SmsgwError):
 
 
 class TooManyRequests(SmsgwError):
-    """The client failed authentication too often; `Retry-After` says when to try again."""
+    """Too many requests: failed authentications, by default; `Retry-After` says when
+    to try again."""
 
     status = 429
     code = "too_many_requests"
@@ -83,6 +84,18 @@ class TooManyRequests(SmsgwError):
 
     def headers(self) -> dict[str, str]:
         return {"retry-after": str(self.retry_after)}
+
+
+class QuotaExceeded(TooManyRequests):
+    """A client's send would pass its day or month quota; `Retry-After` is the reset."""
+
+    code = "quota_exceeded"
+
+
+class RateLimited(TooManyRequests):
+    """A client sends faster than its `rate_per_second`."""
+
+    code = "rate_limited"
 
 
 class ProviderFailed(SmsgwError):

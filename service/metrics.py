@@ -103,6 +103,13 @@ class Metrics:
             ["provider", "kind"],
             registry=self.registry,
         )
+        self._client_refusals = Counter(
+            "smsgw_client_refusals_total",
+            "Sends refused to a client's key, by client and reason: quota_exceeded or "
+            "rate_limited (429; nothing was queued).",
+            ["client", "reason"],
+            registry=self.registry,
+        )
         self._outbox = Gauge(
             "smsgw_outbox_depth",
             "Messages in the outbox: waiting to be sent, waiting to retry, or in flight.",
@@ -152,6 +159,10 @@ class Metrics:
 
     def provider_failed(self, provider: str, exc: httpx.HTTPError) -> None:
         self._provider_errors.labels(provider, _error_kind(exc)).inc()
+
+    def client_refused(self, client: str, reason: str) -> None:
+        # Client names are an admin's to make, not a caller's: a bounded label.
+        self._client_refusals.labels(client, reason).inc()
 
     async def render(self, store: Store, unmatched_before: str) -> bytes:
         """The exposition text, with the stored-state gauges read now."""

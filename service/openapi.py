@@ -10,6 +10,7 @@ from handlers.base import ProviderHandler
 from service.openapi_schemas import ref, schemas
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_TOO_MANY = {"$ref": "#/components/responses/TooManyRequests"}
 _PAGE = [
     {
         "name": "limit",
@@ -183,7 +184,24 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": _json(ref("Error"), "Error")},
+            "responses": {
+                "Error": _json(ref("Error"), "Error"),
+                "TooManyRequests": {
+                    **_json(
+                        ref("Error"),
+                        "A client's key sent past its quota (error.code quota_exceeded; "
+                        "error.field quota.day or quota.month; the message gives the limit "
+                        "and when it resets) or faster than its rate_per_second (rate_limited). "
+                        "Nothing was queued.",
+                    ),
+                    "headers": {
+                        "Retry-After": {
+                            "description": "seconds until the quota resets or the rate allows",
+                            "schema": {"type": "integer", "minimum": 1},
+                        }
+                    },
+                },
+            },
             "schemas": schemas(handlers),
         },
         "security": [{"bearer": []}],
@@ -217,6 +235,7 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                         "409": _ERROR,
                         "413": _ERROR,
                         "422": _ERROR,
+                        "429": _TOO_MANY,
                     },
                 },
                 "get": {
@@ -271,6 +290,10 @@ def spec(handlers: Mapping[str, ProviderHandler] = HANDLERS) -> dict[str, Any]:
                                         "description": "admin tokens only; a client's key "
                                         "gets its own counters as total",
                                         "additionalProperties": ref("Counters"),
+                                    },
+                                    "usage": {
+                                        **ref("ClientUsage"),
+                                        "description": "a client's key only: its usage",
                                     },
                                 },
                             }

@@ -45,9 +45,17 @@ _CLIENT_SETTINGS: dict[str, Any] = {
         "items": {"type": "string"},
         "description": "the accounts its messages may use; null: every account",
     },
-    "rate_per_second": {"type": ["number", "null"], "exclusiveMinimum": 0},
+    "rate_per_second": {
+        "type": ["number", "null"],
+        "exclusiveMinimum": 0,
+        "description": "messages a second its keys may send, shared by every smsgw process; "
+        "a burst of one second's worth, and a larger send goes and is waited off after; "
+        "faster sends get 429 rate_limited",
+    },
     "quota": {
         "type": ["object", "null"],
+        "description": "messages (one per recipient) a UTC day and a UTC month its keys may "
+        "queue; a send that would pass one gets 429 quota_exceeded and queues nothing",
         "properties": {
             "day": {"type": ["integer", "null"], "minimum": 0},
             "month": {"type": ["integer", "null"], "minimum": 0},
@@ -60,6 +68,7 @@ _CLIENT_PROPERTIES: dict[str, Any] = {
     **_CLIENT_SETTINGS,
     "created_at": {"type": "string"},
     "keys": {"type": "array", "items": ref("ClientKey")},
+    "usage": ref("ClientUsage"),
 }
 _CLIENT_SCHEMAS: dict[str, Any] = {
     "ClientInput": {
@@ -82,6 +91,20 @@ _CLIENT_SCHEMAS: dict[str, Any] = {
             "webhook_secret": {
                 "type": "string",
                 "description": "whsec_…, to verify status callbacks; shown only here",
+            },
+        },
+    },
+    "ClientUsage": {
+        "type": "object",
+        "description": "messages (one per recipient) counted against the quotas in the "
+        "current UTC day and month: counted when queued, given back when cancelled",
+        "properties": {
+            "day": {"type": "integer", "minimum": 0},
+            "month": {"type": "integer", "minimum": 0},
+            "resets_at": {
+                "type": "object",
+                "description": "the next UTC midnight, and the first of next month",
+                "properties": {"day": {"type": "string"}, "month": {"type": "string"}},
             },
         },
     },

@@ -1,4 +1,5 @@
-"""A per-account token bucket for provider requests, and the failed-authentication throttle."""
+"""Token buckets (a per-account one for provider requests; the arithmetic a client's
+shared bucket in the store uses too), and the failed-authentication throttle."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from service.errors import SmsgwError, TooManyRequests
+
+
+def capacity(rate: float) -> float:
+    """A bucket of `rate` a second holds one second's worth, and at least one."""
+    return max(rate, 1.0)
+
+
+def refilled(tokens: float, elapsed: float, rate: float) -> float:
+    """The tokens of a bucket `elapsed` seconds after it held `tokens`; time that ran
+    backwards (clocks of two hosts) adds nothing."""
+    return min(capacity(rate), tokens + max(0.0, elapsed) * rate)
+
+
+def wait_for(tokens: float, count: int, rate: float) -> float:
+    """Seconds until a bucket holding `tokens` may let `count` go: a batch larger than
+    the bucket needs it full, then goes and leaves it in debt."""
+    return max(0.0, min(float(count), capacity(rate)) - tokens) / rate
 
 
 class TokenBucket:
@@ -27,8 +45,7 @@ class TokenBucket:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
-        self._capacity = max(rate, 1.0)
-        self._tokens = self._capacity
+        self._tokens = capacity(rate)
         self._clock = clock
         self._sleep = sleep
         self._stamp = clock()
@@ -37,9 +54,9 @@ class TokenBucket:
     async def acquire(self, count: int = 1) -> None:
         async with self._lock:
             self._refill()
-            needed = min(float(count), self._capacity)
-            if self._tokens < needed:
-                await self._sleep((needed - self._tokens) / self.rate)
+            wait = wait_for(self._tokens, count, self.rate)
+            if wait > 0:
+                await self._sleep(wait)
                 self._refill()
             self._tokens -= count
 
@@ -48,14 +65,14 @@ class TokenBucket:
         if self._lock.locked():
             return False
         self._refill()
-        if self._tokens < min(float(count), self._capacity):
+        if wait_for(self._tokens, count, self.rate) > 0:
             return False
         self._tokens -= count
         return True
 
     def _refill(self) -> None:
         now = self._clock()
-        self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._tokens = refilled(self._tokens, now - self._stamp, self.rate)
         self._stamp = now
 
 

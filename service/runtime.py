@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import httpx
 from service.accounts import AccountDirectory, declared_accounts
 from service.autoreply import Policy, declared_rules, own_number_keys
 from service.callback_inbox import Appender, Applier
+from service.clock import Clock
 from service.compose import ComposeRules
 from service.dispatcher import Dispatcher
 from service.events import EventBus, EventFormat, EventLogger
@@ -50,6 +52,8 @@ class Runtime:
     appender: Appender
     keys: KeyResolver
     """Client keys to principals; shared with the bearer middleware."""
+    clock: Clock = time.time
+    """The moment clients' sends are counted at, in their quotas and rate limits."""
 
     def wake_dispatcher(self, urgent: bool = False) -> None:
         self.dispatcher.wake(urgent)
@@ -75,6 +79,7 @@ async def running(
     metrics: Metrics | None = None,
     auth_failures: FailedAuthentications | None = None,
     keys: KeyResolver | None = None,
+    clock: Clock = time.time,
 ) -> AsyncIterator[Runtime]:
     directory: AccountDirectory | None = None
     event_format = EventFormat(lambda name: directory.provider_of(name) if directory else "")
@@ -136,6 +141,7 @@ async def running(
             applier=applier,
             appender=Appender(store, applier.appended),
             keys=keys,
+            clock=clock,
         )
     finally:
         for task in tasks:

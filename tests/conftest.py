@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.clock import Clock
 from service.settings import Settings, load_settings
 from tests.databases import TestDatabase
 from tests.servers import free_socket, serve, url_of
@@ -155,10 +156,18 @@ async def eventually(check: Callable[[], Awaitable[T]], within: float = 10.0) ->
 
 @asynccontextmanager
 async def running_gateway(data: Path, **changes: Any) -> AsyncIterator[Gateway]:
+    async with clocked_gateway(data, time.time, **changes) as gateway:
+        yield gateway
+
+
+@asynccontextmanager
+async def clocked_gateway(data: Path, clock: Clock, **changes: Any) -> AsyncIterator[Gateway]:
+    """smsgw on `data` with settings `changes`, whose clients' quotas and rate limits
+    run on `clock`."""
     sock = free_socket()
     settings = make_settings(data, url_of(sock), **changes)
     async with (
-        serve(create_app(settings), sock) as url,
+        serve(create_app(settings, clock), sock) as url,
         httpx.AsyncClient(
             base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
         ) as api,

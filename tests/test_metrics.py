@@ -35,6 +35,7 @@ METRICS = {
     "smsgw_callbacks": ("counter", {"kind", "outcome"}),
     "smsgw_provider_request_seconds": ("histogram", {"provider"}),
     "smsgw_provider_errors": ("counter", {"provider", "kind"}),
+    "smsgw_client_refusals": ("counter", {"client", "reason"}),
     "smsgw_outbox_depth": ("gauge", set()),
     "smsgw_webhook_backlog": ("gauge", set()),
 }
@@ -298,6 +299,11 @@ async def test_every_sample_carries_the_documented_labels(tmp_path: Path) -> Non
             )
             down = await gateway.send(to="+46700000001", text="x", account="conn")
             up = await gateway.send(to="+46700000001", text="x", account="sandbox")
+            shop = await gateway.api.post("/v1/clients", json={"name": "s", "quota": {"day": 0}})
+            key = {"Authorization": f"Bearer {shop.json()['key']}"}
+            body = {"to": "+46700000001", "text": "x"}
+            over = await gateway.raw.post("/v1/messages", json=body, headers=key)
+            assert over.status_code == 429, over.text
             await settled_messages(gateway, [m["id"] for m in down + up])
             scraped = await scrape(gateway)
     finally:

@@ -178,6 +178,23 @@ async def test_client_answers_are_what_the_document_says(gateway: Gateway) -> No
     assert_documented("/v1/clients", "get", forbidden)
 
 
+async def test_a_client_refused_for_its_quota_or_rate_gets_the_documented_429(
+    gateway: Gateway,
+) -> None:
+    limits = {"name": "shop", "rate_per_second": 0.001}
+    created = await gateway.api.post("/v1/clients", json=limits)
+    headers = {"Authorization": f"Bearer {created.json()['key']}"}
+    body = {"to": "+46700000001", "text": "Hi"}
+    assert (await gateway.raw.post("/v1/messages", json=body, headers=headers)).is_success
+    for change in ({}, {"rate_per_second": None, "quota": {"day": 1}}):
+        await gateway.api.patch("/v1/clients/shop", json=change)
+        refused = await gateway.raw.post("/v1/messages", json=body, headers=headers)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+        assert_documented("/v1/messages", "post", refused)
+    own = await gateway.raw.get("/v1/stats", headers=headers)
+    assert_documented("/v1/stats", "get", own)
+
+
 @pytest.mark.parametrize(
     ("answer", "undocumented"),
     [

@@ -25,6 +25,8 @@ from service.model import (
     Priority,
     Status,
 )
+from service.quotas import Charge
+from service.store import usage
 from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
 from service.store.tx import IN_CHUNK, Read, Tx, finite, key_lock
 
@@ -42,7 +44,11 @@ async def enqueue(
     messages: Sequence[NewMessage],
     response: Mapping[str, Any],
     idempotency: tuple[str, str] | None,
+    charge: Charge | None = None,
 ) -> Mapping[str, Any]:
+    """Queue `messages` and keep `response` for a repeat of the send; with a `charge`,
+    first count them against the client's rate and quotas, all or none. A repeat is
+    answered from the first send and counted no more."""
     if idempotency is not None:
         key, body_hash = idempotency
         # Insert first: of two requests racing with one key, the second waits
@@ -65,7 +71,9 @@ async def enqueue(
                 )
             stored: Mapping[str, Any] = json.loads(seen[1])
             return stored
-    await insert_messages(tx, messages)
+    if charge is not None:
+        await usage.charge(tx, charge, sum(not m.opted_out for m in messages))
+    await insert_messages(tx, messages, charged_at=charge.at if charge else None)
     return response
 
 
@@ -74,17 +82,20 @@ def first_status(message: NewMessage) -> Status:
     return Status.QUEUED if message.send_at is None else Status.SCHEDULED
 
 
-async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
+async def insert_messages(
+    tx: Tx, messages: Sequence[NewMessage], charged_at: float | None = None
+) -> None:
     """New messages and their outbox rows; an opted-out recipient's message fails
     at once and never reaches the outbox. A scheduled message's row comes due at its
     `send_at`: the one claim every process makes sends it then, and only once. A
-    message given no callback URL takes its client's default, as the client is now."""
+    message given no callback URL takes its client's default, as the client is now.
+    `charged_at`: when the queued ones were counted against their client's quotas."""
     now = iso_now()
     await tx.executemany(
         "INSERT INTO messages (id, account, recipient, sender, text, encoding, segments, "
         "status, client_ref, routed, inbound_id, client, send_at, expires_at, priority, "
-        "created_at, updated_at, callback_events, callback_url) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+        "charged_at, created_at, updated_at, callback_events, callback_url) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
         "COALESCE(?, (SELECT callback_url FROM clients WHERE name = ?), ''))",
         [
             finite(
@@ -104,6 +115,7 @@ async def insert_messages(tx: Tx, messages: Sequence[NewMessage]) -> None:
                     m.send_at,
                     m.expires_at,
                     m.priority.value,
+                    None if m.opted_out else charged_at,
                     now,
                     now,
                     m.callback_events,
@@ -256,7 +268,8 @@ async def cancel(tx: Tx, message_id: str) -> Status | None:
     when it is cancelled, else its status (a message that does not exist has none
     and raises). The outbox row is deleted first and only while unclaimed: a claim
     and a cancel take that row in the same order, so exactly one of them wins, and a
-    claimed message is never cancelled while its request may be going out."""
+    claimed message is never cancelled while its request may be going out. A
+    cancelled message was never sent: its count goes back to its client's quotas."""
     gone = await tx.fetchone(
         "DELETE FROM outbox WHERE message_id = ? AND claimed_until IS NULL AND EXISTS "
         "(SELECT 1 FROM messages WHERE id = ? AND status IN ('scheduled', 'queued')) "
@@ -264,14 +277,17 @@ async def cancel(tx: Tx, message_id: str) -> Status | None:
         (message_id, message_id),
     )
     found = await tx.fetchone(
-        f"SELECT account, status FROM messages WHERE id = ?{tx.FOR_UPDATE}", (message_id,)
+        f"SELECT account, status, client, charged_at FROM messages WHERE id = ?{tx.FOR_UPDATE}",
+        (message_id,),
     )
     if found is None:
         raise NotFound("no such message", field="id")
-    account, status = found[0], Status(found[1])
+    account, status, client, charged_at = found[0], Status(found[1]), found[2], found[3]
     if gone is None:
         return status
     await set_status(tx, message_id, account, status, Status.CANCELLED)
+    if client is not None and charged_at is not None:
+        await usage.give_back(tx, client, charged_at)
     return None
 
 

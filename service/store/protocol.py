@@ -45,6 +45,7 @@ from service.model import (
     WebhookDelivery,
 )
 from service.principals import Client, NewKey, Principal
+from service.quotas import Charge, Usage
 
 EventSink = Callable[[Sequence[Event]], None]
 InboundPlanner = Callable[[InboundFacts], InboundDecision]
@@ -104,17 +105,26 @@ class Store(Protocol):
         """Record (key id, ISO time) of keys last used; an older time changes nothing."""
         ...
 
+    async def client_usage(self, names: Sequence[str], at: float) -> dict[str, Usage]:
+        """What each of these clients used in the day and month holding `at` (epoch
+        seconds); one that used nothing in them is left out."""
+        ...
+
     # messages
     async def enqueue(
         self,
         messages: Sequence[NewMessage],
         response: Mapping[str, Any],
         idempotency: tuple[str, str] | None = None,
+        charge: Charge | None = None,
     ) -> Mapping[str, Any]:
         """Store new messages and their outbox rows; returns the response to give.
 
         With an idempotency (key, body hash) already seen, nothing is stored and the
         first response is returned; the same key with another hash raises Conflict.
+        With a `charge`, the messages headed for the outbox are first counted against
+        the client's rate limit and quotas in the same transaction: RateLimited or
+        QuotaExceeded, and nothing is stored, when they would pass one.
         """
         ...
 

@@ -339,6 +339,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_lanes ON outbox(lane, due_at, seq) WHERE claimed_until IS NULL;
     DROP INDEX outbox_due;
     """,
+    # 12: quotas and rate limits per client: a client's usage per UTC day (`starts`
+    # 2026-12-08) and month (2026-12), counted when its messages are queued; its
+    # rate-limit bucket, shared by every process; and when a message was counted
+    # (`charged_at`, NULL for an admin token's or an opted-out one), so that a cancel
+    # gives it back to the right periods.
+    """
+    CREATE TABLE client_usage (
+        client TEXT NOT NULL,
+        period TEXT NOT NULL,
+        starts TEXT NOT NULL,
+        used {bigint} NOT NULL DEFAULT 0,
+        PRIMARY KEY (client, period, starts)
+    );
+    CREATE TABLE client_rates (
+        client TEXT PRIMARY KEY,
+        tokens {real} NOT NULL,
+        stamp {real} NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN charged_at {real};
+    """,
 )
 
 

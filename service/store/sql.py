@@ -1,9 +1,10 @@
 """The Store Protocol over SQL, written once for both dialects.
 
 `SqlStore` is a facade: each method opens a write transaction (`_write`) or reads
-(`_fetchall`) and hands it to the module for that concern: `accounts`, `lifecycle`
-(a message from queued to concluded, and polls), `reports`, `inbox` (inbound,
-auto-reply rules, opt-outs), `webhooks`, `sessions` (the console's) and `queries`.
+(`_fetchall`) and hands it to the module for that concern: `accounts`, `clients`,
+`usage` (clients' quotas and rate limits), `lifecycle` (a message from queued to
+concluded, and polls), `reports`, `inbox` (inbound, auto-reply rules, opt-outs),
+`webhooks`, `sessions` (the console's) and `queries`.
 Those functions never call back into the store. A backend (sqlite.py, postgres.py)
 supplies connections, transactions and migrations through a `Tx`, and which stored
 events a reader may see yet.
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from service import model
 from service.callback_records import CallbackAttempt, CallbackDue, CallbackRecord
 from service.principals import Client, NewKey, Principal
+from service.quotas import Charge, Usage
 from service.sealing import Sealer
 from service.store import (
     accounts,
@@ -29,6 +31,7 @@ from service.store import (
     reports,
     sessions,
     status_callbacks,
+    usage,
     webhooks,
 )
 from service.store.protocol import EventSink, InboundPlanner
@@ -113,6 +116,9 @@ class SqlStore(ABC):
     async def touch_client_keys(self, used: Sequence[tuple[str, str]]) -> None:
         await self._write(lambda tx: clients.touch_keys(tx, used))
 
+    async def client_usage(self, names: Sequence[str], at: float) -> dict[str, Usage]:
+        return await usage.current(self._fetchall, names, at)
+
     # -- messages --------------------------------------------------------------
 
     async def enqueue(
@@ -120,8 +126,11 @@ class SqlStore(ABC):
         messages: Sequence[model.NewMessage],
         response: Mapping[str, Any],
         idempotency: tuple[str, str] | None = None,
+        charge: Charge | None = None,
     ) -> Mapping[str, Any]:
-        return await self._write(lambda tx: lifecycle.enqueue(tx, messages, response, idempotency))
+        return await self._write(
+            lambda tx: lifecycle.enqueue(tx, messages, response, idempotency, charge)
+        )
 
     async def get_message(self, message_id: str) -> model.MessageRecord | None:
         return await queries.get_message(self._fetchall, message_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from service.delivery import new_secret
 from service.errors import NotFound, ValidationFailed
 from service.keyring import digest
 from service.principals import SCOPES, Client, ClientKey, NewKey
+from service.quotas import Usage, usage_view
 from service.runtime import Runtime
 from service.validation import http_url, json_object
 
@@ -119,7 +121,8 @@ async def _apply(rt: Runtime, client: Client, body: dict[str, Any]) -> Client:
     return replace(client, **changes)
 
 
-def client_view(client: Client) -> dict[str, Any]:
+def client_view(client: Client, usage: dict[str, Any]) -> dict[str, Any]:
+    """A client as the API shows it, with its `usage_view`."""
     return {
         "name": client.name,
         "active": client.active,
@@ -130,7 +133,20 @@ def client_view(client: Client) -> dict[str, Any]:
         "callback_url": client.callback_url or None,
         "created_at": client.created_at,
         "keys": [key_view(k) for k in client.keys],
+        "usage": usage,
     }
+
+
+async def clients_shown(rt: Runtime, clients: Sequence[Client]) -> list[dict[str, Any]]:
+    """`clients` as the API shows them, each with its usage now."""
+    at = rt.clock()
+    used = await rt.store.client_usage([c.name for c in clients], at)
+    return [client_view(c, usage_view(used.get(c.name, Usage()), at)) for c in clients]
+
+
+async def client_shown(rt: Runtime, client: Client) -> dict[str, Any]:
+    [shown] = await clients_shown(rt, [client])
+    return shown
 
 
 def key_view(key: ClientKey) -> dict[str, Any]:
@@ -161,7 +177,8 @@ async def create_client(rt: Runtime, body: Any) -> dict[str, Any]:
     stored, key = new_key(FIRST_KEY)
     await rt.store.create_client(client, stored)
     created = await require_client(rt, client.name)
-    return {**client_view(created), "key": key, "webhook_secret": created.webhook_secret}
+    shown = await client_shown(rt, created)
+    return {**shown, "key": key, "webhook_secret": created.webhook_secret}
 
 
 async def change_client(rt: Runtime, name: str, body: Any) -> Client:

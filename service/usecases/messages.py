@@ -12,7 +12,7 @@ from typing import Any
 from service import bounds
 from service.clock import iso_ago, iso_of
 from service.compose import compose
-from service.errors import Conflict, NotFound, ValidationFailed
+from service.errors import Conflict, NotFound, TooManyRequests, ValidationFailed
 from service.model import (
     OPTED_OUT,
     OPTED_OUT_TEXT,
@@ -24,6 +24,7 @@ from service.model import (
     Status,
 )
 from service.principals import ADMIN_PRINCIPAL, Principal
+from service.quotas import Charge, Usage, usage_view
 from service.runtime import Runtime
 
 
@@ -107,7 +108,8 @@ async def queue_messages(
 
     The answer is stored with the idempotency key, so a repeated send gets the first
     answer back, not one built again. A client's messages are its own, sent only with
-    the accounts it may use.
+    the accounts it may use, and counted against its rate limit and quotas (an admin
+    token has none).
     """
     composed = await compose(body, rt.directory, rt.compose_rules, principal.accounts)
     unsigned = principal.is_admin and not rt.settings.status_callback_secret
@@ -120,7 +122,15 @@ async def queue_messages(
     opted_out = await rt.store.suppressed([m.to for m in composed])
     messages = [replace(m, opted_out=m.to in opted_out, client=principal.client) for m in composed]
     answer = {"messages": [queued_view(m) for m in messages]}
-    given = await rt.store.enqueue(messages, answer, idempotency)
+    if principal.client is None:
+        given = await rt.store.enqueue(messages, answer, idempotency)
+    else:
+        charge = Charge(principal.client, rt.clock())
+        try:
+            given = await rt.store.enqueue(messages, answer, idempotency, charge)
+        except TooManyRequests as refusal:
+            rt.metrics.client_refused(principal.client, refusal.code)
+            raise
     rt.wake_dispatcher(urgent=any(m.priority is Priority.HIGH for m in messages))
     return given
 
@@ -174,9 +184,12 @@ async def visible_message(
 
 async def stats_body(rt: Runtime, principal: Principal = ADMIN_PRINCIPAL) -> dict[str, Any]:
     """The counters as /v1/stats, the console and `smsgw stats` show them, with reports
-    unmatched past the TTL. A client's key gets its own counters only."""
+    unmatched past the TTL. A client's key gets its own counters only, and its usage."""
     if principal.client is not None:
         own = await rt.store.client_counters(principal.client)
-        return {"total": own.as_dict()}
+        at = rt.clock()
+        used = await rt.store.client_usage([principal.client], at)
+        usage = used.get(principal.client, Usage())
+        return {"total": own.as_dict(), "usage": usage_view(usage, at)}
     result = await rt.store.stats(iso_ago(rt.settings.unmatched_ttl))
     return result.as_body()
