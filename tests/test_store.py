@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from service.errors import Conflict, Unavailable
@@ -533,6 +534,26 @@ async def test_a_reader_never_passes_an_event_that_commits_after_it(store: Store
     cursor = early[-1].id if early else newest.id
     late = await store.events_after(cursor, 100)
     assert sorted(e.event for e in early + late) == ["test.quick", "test.slow"]
+
+
+async def test_a_long_transaction_in_another_database_does_not_hold_readers_back(
+    store: Store, tmp_path: Path
+) -> None:
+    """On a server shared with other databases, their transactions cannot write our
+    events, so they must not delay our readers."""
+    url = make_settings(tmp_path).database_url
+    if not url:
+        pytest.skip("PostgreSQL only: SQLite has one writer and no other databases")
+    [*_, newest] = await store.events_after(0, 1000)
+    elsewhere = await asyncpg.connect(url.split("?")[0].rsplit("/", 1)[0] + "/postgres")
+    try:
+        async with elsewhere.transaction():
+            await elsewhere.fetchval("SELECT pg_current_xact_id()")  # holds an id
+            await cast(SqlStore, store)._write(lambda tx: tx.event("test.after"))
+            seen = await store.events_after(newest.id, 100)
+    finally:
+        await elsewhere.close()
+    assert [e.event for e in seen] == ["test.after"]
 
 
 async def test_concurrent_writers_never_make_a_reader_skip_an_event(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ for free is made explicit here:
   report against its own send response even before either row exists.
 - Event ids are the writing transaction's id shifted left by `_EVENT_BITS`, plus the
   event's place in it, and readers see only events of transactions older than every
-  one still running (`pg_snapshot_xmin`). A lower id can therefore never commit after
-  a reader has passed it, which a plain sequence would allow.
+  one still running in this database (`_HORIZON`). A lower id can therefore never
+  commit after a reader has passed it, which a plain sequence would allow.
 - Serialization failures and deadlocks are retried; an unreachable or refusing
   server raises Unavailable, so callbacks get 503 and providers retry.
 """
@@ -152,10 +152,22 @@ class _PostgresTx(Tx):
         self._pending.clear()
 
 
+# The oldest transaction still running that may write events here: the statement's
+# snapshot's in-progress ids, less those a live session of another database holds (a
+# session writes only to its own database). Without that, a long transaction anywhere
+# on a shared server would hold back every reader here. An id whose session has ended
+# or cannot be seen is kept: at worst a reader waits one more read.
+_HORIZON = (
+    "COALESCE((SELECT min(x::text::bigint) FROM pg_snapshot_xip(pg_current_snapshot()) x "
+    "WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+    "WHERE a.datname <> current_database() "
+    "AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)), "
+    "pg_snapshot_xmax(pg_current_snapshot())::text::bigint)"
+)
+
+
 class PostgresStore(SqlStore):
-    VISIBLE_EVENTS: ClassVar[str] = (
-        f" AND id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {_EVENT_BITS})"
-    )
+    VISIBLE_EVENTS: ClassVar[str] = f" AND id < ({_HORIZON} << {_EVENT_BITS})"
 
     def __init__(
         self,
