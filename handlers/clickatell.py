@@ -182,11 +182,10 @@ priority = 60
         minutes = wire.validity(account.options.get("validity_period"), first.validity, 60, None)
         if minutes is not None:
             body["validityPeriod"] = minutes
-        return WireRequest(
-            "POST",
+        return wire.json_api_post(
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}/messages",
-            headers=wire.json_api_headers(_authorization(account), json_body=True),
-            json=body,
+            _authorization(account),
+            body,
         )
 
     def parse_send_response(

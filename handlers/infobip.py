@@ -151,11 +151,10 @@ signup_url = "https://www.infobip.com/signup"
         )
         if minutes is not None:
             entry["validityPeriod"] = minutes
-        return WireRequest(
-            "POST",
+        return wire.json_api_post(
             f"{wire.resolve_base(batch.base_url, self.public_base_url)}{SEND_PATH}",
-            headers=wire.json_api_headers(_authorization(account), json_body=True),
-            json={"messages": [entry]},
+            _authorization(account),
+            {"messages": [entry]},
         )
 
     def parse_send_response(

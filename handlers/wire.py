@@ -238,6 +238,13 @@ def json_api_headers(authorization: str, *, json_body: bool) -> dict[str, str]:
     return headers
 
 
+def json_api_post(url: str, authorization: str, body: Any) -> WireRequest:
+    """A submission to a JSON API that authorizes every call by header."""
+    return WireRequest(
+        "POST", url, headers=json_api_headers(authorization, json_body=True), json=body
+    )
+
+
 def json_api_get(
     url: str, authorization: str, params: Sequence[tuple[str, str]] = ()
 ) -> WireRequest:
