@@ -1,4 +1,4 @@
-"""A message's way out: queued, claimed from the outbox, sent, concluded, polled.
+"""A message's way out: queued, claimed from the outbox, sent, concluded.
 
 Each function runs inside the caller's transaction. What a send's answer changes in
 the reports' world (parts to match, reports that came early) is left to `reports`.
@@ -21,14 +21,13 @@ from service.model import (
     AttemptResult,
     Decision,
     NewMessage,
-    PollDue,
     Priority,
     Status,
 )
 from service.quotas import Charge
 from service.store import usage
 from service.store.reports import apply_parked, apply_parked_ambiguous, set_status
-from service.store.tx import IN_CHUNK, Read, Tx, finite, key_lock
+from service.store.tx import IN_CHUNK, Tx, finite, key_lock
 
 # A message whose recipient opted out before it could go. An auto-reply is spared
 # only by a suppression older than itself: that is the opt-out's own confirmation.
@@ -550,59 +549,3 @@ async def conclude_unresolved(tx: Tx, now: float, limit: int) -> int:
             error_text=reconcile.UNRESOLVED_TEXT,
         )
     return len(rows)
-
-
-# -- polling ---------------------------------------------------------------------------
-
-
-async def any_poll_due(read: Read, now: float) -> bool:
-    """Most passes find nothing due: a read settles that without a write transaction."""
-    return bool(await read("SELECT 1 FROM polls WHERE due_at <= ? LIMIT 1", (now,)))
-
-
-async def claim_polls(tx: Tx, now: float, limit: int, lease: float) -> list[PollDue]:
-    rows = await tx.fetchall(
-        "SELECT message_id, due_at FROM polls WHERE due_at <= ? "
-        f"ORDER BY due_at LIMIT ?{tx.skip_locked('polls')}",
-        (now, limit),
-    )
-    # The lease: until the poller reschedules it, nobody else polls it; a
-    # poller that died leaves it due again once the lease runs out.
-    await tx.executemany(
-        "UPDATE polls SET due_at = ? WHERE message_id = ?",
-        [(now + lease, row[0]) for row in rows],
-    )
-    due = []
-    for message_id, _ in rows:
-        found = await tx.fetchone(
-            "SELECT p.message_id, m.account, m.request_id, p.tries, p.since "
-            "FROM polls p JOIN messages m ON m.id = p.message_id WHERE p.message_id = ?",
-            (message_id,),
-        )
-        if found is not None:
-            due.append(
-                PollDue(
-                    found[0],
-                    found[1],
-                    tuple(filter(None, found[2].split(","))),
-                    found[3],
-                    found[4],
-                )
-            )
-    return due
-
-
-async def reschedule_poll(tx: Tx, message_id: str, due_at: float | None) -> None:
-    if due_at is None:
-        gone = await tx.fetchone(
-            "DELETE FROM polls WHERE message_id = ? RETURNING message_id",
-            (message_id,),
-        )
-        if gone is not None:
-            loaded = (await _load(tx, [message_id])).get(message_id)
-            await tx.event("message.poll_gave_up", message_id, loaded[0] if loaded else "")
-        return
-    await tx.execute(
-        "UPDATE polls SET due_at = ?, tries = tries + 1 WHERE message_id = ?",
-        (due_at, message_id),
-    )

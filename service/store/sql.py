@@ -27,6 +27,7 @@ from service.store import (
     clients,
     inbox,
     lifecycle,
+    polls,
     queries,
     reports,
     sessions,
@@ -178,12 +179,12 @@ class SqlStore(ABC):
     # -- polling ---------------------------------------------------------------
 
     async def due_polls(self, now: float, limit: int, lease: float) -> list[model.PollDue]:
-        if not await lifecycle.any_poll_due(self._fetchall, now):
+        if not await polls.any_poll_due(self._fetchall, now):
             return []
-        return await self._write(lambda tx: lifecycle.claim_polls(tx, now, limit, lease))
+        return await self._write(lambda tx: polls.claim_polls(tx, now, limit, lease))
 
     async def reschedule_poll(self, message_id: str, due_at: float | None) -> None:
-        await self._write(lambda tx: lifecycle.reschedule_poll(tx, message_id, due_at))
+        await self._write(lambda tx: polls.reschedule_poll(tx, message_id, due_at))
 
     # -- reports ---------------------------------------------------------------
 
