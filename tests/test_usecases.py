@@ -25,7 +25,7 @@ def test_a_queued_message_is_announced_with_the_fields_of_the_contract() -> None
     assert json.dumps(queued_view(MESSAGE)) == (
         '{"id": "m1", "to": "+46700000001", "status": "queued", "encoding": "gsm7", '
         '"segments": 1, "account": "sandbox", "client_ref": "ref", '
-        '"send_at": null, "expires_at": null}'
+        '"priority": "normal", "send_at": null, "expires_at": null}'
     )
 
 
@@ -34,7 +34,8 @@ def test_a_scheduled_message_is_announced_with_its_time_and_validity() -> None:
     assert json.dumps(queued_view(scheduled)) == (
         '{"id": "m1", "to": "+46700000001", "status": "scheduled", "encoding": "gsm7", '
         '"segments": 1, "account": "sandbox", "client_ref": "ref", '
-        '"send_at": "2030-01-01T00:00:00.000Z", "expires_at": "2030-01-01T00:10:00.500Z"}'
+        '"priority": "normal", "send_at": "2030-01-01T00:00:00.000Z", '
+        '"expires_at": "2030-01-01T00:10:00.500Z"}'
     )
 
 
@@ -42,7 +43,7 @@ def test_an_opted_out_recipient_is_announced_as_failed_in_the_same_place() -> No
     assert json.dumps(queued_view(replace(MESSAGE, opted_out=True))) == (
         '{"id": "m1", "to": "+46700000001", "status": "failed", "encoding": "gsm7", '
         '"segments": 1, "account": "sandbox", "client_ref": "ref", '
-        '"send_at": null, "expires_at": null, '
+        '"priority": "normal", "send_at": null, "expires_at": null, '
         '"error": {"code": "opted_out", '
         '"message": "the recipient opted out (STOP); nothing was sent"}}'
     )
