@@ -167,6 +167,13 @@ async def test_a_message_is_either_cancelled_or_submitted_never_both(tmp_path: P
     ) as (gateway, fake):
         numbers = [f"+467000001{n:02d}" for n in range(30)]
         sent = await gateway.send(to=numbers, text="race", account="conn")
+
+        async def under_way() -> bool:
+            return fake.requests_seen > 0
+
+        # Cancelled only once sending has begun: the burst goes, the rest wait for the
+        # rate, so the cancels meet messages on both sides of the claim.
+        await eventually(under_way)
         answers = await asyncio.gather(
             *(gateway.api.delete(f"/v1/messages/{m['id']}") for m in sent)
         )
